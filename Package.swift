@@ -1,0 +1,70 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Sluice",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "sluice", targets: ["sluice"]),
+        // The connector SDK: what a third-party source or sink is written against.
+        .library(name: "SluiceKit", targets: ["SluiceKit"]),
+        // Thin wrappers over libpq and sqlite3, for connectors that talk to those stores.
+        .library(name: "SluiceWire", targets: ["SluiceWire"]),
+        // The whole command line, so a custom build can register its own connectors.
+        .library(name: "SluiceCLI", targets: ["SluiceCLI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // C libraries from Debian's -dev packages.
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .target(name: "CSluiceSupport"),
+
+        // Wire layer: libpq connections, the replication stream, COPY, pipeline mode; sqlite3.
+        .target(name: "SluiceWire", dependencies: ["CLibPQ", "CSQLite"]),
+        // Pure pgoutput decoder: bytes in, messages out, no I/O.
+        .target(name: "PGOutput"),
+        // Connector SDK: event model, record codec, Source/Sink protocols, registry, config helpers.
+        .target(name: "SluiceKit", dependencies: [
+            "CSluiceSupport",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // The embedded topic log: segment files, offset index, recovery.
+        .target(name: "SluiceLog", dependencies: [
+            "SluiceKit", "CSluiceSupport",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        // Built-in connectors: each uses only SluiceKit, SluiceWire and PGOutput.
+        .target(name: "PostgresSource", dependencies: ["SluiceKit", "SluiceWire", "PGOutput"],
+                path: "connectors/PostgresSource"),
+        .target(name: "PostgresSink", dependencies: ["SluiceKit", "SluiceWire"],
+                path: "connectors/PostgresSink"),
+        .target(name: "SQLiteSink", dependencies: ["SluiceKit", "SluiceWire"],
+                path: "connectors/SQLiteSink"),
+
+        // Runtime: config, wiring, sink loops, checkpoints, retries, shutdown.
+        .target(name: "SluiceRuntime", dependencies: [
+            "SluiceKit", "SluiceLog", "SluiceWire",
+            "PostgresSource", "PostgresSink", "SQLiteSink",
+            .product(name: "Yams", package: "Yams"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "SluiceCLI", dependencies: [
+            "SluiceRuntime", "SluiceKit", "SluiceLog",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "sluice", dependencies: ["SluiceCLI"]),
+
+        .testTarget(name: "PGOutputTests", dependencies: ["PGOutput"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "SluiceLogTests", dependencies: ["SluiceLog", "SluiceKit"]),
+        .testTarget(name: "SluiceKitTests", dependencies: ["SluiceKit", "SluiceRuntime"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["SluiceWire", "SluiceKit", "SluiceLog"]),
+    ]
+)

@@ -1,0 +1,4 @@
+#include <sqlite3.h>
+
+// SQLITE_TRANSIENT is a cast macro Swift cannot import.
+static inline void (*sluice_sqlite_transient(void))(void *) { return SQLITE_TRANSIENT; }
