@@ -1,0 +1,115 @@
+import ArgumentParser
+import Foundation
+import Logging
+import SluiceKit
+import SluiceRuntime
+
+/// The `sluice` command line. A custom build registers its own connectors and calls
+/// `SluiceMain.run(registry:)` from its `main.swift`.
+public enum SluiceMain {
+    nonisolated(unsafe) static var registry = ConnectorRegistry.builtin
+
+    public static func run(registry: ConnectorRegistry = .builtin) -> Never {
+        self.registry = registry
+        signal(SIGPIPE, SIG_IGN)
+        do {
+            var command = try SluiceCommand.parseAsRoot()
+            try command.run()
+            exit(0)
+        } catch let error as ConfigError {
+            fail("error: \(error)", code: 2)
+        } catch let error as UsageError {
+            fail("error: \(error.message)", code: 2)
+        } catch let error as RuntimeFailure {
+            fail("error: \(error.message)", code: 1)
+        } catch let code as ExitCode {
+            exit(code.rawValue)
+        } catch {
+            let code = SluiceCommand.exitCode(for: error)
+            if code == .success {
+                print(SluiceCommand.fullMessage(for: error))
+                exit(0)
+            }
+            // Bad flags and arguments: the contract's exit status for bad usage is 2.
+            FileHandle.standardError.write(Data((SluiceCommand.fullMessage(for: error) + "\n").utf8))
+            exit(code == .validationFailure ? 2 : (code.rawValue == 1 ? 1 : 2))
+        }
+    }
+
+    static func fail(_ message: String, code: Int32) -> Never {
+        FileHandle.standardError.write(Data((message + "\n").utf8))
+        exit(code)
+    }
+}
+
+/// A mistake on the command line (exit 2).
+struct UsageError: Error {
+    let message: String
+}
+
+/// Something went wrong at run time (exit 1).
+struct RuntimeFailure: Error {
+    let message: String
+}
+
+struct SluiceCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sluice",
+        abstract: "Change-data-capture for PostgreSQL: logical replication into durable topics, applied exactly once to your targets.",
+        discussion: """
+            Exit status: 0 success, 1 runtime failure, 2 bad usage or bad configuration.
+            Documentation: README.md and DESIGN.md in the source tree.
+            """,
+        subcommands: [Run.self, Tail.self])
+}
+
+/// Options every command that reads a configuration file takes.
+struct ConfigOption: ParsableArguments {
+    @Option(name: [.short, .long], help: ArgumentHelp("The configuration file (YAML).", valueName: "file"))
+    var config: String
+
+    func load() throws -> SluiceConfig {
+        try SluiceConfig.load(path: config, registry: SluiceMain.registry)
+    }
+}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run every source and sink of the configuration file until SIGINT or SIGTERM.",
+        discussion: """
+            Sources capture into topics under data_dir; sinks apply them. SIGINT/SIGTERM stop gracefully \
+            (sources finish, sinks apply what the topics hold) and exit 0. A second signal exits at once; \
+            that too is safe: a restart resumes with nothing lost and nothing applied twice.
+            """)
+
+    @OptionGroup var options: ConfigOption
+
+    func run() throws {
+        let config = try options.load()
+        LogSetup.bootstrap(format: config.logFormat, level: config.logLevel)
+        let pipeline = try Pipeline(config: config, registry: SluiceMain.registry, logger: Logger(label: "sluice"))
+        Signals.onStop { pipeline.requestStop() }
+        let code = pipeline.run()
+        throw ExitCode(code)
+    }
+}
+
+/// SIGINT/SIGTERM handling: the first asks for a graceful stop, the second exits at once.
+enum Signals {
+    nonisolated(unsafe) static var sources: [DispatchSourceSignal] = []
+    nonisolated(unsafe) static var count = 0
+
+    static func onStop(_ handler: @escaping @Sendable () -> Void) {
+        for number in [SIGINT, SIGTERM] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                count += 1
+                if count > 1 { exit(130) }
+                handler()
+            }
+            source.resume()
+            sources.append(source)
+        }
+    }
+}

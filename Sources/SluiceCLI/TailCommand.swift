@@ -1,0 +1,149 @@
+import ArgumentParser
+import Foundation
+import Logging
+import SluiceKit
+import SluiceLog
+import SluiceRuntime
+
+struct Tail: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print a topic's records, transaction markers included.",
+        discussion: """
+            Prints the last transactions (see --last) up to the current end and exits, like tail(1); \
+            --from-beginning prints every retained record. --follow keeps printing new transactions \
+            until interrupted (like kcat). Only committed transactions are shown.
+            """)
+
+    @Argument(help: "The topic (topics are named after their source).")
+    var topic: String
+
+    @OptionGroup var options: ConfigOption
+
+    @Flag(help: "Start at the first retained record.")
+    var fromBeginning = false
+
+    @Option(name: [.customShort("n"), .long], help: "Without --from-beginning, start this many transactions before the end.")
+    var last: Int = 10
+
+    @Flag(name: [.short, .long], help: "Keep printing new records as they are committed.")
+    var follow = false
+
+    @Flag(help: "One JSON object per line.")
+    var json = false
+
+    @Flag(help: "Also print the schema records that precede each table's first change in a transaction.")
+    var schema = false
+
+    func validate() throws {
+        guard last >= 0 else { throw ValidationError("--last must be zero or more") }
+    }
+
+    func run() throws {
+        let config = try options.load()
+        LogSetup.bootstrap(format: config.logFormat, level: config.logLevel ?? "warning")
+        guard config.topics.contains(topic) else {
+            throw UsageError(message: "\(options.config): there is no topic '\(topic)'; topics are named after sources: \(config.topics.joined(separator: ", "))")
+        }
+        let directory = config.dataDirectory + "/topics/" + topic
+        let logTopic = EmbeddedTopic.openForReading(name: topic, directory: directory, logger: Logger(label: "sluice"))
+        if !follow && logTopic.durableCommit == nil { return }
+        if follow { Signals.onStop { Foundation.exit(0) } }
+
+        var start = logTopic.firstOffset
+        if !fromBeginning, let end = logTopic.durableCommit?.offset {
+            start = try TransactionStarts.lastBegin(topic: logTopic, count: last, end: end)
+        }
+        var printer = RecordPrinter(json: json, schema: schema)
+        let reader = try logTopic.makeReader(from: start)
+        while true {
+            if let end = logTopic.durableCommit?.offset {
+                while let record = try reader.next(limit: end + 1) {
+                    try printer.print(record)
+                }
+                printer.flush()
+            }
+            guard follow else { return }
+            _ = logTopic.waitForCommit(after: reader.position == 0 ? nil : reader.position - 1, timeoutMillis: 1000)
+        }
+    }
+}
+
+/// Finds where the last N transactions of a topic begin, reading only the newest segments' worth.
+enum TransactionStarts {
+    static func lastBegin(topic: EmbeddedTopic, count: Int, end: UInt64) throws -> UInt64 {
+        guard count > 0 else { return end + 1 }
+        // Walk back from the end in growing windows until enough begin records are seen.
+        var window: UInt64 = UInt64(count) * 64
+        let first = topic.firstOffset
+        while true {
+            let from = end >= window ? max(first, end - window) : first
+            let reader = try topic.makeReader(from: from)
+            var begins: [UInt64] = []
+            while let record = try reader.next(limit: end + 1) {
+                if record.kind == RecordKind.begin.rawValue { begins.append(record.offset) }
+            }
+            if begins.count >= count { return begins[begins.count - count] }
+            if from == first { return begins.first ?? first }
+            window *= 8
+        }
+    }
+}
+
+/// Prints records as JSON lines or readable text, tracking the schema records it passes.
+struct RecordPrinter {
+    let json: Bool
+    let schema: Bool
+    private var relations: [UInt32: RelationSchema] = [:]
+    private var buffer = ""
+    private let renderer = RecordJSON()
+
+    init(json: Bool, schema: Bool) {
+        self.json = json
+        self.schema = schema
+    }
+
+    mutating func print(_ raw: RawRecord) throws {
+        let line: String?
+        switch try raw.decode() {
+        case let .begin(begin):
+            line = json ? renderer.begin(begin, offset: raw.offset)
+                : "\(raw.offset)\tBEGIN\txid=\(begin.xid) lsn=\(begin.commitLSN) time=\(formatMicros(begin.commitTime))"
+        case let .relation(relation):
+            relations[relation.id] = relation
+            line = !schema ? nil : json ? renderer.relation(relation, offset: raw.offset)
+                : "\(raw.offset)\tSCHEMA\t\(relation.qualifiedName) (\(relation.columns.map { "\($0.name) \($0.typeName)" }.joined(separator: ", ")))"
+        case let .change(change):
+            guard let relation = relations[change.relationID] else {
+                line = json ? "{\"offset\":\(raw.offset),\"kind\":\"change\",\"op\":\"\(change.operation.name)\",\"table\":null}"
+                    : "\(raw.offset)\t\(change.operation.name.uppercased())\t(unknown table \(change.relationID))"
+                break
+            }
+            if json {
+                line = renderer.change(change, relation: relation, offset: raw.offset)
+            } else {
+                let object = renderer.change(change, relation: relation, offset: raw.offset)
+                line = "\(raw.offset)\t\(change.operation.name.uppercased())\t\(relation.qualifiedName)\t\(humanRow(object))"
+            }
+        case let .commit(commit):
+            line = json ? renderer.commit(commit, offset: raw.offset)
+                : "\(raw.offset)\tCOMMIT\txid=\(commit.xid) lsn=\(commit.commitLSN) events=\(commit.eventCount)"
+        }
+        if let line {
+            buffer += line
+            buffer += "\n"
+            if buffer.utf8.count >= 1 << 16 { flush() }
+        }
+    }
+
+    /// The before/after part of a change's JSON, for the readable form.
+    private func humanRow(_ object: String) -> String {
+        guard let range = object.range(of: ",\"before\":") else { return "" }
+        return String(object[range.upperBound...].dropLast()).replacingOccurrences(of: ",\"after\":", with: " -> ")
+    }
+
+    mutating func flush() {
+        guard !buffer.isEmpty else { return }
+        FileHandle.standardOutput.write(Data(buffer.utf8))
+        buffer.removeAll(keepingCapacity: true)
+    }
+}

@@ -1,0 +1,177 @@
+import Foundation
+
+/// One source's or sink's section of the configuration, with typed accessors whose errors name
+/// the file, the key path and the offending value.
+///
+/// A connector reads every key it understands in its initializer and then calls
+/// ``rejectUnknownKeys()``: a misspelt key is an error, never silently ignored.
+public final class ConnectorConfig: @unchecked Sendable {
+    public let file: String
+    /// Where this section sits, e.g. `sinks[1] (replica)`.
+    public let path: String
+    public let name: String
+    public let type: String
+    /// The configuration's data directory, resolved against the file's folder.
+    public let dataDirectory: String
+    /// The folder of the configuration file: relative paths in it resolve against this.
+    public let baseDirectory: String
+    private let entries: [(key: String, value: ConfigValue)]
+    private let line: Int
+    private var read: Set<String> = ["name", "type"]
+
+    public init(file: String, path: String, name: String, type: String, entries: [(key: String, value: ConfigValue)],
+                line: Int, dataDirectory: String, baseDirectory: String) {
+        self.file = file
+        self.path = path
+        self.name = name
+        self.type = type
+        self.entries = entries
+        self.line = line
+        self.dataDirectory = dataDirectory
+        self.baseDirectory = baseDirectory
+    }
+
+    public func error(_ key: String, _ message: String, line: Int? = nil) -> ConfigError {
+        ConfigError(file: file, line: line ?? self.line, key: key.isEmpty ? path : "\(path).\(key)", message: message)
+    }
+
+    public func value(_ key: String) -> ConfigValue? {
+        read.insert(key)
+        return entries.first { $0.key == key }?.value
+    }
+
+    public func optionalString(_ key: String) throws -> String? {
+        switch value(key) {
+        case nil, .null?: return nil
+        case let .scalar(text, _)?: return text
+        case let other?: throw error(key, "expected a value, found \(other.kindName)", line: other.line)
+        }
+    }
+
+    public func string(_ key: String) throws -> String {
+        guard let text = try optionalString(key) else { throw error(key, "is required") }
+        guard !text.isEmpty else { throw error(key, "must not be empty") }
+        return text
+    }
+
+    public func string(_ key: String, default fallback: String) throws -> String {
+        try optionalString(key) ?? fallback
+    }
+
+    /// One of `choices`.
+    public func choice(_ key: String, _ choices: [String], default fallback: String) throws -> String {
+        let text = try string(key, default: fallback)
+        guard choices.contains(text) else {
+            throw error(key, "'\(text)' is not one of: \(choices.joined(separator: ", "))", line: value(key)?.line)
+        }
+        return text
+    }
+
+    public func int(_ key: String, default fallback: Int, range: ClosedRange<Int> = Int.min...Int.max) throws -> Int {
+        guard let text = try optionalString(key) else { return fallback }
+        guard let number = Int(text), range.contains(number) else {
+            throw error(key, "'\(text)' is not a whole number in \(range.lowerBound)...\(range.upperBound)",
+                        line: value(key)?.line)
+        }
+        return number
+    }
+
+    public func bool(_ key: String, default fallback: Bool) throws -> Bool {
+        guard let text = try optionalString(key) else { return fallback }
+        switch text.lowercased() {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        default: throw error(key, "'\(text)' is not true or false", line: value(key)?.line)
+        }
+    }
+
+    /// A duration such as `500ms`, `10s`, `5m`, `1h` (a bare number means seconds), in milliseconds.
+    public func durationMillis(_ key: String, default fallback: Int) throws -> Int {
+        guard let text = try optionalString(key) else { return fallback }
+        guard let millis = parseDurationMillis(text) else {
+            throw error(key, "'\(text)' is not a duration such as 500ms, 10s, 5m or 1h", line: value(key)?.line)
+        }
+        return millis
+    }
+
+    /// A size such as `512MB`, `10GB`, `4096` (bytes).
+    public func bytes(_ key: String, default fallback: UInt64?) throws -> UInt64? {
+        guard let text = try optionalString(key) else { return fallback }
+        guard let size = parseByteSize(text) else {
+            throw error(key, "'\(text)' is not a size such as 64MB or 10GB", line: value(key)?.line)
+        }
+        return size
+    }
+
+    public func stringList(_ key: String) throws -> [String]? {
+        switch value(key) {
+        case nil, .null?: return nil
+        case let .scalar(text, _)?: return [text]
+        case let .list(items, _)?:
+            return try items.map { item in
+                guard case let .scalar(text, _) = item else {
+                    throw error(key, "expected a list of values, found \(item.kindName)", line: item.line)
+                }
+                return text
+            }
+        case let other?: throw error(key, "expected a list, found \(other.kindName)", line: other.line)
+        }
+    }
+
+    /// A mapping of string values (e.g. HTTP headers).
+    public func stringMap(_ key: String) throws -> [(String, String)] {
+        switch value(key) {
+        case nil, .null?: return []
+        case let .map(pairs, _)?:
+            return try pairs.map { pair in
+                guard case let .scalar(text, _) = pair.value else {
+                    throw error("\(key).\(pair.key)", "expected a value, found \(pair.value.kindName)", line: pair.value.line)
+                }
+                return (pair.key, text)
+            }
+        case let other?: throw error(key, "expected a mapping, found \(other.kindName)", line: other.line)
+        }
+    }
+
+    /// Raw access for connectors with structured settings.
+    public var allEntries: [(key: String, value: ConfigValue)] { entries }
+
+    /// Throws for the first key the connector did not read.
+    public func rejectUnknownKeys() throws {
+        for entry in entries where !read.contains(entry.key) {
+            throw error(entry.key, "unknown key for a '\(type)' \(path.hasPrefix("sources") ? "source" : "sink")"
+                        + " (known: \(read.sorted().joined(separator: ", ")))", line: entry.value.line)
+        }
+    }
+
+    /// Resolves a path from the file against the file's folder.
+    public func resolvePath(_ path: String) -> String {
+        path.hasPrefix("/") ? path : baseDirectory + "/" + path
+    }
+}
+
+public func parseDurationMillis(_ text: String) -> Int? {
+    let units: [(String, Double)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)]
+    let trimmed = text.trimmingCharacters(in: .whitespaces)
+    for (suffix, factor) in units where trimmed.hasSuffix(suffix) {
+        let number = trimmed.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)
+        if let value = Double(number), value >= 0, value.isFinite { return Int(value * factor) }
+        if suffix == "s" || suffix == "m" { continue }  // "ms" also ends in "s"
+        return nil
+    }
+    if let seconds = Double(trimmed), seconds >= 0, seconds.isFinite { return Int(seconds * 1000) }
+    return nil
+}
+
+public func parseByteSize(_ text: String) -> UInt64? {
+    let units: [(String, UInt64)] = [("KB", 1 << 10), ("MB", 1 << 20), ("GB", 1 << 30), ("TB", 1 << 40),
+                                     ("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("TiB", 1 << 40),
+                                     ("B", 1)]
+    let trimmed = text.trimmingCharacters(in: .whitespaces)
+    for (suffix, factor) in units where trimmed.hasSuffix(suffix) {
+        let number = trimmed.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)
+        if let value = Double(number), value >= 0, value.isFinite { return UInt64(value * Double(factor)) }
+    }
+    return UInt64(trimmed)
+}
+

@@ -1,0 +1,105 @@
+import Logging
+
+/// The durable position of a sink in one topic: the commit marker of the last source transaction
+/// it applied. Stored by the sink in the same target transaction as the data it covers.
+public struct SinkPosition: Sendable, Equatable {
+    public var topic: String
+    /// Offset of the last applied commit marker.
+    public var offset: UInt64
+    /// The source LSN of that transaction's commit.
+    public var lsn: LSN
+    /// Source commit time of that transaction.
+    public var commitTime: Micros
+
+    public init(topic: String, offset: UInt64, lsn: LSN, commitTime: Micros) {
+        self.topic = topic
+        self.offset = offset
+        self.lsn = lsn
+        self.commitTime = commitTime
+    }
+}
+
+/// One row change handed to a sink, with the schema of its table.
+public struct Change: Sendable {
+    public var topic: String
+    /// The topic offset of this change.
+    public var offset: UInt64
+    public var operation: ChangeOperation
+    public var relation: RelationSchema
+    public var lsn: LSN
+    public var oldKind: OldValuesKind
+    /// The old key (others null) or, under REPLICA IDENTITY FULL, the whole old row.
+    public var old: Tuple?
+    /// The new row of a read, insert or update; unchanged TOASTed columns are ``Value/unchanged``.
+    public var new: Tuple?
+    /// For truncate: 1 cascade, 2 restart identity.
+    public var truncateOptions: UInt8
+
+    public init(topic: String, offset: UInt64, record: ChangeRecord, relation: RelationSchema) {
+        self.topic = topic
+        self.offset = offset
+        operation = record.operation
+        self.relation = relation
+        lsn = record.lsn
+        oldKind = record.oldKind
+        old = record.old
+        new = record.new
+        truncateOptions = record.truncateOptions
+    }
+}
+
+/// What the runtime gives a sink.
+public struct SinkContext: Sendable {
+    public let name: String
+    public let logger: Logger
+
+    public init(name: String, logger: Logger) {
+        self.name = name
+        self.logger = logger
+    }
+}
+
+/// Applies whole source transactions to a target store, exactly once.
+///
+/// The runtime drives a sink from one thread, in this order, forever:
+/// `open` once (and again after any error), then batches of
+/// `beginBatch`, for each source transaction in topic order (`beginTransaction`, `apply`…,
+/// `commitTransaction`), then `commitBatch`. A batch holds one or more whole transactions, never part
+/// of one; the next batch starts only after `commitBatch` returns, which is what throttles reading
+/// (backpressure) and bounds memory.
+///
+/// Guarantees a sink must keep:
+/// - `commitBatch` makes the batch's changes and `positions` durable atomically, or neither: a reader
+///   of the target never sees part of a source transaction, and a crash never applies one twice.
+/// - `open` returns exactly the positions the last successful `commitBatch` stored; the runtime
+///   resumes after them.
+/// - Applies are idempotent where the target allows (upsert by key, delete by key), so a target that
+///   cannot store positions atomically still converges.
+///
+/// Throw ``ConnectorError/transient(_:)`` when the target is unreachable: the runtime calls
+/// `rollbackBatch`, waits with capped backoff, calls `open` again and replays from its positions.
+public protocol Sink: AnyObject {
+    /// The `type` this sink has in the configuration file.
+    static var typeName: String { get }
+
+    /// Reads and validates the configuration; no I/O.
+    init(config: ConnectorConfig) throws
+
+    /// Connects, prepares the target, and returns the stored position per topic.
+    func open(context: SinkContext) throws -> [String: SinkPosition]
+
+    func beginBatch() throws
+    func beginTransaction(_ begin: BeginRecord, topic: String) throws
+    func apply(_ change: Change) throws
+    func commitTransaction(_ commit: CommitRecord, position: SinkPosition) throws
+    /// Stores `positions` (one per topic the batch touched) with the batch, atomically.
+    func commitBatch(positions: [SinkPosition]) throws
+    /// Abandons the open batch after an error; may be called when no batch is open.
+    func rollbackBatch()
+    func close()
+}
+
+extension Sink {
+    public func beginTransaction(_ begin: BeginRecord, topic: String) throws {}
+    public func commitTransaction(_ commit: CommitRecord, position: SinkPosition) throws {}
+}

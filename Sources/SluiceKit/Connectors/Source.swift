@@ -1,0 +1,102 @@
+import Logging
+
+/// What the runtime gives a source.
+public struct SourceContext: Sendable {
+    public let name: String
+    public let logger: Logger
+    /// A folder for the source's own small state files (e.g. what it set up in its database).
+    public let stateDirectory: String
+    /// True once the daemon is shutting down: return from `run` at the next transaction boundary.
+    public let isStopping: @Sendable () -> Bool
+    /// Sets the source's health and its one-line reason, for `status` and `/health`.
+    public let report: @Sendable (ConnectorState) -> Void
+
+    public init(name: String, logger: Logger, stateDirectory: String, isStopping: @escaping @Sendable () -> Bool,
+                report: @escaping @Sendable (ConnectorState) -> Void = { _ in }) {
+        self.name = name
+        self.logger = logger
+        self.stateDirectory = stateDirectory
+        self.isStopping = isStopping
+        self.report = report
+    }
+}
+
+/// A connector's health, as `status` and `/health` show it.
+public enum ConnectorState: Sendable, Equatable, CustomStringConvertible {
+    case starting
+    case running
+    case retrying(String)
+    case stopped
+
+    public var description: String {
+        switch self {
+        case .starting: return "starting"
+        case .running: return "running"
+        case let .retrying(reason): return "retrying: \(reason)"
+        case .stopped: return "stopped"
+        }
+    }
+}
+
+/// Captures a database's committed transactions into a topic.
+///
+/// Guarantees a source must keep:
+/// - Every committed source transaction is written once, whole, in commit order, through a
+///   ``TransactionWriter`` (begin, changes, commit marker); nothing from rolled-back transactions.
+/// - The database may forget a transaction (e.g. a replication slot's confirmed position may move)
+///   only after the topic's ``Topic/durableCommit`` covers it.
+/// - After any restart it resumes after ``TransactionWriter/lastCommit`` and drops whatever the
+///   database sends again up to there.
+///
+/// `init` only reads and validates the configuration (no I/O): the command line builds every
+/// connector first so a bad file fails before any database is touched.
+public protocol Source: AnyObject {
+    /// The `type` this source has in the configuration file.
+    static var typeName: String { get }
+
+    init(config: ConnectorConfig) throws
+
+    /// Validates the configuration against the live database without changing anything:
+    /// one problem per entry, each with what fixes it. Used by `sluice check`.
+    func check(logger: Logger) -> [CheckFinding]
+
+    /// Captures transactions until `context.isStopping()`; returns normally then.
+    /// Throw ``ConnectorError/transient(_:)`` for faults worth retrying (the runtime drops the open
+    /// transaction and calls `run` again after a backoff); anything else stops the daemon.
+    func run(into writer: TransactionWriter, context: SourceContext) throws
+}
+
+extension Source {
+    public func check(logger: Logger) -> [CheckFinding] { [] }
+}
+
+/// One result of `sluice check`.
+public struct CheckFinding: Sendable, Equatable {
+    public enum Severity: String, Sendable { case ok, warning, error }
+    public var severity: Severity
+    public var subject: String
+    public var message: String
+    /// SQL or a command that fixes the problem, when there is one.
+    public var fix: String?
+
+    public init(_ severity: Severity, _ subject: String, _ message: String, fix: String? = nil) {
+        self.severity = severity
+        self.subject = subject
+        self.message = message
+        self.fix = fix
+    }
+}
+
+/// Errors a connector reports to the runtime.
+public enum ConnectorError: Error, CustomStringConvertible, Sendable {
+    /// Worth retrying: the store is unreachable, restarting, or refused for a passing reason.
+    case transient(String)
+    /// Retrying will not help: a missing prerequisite or a misconfiguration found at run time.
+    case fatal(String)
+
+    public var description: String {
+        switch self {
+        case let .transient(reason), let .fatal(reason): return reason
+        }
+    }
+}

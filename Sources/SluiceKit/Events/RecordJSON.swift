@@ -1,0 +1,171 @@
+import Foundation
+
+/// Renders topic records as the one-line JSON objects `sluice tail --json` prints
+/// (and the file sink writes):
+///
+///     {"offset":0,"kind":"begin","xid":742,"lsn":"0/1A2B3C0","commit_time":"2026-11-25T10:00:00.123456Z"}
+///     {"offset":2,"kind":"change","op":"insert","table":"public.accounts","lsn":"0/1A2B2F8","before":null,"after":{"id":1,"name":"a"}}
+///     {"offset":3,"kind":"commit","xid":742,"lsn":"0/1A2B3C0","end_lsn":"0/1A2B3F0","commit_time":"…","events":1}
+///
+/// Integers and finite floats are JSON numbers, booleans are true/false, NULL is null, everything
+/// else is PostgreSQL's text form as a string. Unchanged TOASTed columns are left out of `after`
+/// and listed in `unchanged`.
+public struct RecordJSON {
+    public var topic: String?
+
+    public init(topic: String? = nil) { self.topic = topic }
+
+    public func begin(_ record: BeginRecord, offset: UInt64) -> String {
+        var out = JSONLine()
+        out.field("offset", number: String(offset))
+        if let topic { out.field("topic", string: topic) }
+        out.field("kind", string: "begin")
+        out.field("xid", number: String(record.xid))
+        out.field("lsn", string: record.commitLSN.description)
+        out.field("commit_time", string: formatMicros(record.commitTime))
+        return out.finish()
+    }
+
+    public func commit(_ record: CommitRecord, offset: UInt64) -> String {
+        var out = JSONLine()
+        out.field("offset", number: String(offset))
+        if let topic { out.field("topic", string: topic) }
+        out.field("kind", string: "commit")
+        out.field("xid", number: String(record.xid))
+        out.field("lsn", string: record.commitLSN.description)
+        out.field("end_lsn", string: record.endLSN.description)
+        out.field("commit_time", string: formatMicros(record.commitTime))
+        out.field("events", number: String(record.eventCount))
+        return out.finish()
+    }
+
+    public func relation(_ relation: RelationSchema, offset: UInt64) -> String {
+        var out = JSONLine()
+        out.field("offset", number: String(offset))
+        if let topic { out.field("topic", string: topic) }
+        out.field("kind", string: "relation")
+        out.field("table", string: relation.qualifiedName)
+        var columns = "["
+        for (index, column) in relation.columns.enumerated() {
+            if index > 0 { columns += "," }
+            var item = JSONLine()
+            item.field("name", string: column.name)
+            item.field("type", string: column.typeName)
+            if column.isPrimaryKey { item.field("primary_key", raw: "true") }
+            columns += item.finish()
+        }
+        out.field("columns", raw: columns + "]")
+        return out.finish()
+    }
+
+    public func change(_ change: ChangeRecord, relation: RelationSchema, offset: UInt64) -> String {
+        var out = JSONLine()
+        out.field("offset", number: String(offset))
+        if let topic { out.field("topic", string: topic) }
+        out.field("kind", string: "change")
+        out.field("op", string: change.operation.name)
+        out.field("table", string: relation.qualifiedName)
+        out.field("lsn", string: change.lsn.description)
+        switch change.operation {
+        case .truncate:
+            out.field("before", raw: "null")
+            out.field("after", raw: "null")
+            if change.truncateOptions & 1 != 0 { out.field("cascade", raw: "true") }
+            if change.truncateOptions & 2 != 0 { out.field("restart_identity", raw: "true") }
+        default:
+            out.field("before", raw: change.old.map { row($0, relation, keyOnly: change.oldKind == .key).object } ?? "null")
+            let after = change.new.map { row($0, relation, keyOnly: false) }
+            out.field("after", raw: after?.object ?? "null")
+            if let unchanged = after?.unchanged, !unchanged.isEmpty {
+                out.field("unchanged", raw: "[" + unchanged.map(jsonString).joined(separator: ",") + "]")
+            }
+        }
+        return out.finish()
+    }
+
+    /// A row as a JSON object; for an old key, only the identity columns.
+    func row(_ tuple: Tuple, _ relation: RelationSchema, keyOnly: Bool) -> (object: String, unchanged: [String]) {
+        var object = "{"
+        var unchanged: [String] = []
+        var first = true
+        for (index, value) in tuple.enumerated() where index < relation.columns.count {
+            let column = relation.columns[index]
+            if keyOnly && !column.isReplicaIdentity { continue }
+            if case .unchanged = value {
+                unchanged.append(column.name)
+                continue
+            }
+            if !first { object += "," }
+            first = false
+            object += jsonString(column.name) + ":" + Self.value(value, typeClass: column.typeClass)
+        }
+        return (object + "}", unchanged)
+    }
+
+    /// One value as JSON.
+    public static func value(_ value: Value, typeClass: TypeClass) -> String {
+        switch value {
+        case .null, .unchanged: return "null"
+        case let .text(bytes), let .binary(bytes):
+            let text = String(decoding: bytes, as: UTF8.self)
+            switch typeClass {
+            case .integer:
+                return Int64(text) != nil ? text : jsonString(text)
+            case .float:
+                return Double(text).map { $0.isFinite } == true ? text : jsonString(text)
+            case .boolean:
+                return text == "t" ? "true" : text == "f" ? "false" : jsonString(text)
+            default:
+                return jsonString(text)
+            }
+        }
+    }
+}
+
+/// Builds one JSON object, fields in the order given.
+struct JSONLine {
+    private var text = "{"
+    private var empty = true
+
+    mutating func field(_ key: String, raw: String) {
+        if !empty { text += "," }
+        empty = false
+        text += jsonString(key) + ":" + raw
+    }
+
+    mutating func field(_ key: String, string: String) { field(key, raw: jsonString(string)) }
+    mutating func field(_ key: String, number: String) { field(key, raw: number) }
+
+    func finish() -> String { text + "}" }
+}
+
+/// A JSON string literal.
+public func jsonString(_ text: String) -> String {
+    var out = "\""
+    out.reserveCapacity(text.utf8.count + 2)
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        case _ where scalar.value < 0x20:
+            out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count)
+                + String(scalar.value, radix: 16)
+        default: out.unicodeScalars.append(scalar)
+        }
+    }
+    return out + "\""
+}
+
+/// `2026-11-25T10:00:00.123456Z`.
+public func formatMicros(_ micros: Micros) -> String {
+    let seconds = micros >= 0 ? micros / 1_000_000 : (micros - 999_999) / 1_000_000
+    let fraction = micros - seconds * 1_000_000
+    var time = time_t(seconds)
+    var parts = tm()
+    gmtime_r(&time, &parts)
+    return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1,
+                  Int(parts.tm_mday), Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec), Int(fraction))
+}

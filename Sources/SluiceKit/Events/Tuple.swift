@@ -1,0 +1,83 @@
+/// One column value of a row, in PostgreSQL's text form.
+public enum Value: Equatable, Sendable {
+    case null
+    /// An unchanged TOASTed value the source did not send: the target keeps what it has.
+    case unchanged
+    /// PostgreSQL's text output of the value (UTF-8).
+    case text(ArraySlice<UInt8>)
+    /// PostgreSQL's binary send format (only when a source asks for it).
+    case binary(ArraySlice<UInt8>)
+
+    public var string: String? {
+        switch self {
+        case let .text(bytes), let .binary(bytes): return String(decoding: bytes, as: UTF8.self)
+        case .null, .unchanged: return nil
+        }
+    }
+
+    public var isNull: Bool { if case .null = self { return true } else { return false } }
+    public var isUnchanged: Bool { if case .unchanged = self { return true } else { return false } }
+}
+
+/// A row as stored in a topic: pgoutput's tuple layout (a 2-byte column count, then per column a
+/// kind byte `n`/`u`/`t`/`b`, and for `t` and `b` a 4-byte length and the bytes).
+///
+/// It is a view of the record it came from; iterating it allocates nothing.
+public struct Tuple: Sequence, Sendable {
+    static let null = UInt8(ascii: "n")
+    static let unchanged = UInt8(ascii: "u")
+    static let text = UInt8(ascii: "t")
+    static let binary = UInt8(ascii: "b")
+
+    public let storage: [UInt8]
+    public let range: Range<Int>
+    public let count: Int
+
+    /// The encoded bytes, ready to be copied into another record.
+    public var bytes: ArraySlice<UInt8> { storage[range] }
+
+    public func makeIterator() -> Iterator { Iterator(storage: storage, position: range.lowerBound + 2, remaining: count) }
+
+    public struct Iterator: IteratorProtocol {
+        let storage: [UInt8]
+        var position: Int
+        var remaining: Int
+
+        public mutating func next() -> Value? {
+            guard remaining > 0 else { return nil }
+            remaining -= 1
+            let kind = storage[position]
+            position += 1
+            switch kind {
+            case Tuple.null: return .null
+            case Tuple.unchanged: return .unchanged
+            default:
+                let length = storage.withUnsafeBytes {
+                    Int(UInt32(bigEndian: $0.loadUnaligned(fromByteOffset: position, as: UInt32.self)))
+                }
+                let value = storage[(position + 4)..<(position + 4 + length)]
+                position += 4 + length
+                return kind == Tuple.text ? .text(value) : .binary(value)
+            }
+        }
+    }
+
+    /// Every value, materialized. Convenient; sinks on the hot path iterate instead.
+    public var values: [Value] { Array(self) }
+}
+
+extension Tuple {
+    /// Encodes a row of text values (nil for NULL) in the tuple layout.
+    public static func encode(_ values: [String?], into body: inout RecordBody) {
+        body.u16(UInt16(values.count))
+        for value in values {
+            guard let value else { body.u8(Tuple.null); continue }
+            var copy = value
+            copy.withUTF8 { utf8 in
+                body.u8(Tuple.text)
+                body.u32(UInt32(utf8.count))
+                body.raw(UnsafeRawBufferPointer(utf8))
+            }
+        }
+    }
+}

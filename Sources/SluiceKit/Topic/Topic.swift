@@ -1,0 +1,81 @@
+/// A record as read from a topic: its offset, kind and body bytes.
+///
+/// `storage` is the reader's buffer: use the record before asking the reader for the next one,
+/// and copy what you keep.
+public struct RawRecord: Sendable {
+    public let offset: UInt64
+    public let kind: UInt8
+    public let storage: [UInt8]
+    public let body: Range<Int>
+
+    public init(offset: UInt64, kind: UInt8, storage: [UInt8], body: Range<Int>) {
+        self.offset = offset
+        self.kind = kind
+        self.storage = storage
+        self.body = body
+    }
+
+    public func decode() throws(RecordError) -> TopicRecord {
+        try TopicRecord.decode(kind: kind, storage: storage, body: body)
+    }
+}
+
+/// The position of a commit marker in a topic: where a consumer that applied it resumes after.
+public struct CommittedPosition: Sendable, Equatable {
+    /// Offset of the commit marker.
+    public var offset: UInt64
+    public var commit: CommitRecord
+
+    public init(offset: UInt64, commit: CommitRecord) {
+        self.offset = offset
+        self.commit = commit
+    }
+}
+
+/// An ordered, durable log of one source's transactions.
+///
+/// Readers see records only up to the last durable commit marker (read-committed), so they never
+/// observe half a transaction or one that a crash could take back.
+public protocol Topic: AnyObject, Sendable {
+    var name: String { get }
+    /// The last durable commit marker, or nil while the topic has none.
+    var durableCommit: CommittedPosition? { get }
+    /// The first offset still retained.
+    var firstOffset: UInt64 { get }
+    /// Bytes on disk.
+    var sizeBytes: UInt64 { get }
+    /// Blocks until a commit marker beyond `offset` is durable, or the timeout passes; true if there is one.
+    func waitForCommit(after offset: UInt64?, timeoutMillis: Int) -> Bool
+    /// A reader positioned at `offset` (clamped to the first retained offset).
+    func makeReader(from offset: UInt64) throws -> any TopicReader
+    /// Reads the record at `offset` if it is a commit marker (for lag in events and seconds).
+    func commitMarker(at offset: UInt64) throws -> CommitRecord?
+}
+
+/// Reads a topic in order. Confined to one thread.
+public protocol TopicReader: AnyObject {
+    /// The offset of the record `next` returns.
+    var position: UInt64 { get }
+    /// The next record with an offset below `limit`, or nil when there is none yet.
+    func next(limit: UInt64) throws -> RawRecord?
+}
+
+/// Appends a source's transactions to its topic. One writer per topic, confined to the source's thread.
+///
+/// Records of a transaction become visible to readers, and durable, only once its commit marker is
+/// appended and synced; ``durableCommit`` then moves, and a source may confirm the transaction's
+/// `endLSN` to its database.
+public protocol TopicWriter: AnyObject {
+    var topic: any Topic { get }
+    /// The offset the next record gets.
+    var nextOffset: UInt64 { get }
+    /// The last commit marker appended (durable or not yet).
+    var lastCommit: CommittedPosition? { get }
+    /// Appends one record; `body` writes its bytes. Returns the record's offset.
+    @discardableResult
+    func append(_ kind: RecordKind, _ body: (inout RecordBody) throws -> Void) throws -> UInt64
+    /// Drops the records appended after the last commit marker (an interrupted transaction).
+    func abortTransaction() throws
+    /// Makes every appended commit durable before returning.
+    func flush() throws
+}

@@ -1,0 +1,162 @@
+import Foundation
+import Logging
+import SluiceKit
+
+/// A topic of the embedded log: one directory of segment files.
+///
+/// In the process that writes it, the durable position is what the writer's flusher last synced.
+/// Elsewhere (e.g. `sluice tail` beside a running daemon) it is found by scanning the files for the
+/// last valid commit marker.
+public final class EmbeddedTopic: Topic, @unchecked Sendable {
+    public let name: String
+    public let directory: String
+    let logger: Logger
+
+    // Guarded by `state`.
+    let state = NSCondition()
+    var durable: CommittedPosition?
+    var hasWriter = false
+    private var scan = CommitScan()
+
+    init(name: String, directory: String, logger: Logger) {
+        self.name = name
+        self.directory = directory
+        self.logger = logger
+    }
+
+    /// Opens the topic in `directory` for reading, creating nothing.
+    public static func openForReading(name: String, directory: String, logger: Logger) -> EmbeddedTopic {
+        EmbeddedTopic(name: name, directory: directory, logger: logger)
+    }
+
+    public var durableCommit: CommittedPosition? {
+        state.lock()
+        defer { state.unlock() }
+        if hasWriter { return durable }
+        durable = scan.lastCommit(in: directory)
+        return durable
+    }
+
+    public var firstOffset: UInt64 { SegmentFile.list(directory).first ?? 0 }
+
+    public var sizeBytes: UInt64 {
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return files.reduce(0) { total, file in
+            let attributes = try? FileManager.default.attributesOfItem(atPath: directory + "/" + file)
+            return total + ((attributes?[.size] as? NSNumber)?.uint64Value ?? 0)
+        }
+    }
+
+    public func waitForCommit(after offset: UInt64?, timeoutMillis: Int) -> Bool {
+        let deadline = Date(timeIntervalSinceNow: Double(timeoutMillis) / 1000)
+        state.lock()
+        defer { state.unlock() }
+        while true {
+            if !hasWriter { durable = scan.lastCommit(in: directory) }
+            if let durable, offset.map({ durable.offset > $0 }) ?? true { return true }
+            if hasWriter {
+                if !state.wait(until: deadline) { return false }
+            } else {
+                state.unlock()
+                usleep(50_000)
+                state.lock()
+                if Date() >= deadline { return false }
+            }
+        }
+    }
+
+    func publishDurable(_ position: CommittedPosition) {
+        state.lock()
+        durable = position
+        state.broadcast()
+        state.unlock()
+    }
+
+    public func makeReader(from offset: UInt64) throws -> any TopicReader {
+        try EmbeddedTopicReader(directory: directory, from: offset)
+    }
+
+    public func commitMarker(at offset: UInt64) throws -> CommitRecord? {
+        let reader = try EmbeddedTopicReader(directory: directory, from: offset)
+        guard reader.position == offset, let record = try reader.next(limit: offset + 1),
+              record.kind == RecordKind.commit.rawValue, case let .commit(commit) = try record.decode() else { return nil }
+        return commit
+    }
+
+    /// Deletes whole segments whose records all lie before `offset`; keeps the active one.
+    /// Returns the number of segments deleted.
+    @discardableResult
+    public func deleteSegments(before offset: UInt64) -> Int {
+        let bases = SegmentFile.list(directory)
+        var deleted = 0
+        for (i, base) in bases.enumerated() where i + 1 < bases.count && bases[i + 1] <= offset {
+            unlink(directory + "/" + SegmentFile.name(base: base, suffix: "log"))
+            unlink(directory + "/" + SegmentFile.name(base: base, suffix: "idx"))
+            deleted += 1
+        }
+        if deleted > 0 { SegmentFile.syncDirectory(directory) }
+        return deleted
+    }
+}
+
+/// Finds the last valid commit marker on disk, continuing from where the previous call stopped.
+struct CommitScan {
+    private var base: UInt64?
+    private var position: UInt64 = 0
+    private var nextOffset: UInt64 = 0
+    private var last: CommittedPosition?
+
+    mutating func lastCommit(in directory: String) -> CommittedPosition? {
+        let bases = SegmentFile.list(directory)
+        let header = UInt64(SegmentFile.headerSize)
+        if let base, bases.contains(base),
+           SegmentFile.size(path: directory + "/" + SegmentFile.name(base: base, suffix: "log")) >= position {
+            for segment in bases where segment >= base {
+                let resumeAt = segment == base ? (position, nextOffset) : (header, segment)
+                let result = Self.scanSegment(directory, segment, position: resumeAt.0, expected: resumeAt.1)
+                if let found = result.last {
+                    last = found
+                    self.base = segment
+                    position = result.resume
+                    nextOffset = found.offset + 1
+                }
+            }
+            return last
+        }
+        // First call, or the files changed under us: walk back to the newest segment with a commit marker.
+        self = CommitScan()
+        for segment in bases.reversed() {
+            let result = Self.scanSegment(directory, segment, position: header, expected: segment)
+            if let found = result.last {
+                last = found
+                base = segment
+                position = result.resume
+                nextOffset = found.offset + 1
+                break
+            }
+        }
+        return last
+    }
+
+    /// Scans one segment from `position`; returns its last commit marker and the position just after it.
+    static func scanSegment(_ directory: String, _ base: UInt64, position start: UInt64, expected first: UInt64)
+        -> (last: CommittedPosition?, resume: UInt64)
+    {
+        let path = directory + "/" + SegmentFile.name(base: base, suffix: "log")
+        guard let reader = try? SegmentReader(path: path, base: base) else { return (nil, start) }
+        reader.seek(to: start)
+        var expected = first
+        var last: CommittedPosition?
+        var resume = start
+        while case let .frame(kind, offset, body, position, length) = (try? reader.next()) ?? .end {
+            guard offset == expected else { break }
+            expected += 1
+            if kind == RecordKind.commit.rawValue,
+               case let .commit(commit)? = try? TopicRecord.decode(kind: kind, storage: reader.buffer, body: body) {
+                last = CommittedPosition(offset: offset, commit: commit)
+                resume = position + UInt64(length)
+            }
+        }
+        return (last, resume)
+    }
+}

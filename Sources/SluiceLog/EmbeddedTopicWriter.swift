@@ -1,0 +1,262 @@
+import Foundation
+import Logging
+import SluiceKit
+
+/// Appends to an embedded topic. Confined to the source's thread; a flusher thread makes commits
+/// durable in groups (one `fdatasync` covers every commit written while the previous one ran) and
+/// then publishes the new durable commit to readers and to the source.
+public final class EmbeddedTopicWriter: TopicWriter {
+    public var topic: any Topic { embedded }
+    let embedded: EmbeddedTopic
+    let segmentBytes: UInt64
+
+    private var activeBase: UInt64
+    private var fd: Int32
+    private var indexFD: Int32
+    /// Bytes of the active segment written to the file.
+    private var fileSize: UInt64
+    /// Records not yet written to the file: a transaction's tail, written at its commit marker.
+    private var pending: [UInt8] = []
+    private var pendingIndex: [(offset: UInt64, position: UInt64)] = []
+    private var lastIndexed: UInt64
+    /// End of the last commit marker in the file: where an aborted transaction is cut back to.
+    private var commitEnd: UInt64
+    public private(set) var nextOffset: UInt64
+    public private(set) var lastCommit: CommittedPosition?
+    private let flusher: Flusher
+
+    /// Bytes buffered before a long transaction is written out ahead of its commit marker.
+    static let pendingLimit = 1 << 20
+
+    /// Opens `topic` for appending after recovering its directory.
+    public init(topic: EmbeddedTopic, segmentBytes: UInt64 = 256 << 20) throws {
+        embedded = topic
+        self.segmentBytes = segmentBytes
+        try FileManager.default.createDirectory(atPath: topic.directory, withIntermediateDirectories: true)
+        let recovered = try Recovery.recover(directory: topic.directory, logger: topic.logger)
+        activeBase = recovered.activeBase
+        fileSize = recovered.activeSize
+        commitEnd = recovered.activeSize
+        nextOffset = recovered.nextOffset
+        lastCommit = recovered.lastCommit
+        lastIndexed = recovered.index.last?.position ?? 0
+        let path = topic.directory + "/" + SegmentFile.name(base: activeBase, suffix: "log")
+        fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
+        guard fd >= 0 else { throw LogError.errno("cannot open", path) }
+        let indexPath = topic.directory + "/" + SegmentFile.name(base: activeBase, suffix: "idx")
+        indexFD = open(indexPath, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+        pending.reserveCapacity(Self.pendingLimit + 64 * 1024)
+        flusher = Flusher(topic: topic, fd: fd)
+        topic.state.lock()
+        topic.hasWriter = true
+        topic.durable = recovered.lastCommit
+        topic.state.unlock()
+        flusher.start()
+    }
+
+    deinit {
+        close()
+    }
+
+    private var closed = false
+
+    /// Makes everything durable and stops the flusher.
+    public func close() {
+        guard !closed else { return }
+        closed = true
+        try? flush()
+        flusher.stop()
+        Glibc.close(indexFD)
+        embedded.state.lock()
+        embedded.hasWriter = false
+        embedded.state.unlock()
+    }
+
+    @discardableResult
+    public func append(_ kind: RecordKind, _ encode: (inout RecordBody) throws -> Void) throws -> UInt64 {
+        if let failure = flusher.failure { throw failure }
+        let start = pending.count
+        pending.append(contentsOf: repeatElement(0, count: Frame.headerSize))
+        var body = RecordBody(reusing: pending)
+        pending = []
+        do {
+            try encode(&body)
+        } catch {
+            pending = body.bytes
+            pending.removeSubrange(start...)
+            throw error
+        }
+        pending = body.bytes
+        guard pending.count - start - Frame.headerSize <= Frame.maxBodySize else {
+            pending.removeSubrange(start...)
+            throw LogError("record of \(pending.count - start) bytes exceeds the log's limit")
+        }
+        let offset = nextOffset
+        Frame.seal(&pending, at: start, kind: kind.rawValue, offset: offset)
+        let position = fileSize + UInt64(start)
+        if position - lastIndexed >= SegmentIndex.interval {
+            pendingIndex.append((offset, position))
+            lastIndexed = position
+        }
+        nextOffset += 1
+        if kind == .commit {
+            var cursor = RecordCursor(pending, range: (start + Frame.headerSize)..<pending.count)
+            let commit = CommittedPosition(offset: offset, commit: try CommitRecord.decode(&cursor))
+            try writePending()
+            writeCommittedIndex()
+            commitEnd = fileSize
+            lastCommit = commit
+            flusher.written(commit)
+            if fileSize >= segmentBytes { try roll() }
+        } else if pending.count >= Self.pendingLimit {
+            try writePending()
+        }
+        return offset
+    }
+
+    private func writePending() throws {
+        guard !pending.isEmpty else { return }
+        let path = embedded.directory
+        try pending.withUnsafeBytes { try SegmentFile.writeAll(fd, $0, path: path) }
+        fileSize += UInt64(pending.count)
+        pending.removeAll(keepingCapacity: true)
+    }
+
+    /// Index entries are written only for committed records, so they never point past a truncation.
+    private func writeCommittedIndex() {
+        guard !pendingIndex.isEmpty, indexFD >= 0 else { return }
+        let bytes = SegmentIndex.encode(pendingIndex[...])
+        _ = bytes.withUnsafeBytes { write(indexFD, $0.baseAddress, $0.count) }
+        pendingIndex.removeAll(keepingCapacity: true)
+    }
+
+    private func roll() throws {
+        writeCommittedIndex()
+        try Recovery.createSegment(directory: embedded.directory, base: nextOffset)
+        let path = embedded.directory + "/" + SegmentFile.name(base: nextOffset, suffix: "log")
+        let newFD = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
+        guard newFD >= 0 else { throw LogError.errno("cannot open", path) }
+        flusher.retire(fd, replacement: newFD)
+        fd = newFD
+        Glibc.close(indexFD)
+        indexFD = open(embedded.directory + "/" + SegmentFile.name(base: nextOffset, suffix: "idx"),
+                       O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+        activeBase = nextOffset
+        fileSize = UInt64(SegmentFile.headerSize)
+        commitEnd = fileSize
+        lastIndexed = 0
+    }
+
+    public func abortTransaction() throws {
+        pending.removeAll(keepingCapacity: true)
+        pendingIndex.removeAll(keepingCapacity: true)
+        if fileSize > commitEnd {
+            guard ftruncate(fd, off_t(commitEnd)) == 0 else {
+                throw LogError.errno("cannot truncate", embedded.directory)
+            }
+            fileSize = commitEnd
+        }
+        lastIndexed = min(lastIndexed, commitEnd)
+        nextOffset = lastCommit.map { $0.offset + 1 } ?? activeBase
+    }
+
+    public func flush() throws {
+        guard lastCommit != nil else { return }
+        writeCommittedIndex()
+        try flusher.waitDurable(through: lastCommit!.offset)
+    }
+}
+
+/// The group-commit thread of one topic writer.
+final class Flusher: @unchecked Sendable {
+    private let topic: EmbeddedTopic
+    // Guarded by `topic.state`.
+    private var activeFD: Int32
+    private var retired: [Int32] = []
+    private var written: CommittedPosition?
+    private var stopping = false
+    private var thread: Thread?
+    private(set) var failure: LogError?
+
+    init(topic: EmbeddedTopic, fd: Int32) {
+        self.topic = topic
+        activeFD = fd
+    }
+
+    func start() {
+        let thread = Thread { [self] in run() }
+        thread.name = "sluice-flush-\(topic.name)"
+        thread.start()
+        self.thread = thread
+    }
+
+    func written(_ commit: CommittedPosition) {
+        topic.state.lock()
+        written = commit
+        topic.state.broadcast()
+        topic.state.unlock()
+    }
+
+    func retire(_ fd: Int32, replacement: Int32) {
+        topic.state.lock()
+        retired.append(fd)
+        activeFD = replacement
+        topic.state.unlock()
+    }
+
+    func waitDurable(through offset: UInt64) throws {
+        topic.state.lock()
+        defer { topic.state.unlock() }
+        while (topic.durable?.offset ?? 0) < offset || topic.durable == nil {
+            if let failure { throw failure }
+            topic.state.wait()
+        }
+    }
+
+    func stop() {
+        topic.state.lock()
+        stopping = true
+        topic.state.broadcast()
+        while thread != nil { topic.state.wait() }
+        topic.state.unlock()
+    }
+
+    private func run() {
+        topic.state.lock()
+        while true {
+            while !stopping && (written == nil || written?.offset == topic.durable?.offset) {
+                topic.state.wait()
+            }
+            if stopping && (written == nil || written?.offset == topic.durable?.offset) { break }
+            let target = written!
+            let toRetire = retired
+            retired.removeAll()
+            let fd = activeFD
+            topic.state.unlock()
+
+            var ok = true
+            for old in toRetire {
+                ok = ok && fdatasync(old) == 0
+                Glibc.close(old)
+            }
+            ok = ok && fdatasync(fd) == 0
+            if !toRetire.isEmpty { SegmentFile.syncDirectory(topic.directory) }
+
+            topic.state.lock()
+            guard ok else {
+                // The kernel may have dropped the dirty pages: nothing written since the last sync can be trusted.
+                failure = LogError("fdatasync failed in \(topic.directory): \(String(cString: strerror(errno)))")
+                topic.state.broadcast()
+                break
+            }
+            topic.durable = target
+            topic.state.broadcast()
+        }
+        for old in retired { Glibc.close(old) }
+        retired.removeAll()
+        Glibc.close(activeFD)
+        thread = nil
+        topic.state.broadcast()
+        topic.state.unlock()
+    }
+}

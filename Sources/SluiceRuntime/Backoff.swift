@@ -1,0 +1,45 @@
+import Foundation
+
+/// Capped exponential backoff with jitter, reset after a healthy stretch.
+struct Backoff {
+    var initialMillis = 200
+    var capMillis = 10_000
+    private(set) var currentMillis = 0
+
+    /// The next pause.
+    mutating func next() -> Int {
+        currentMillis = currentMillis == 0 ? initialMillis : min(currentMillis * 2, capMillis)
+        return currentMillis / 2 + Int.random(in: 0...(currentMillis / 2))
+    }
+
+    mutating func reset() { currentMillis = 0 }
+}
+
+/// A stop request that sleeping threads can wait on.
+final class StopSignal: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var stopped = false
+
+    var isStopped: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return stopped
+    }
+
+    func stop() {
+        condition.lock()
+        stopped = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Sleeps up to `millis`; returns early (true) once stopped.
+    @discardableResult
+    func sleep(millis: Int) -> Bool {
+        let deadline = Date(timeIntervalSinceNow: Double(millis) / 1000)
+        condition.lock()
+        defer { condition.unlock() }
+        while !stopped && condition.wait(until: deadline) {}
+        return stopped
+    }
+}

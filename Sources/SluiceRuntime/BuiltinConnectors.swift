@@ -1,0 +1,18 @@
+import PostgresSource
+import SluiceKit
+
+extension ConnectorRegistry {
+    /// The connectors every `sluice` binary has.
+    public static var builtin: ConnectorRegistry {
+        var registry = ConnectorRegistry()
+        registry.register(PostgresSource.self)
+        return registry
+    }
+}
+
+extension SluiceConfig {
+    /// Loads and validates a configuration file against the connectors of `registry`.
+    public static func load(path: String, registry: ConnectorRegistry) throws -> SluiceConfig {
+        try ConfigLoader.load(path: path, registry: registry)
+    }
+}

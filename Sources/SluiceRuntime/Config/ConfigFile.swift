@@ -1,0 +1,285 @@
+import Foundation
+import SluiceKit
+import Yams
+
+/// A parsed and validated configuration file (see DESIGN.md for the keys).
+public struct SluiceConfig {
+    public struct SinkSection {
+        public var config: ConnectorConfig
+        public var topics: [String]
+    }
+
+    public struct Metrics {
+        public var host: String
+        public var port: Int
+    }
+
+    public var file: String
+    public var dataDirectory: String
+    public var sources: [ConnectorConfig]
+    public var sinks: [SinkSection]
+    public var metrics: Metrics?
+    public var logFormat: String?
+    public var logLevel: String?
+    public var retention: RetentionPolicy
+
+    public var topics: [String] { sources.map(\.name) }
+}
+
+/// How long topics keep segments that every sink has passed, and optional hard limits.
+public struct RetentionPolicy: Sendable {
+    /// Delete a topic's oldest segments beyond this many bytes, even if a sink still needs them.
+    public var maxBytes: UInt64?
+    /// Delete segments whose newest record is older than this, even if a sink still needs them.
+    public var maxAgeMillis: Int?
+    /// Segment size at which the writer starts a new file.
+    public var segmentBytes: UInt64
+
+    public static let `default` = RetentionPolicy(maxBytes: nil, maxAgeMillis: nil, segmentBytes: 128 << 20)
+}
+
+enum ConfigLoader {
+    static let topLevelKeys = ["data_dir", "sources", "sinks", "metrics", "logging", "retention"]
+
+    static func load(path: String, registry: ConnectorRegistry,
+                     environment: [String: String] = ProcessInfo.processInfo.environment) throws -> SluiceConfig {
+        let file = path
+        guard let data = FileManager.default.contents(atPath: path) else {
+            let reason = FileManager.default.fileExists(atPath: path) ? "cannot be read" : "does not exist"
+            throw ConfigError(file: file, key: "", message: "the configuration file \(reason)")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw ConfigError(file: file, key: "", message: "is not UTF-8 text")
+        }
+        let root: ConfigValue
+        do {
+            guard let node = try Yams.compose(yaml: text) else {
+                throw ConfigError(file: file, key: "", message: "is empty; it needs at least a sources: list")
+            }
+            root = try convert(node, file: file, path: "", environment: environment)
+        } catch let error as ConfigError {
+            throw error
+        } catch let error as YamlError {
+            throw ConfigError(file: file, key: "", message: "is not valid YAML: \(describe(error))")
+        }
+        guard case let .map(entries, _) = root else {
+            throw ConfigError(file: file, line: root.line, key: "", message: "must be a mapping of keys (data_dir, sources, sinks, …)")
+        }
+        for entry in entries where !topLevelKeys.contains(entry.key) {
+            throw ConfigError(file: file, line: entry.value.line, key: entry.key,
+                              message: "unknown key (known: \(topLevelKeys.joined(separator: ", ")))")
+        }
+        func value(_ key: String) -> ConfigValue? { entries.first { $0.key == key }?.value }
+
+        let baseDirectory = URL(fileURLWithPath: path).deletingLastPathComponent().standardizedFileURL.path
+        var dataDirectory = "./sluice-data"
+        if let raw = value("data_dir") {
+            guard case let .scalar(text, _) = raw, !text.isEmpty else {
+                throw ConfigError(file: file, line: raw.line, key: "data_dir", message: "must be a directory path")
+            }
+            dataDirectory = text
+        }
+        if !dataDirectory.hasPrefix("/") {
+            dataDirectory = URL(fileURLWithPath: dataDirectory, relativeTo: URL(fileURLWithPath: baseDirectory + "/"))
+                .standardizedFileURL.path
+        }
+
+        let sources = try sections(value("sources"), key: "sources", file: file, dataDirectory: dataDirectory,
+                                   baseDirectory: baseDirectory, required: true)
+        guard !sources.isEmpty else {
+            throw ConfigError(file: file, line: value("sources")?.line, key: "sources", message: "needs at least one source")
+        }
+        for source in sources where registry.sources[source.type] == nil {
+            throw source.error("type", "unknown source type '\(source.type)' (known: \(registry.sources.keys.sorted().joined(separator: ", ")))")
+        }
+        let topics = sources.map(\.name)
+        var sinks: [SluiceConfig.SinkSection] = []
+        for sink in try sections(value("sinks"), key: "sinks", file: file, dataDirectory: dataDirectory,
+                                 baseDirectory: baseDirectory, required: false) {
+            guard registry.sinks[sink.type] != nil else {
+                throw sink.error("type", "unknown sink type '\(sink.type)' (known: \(registry.sinks.keys.sorted().joined(separator: ", ")))")
+            }
+            let wanted = try sink.stringList("topics") ?? topics
+            guard !wanted.isEmpty else { throw sink.error("topics", "must name at least one topic") }
+            for topic in wanted where !topics.contains(topic) {
+                throw sink.error("topics", "'\(topic)' is not a topic; topics are named after sources: \(topics.joined(separator: ", "))")
+            }
+            guard Set(wanted).count == wanted.count else { throw sink.error("topics", "lists a topic twice") }
+            sinks.append(.init(config: sink, topics: wanted))
+        }
+
+        return SluiceConfig(file: file, dataDirectory: dataDirectory, sources: sources, sinks: sinks,
+                            metrics: try metrics(value("metrics"), file: file),
+                            logFormat: try logging(value("logging"), file: file, key: "format", choices: ["human", "json"]),
+                            logLevel: try logging(value("logging"), file: file, key: "level",
+                                                  choices: ["trace", "debug", "info", "notice", "warning", "error"]),
+                            retention: try retention(value("retention"), file: file))
+    }
+
+    /// The `sources:` or `sinks:` list: each entry a mapping with a unique `name` and a `type`.
+    static func sections(_ raw: ConfigValue?, key: String, file: String, dataDirectory: String, baseDirectory: String,
+                         required: Bool) throws -> [ConnectorConfig] {
+        guard let raw, raw != .null(line: 0) else {
+            if required { throw ConfigError(file: file, key: key, message: "is required: list at least one \(key.dropLast())") }
+            return []
+        }
+        if case .null = raw { return [] }
+        guard case let .list(items, _) = raw else {
+            throw ConfigError(file: file, line: raw.line, key: key, message: "must be a list (each entry starting with '- name:')")
+        }
+        var names: Set<String> = []
+        return try items.enumerated().map { index, item in
+            let path = "\(key)[\(index)]"
+            guard case let .map(entries, line) = item else {
+                throw ConfigError(file: file, line: item.line, key: path, message: "must be a mapping with name and type")
+            }
+            func scalar(_ field: String) throws -> String {
+                guard let value = entries.first(where: { $0.key == field })?.value else {
+                    throw ConfigError(file: file, line: line, key: "\(path).\(field)", message: "is required")
+                }
+                guard case let .scalar(text, _) = value, !text.isEmpty else {
+                    throw ConfigError(file: file, line: value.line, key: "\(path).\(field)", message: "must be a non-empty value")
+                }
+                return text
+            }
+            let name = try scalar("name")
+            guard name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") }), name.count <= 64 else {
+                throw ConfigError(file: file, line: line, key: "\(path).name",
+                                  message: "'\(name)' may use only letters, digits, _ and - (at most 64)")
+            }
+            guard names.insert(name).inserted else {
+                throw ConfigError(file: file, line: line, key: "\(path).name", message: "duplicate \(key.dropLast()) name '\(name)'")
+            }
+            return ConnectorConfig(file: file, path: "\(path) (\(name))", name: name, type: try scalar("type"),
+                                   entries: entries, line: line, dataDirectory: dataDirectory, baseDirectory: baseDirectory)
+        }
+    }
+
+    static func metrics(_ raw: ConfigValue?, file: String) throws -> SluiceConfig.Metrics? {
+        guard let raw else { return nil }
+        guard case let .map(entries, line) = raw else {
+            throw ConfigError(file: file, line: raw.line, key: "metrics", message: "must be a mapping, e.g. {listen: \"127.0.0.1:9187\"}")
+        }
+        for entry in entries where entry.key != "listen" {
+            throw ConfigError(file: file, line: entry.value.line, key: "metrics.\(entry.key)", message: "unknown key (known: listen)")
+        }
+        guard case let .scalar(listen, _)? = entries.first(where: { $0.key == "listen" })?.value else {
+            throw ConfigError(file: file, line: line, key: "metrics.listen", message: "is required, e.g. \"127.0.0.1:9187\"")
+        }
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
+              (0...65535).contains(port) else {
+            throw ConfigError(file: file, line: line, key: "metrics.listen", message: "'\(listen)' is not host:port, e.g. 127.0.0.1:9187")
+        }
+        let host = String(listen[..<colon])
+        return SluiceConfig.Metrics(host: host.isEmpty ? "0.0.0.0" : host, port: port)
+    }
+
+    static func logging(_ raw: ConfigValue?, file: String, key: String, choices: [String]) throws -> String? {
+        guard let raw else { return nil }
+        guard case let .map(entries, _) = raw else {
+            throw ConfigError(file: file, line: raw.line, key: "logging", message: "must be a mapping with format and level")
+        }
+        for entry in entries where !["format", "level"].contains(entry.key) {
+            throw ConfigError(file: file, line: entry.value.line, key: "logging.\(entry.key)", message: "unknown key (known: format, level)")
+        }
+        guard let value = entries.first(where: { $0.key == key })?.value else { return nil }
+        guard case let .scalar(text, line) = value, choices.contains(text) else {
+            throw ConfigError(file: file, line: value.line, key: "logging.\(key)",
+                              message: "must be one of: \(choices.joined(separator: ", "))")
+        }
+        _ = line
+        return text
+    }
+
+    static func retention(_ raw: ConfigValue?, file: String) throws -> RetentionPolicy {
+        var policy = RetentionPolicy.default
+        guard let raw else { return policy }
+        guard case let .map(entries, _) = raw else {
+            throw ConfigError(file: file, line: raw.line, key: "retention", message: "must be a mapping (max_bytes, max_age, segment_bytes)")
+        }
+        for entry in entries {
+            guard case let .scalar(text, line) = entry.value else {
+                throw ConfigError(file: file, line: entry.value.line, key: "retention.\(entry.key)", message: "must be a value")
+            }
+            switch entry.key {
+            case "max_bytes":
+                guard let size = parseByteSize(text) else {
+                    throw ConfigError(file: file, line: line, key: "retention.max_bytes", message: "'\(text)' is not a size such as 10GB")
+                }
+                policy.maxBytes = size
+            case "max_age":
+                guard let millis = parseDurationMillis(text) else {
+                    throw ConfigError(file: file, line: line, key: "retention.max_age", message: "'\(text)' is not a duration such as 7d or 24h")
+                }
+                policy.maxAgeMillis = millis
+            case "segment_bytes":
+                guard let size = parseByteSize(text), size >= 1 << 16 else {
+                    throw ConfigError(file: file, line: line, key: "retention.segment_bytes", message: "'\(text)' is not a size of at least 64KB")
+                }
+                policy.segmentBytes = size
+            default:
+                throw ConfigError(file: file, line: line, key: "retention.\(entry.key)",
+                                  message: "unknown key (known: max_bytes, max_age, segment_bytes)")
+            }
+        }
+        return policy
+    }
+
+    static func convert(_ node: Node, file: String, path: String, environment: [String: String]) throws -> ConfigValue {
+        let line = (node.mark?.line ?? 0)
+        switch node {
+        case let .scalar(scalar):
+            if scalar.style == .plain && ["~", "null", "Null", "NULL", ""].contains(scalar.string) { return .null(line: line) }
+            return .scalar(try expandEnvironment(scalar.string, file: file, line: line, key: path, environment: environment),
+                           line: line)
+        case let .sequence(sequence):
+            return .list(try sequence.enumerated().map { index, item in
+                try convert(item, file: file, path: "\(path)[\(index)]", environment: environment)
+            }, line: line)
+        case let .mapping(mapping):
+            var seen: Set<String> = []
+            var entries: [(key: String, value: ConfigValue)] = []
+            for (keyNode, valueNode) in mapping {
+                let key = keyNode.string ?? ""
+                let childPath = path.isEmpty ? key : "\(path).\(key)"
+                guard seen.insert(key).inserted else {
+                    throw ConfigError(file: file, line: keyNode.mark?.line, key: childPath, message: "appears twice")
+                }
+                entries.append((key, try convert(valueNode, file: file, path: childPath, environment: environment)))
+            }
+            return .map(entries, line: line)
+        case .alias:
+            throw ConfigError(file: file, line: line, key: path, message: "YAML aliases are not supported")
+        }
+    }
+
+    /// Replaces `${NAME}` with the environment variable; an unset one is an error.
+    static func expandEnvironment(_ text: String, file: String, line: Int, key: String,
+                                  environment: [String: String]) throws -> String {
+        guard text.contains("${") else { return text }
+        var result = ""
+        var rest = Substring(text)
+        while let open = rest.range(of: "${") {
+            result += rest[..<open.lowerBound]
+            guard let close = rest[open.upperBound...].firstIndex(of: "}") else {
+                throw ConfigError(file: file, line: line, key: key, message: "unterminated ${ in a value")
+            }
+            let name = String(rest[open.upperBound..<close])
+            guard !name.isEmpty, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) else {
+                throw ConfigError(file: file, line: line, key: key, message: "'${\(name)}' is not a valid variable reference")
+            }
+            guard let value = environment[name] else {
+                throw ConfigError(file: file, line: line, key: key,
+                                  message: "uses ${\(name)}, but the environment variable \(name) is not set")
+            }
+            result += value
+            rest = rest[rest.index(after: close)...]
+        }
+        return result + rest
+    }
+
+    static func describe(_ error: YamlError) -> String {
+        let text = "\(error)"
+        return text.split(separator: "\n").first.map(String.init) ?? text
+    }
+}

@@ -1,0 +1,54 @@
+import Foundation
+import Logging
+import SluiceKit
+
+/// The live state of every connector, shared by the runners, `/health` and the status file.
+public final class ConnectorHealth: @unchecked Sendable {
+    public struct Entry: Sendable {
+        public var kind: String
+        public var name: String
+        public var state: ConnectorState
+        public var since: Date
+    }
+
+    private let lock = NSLock()
+    private var entries: [String: Entry] = [:]
+    private var order: [String] = []
+
+    func key(_ kind: String, _ name: String) -> String { "\(kind)/\(name)" }
+
+    /// Records a state; logs only when it changes (one line per state change, never per event).
+    func set(_ kind: String, _ name: String, _ state: ConnectorState, logger: Logger) {
+        lock.lock()
+        let key = key(kind, name)
+        let previous = entries[key]?.state
+        if previous != state {
+            if entries[key] == nil { order.append(key) }
+            entries[key] = Entry(kind: kind, name: name, state: state, since: Date())
+        }
+        lock.unlock()
+        guard previous != state else { return }
+        switch state {
+        case let .retrying(reason):
+            logger.warning("\(kind) \(name) is retrying", metadata: ["reason": "\(reason)"])
+        case .running where previous.map({ if case .retrying = $0 { return true } else { return false } }) ?? false:
+            logger.notice("\(kind) \(name) recovered")
+        case .running, .starting:
+            logger.debug("\(kind) \(name) is \(state)")
+        case .stopped:
+            logger.info("\(kind) \(name) stopped")
+        }
+    }
+
+    public var all: [Entry] {
+        lock.lock()
+        defer { lock.unlock() }
+        return order.compactMap { entries[$0] }
+    }
+
+    public func state(_ kind: String, _ name: String) -> ConnectorState? {
+        lock.lock()
+        defer { lock.unlock() }
+        return entries[key(kind, name)]?.state
+    }
+}

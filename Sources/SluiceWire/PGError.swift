@@ -1,0 +1,29 @@
+import Foundation
+
+/// A libpq failure: the server's message and SQLSTATE when there is one.
+public struct PGError: Error, CustomStringConvertible, Sendable {
+    public let message: String
+    public let sqlState: String?
+    /// The connection itself is gone or unusable (as opposed to a failed statement).
+    public let connectionLost: Bool
+
+    public init(_ message: String, sqlState: String? = nil, connectionLost: Bool = false) {
+        self.message = message.trimmingCharacters(in: .whitespacesAndNewlines)
+        self.sqlState = sqlState
+        self.connectionLost = connectionLost
+    }
+
+    /// Worth retrying after a pause: the server is unreachable, restarting or shutting down,
+    /// or the statement lost a concurrency race.
+    public var isTransient: Bool {
+        if connectionLost { return true }
+        guard let state = sqlState else { return false }
+        return state.hasPrefix("08") || state.hasPrefix("57P") || state == "40001" || state == "40P01"
+            || state == "53300" || state == "55006"
+    }
+
+    public var description: String {
+        if let sqlState { return "\(message) (SQLSTATE \(sqlState))" }
+        return message
+    }
+}

@@ -1,0 +1,129 @@
+import Foundation
+import Logging
+import SluiceKit
+import SluiceWire
+
+/// Captures a PostgreSQL database through logical replication (pgoutput) into a topic.
+///
+/// On the first run it creates the publication and the slot if they are missing and, with
+/// `snapshot: initial`, copies the existing rows from the slot's exported snapshot as one topic
+/// transaction of `read` changes, so snapshot and stream meet with no gap and no overlap.
+/// Afterwards it streams from the topic's last commit marker.
+public final class PostgresSource: Source {
+    public static let typeName = "postgres"
+
+    let name: String
+    let url: String
+    let slot: String
+    let publication: String
+    /// `schema.table` names; nil means every table of the publication.
+    let tables: [String]?
+    let initialSnapshot: Bool
+    let heartbeatMillis: Int
+    let retainedWALWarning: UInt64
+
+    public init(config: ConnectorConfig) throws {
+        name = config.name
+        url = try config.string("url")
+        if let problem = connectionURLProblem(url) { throw config.error("url", "'\(redactURL(url))' \(problem)") }
+        let defaultName = "sluice_" + config.name.lowercased().map { $0.isLetter || $0.isNumber ? String($0) : "_" }.joined()
+        slot = try config.string("slot", default: defaultName)
+        guard slot.count <= 63, slot.allSatisfy({ ($0.isLowercase && $0.isASCII) || $0.isNumber || $0 == "_" }) else {
+            throw config.error("slot", "'\(slot)' is not a valid slot name: use lowercase letters, digits and _ (at most 63)")
+        }
+        publication = try config.string("publication", default: defaultName)
+        guard publication.count <= 63 else { throw config.error("publication", "'\(publication)' is longer than 63 characters") }
+        tables = try config.stringList("tables").map { list in
+            try list.map { table in
+                let parts = table.split(separator: ".", omittingEmptySubsequences: false)
+                guard (1...2).contains(parts.count), parts.allSatisfy({ !$0.isEmpty }) else {
+                    throw config.error("tables", "'\(table)' is not a table name like public.orders")
+                }
+                return parts.count == 1 ? "public.\(table)" : table
+            }
+        }
+        initialSnapshot = try config.choice("snapshot", ["initial", "never"], default: "initial") == "initial"
+        heartbeatMillis = try config.durationMillis("heartbeat_interval", default: 10_000)
+        retainedWALWarning = try config.bytes("retained_wal_warning", default: 1 << 30) ?? (1 << 30)
+        try config.rejectUnknownKeys()
+    }
+
+    public func run(into writer: TransactionWriter, context: SourceContext) throws {
+        let logger = context.logger
+        let sql = try connect { try PGConnection(url: url) }
+        try requireLogicalWAL(sql)
+        var state = try SourceState.load(from: context.stateDirectory)
+        let replication = try connect { try ReplicationConnection(url: url) }
+        let identity = try wrap { try replication.identifySystem() }
+        if let known = state.systemID, known != identity.systemID {
+            throw ConnectorError.fatal("""
+                source '\(name)': the database at \(redactURL(url)) is cluster \(identity.systemID), but this data \
+                directory holds a topic captured from cluster \(known). Use a new data_dir for a different database.
+                """)
+        }
+        if state.systemID == nil {
+            state.systemID = identity.systemID
+            try state.save(to: context.stateDirectory)
+        }
+        try ensurePublication(sql, state: &state, context: context)
+        let scope = try tablesInScope(sql)
+        try requireIdentity(sql, tables: scope)
+
+        var start: UInt64
+        if let last = writer.lastCommit {
+            guard let slotInfo = try wrap({ try slotStatus(sql) }) else {
+                throw ConnectorError.fatal("""
+                    source '\(name)': replication slot '\(slot)' is missing, but topic '\(context.name)' holds \
+                    transactions up to LSN \(last.commit.endLSN). Changes made since then are lost to the slot, so \
+                    Sluice will not start from scratch silently. To re-snapshot: stop sluice, delete \
+                    \(context.stateDirectory) and the topic directory (data_dir/topics/\(context.name)), empty the \
+                    target tables and their sluice_offsets rows, then run again.
+                    """)
+            }
+            if slotInfo.active { throw ConnectorError.transient("replication slot '\(slot)' is in use by another process") }
+            start = last.commit.endLSN.rawValue
+        } else {
+            start = try createSlotAndSnapshot(sql: sql, replication: replication, state: &state,
+                                              scope: scope, writer: writer, context: context)
+        }
+
+        try wrap {
+            try replication.startReplication(slot: slot, start: start, publications: [publication])
+        }
+        logger.info("streaming", metadata: ["slot": "\(slot)", "from": "\(formatLSN(start))",
+                                            "publication": "\(publication)"])
+        context.report(.running)
+        let stream = StreamLoop(source: self, replication: replication, catalog: RelationCatalog(connection: sql),
+                                sql: sql, writer: writer, context: context,
+                                tableFilter: tables.map(Set.init))
+        try stream.run()
+    }
+
+    // MARK: Errors
+
+    /// Runs `body`, turning connection failures into transient errors worth a retry.
+    @discardableResult
+    func wrap<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as PGError where error.isTransient {
+            throw ConnectorError.transient("source '\(name)': \(error.message)")
+        } catch let error as PGError {
+            throw ConnectorError.fatal("source '\(name)': \(error)")
+        }
+    }
+
+    func connect<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as PGError {
+            // An unreachable server is retried; a refused login or a missing database is not.
+            let permanent = ["password authentication failed", "does not exist", "no pg_hba.conf entry",
+                             "must be superuser or replication role", "permission denied"]
+            if permanent.contains(where: { error.message.contains($0) }) {
+                throw ConnectorError.fatal("source '\(name)': \(error.message)")
+            }
+            throw ConnectorError.transient("source '\(name)': \(error.message)")
+        }
+    }
+}

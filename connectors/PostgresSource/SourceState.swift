@@ -1,0 +1,35 @@
+import Foundation
+
+/// What the source remembers about its database between runs, in `<data_dir>/sources/<name>/state.json`.
+struct SourceState: Codable, Equatable {
+    /// IDENTIFY_SYSTEM's system identifier: a topic belongs to one cluster.
+    var systemID: String?
+    /// Sluice created the slot, so it may drop and recreate it to restart an interrupted snapshot.
+    var slotCreated: Bool = false
+    /// Sluice created the publication, so it may add configured tables to it.
+    var publicationCreated: Bool = false
+
+    static func load(from directory: String) throws -> SourceState {
+        let path = directory + "/state.json"
+        guard FileManager.default.fileExists(atPath: path) else { return SourceState() }
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        return try JSONDecoder().decode(SourceState.self, from: data)
+    }
+
+    /// Written atomically (temp file, fsync, rename).
+    func save(to directory: String) throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let data = try encoder.encode(self)
+        let temp = directory + "/state.json.tmp"
+        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { throw CocoaError(.fileWriteUnknown) }
+        _ = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        fsync(fd)
+        close(fd)
+        guard rename(temp, directory + "/state.json") == 0 else { throw CocoaError(.fileWriteUnknown) }
+        let dir = open(directory, O_RDONLY)
+        if dir >= 0 { fsync(dir); close(dir) }
+    }
+}

@@ -1,0 +1,202 @@
+import Foundation
+import Logging
+import PGOutput
+import SluiceKit
+import SluiceWire
+
+/// The replication loop: decodes pgoutput, frames transactions into the topic, and confirms to the
+/// slot what the topic holds durably.
+final class StreamLoop {
+    let source: PostgresSource
+    let replication: ReplicationConnection
+    let catalog: RelationCatalog
+    let sql: PGConnection
+    let writer: TransactionWriter
+    let context: SourceContext
+    let tableFilter: Set<String>?
+
+    private var decoder = PGOutputDecoder()
+    private var relations: [UInt32: RelationSchema] = [:]
+    private var ignored: Set<UInt32> = []
+    private var inTransaction = false
+    /// The transaction being received is already in the topic (the slot sends it again after a restart).
+    private var skipping = false
+    /// Transactions whose commit LSN is at or below this are already in the topic.
+    private var resumeAfter: UInt64
+    private var serverWALEnd: UInt64 = 0
+    private var received: UInt64 = 0
+    private var reportedFlush: UInt64
+    private var replyRequested = false
+    private var lastStatus = DispatchTime.now()
+    private var lastHeartbeat = DispatchTime.now()
+    private var heartbeatFailing = false
+
+    /// A status update goes out at least this often, even with nothing new to confirm.
+    static let statusIntervalNanos: UInt64 = 10_000_000_000
+
+    init(source: PostgresSource, replication: ReplicationConnection, catalog: RelationCatalog, sql: PGConnection,
+         writer: TransactionWriter, context: SourceContext, tableFilter: Set<String>?) {
+        self.source = source
+        self.replication = replication
+        self.catalog = catalog
+        self.sql = sql
+        self.writer = writer
+        self.context = context
+        self.tableFilter = tableFilter
+        let last = writer.lastCommit?.commit
+        // The snapshot's marker sits at the consistent point, where a streamed commit may itself start.
+        resumeAfter = last.map { $0.xid == 0 ? $0.commitLSN.rawValue &- 1 : $0.commitLSN.rawValue } ?? 0
+        reportedFlush = last?.endLSN.rawValue ?? 0
+    }
+
+    func run() throws {
+        var sinceCheck = 0
+        while !context.isStopping() {
+            let got = try stream {
+                try replication.receive(timeoutMillis: 50) { bytes in try handle(bytes) }
+            }
+            if got == .ended { throw ConnectorError.transient("source '\(source.name)': the server ended the replication stream") }
+            sinceCheck += 1
+            if got == .timeout || sinceCheck >= 128 || replyRequested {
+                sinceCheck = 0
+                try sendStatusIfDue(idle: got == .timeout)
+                if got == .timeout { heartbeatIfDue() }
+            }
+        }
+        // Stopping: whatever is open is dropped and arrives again on the next start.
+        if inTransaction && !skipping { try writer.abort() }
+        try writer.writer.flush()
+        try? sendStatusIfDue(idle: !inTransaction, force: true)
+    }
+
+    private func stream<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as PGOutputError {
+            throw ConnectorError.fatal("source '\(source.name)': cannot decode pgoutput: \(error)")
+        } catch let error as PGError {
+            throw ConnectorError.transient("source '\(source.name)': \(error.message)")
+        }
+    }
+
+    // MARK: Messages
+
+    private func handle(_ bytes: UnsafeRawBufferPointer) throws {
+        switch try ReplicationMessage.decode(bytes) {
+        case let .keepalive(walEnd, _, reply):
+            serverWALEnd = max(serverWALEnd, walEnd)
+            if reply { replyRequested = true }
+        case let .xLogData(walStart, walEnd, _, payload):
+            received = max(received, walStart)
+            serverWALEnd = max(serverWALEnd, walEnd)
+            try handle(try decoder.decode(payload), lsn: LSN(walStart))
+        }
+    }
+
+    private func handle(_ message: Message, lsn: LSN) throws {
+        switch message {
+        case let .begin(begin):
+            inTransaction = true
+            skipping = begin.finalLSN <= resumeAfter
+            if !skipping {
+                try writer.begin(BeginRecord(xid: begin.xid, commitLSN: LSN(begin.finalLSN),
+                                             commitTime: begin.commitTime + postgresEpochOffsetMicros))
+            }
+        case let .commit(commit):
+            inTransaction = false
+            if skipping {
+                skipping = false
+            } else {
+                try writer.commit(commitLSN: LSN(commit.commitLSN), endLSN: LSN(commit.endLSN),
+                                  commitTime: commit.commitTime + postgresEpochOffsetMicros)
+                resumeAfter = commit.commitLSN
+            }
+        case let .relation(relation):
+            let schema = try source.wrap { try catalog.schema(for: relation) }
+            let previous = relations.updateValue(schema, forKey: relation.oid)
+            if let tableFilter, !tableFilter.contains(schema.qualifiedName) {
+                ignored.insert(relation.oid)
+            } else {
+                ignored.remove(relation.oid)
+                if inTransaction && !skipping, let previous, previous != schema {
+                    try writer.relationChanged(schema)
+                }
+            }
+        case let .insert(insert):
+            guard let relation = try captured(insert.relationOID) else { return }
+            try writer.change(.insert, relation: relation, lsn: lsn, new: insert.new.bytes)
+        case let .update(update):
+            guard let relation = try captured(update.relationOID) else { return }
+            let kind: OldValuesKind
+            switch update.old {
+            case .key?: kind = .key
+            case .full?: kind = .full
+            case nil: kind = .none
+            }
+            try writer.change(.update, relation: relation, lsn: lsn, oldKind: kind, old: update.old?.tuple.bytes,
+                              new: update.new.bytes)
+        case let .delete(delete):
+            guard let relation = try captured(delete.relationOID) else { return }
+            let kind: OldValuesKind
+            if case .key = delete.old { kind = .key } else { kind = .full }
+            try writer.change(.delete, relation: relation, lsn: lsn, oldKind: kind, old: delete.old.tuple.bytes)
+        case let .truncate(truncate):
+            for oid in truncate.relationOIDs {
+                guard let relation = try captured(oid) else { continue }
+                try writer.change(.truncate, relation: relation, lsn: lsn, truncateOptions: truncate.options.rawValue)
+            }
+        case .origin, .type, .message:
+            break
+        case .streamStart, .streamStop, .streamCommit, .streamAbort:
+            throw ConnectorError.fatal("source '\(source.name)': received a streamed transaction, which was not requested")
+        }
+    }
+
+    /// The relation of a change to write, or nil when the change is skipped or its table is not captured.
+    private func captured(_ oid: UInt32) throws -> UInt32? {
+        guard !skipping else { return nil }
+        guard let schema = relations[oid] else {
+            throw ConnectorError.fatal("source '\(source.name)': change for relation \(oid) before its Relation message")
+        }
+        guard !ignored.contains(oid) else { return nil }
+        try writer.ensureRelation(schema)
+        return oid
+    }
+
+    // MARK: Confirming
+
+    /// Confirms the durable end of the topic to the slot, promptly after each group commit. When
+    /// nothing is in flight, confirms the server's WAL end so an idle slot does not pin WAL.
+    private func sendStatusIfDue(idle: Bool, force: Bool = false) throws {
+        let durable = writer.writer.topic.durableCommit
+        var flush = max(reportedFlush, durable?.commit.endLSN.rawValue ?? 0)
+        let allDurable = durable?.offset == writer.lastCommit?.offset
+        if idle && !inTransaction && allDurable { flush = max(flush, serverWALEnd) }
+        let now = DispatchTime.now()
+        let due = now.uptimeNanoseconds - lastStatus.uptimeNanoseconds >= Self.statusIntervalNanos
+        guard force || flush > reportedFlush || replyRequested || due else { return }
+        try stream {
+            try replication.sendStatus(written: max(received, flush), flushed: flush, applied: flush)
+        }
+        reportedFlush = flush
+        replyRequested = false
+        lastStatus = now
+    }
+
+    /// Writes a tiny logical message so the slot's position moves even when no captured table changes.
+    private func heartbeatIfDue() {
+        guard source.heartbeatMillis > 0 else { return }
+        let now = DispatchTime.now()
+        guard now.uptimeNanoseconds - lastHeartbeat.uptimeNanoseconds >= UInt64(source.heartbeatMillis) * 1_000_000
+        else { return }
+        lastHeartbeat = now
+        do {
+            try sql.execute("SELECT pg_logical_emit_message(false, 'sluice.heartbeat', '')")
+            if heartbeatFailing { context.logger.info("heartbeats resumed") }
+            heartbeatFailing = false
+        } catch {
+            if !heartbeatFailing { context.logger.warning("heartbeat failed", metadata: ["error": "\(error)"]) }
+            heartbeatFailing = true
+        }
+    }
+}
