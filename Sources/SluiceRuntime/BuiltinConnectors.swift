@@ -1,11 +1,13 @@
 import PostgresSource
 import SluiceKit
+import SQLiteSink
 
 extension ConnectorRegistry {
     /// The connectors every `sluice` binary has.
     public static var builtin: ConnectorRegistry {
         var registry = ConnectorRegistry()
         registry.register(PostgresSource.self)
+        registry.register(SQLiteSink.self)
         return registry
     }
 }

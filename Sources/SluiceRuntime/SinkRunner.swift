@@ -144,6 +144,7 @@ final class SinkRunner: @unchecked Sendable {
                 try sink.beginTransaction(begin, topic: topic.name)
             case let .relation(relation):
                 relations[relation.id] = relation
+                try sink.prepare(relation, topic: topic.name)
             case let .change(change):
                 guard let relation = relations[change.relationID] else {
                     throw ConnectorError.fatal("topic \(topic.name): change at offset \(raw.offset) has no schema record")

@@ -63,8 +63,8 @@ public struct SinkContext: Sendable {
 ///
 /// The runtime drives a sink from one thread, in this order, forever:
 /// `open` once (and again after any error), then batches of
-/// `beginBatch`, for each source transaction in topic order (`beginTransaction`, `apply`…,
-/// `commitTransaction`), then `commitBatch`. A batch holds one or more whole transactions, never part
+/// `beginBatch`, for each source transaction in topic order (`beginTransaction`, `prepare` and
+/// `apply`…, `commitTransaction`), then `commitBatch`. A batch holds one or more whole transactions, never part
 /// of one; the next batch starts only after `commitBatch` returns, which is what throttles reading
 /// (backpressure) and bounds memory.
 ///
@@ -90,6 +90,9 @@ public protocol Sink: AnyObject {
 
     func beginBatch() throws
     func beginTransaction(_ begin: BeginRecord, topic: String) throws
+    /// The schema of a table the transaction changes, before its first change: create or alter the
+    /// target table here. Called once per table per transaction, so comparing with a cache is cheap.
+    func prepare(_ relation: RelationSchema, topic: String) throws
     func apply(_ change: Change) throws
     func commitTransaction(_ commit: CommitRecord, position: SinkPosition) throws
     /// Stores `positions` (one per topic the batch touched) with the batch, atomically.
@@ -101,5 +104,6 @@ public protocol Sink: AnyObject {
 
 extension Sink {
     public func beginTransaction(_ begin: BeginRecord, topic: String) throws {}
+    public func prepare(_ relation: RelationSchema, topic: String) throws {}
     public func commitTransaction(_ commit: CommitRecord, position: SinkPosition) throws {}
 }

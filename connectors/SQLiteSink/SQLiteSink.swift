@@ -1,0 +1,124 @@
+import Foundation
+import Logging
+import SluiceKit
+import SluiceWire
+
+/// Applies topics to an SQLite file (WAL mode), exactly once: each batch of whole source
+/// transactions commits in one SQLite transaction together with the sink's row in `sluice_offsets`.
+///
+/// Tables are named `T` for `public.T` and `schema_T` otherwise; integers are stored as INTEGER,
+/// floats as REAL, booleans as 0/1, bytea as BLOB and everything else as TEXT in PostgreSQL's text
+/// form (timestamptz in UTC).
+public final class SQLiteSink: Sink {
+    public static let typeName = "sqlite"
+
+    let name: String
+    let path: String
+    private var database: SQLiteDatabase?
+    private var tables: [TableKey: SQLiteTable] = [:]
+    private var saveOffset: SQLiteStatement?
+    private var inBatch = false
+    private var logger = Logger(label: "sluice")
+
+    struct TableKey: Hashable {
+        let topic: String
+        let relation: UInt32
+    }
+
+    public init(config: ConnectorConfig) throws {
+        name = config.name
+        path = config.resolvePath(try config.string("path"))
+        try config.rejectUnknownKeys()
+    }
+
+    public func open(context: SinkContext) throws -> [String: SinkPosition] {
+        logger = context.logger
+        return try guarded {
+            let directory = (path as NSString).deletingLastPathComponent
+            if !directory.isEmpty { try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
+            let database = try SQLiteDatabase(path: path)
+            try database.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
+            try database.execute("""
+                CREATE TABLE IF NOT EXISTS sluice_offsets (
+                    sink TEXT NOT NULL, topic TEXT NOT NULL, "offset" INTEGER NOT NULL, lsn TEXT NOT NULL,
+                    commit_time TEXT, updated_at TEXT NOT NULL, PRIMARY KEY (sink, topic))
+                """)
+            var positions: [String: SinkPosition] = [:]
+            for row in try database.query(
+                "SELECT topic, \"offset\", lsn, commit_time FROM sluice_offsets WHERE sink = ?", [name]) {
+                guard let topic = row[0], let offset = row[1].flatMap({ UInt64($0) }) else { continue }
+                positions[topic] = SinkPosition(topic: topic, offset: offset, lsn: row[2].flatMap { LSN($0) } ?? .zero,
+                                                commitTime: row[3].flatMap { Micros($0) } ?? 0)
+            }
+            saveOffset = try database.prepare("""
+                INSERT INTO sluice_offsets (sink, topic, "offset", lsn, commit_time, updated_at)
+                VALUES (?1, ?2, ?3, ?4, ?5, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+                ON CONFLICT (sink, topic) DO UPDATE SET "offset" = excluded."offset", lsn = excluded.lsn,
+                    commit_time = excluded.commit_time, updated_at = excluded.updated_at
+                """)
+            self.database = database
+            tables.removeAll()
+            return positions
+        }
+    }
+
+    public func beginBatch() throws {
+        try guarded {
+            try database!.execute("BEGIN IMMEDIATE")
+            inBatch = true
+        }
+    }
+
+    public func prepare(_ relation: RelationSchema, topic: String) throws {
+        let key = TableKey(topic: topic, relation: relation.id)
+        if let table = tables[key], table.schema == relation { return }
+        try guarded {
+            tables[key] = try SQLiteTable(database: database!, schema: relation, logger: logger)
+        }
+    }
+
+    public func apply(_ change: Change) throws {
+        guard let table = tables[TableKey(topic: change.topic, relation: change.relation.id)] else {
+            throw ConnectorError.fatal("sink \(name): change to \(change.relation.qualifiedName) before its schema")
+        }
+        try guarded { try table.apply(change) }
+    }
+
+    public func commitBatch(positions: [SinkPosition]) throws {
+        try guarded {
+            for position in positions {
+                saveOffset!.bind(1, text: name)
+                saveOffset!.bind(2, text: position.topic)
+                saveOffset!.bind(3, int64: Int64(position.offset))
+                saveOffset!.bind(4, text: position.lsn.description)
+                saveOffset!.bind(5, text: String(position.commitTime))
+                try saveOffset!.run()
+            }
+            try database!.execute("COMMIT")
+            inBatch = false
+        }
+    }
+
+    public func rollbackBatch() {
+        guard inBatch, let database else { return }
+        try? database.execute("ROLLBACK")
+        inBatch = false
+    }
+
+    public func close() {
+        rollbackBatch()
+        tables.removeAll()
+        saveOffset = nil
+        database = nil
+    }
+
+    /// Busy, locked, full or I/O errors are worth a retry; anything else is a bug or a schema clash.
+    private func guarded<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as SQLiteError {
+            if error.isTransient { throw ConnectorError.transient("sink \(name): \(error)") }
+            throw ConnectorError.fatal("sink \(name) (\(path)): \(error)")
+        }
+    }
+}
