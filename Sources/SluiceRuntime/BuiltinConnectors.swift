@@ -1,3 +1,4 @@
+import PostgresSink
 import PostgresSource
 import SluiceKit
 import SQLiteSink
@@ -8,6 +9,7 @@ extension ConnectorRegistry {
         var registry = ConnectorRegistry()
         registry.register(PostgresSource.self)
         registry.register(SQLiteSink.self)
+        registry.register(PostgresSink.self)
         return registry
     }
 }

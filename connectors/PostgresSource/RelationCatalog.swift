@@ -24,10 +24,11 @@ final class RelationCatalog {
             ? Set(relation.columns.filter(\.isKey).map(\.name))
             : try primaryKeyColumns(relation.oid)
         let names = try typeNames(for: relation.columns.map { TypeKey(oid: $0.typeOID, modifier: $0.typeModifier) })
+        let missing = try missingValues(relation.oid)
         let columns = relation.columns.enumerated().map { index, column in
             RelationSchema.Column(name: column.name, typeOID: column.typeOID, typeModifier: column.typeModifier,
                                   typeName: names[index], isPrimaryKey: primaryKey.contains(column.name),
-                                  isReplicaIdentity: column.isKey)
+                                  isReplicaIdentity: column.isKey, existingRowsValue: missing[column.name])
         }
         return RelationSchema(id: relation.oid, schema: relation.namespace.isEmpty ? "pg_catalog" : relation.namespace,
                               table: relation.name, replicaIdentity: identity, columns: columns)
@@ -64,6 +65,41 @@ final class RelationCatalog {
         let identity = RelationSchema.ReplicaIdentity(rawValue: UInt8(ascii: Unicode.Scalar(result.string(0, 3)!.utf8.first!))) ?? .default
         return RelationSchema(id: UInt32(result.string(0, 0)!)!, schema: result.string(0, 1)!,
                               table: result.string(0, 2)!, replicaIdentity: identity, columns: columns)
+    }
+
+    /// Values that rows older than an `ADD COLUMN … DEFAULT` take for that column (`attmissingval`).
+    private func missingValues(_ relation: UInt32) throws -> [String: String] {
+        let result = try connection.execute(
+            "SELECT attname, attmissingval::text FROM pg_attribute WHERE attrelid = $1::oid AND atthasmissing AND NOT attisdropped AND attnum > 0",
+            [String(relation)])
+        var values: [String: String] = [:]
+        for row in 0..<result.rowCount {
+            if let name = result.string(row, 0), let array = result.string(row, 1), let value = Self.singleElement(array) {
+                values[name] = value
+            }
+        }
+        return values
+    }
+
+    /// The element of a one-element array literal (`{x}`, `{"a b"}`); nil for `{NULL}` or anything else.
+    static func singleElement(_ literal: String) -> String? {
+        guard literal.hasPrefix("{"), literal.hasSuffix("}") else { return nil }
+        let inner = literal.dropFirst().dropLast()
+        guard inner.first == "\"" else { return inner == "NULL" ? nil : String(inner) }
+        guard inner.count >= 2, inner.last == "\"" else { return nil }
+        var out = ""
+        var escaped = false
+        for character in inner.dropFirst().dropLast() {
+            if escaped {
+                out.append(character)
+                escaped = false
+            } else if character == "\\" {
+                escaped = true
+            } else {
+                out.append(character)
+            }
+        }
+        return out
     }
 
     private func primaryKeyColumns(_ relation: UInt32) throws -> Set<String> {

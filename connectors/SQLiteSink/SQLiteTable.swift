@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import SluiceKit
 import SluiceWire
@@ -50,7 +51,8 @@ final class SQLiteTable {
             return
         }
         for (index, column) in schema.columns.enumerated() where !existing.contains(column.name) {
-            try database.execute("ALTER TABLE \(quotedName) ADD COLUMN \(definitions[index])")
+            try database.execute("ALTER TABLE \(quotedName) ADD COLUMN \(definitions[index])"
+                                 + (column.existingRowsValue.map { " DEFAULT " + Self.literal($0, classes[index]) } ?? ""))
             logger.info("added column", metadata: ["table": "\(name)", "column": "\(column.name)"])
         }
         let wanted = Set(schema.columns.map(\.name))
@@ -67,78 +69,57 @@ final class SQLiteTable {
         }
     }
 
+    /// A constant for `DEFAULT`, in the column's storage class.
+    static func literal(_ text: String, _ typeClass: TypeClass) -> String {
+        let bytes = ArraySlice(Array(text.utf8))
+        switch typeClass {
+        case .integer: if let number = TextValues.int64(bytes) { return String(number) }
+        case .boolean: if let flag = TextValues.bool(bytes) { return flag ? "1" : "0" }
+        case .float: if let number = TextValues.double(bytes), number.isFinite { return "\(number)" }
+        case .bytes: if let blob = TextValues.bytea(bytes) { return "X'" + blob.map { String(format: "%02x", $0) }.joined() + "'" }
+        case .numeric, .json, .text: break
+        }
+        return "'" + text.replacingOccurrences(of: "'", with: "''") + "'"
+    }
+
     func apply(_ change: Change) throws {
-        switch change.operation {
-        case .read, .insert:
-            let new = change.new!
+        switch RowAction(change) {
+        case let .upsert(new), let .insert(new):
             let statement = try cached(primaryKey.isEmpty ? "insert" : "upsert") { upsertSQL() }
             try bindRow(new, to: statement, from: 1)
             try statement.run()
-        case .update:
-            try update(change)
-        case .delete:
-            try delete(change)
-        case .truncate:
-            try database.execute("DELETE FROM \(quotedName)")
-        }
-    }
-
-    private func update(_ change: Change) throws {
-        let new = change.new!
-        let newValues = new.values
-        let hasUnchanged = newValues.contains { $0.isUnchanged }
-        if primaryKey.isEmpty {
-            // Keyless (REPLICA IDENTITY FULL): change exactly one row equal to the old one.
-            guard let old = change.old else {
-                throw ConnectorError.fatal("update of keyless table \(schema.qualifiedName) without its old row")
-            }
-            try rewriteOneRow(old: old.values, new: newValues)
-            return
-        }
-        let oldKey = change.old.map { matchValues($0.values, kind: change.oldKind) }
-        let newKey = primaryKey.map { newValues[$0] }
-        let keyChanged = oldKey.map { $0.columns != primaryKey || $0.values != newKey } ?? false
-        if !hasUnchanged {
-            if keyChanged, let oldKey { try deleteRows(matching: oldKey) }
+        case let .delete(match):
+            try deleteRows(matching: match)
+        case let .deleteThenUpsert(match, new):
+            try deleteRows(matching: match)
             let statement = try cached("upsert") { upsertSQL() }
             try bindRow(new, to: statement, from: 1)
             try statement.run()
-            return
-        }
-        // Unchanged TOAST values: set only what was sent, on the row as it was keyed before.
-        let match = oldKey ?? (primaryKey, newKey)
-        let present = newValues.indices.filter { !newValues[$0].isUnchanged }
-        let signature = "update:" + present.map(String.init).joined(separator: ",") + ":" + match.columns.map(String.init).joined(separator: ",")
-        let statement = try cached(signature) {
-            let sets = present.map { "\(quotedColumns[$0]) = ?\($0 + 1)" }.joined(separator: ", ")
-            let wheres = match.columns.enumerated().map { "\(quotedColumns[$1]) IS ?\(newValues.count + $0 + 1)" }
-            return "UPDATE \(quotedName) SET \(sets) WHERE \(wheres.joined(separator: " AND "))"
-        }
-        for index in present { try bind(newValues[index], column: index, to: statement, at: index + 1) }
-        for (k, column) in match.columns.enumerated() {
-            try bind(match.values[k], column: column, to: statement, at: newValues.count + k + 1)
-        }
-        try statement.run()
-    }
-
-    private func delete(_ change: Change) throws {
-        guard let old = change.old else { return }
-        if primaryKey.isEmpty {
-            try rewriteOneRow(old: old.values, new: nil)
-        } else {
-            try deleteRows(matching: matchValues(old.values, kind: change.oldKind))
+        case let .update(present, new, match):
+            let signature = "update:" + present.map(String.init).joined(separator: ",") + ":"
+                + match.columns.map(String.init).joined(separator: ",")
+            let statement = try cached(signature) {
+                let sets = present.map { "\(quotedColumns[$0]) = ?\($0 + 1)" }.joined(separator: ", ")
+                let wheres = match.columns.enumerated().map { "\(quotedColumns[$1]) IS ?\(new.count + $0 + 1)" }
+                return "UPDATE \(quotedName) SET \(sets) WHERE \(wheres.joined(separator: " AND "))"
+            }
+            for index in present { try bind(new[index], column: index, to: statement, at: index + 1) }
+            for (k, column) in match.columns.enumerated() {
+                try bind(match.values[k], column: column, to: statement, at: new.count + k + 1)
+            }
+            try statement.run()
+        case let .updateOneRow(old, new):
+            try rewriteOneRow(old: old, new: new)
+        case let .deleteOneRow(old):
+            try rewriteOneRow(old: old, new: nil)
+        case .truncate:
+            try database.execute("DELETE FROM \(quotedName)")
+        case .none:
+            break
         }
     }
 
-    /// The columns and values that identify the old row: the replica identity for an old key,
-    /// the primary key for a full old row.
-    private func matchValues(_ old: [Value], kind: OldValuesKind) -> (columns: [Int], values: [Value]) {
-        let columns = kind == .key ? schema.columns.indices.filter { schema.columns[$0].isReplicaIdentity } : primaryKey
-        let usable = columns.isEmpty ? primaryKey : columns
-        return (usable, usable.map { old[$0] })
-    }
-
-    private func deleteRows(matching match: (columns: [Int], values: [Value])) throws {
+    private func deleteRows(matching match: KeyMatch) throws {
         let statement = try cached("delete:" + match.columns.map(String.init).joined(separator: ",")) {
             "DELETE FROM \(quotedName) WHERE "
                 + match.columns.enumerated().map { "\(quotedColumns[$1]) IS ?\($0 + 1)" }.joined(separator: " AND ")

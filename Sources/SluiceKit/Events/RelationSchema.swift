@@ -13,15 +13,19 @@ public struct RelationSchema: Sendable, Equatable {
         public var isPrimaryKey: Bool
         /// Part of the replica identity: what the source sends as the old key of updates and deletes.
         public var isReplicaIdentity: Bool
+        /// The value rows that existed before this column was added take (text form), when the source
+        /// knows it: `ADD COLUMN … DEFAULT` fills existing rows without logging a change for each.
+        public var existingRowsValue: String?
 
         public init(name: String, typeOID: UInt32, typeModifier: Int32, typeName: String,
-                    isPrimaryKey: Bool, isReplicaIdentity: Bool) {
+                    isPrimaryKey: Bool, isReplicaIdentity: Bool, existingRowsValue: String? = nil) {
             self.name = name
             self.typeOID = typeOID
             self.typeModifier = typeModifier
             self.typeName = typeName
             self.isPrimaryKey = isPrimaryKey
             self.isReplicaIdentity = isReplicaIdentity
+            self.existingRowsValue = existingRowsValue
         }
 
         /// The broad family of the type, for targets with fewer types than PostgreSQL.

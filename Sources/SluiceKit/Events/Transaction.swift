@@ -66,11 +66,13 @@ extension RelationSchema {
         body.u8(replicaIdentity.rawValue)
         body.u16(UInt16(columns.count))
         for column in columns {
-            body.u8((column.isReplicaIdentity ? 1 : 0) | (column.isPrimaryKey ? 2 : 0))
+            body.u8((column.isReplicaIdentity ? 1 : 0) | (column.isPrimaryKey ? 2 : 0)
+                    | (column.existingRowsValue != nil ? 4 : 0))
             body.string(column.name)
             body.u32(column.typeOID)
             body.i32(column.typeModifier)
             body.string(column.typeName)
+            if let value = column.existingRowsValue { body.string(value) }
         }
     }
 
@@ -89,7 +91,8 @@ extension RelationSchema {
             let flags = try cursor.u8()
             columns.append(Column(name: try cursor.string(), typeOID: try cursor.u32(), typeModifier: try cursor.i32(),
                                   typeName: try cursor.string(), isPrimaryKey: flags & 2 != 0,
-                                  isReplicaIdentity: flags & 1 != 0))
+                                  isReplicaIdentity: flags & 1 != 0,
+                                  existingRowsValue: flags & 4 != 0 ? try cursor.string() : nil))
         }
         return RelationSchema(id: id, schema: schema, table: table, replicaIdentity: identity, columns: columns)
     }

@@ -1,0 +1,131 @@
+import Foundation
+import Logging
+import SluiceKit
+import SluiceWire
+
+/// Applies topics to a PostgreSQL database, exactly once: each batch of whole source transactions
+/// is one target transaction that also upserts the sink's row in `public.sluice_offsets`.
+///
+/// Missing schemas and tables are created with the source's column types and primary key; columns
+/// added or dropped on the source are added or dropped here. Statements are prepared once per table
+/// and sent in libpq pipeline mode, so a batch costs a round trip per few hundred rows, not per row.
+public final class PostgresSink: Sink {
+    public static let typeName = "postgres"
+
+    let name: String
+    let url: String
+    private var pipeline: PGPipeline?
+    private var tables: [TableKey: PostgresTable] = [:]
+    private var statementCounter = 0
+    private var logger = Logger(label: "sluice")
+
+    struct TableKey: Hashable {
+        let topic: String
+        let relation: UInt32
+    }
+
+    public init(config: ConnectorConfig) throws {
+        name = config.name
+        url = try config.string("url")
+        if let problem = connectionURLProblem(url) { throw config.error("url", "'\(redactURL(url))' \(problem)") }
+        try config.rejectUnknownKeys()
+    }
+
+    public func open(context: SinkContext) throws -> [String: SinkPosition] {
+        logger = context.logger
+        return try guarded {
+            let connection = try PGConnection(url: url, applicationName: "sluice-sink-\(name)")
+            try connection.execute("""
+                CREATE TABLE IF NOT EXISTS public.sluice_offsets (
+                    sink text NOT NULL, topic text NOT NULL, "offset" bigint NOT NULL, lsn pg_lsn NOT NULL,
+                    commit_time timestamptz, updated_at timestamptz NOT NULL DEFAULT now(),
+                    PRIMARY KEY (sink, topic))
+                """)
+            let result = try connection.execute(
+                "SELECT topic, \"offset\", lsn::text, (extract(epoch from commit_time) * 1000000)::bigint FROM public.sluice_offsets WHERE sink = $1",
+                [name])
+            var positions: [String: SinkPosition] = [:]
+            for row in 0..<result.rowCount {
+                guard let topic = result.string(row, 0), let offset = result.string(row, 1).flatMap({ UInt64($0) }) else { continue }
+                positions[topic] = SinkPosition(topic: topic, offset: offset,
+                                                lsn: result.string(row, 2).flatMap { LSN($0) } ?? .zero,
+                                                commitTime: result.string(row, 3).flatMap { Micros($0) } ?? 0)
+            }
+            let pipeline = try PGPipeline(connection: connection)
+            try pipeline.prepare("sluice_offset", """
+                INSERT INTO public.sluice_offsets (sink, topic, "offset", lsn, commit_time, updated_at)
+                VALUES ($1, $2, $3, $4, to_timestamp($5::double precision / 1000000), now())
+                ON CONFLICT (sink, topic) DO UPDATE SET "offset" = excluded."offset", lsn = excluded.lsn,
+                    commit_time = excluded.commit_time, updated_at = excluded.updated_at
+                """)
+            try pipeline.sync()
+            self.pipeline = pipeline
+            tables.removeAll()
+            return positions
+        }
+    }
+
+    public func beginBatch() throws {
+        try guarded { try pipeline!.send("BEGIN") }
+    }
+
+    public func prepare(_ relation: RelationSchema, topic: String) throws {
+        let key = TableKey(topic: topic, relation: relation.id)
+        if let table = tables[key], table.schema == relation { return }
+        try guarded {
+            statementCounter += 1
+            tables[key] = try PostgresTable(pipeline: pipeline!, schema: relation, statementPrefix: "s\(statementCounter)_",
+                                            logger: logger)
+        }
+    }
+
+    public func apply(_ change: Change) throws {
+        guard let table = tables[TableKey(topic: change.topic, relation: change.relation.id)] else {
+            throw ConnectorError.fatal("sink \(name): change to \(change.relation.qualifiedName) before its schema")
+        }
+        try guarded { try table.apply(change) }
+    }
+
+    public func commitBatch(positions: [SinkPosition]) throws {
+        try guarded {
+            var parameters = PGParameters()
+            for position in positions {
+                parameters.removeAll()
+                parameters.append(name)
+                parameters.append(position.topic)
+                parameters.append(String(position.offset))
+                parameters.append(position.lsn.description)
+                parameters.append(String(position.commitTime))
+                try pipeline!.send(prepared: "sluice_offset", parameters)
+            }
+            try pipeline!.send("COMMIT")
+            try pipeline!.sync()
+        }
+    }
+
+    public func rollbackBatch() {
+        guard let pipeline, pipeline.connection.isConnected else { return }
+        try? pipeline.send("ROLLBACK")
+        try? pipeline.sync()
+    }
+
+    public func close() {
+        tables.removeAll()
+        pipeline = nil
+    }
+
+    /// Connection failures and server restarts are retried; other errors (a type the target cannot
+    /// take, a constraint the user added) stop the sink with the server's message.
+    private func guarded<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as PGError {
+            if error.isTransient { throw ConnectorError.transient("sink \(name): \(error.message)") }
+            let permanent = ["password authentication failed", "does not exist", "no pg_hba.conf entry", "permission denied"]
+            if error.connectionLost && !permanent.contains(where: { error.message.contains($0) }) {
+                throw ConnectorError.transient("sink \(name): \(error.message)")
+            }
+            throw ConnectorError.fatal("sink \(name) (\(redactURL(url))): \(error)")
+        }
+    }
+}

@@ -1,0 +1,228 @@
+import Logging
+import SluiceKit
+import SluiceWire
+
+/// One target table: created or altered to mirror the source's schema, written with prepared
+/// statements sent through the sink's pipeline.
+final class PostgresTable {
+    let schema: RelationSchema
+    let qualifiedName: String
+    private let pipeline: PGPipeline
+    private let prefix: String
+    private let quotedColumns: [String]
+    private let primaryKey: [Int]
+    /// Columns compared as text because their type has no equality operator (json, xml, geometry).
+    private let compareAsText: [Bool]
+    private var statements: [String: String] = [:]
+    private var parameters = PGParameters()
+
+    /// Types without an `=` operator, whose values are matched through their text form.
+    static let textCompared: Set<UInt32> = [114, 142, 600, 601, 602, 603, 604, 628, 718, 199, 143, 1017, 1018, 1019, 1020, 1027, 629, 719]
+
+    init(pipeline: PGPipeline, schema: RelationSchema, statementPrefix: String, logger: Logger) throws {
+        self.pipeline = pipeline
+        self.schema = schema
+        prefix = statementPrefix
+        qualifiedName = PGConnection.quoteIdentifier(schema.schema) + "." + PGConnection.quoteIdentifier(schema.table)
+        quotedColumns = schema.columns.map { PGConnection.quoteIdentifier($0.name) }
+        primaryKey = schema.primaryKey
+        compareAsText = schema.columns.map { Self.textCompared.contains($0.typeOID) }
+        try ensureTable(logger: logger)
+    }
+
+    // MARK: Schema
+
+    /// Creates the schema and table, or adds, drops and retypes columns so the table mirrors the source.
+    private func ensureTable(logger: Logger) throws {
+        let types = try targetTypes(logger: logger)
+        var lookup = PGParameters()
+        lookup.append(qualifiedName)
+        let existing = try pipeline.query("""
+            SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+            WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
+            """, lookup)
+        if existing.rowCount == 0 {
+            if schema.schema != "public" {
+                try pipeline.send("CREATE SCHEMA IF NOT EXISTS \(PGConnection.quoteIdentifier(schema.schema))")
+            }
+            var definitions = schema.columns.indices.map { "\(quotedColumns[$0]) \(types[$0])" }
+            if !primaryKey.isEmpty {
+                definitions.append("PRIMARY KEY (" + primaryKey.map { quotedColumns[$0] }.joined(separator: ", ") + ")")
+            }
+            try pipeline.send("CREATE TABLE IF NOT EXISTS \(qualifiedName) (\(definitions.joined(separator: ", ")))")
+            try pipeline.sync()
+            logger.info("created table", metadata: ["table": "\(schema.qualifiedName)"])
+            return
+        }
+        var current: [String: String] = [:]
+        for row in 0..<existing.rowCount { current[existing.string(row, 0)!] = existing.string(row, 1)! }
+        for (index, column) in schema.columns.enumerated() {
+            if let type = current[column.name] {
+                if type != types[index] {
+                    try pipeline.send("ALTER TABLE \(qualifiedName) ALTER COLUMN \(quotedColumns[index]) TYPE \(types[index]) USING \(quotedColumns[index])::text::\(types[index])")
+                    logger.info("changed column type", metadata: ["table": "\(schema.qualifiedName)", "column": "\(column.name)",
+                                                                  "from": "\(type)", "to": "\(types[index])"])
+                }
+            } else {
+                try pipeline.send("ALTER TABLE \(qualifiedName) ADD COLUMN \(quotedColumns[index]) \(types[index])"
+                                  + (column.existingRowsValue.map { " DEFAULT \(PGConnection.quoteLiteral($0))::\(types[index])" } ?? ""))
+                if column.existingRowsValue != nil {
+                    // Existing rows keep the value; new rows always come with every column.
+                    try pipeline.send("ALTER TABLE \(qualifiedName) ALTER COLUMN \(quotedColumns[index]) DROP DEFAULT")
+                }
+                logger.info("added column", metadata: ["table": "\(schema.qualifiedName)", "column": "\(column.name)"])
+            }
+        }
+        let wanted = Set(schema.columns.map(\.name))
+        for column in current.keys.sorted() where !wanted.contains(column) {
+            try pipeline.send("ALTER TABLE \(qualifiedName) DROP COLUMN \(PGConnection.quoteIdentifier(column))")
+            logger.info("dropped column", metadata: ["table": "\(schema.qualifiedName)", "column": "\(column)"])
+        }
+        if !primaryKey.isEmpty {
+            // Upserts need a unique index on the key, even on a table created before the source had one.
+            var key = PGParameters()
+            key.append(qualifiedName)
+            key.append("{" + primaryKey.map { "\"" + schema.columns[$0].name.replacingOccurrences(of: "\"", with: "\\\"") + "\"" }.joined(separator: ",") + "}")
+            let unique = try pipeline.query("""
+                SELECT 1 FROM pg_index i WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indpred IS NULL
+                  AND (SELECT array_agg(a.attname::text ORDER BY a.attname) FROM pg_attribute a
+                       WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey))
+                    = (SELECT array_agg(k ORDER BY k) FROM unnest($2::text[]) AS k)
+                """, key)
+            if unique.rowCount == 0 {
+                let indexName = PGConnection.quoteIdentifier(String("\(schema.table)_sluice_key".prefix(63)))
+                try pipeline.send("CREATE UNIQUE INDEX \(indexName) ON \(qualifiedName) (" + primaryKey.map { quotedColumns[$0] }.joined(separator: ", ") + ")")
+            }
+        }
+        try pipeline.sync()
+    }
+
+    /// The source's type names; a user-defined type the target lacks (an enum, a domain) becomes text.
+    private func targetTypes(logger: Logger) throws -> [String] {
+        var types = schema.columns.map(\.typeName)
+        let custom = schema.columns.indices.filter { schema.columns[$0].typeOID >= 16384 }
+        guard !custom.isEmpty else { return types }
+        var names = PGParameters()
+        names.append("{" + custom.map { "\"" + types[$0].replacingOccurrences(of: "\"", with: "\\\"") + "\"" }.joined(separator: ",") + "}")
+        let found = try pipeline.query("SELECT to_regtype(t)::text FROM unnest($1::text[]) WITH ORDINALITY AS u(t, n) ORDER BY n", names)
+        for (row, index) in custom.enumerated() where found.isNull(row, 0) {
+            logger.warning("type missing in target; column created as text (create the type there first to keep it)",
+                           metadata: ["table": "\(schema.qualifiedName)", "column": "\(schema.columns[index].name)",
+                                      "type": "\(types[index])"])
+            types[index] = "text"
+        }
+        return types
+    }
+
+    // MARK: Changes
+
+    func apply(_ change: Change) throws {
+        switch RowAction(change) {
+        case let .upsert(new), let .insert(new):
+            parameters.removeAll()
+            appendRow(new)
+            try pipeline.send(prepared: try statement(primaryKey.isEmpty ? "insert" : "upsert", upsertSQL), parameters)
+        case let .delete(match):
+            try delete(match)
+        case let .deleteThenUpsert(match, new):
+            try delete(match)
+            parameters.removeAll()
+            appendRow(new)
+            try pipeline.send(prepared: try statement("upsert", upsertSQL), parameters)
+        case let .update(present, new, match):
+            let signature = "update:" + present.map(String.init).joined(separator: ",") + ":"
+                + match.columns.map(String.init).joined(separator: ",")
+            let name = try statement(signature) {
+                let sets = present.enumerated().map { "\(quotedColumns[$1]) = $\($0 + 1)" }.joined(separator: ", ")
+                return "UPDATE \(qualifiedName) SET \(sets) WHERE " + condition(match.columns, from: present.count + 1)
+            }
+            parameters.removeAll()
+            for index in present { append(new[index]) }
+            for value in match.values { append(value) }
+            try pipeline.send(prepared: name, parameters)
+        case let .updateOneRow(old, new):
+            try rewriteOneRow(old: old, new: new)
+        case let .deleteOneRow(old):
+            try rewriteOneRow(old: old, new: nil)
+        case let .truncate(options):
+            var sql = "TRUNCATE \(qualifiedName)"
+            if options & 2 != 0 { sql += " RESTART IDENTITY" }
+            if options & 1 != 0 { sql += " CASCADE" }
+            try pipeline.send(sql)
+        case .none:
+            break
+        }
+    }
+
+    private func delete(_ match: KeyMatch) throws {
+        let name = try statement("delete:" + match.columns.map(String.init).joined(separator: ",")) {
+            "DELETE FROM \(qualifiedName) WHERE " + condition(match.columns, from: 1)
+        }
+        parameters.removeAll()
+        for value in match.values { append(value) }
+        try pipeline.send(prepared: name, parameters)
+    }
+
+    /// Updates (or deletes, when `new` is nil) exactly one row equal to `old` on the columns it carries.
+    private func rewriteOneRow(old: [Value], new: [Value]?) throws {
+        let compared = old.indices.filter { !old[$0].isUnchanged }
+        let present = new.map { values in values.indices.filter { !values[$0].isUnchanged } } ?? []
+        let signature = "row:" + compared.map(String.init).joined(separator: ",") + ":"
+            + (new == nil ? "delete" : present.map(String.init).joined(separator: ","))
+        let name = try statement(signature) {
+            let locate = "ctid = (SELECT ctid FROM \(qualifiedName) WHERE "
+                + (compared.isEmpty ? "true" : condition(compared, from: present.count + 1)) + " LIMIT 1)"
+            guard new != nil else { return "DELETE FROM \(qualifiedName) WHERE \(locate)" }
+            let sets = present.enumerated().map { "\(quotedColumns[$1]) = $\($0 + 1)" }.joined(separator: ", ")
+            return "UPDATE \(qualifiedName) SET \(sets) WHERE \(locate)"
+        }
+        parameters.removeAll()
+        if let new { for index in present { append(new[index]) } }
+        for index in compared { append(old[index]) }
+        try pipeline.send(prepared: name, parameters)
+    }
+
+    /// `a = $n AND b = $n+1 …`, NULL-safe, text-compared where the type has no equality.
+    private func condition(_ columns: [Int], from first: Int) -> String {
+        columns.enumerated().map { offset, column in
+            compareAsText[column]
+                ? "\(quotedColumns[column])::text IS NOT DISTINCT FROM $\(first + offset)::text"
+                : "\(quotedColumns[column]) IS NOT DISTINCT FROM $\(first + offset)"
+        }.joined(separator: " AND ")
+    }
+
+    private func upsertSQL() -> String {
+        let values = quotedColumns.indices.map { "$\($0 + 1)" }.joined(separator: ", ")
+        var sql = "INSERT INTO \(qualifiedName) (\(quotedColumns.joined(separator: ", "))) VALUES (\(values))"
+        guard !primaryKey.isEmpty else { return sql }
+        let others = quotedColumns.indices.filter { !primaryKey.contains($0) }
+        sql += " ON CONFLICT (" + primaryKey.map { quotedColumns[$0] }.joined(separator: ", ") + ") DO "
+        sql += others.isEmpty ? "NOTHING"
+            : "UPDATE SET " + others.map { "\(quotedColumns[$0]) = excluded.\(quotedColumns[$0])" }.joined(separator: ", ")
+        return sql
+    }
+
+    /// The name of the prepared statement for `signature`, preparing it on first use.
+    private func statement(_ signature: String, _ sql: () -> String) throws -> String {
+        if let name = statements[signature] { return name }
+        let name = "\(prefix)\(statements.count)"
+        try pipeline.prepare(name, sql())
+        statements[signature] = name
+        return name
+    }
+
+    private func appendRow(_ tuple: Tuple) {
+        var count = 0
+        for value in tuple where count < quotedColumns.count {
+            append(value)
+            count += 1
+        }
+    }
+
+    private func append(_ value: Value) {
+        switch value {
+        case .null, .unchanged: parameters.appendNull()
+        case let .text(bytes), let .binary(bytes): parameters.append(bytes)
+        }
+    }
+}
