@@ -25,7 +25,7 @@ let package = Package(
         .target(name: "CSluiceSupport"),
 
         // Wire layer: libpq connections, the replication stream, COPY, pipeline mode; sqlite3.
-        .target(name: "SluiceWire", dependencies: ["CLibPQ", "CSQLite"]),
+        .target(name: "SluiceWire", dependencies: ["CLibPQ", "CSQLite", "PGOutput"]),
         // Pure pgoutput decoder: bytes in, messages out, no I/O.
         .target(name: "PGOutput"),
         // Connector SDK: event model, record codec, Source/Sink protocols, registry, config helpers.
@@ -65,6 +65,7 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "SluiceLogTests", dependencies: ["SluiceLog", "SluiceKit"]),
         .testTarget(name: "SluiceKitTests", dependencies: ["SluiceKit", "SluiceRuntime"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["SluiceWire", "SluiceKit", "SluiceLog"]),
+        // Runs the real `sluice` binary against real PostgreSQL clusters and SQLite files.
+        .testTarget(name: "IntegrationTests", dependencies: ["sluice", "SluiceWire", "SluiceKit", "SluiceLog"]),
     ]
 )

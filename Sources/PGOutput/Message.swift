@@ -44,16 +44,17 @@ public struct PGOutputDecoder {
         case UInt8(ascii: "M"): message = .message(try LogicalMessage.decode(from: &reader, streaming: inStream))
         case UInt8(ascii: "S"):
             message = .streamStart(try StreamStart.decode(from: &reader))
-            inStream = true
         case UInt8(ascii: "E"):
             message = .streamStop
-            inStream = false
         case UInt8(ascii: "c"): message = .streamCommit(try StreamCommit.decode(from: &reader))
         case UInt8(ascii: "A"): message = .streamAbort(try StreamAbort.decode(from: &reader))
         default:
             throw PGOutputError(.unknownMessageType(tag), at: 0)
         }
         guard reader.isAtEnd else { throw PGOutputError(.trailingBytes(count: reader.remaining), at: reader.offset) }
+        // Only a message that decoded whole changes the stream state.
+        if case .streamStart = message { inStream = true }
+        if case .streamStop = message { inStream = false }
         return message
     }
 }

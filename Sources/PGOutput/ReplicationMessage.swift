@@ -65,8 +65,9 @@ public func formatLSN(_ lsn: UInt64) -> String {
 
 /// Parses `16/B374D848`; nil if malformed.
 public func parseLSN(_ text: some StringProtocol) -> UInt64? {
+    // As pg_lsn_in: 1 to 8 hex digits on each side, no sign.
     let parts = text.split(separator: "/", omittingEmptySubsequences: false)
-    guard parts.count == 2, let high = UInt64(parts[0], radix: 16), let low = UInt64(parts[1], radix: 16),
-          high <= 0xFFFF_FFFF, low <= 0xFFFF_FFFF else { return nil }
+    guard parts.count == 2, parts.allSatisfy({ (1...8).contains($0.count) && $0.allSatisfy(\.isHexDigit) }),
+          let high = UInt64(parts[0], radix: 16), let low = UInt64(parts[1], radix: 16) else { return nil }
     return high << 32 | low
 }

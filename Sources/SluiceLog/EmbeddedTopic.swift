@@ -15,6 +15,8 @@ public final class EmbeddedTopic: Topic, @unchecked Sendable {
     // Guarded by `state`.
     let state = NSCondition()
     var durable: CommittedPosition?
+    /// Where the bytes of `durable` end: readers never read past it.
+    var durableBound: ReadBound?
     var hasWriter = false
     private var scan = CommitScan()
 
@@ -32,9 +34,24 @@ public final class EmbeddedTopic: Topic, @unchecked Sendable {
     public var durableCommit: CommittedPosition? {
         state.lock()
         defer { state.unlock() }
-        if hasWriter { return durable }
-        durable = scan.lastCommit(in: directory)
+        refreshFromDisk()
         return durable
+    }
+
+    /// The end of the durable bytes, for readers.
+    func readBound() -> ReadBound? {
+        state.lock()
+        defer { state.unlock() }
+        if !hasWriter && durableBound == nil { refreshFromDisk() }
+        return durableBound
+    }
+
+    /// Without a writer in this process, the files are the truth. Call with `state` locked.
+    private func refreshFromDisk() {
+        guard !hasWriter else { return }
+        let found = scan.lastCommit(in: directory)
+        durable = found?.commit
+        durableBound = found.map { ReadBound(segmentBase: $0.segmentBase, position: $0.end) }
     }
 
     public var firstOffset: UInt64 { SegmentFile.list(directory).first ?? 0 }
@@ -52,7 +69,7 @@ public final class EmbeddedTopic: Topic, @unchecked Sendable {
         state.lock()
         defer { state.unlock() }
         while true {
-            if !hasWriter { durable = scan.lastCommit(in: directory) }
+            refreshFromDisk()
             if let durable, offset.map({ durable.offset > $0 }) ?? true { return true }
             if hasWriter {
                 if !state.wait(until: deadline) { return false }
@@ -73,23 +90,26 @@ public final class EmbeddedTopic: Topic, @unchecked Sendable {
     }
 
     public func makeReader(from offset: UInt64) throws -> any TopicReader {
-        try EmbeddedTopicReader(directory: directory, from: offset)
+        try EmbeddedTopicReader(topic: self, from: offset)
     }
 
     public func commitMarker(at offset: UInt64) throws -> CommitRecord? {
-        let reader = try EmbeddedTopicReader(directory: directory, from: offset)
+        let reader = try EmbeddedTopicReader(topic: self, from: offset)
         guard reader.position == offset, let record = try reader.next(limit: offset + 1),
               record.kind == RecordKind.commit.rawValue, case let .commit(commit) = try record.decode() else { return nil }
         return commit
     }
 
-    /// Deletes whole segments whose records all lie before `offset`; keeps the active one.
+    /// Deletes whole segments whose records all lie before `offset`. Keeps the segment holding the
+    /// last durable commit marker, which a restarted writer resumes from.
     /// Returns the number of segments deleted.
     @discardableResult
     public func deleteSegments(before offset: UInt64) -> Int {
         let bases = SegmentFile.list(directory)
+        guard let last = durableCommit?.offset else { return 0 }
+        let limit = min(offset, bases.last(where: { $0 <= last }) ?? 0)
         var deleted = 0
-        for (i, base) in bases.enumerated() where i + 1 < bases.count && bases[i + 1] <= offset {
+        for (i, base) in bases.enumerated() where i + 1 < bases.count && bases[i + 1] <= limit {
             unlink(directory + "/" + SegmentFile.name(base: base, suffix: "log"))
             unlink(directory + "/" + SegmentFile.name(base: base, suffix: "idx"))
             deleted += 1
@@ -99,14 +119,20 @@ public final class EmbeddedTopic: Topic, @unchecked Sendable {
     }
 }
 
+/// A file position readers must not read past: the end of the last durable commit marker.
+struct ReadBound: Equatable {
+    let segmentBase: UInt64
+    let position: UInt64
+}
+
 /// Finds the last valid commit marker on disk, continuing from where the previous call stopped.
 struct CommitScan {
     private var base: UInt64?
     private var position: UInt64 = 0
     private var nextOffset: UInt64 = 0
-    private var last: CommittedPosition?
+    private var last: DurableMark?
 
-    mutating func lastCommit(in directory: String) -> CommittedPosition? {
+    mutating func lastCommit(in directory: String) -> DurableMark? {
         let bases = SegmentFile.list(directory)
         let header = UInt64(SegmentFile.headerSize)
         if let base, bases.contains(base),
@@ -115,7 +141,7 @@ struct CommitScan {
                 let resumeAt = segment == base ? (position, nextOffset) : (header, segment)
                 let result = Self.scanSegment(directory, segment, position: resumeAt.0, expected: resumeAt.1)
                 if let found = result.last {
-                    last = found
+                    last = DurableMark(commit: found, segmentBase: segment, end: result.resume)
                     self.base = segment
                     position = result.resume
                     nextOffset = found.offset + 1
@@ -128,7 +154,7 @@ struct CommitScan {
         for segment in bases.reversed() {
             let result = Self.scanSegment(directory, segment, position: header, expected: segment)
             if let found = result.last {
-                last = found
+                last = DurableMark(commit: found, segmentBase: segment, end: result.resume)
                 base = segment
                 position = result.resume
                 nextOffset = found.offset + 1

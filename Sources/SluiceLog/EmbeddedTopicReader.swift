@@ -1,40 +1,44 @@
 import SluiceKit
 
-/// Reads a topic's records in offset order, across segments.
+/// Reads a topic's records in offset order, across segments, never past the durable end.
 public final class EmbeddedTopicReader: TopicReader {
-    let directory: String
+    let topic: EmbeddedTopic
+    private var directory: String { topic.directory }
     private var segment: SegmentReader?
     public private(set) var position: UInt64
 
     /// Positions the reader at `offset`, or at the first retained offset if that is later.
-    public init(directory: String, from offset: UInt64) throws {
-        self.directory = directory
+    init(topic: EmbeddedTopic, from offset: UInt64) throws {
+        self.topic = topic
+        position = max(offset, SegmentFile.list(topic.directory).first ?? offset)
+    }
+
+    private func segmentPath(_ base: UInt64) -> String { directory + "/" + SegmentFile.name(base: base, suffix: "log") }
+    private func indexPath(_ base: UInt64) -> String { directory + "/" + SegmentFile.name(base: base, suffix: "idx") }
+
+    /// Opens the segment holding `position` and moves to it, using the sparse index.
+    private func locate() throws {
         let bases = SegmentFile.list(directory)
-        guard let first = bases.first else {
-            position = offset
-            return
+        guard let base = bases.last(where: { $0 <= position }) else {
+            if let first = bases.first, first > position {
+                throw LogError("\(directory): offsets \(position)..<\(first) were deleted by retention")
+            }
+            throw LogError("\(directory): no segment holds offset \(position)")
         }
-        position = max(offset, first)
-        guard let base = bases.last(where: { $0 <= position }) else { return }
-        let reader = try SegmentReader(path: segmentPath(base), base: base)
+        let reader = try openSegment(base)
         var current = base
         if let entry = SegmentIndex.load(indexPath(base)).floor(position) {
             reader.seek(to: entry.position)
             current = entry.offset
         }
-        // Skip to `position`; a stale index entry falls back to the segment start.
         while current < position {
             switch try reader.next() {
             case let .frame(_, offset, _, _, _) where offset == current:
                 current += 1
-            case .frame where current != base:
+            case .frame where current != base, .invalid where current != base:
+                // A stale index entry: scan from the segment's start instead.
                 reader.seek(to: UInt64(SegmentFile.headerSize))
                 current = base
-            case .end:
-                // The segment ends before `position`: start at the next segment, if any.
-                segment = nil
-                position = current
-                return
             default:
                 throw LogError("\(segmentPath(base)): cannot find offset \(position)")
             }
@@ -42,22 +46,18 @@ public final class EmbeddedTopicReader: TopicReader {
         segment = reader
     }
 
-    private func segmentPath(_ base: UInt64) -> String { directory + "/" + SegmentFile.name(base: base, suffix: "log") }
-    private func indexPath(_ base: UInt64) -> String { directory + "/" + SegmentFile.name(base: base, suffix: "idx") }
+    private func openSegment(_ base: UInt64) throws -> SegmentReader {
+        let topic = self.topic
+        return try SegmentReader(path: segmentPath(base), base: base) {
+            guard let bound = topic.readBound() else { return 0 }
+            return bound.segmentBase == base ? bound.position : bound.segmentBase > base ? nil : 0
+        }
+    }
 
     public func next(limit: UInt64) throws -> RawRecord? {
         guard position < limit else { return nil }
+        if segment == nil { try locate() }
         while true {
-            if segment == nil {
-                let bases = SegmentFile.list(directory)
-                guard bases.contains(position) else {
-                    if let first = bases.first, first > position {
-                        throw LogError("\(directory): offsets \(position)..<\(first) were deleted by retention")
-                    }
-                    throw LogError("\(directory): no segment holds offset \(position)")
-                }
-                segment = try SegmentReader(path: segmentPath(position), base: position)
-            }
             switch try segment!.next() {
             case let .frame(kind, offset, body, _, _):
                 guard offset == position else {
@@ -66,7 +66,15 @@ public final class EmbeddedTopicReader: TopicReader {
                 position += 1
                 return RawRecord(offset: offset, kind: kind, storage: segment!.buffer, body: body)
             case .end:
-                segment = nil
+                // This segment is done; the next one starts exactly here.
+                let bases = SegmentFile.list(directory)
+                guard bases.contains(position) else {
+                    if let next = bases.first(where: { $0 > position }) {
+                        throw LogError("\(directory): offsets \(position)..<\(next) were deleted by retention")
+                    }
+                    throw LogError("\(directory): offset \(position) is below the committed end but in no segment")
+                }
+                segment = try openSegment(position)
             case let .invalid(at, reason):
                 throw LogError("\(segment!.path): invalid record at byte \(at) below the committed end: \(reason)")
             }

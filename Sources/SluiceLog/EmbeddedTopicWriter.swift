@@ -50,6 +50,9 @@ public final class EmbeddedTopicWriter: TopicWriter {
         topic.state.lock()
         topic.hasWriter = true
         topic.durable = recovered.lastCommit
+        topic.durableBound = recovered.lastCommit.map { _ in
+            ReadBound(segmentBase: recovered.activeBase, position: recovered.activeSize)
+        }
         topic.state.unlock()
         flusher.start()
     }
@@ -106,7 +109,7 @@ public final class EmbeddedTopicWriter: TopicWriter {
             writeCommittedIndex()
             commitEnd = fileSize
             lastCommit = commit
-            flusher.written(commit)
+            flusher.written(DurableMark(commit: commit, segmentBase: activeBase, end: fileSize))
             if fileSize >= segmentBytes { try roll() }
         } else if pending.count >= Self.pendingLimit {
             try writePending()
@@ -122,7 +125,7 @@ public final class EmbeddedTopicWriter: TopicWriter {
         pending.removeAll(keepingCapacity: true)
     }
 
-    /// Index entries are written only for committed records, so they never point past a truncation.
+    /// Written at each commit marker, so entries never describe records an abort may cut away.
     private func writeCommittedIndex() {
         guard !pendingIndex.isEmpty, indexFD >= 0 else { return }
         let bytes = SegmentIndex.encode(pendingIndex[...])
@@ -161,10 +164,16 @@ public final class EmbeddedTopicWriter: TopicWriter {
     }
 
     public func flush() throws {
-        guard lastCommit != nil else { return }
-        writeCommittedIndex()
-        try flusher.waitDurable(through: lastCommit!.offset)
+        guard let lastCommit else { return }
+        try flusher.waitDurable(through: lastCommit.offset)
     }
+}
+
+/// A commit marker written to a segment file, with the end of its bytes.
+struct DurableMark {
+    let commit: CommittedPosition
+    let segmentBase: UInt64
+    let end: UInt64
 }
 
 /// The group-commit thread of one topic writer.
@@ -173,7 +182,7 @@ final class Flusher: @unchecked Sendable {
     // Guarded by `topic.state`.
     private var activeFD: Int32
     private var retired: [Int32] = []
-    private var written: CommittedPosition?
+    private var written: DurableMark?
     private var stopping = false
     private var thread: Thread?
     private(set) var failure: LogError?
@@ -190,9 +199,9 @@ final class Flusher: @unchecked Sendable {
         self.thread = thread
     }
 
-    func written(_ commit: CommittedPosition) {
+    func written(_ mark: DurableMark) {
         topic.state.lock()
-        written = commit
+        written = mark
         topic.state.broadcast()
         topic.state.unlock()
     }
@@ -224,10 +233,10 @@ final class Flusher: @unchecked Sendable {
     private func run() {
         topic.state.lock()
         while true {
-            while !stopping && (written == nil || written?.offset == topic.durable?.offset) {
+            while !stopping && (written == nil || written?.commit.offset == topic.durable?.offset) {
                 topic.state.wait()
             }
-            if stopping && (written == nil || written?.offset == topic.durable?.offset) { break }
+            if stopping && (written == nil || written?.commit.offset == topic.durable?.offset) { break }
             let target = written!
             let toRetire = retired
             retired.removeAll()
@@ -249,7 +258,8 @@ final class Flusher: @unchecked Sendable {
                 topic.state.broadcast()
                 break
             }
-            topic.durable = target
+            topic.durable = target.commit
+            topic.durableBound = ReadBound(segmentBase: target.segmentBase, position: target.end)
             topic.state.broadcast()
         }
         for old in retired { Glibc.close(old) }

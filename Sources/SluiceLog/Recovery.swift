@@ -76,16 +76,15 @@ enum Recovery {
     static func scanSegment(path: String, base: UInt64) throws -> SegmentScan {
         var scan = SegmentScan()
         scan.fileSize = SegmentFile.size(path: path)
-        let reader: SegmentReader
-        do {
-            reader = try SegmentReader(path: path, base: base)
-        } catch {
-            // A segment created but never written (its header torn): treat as empty.
-            scan.stopReason = "\(error)"
+        if scan.fileSize < UInt64(SegmentFile.headerSize) {
+            // Created but never written whole (a crash while creating it): start it again.
+            scan.stopReason = "segment header torn"
             try createSegment(directory: String(path.prefix(upTo: path.lastIndex(of: "/")!)), base: base)
             scan.fileSize = UInt64(SegmentFile.headerSize)
             return scan
         }
+        // Any other header problem (another format version, corruption) is refused, never "repaired".
+        let reader = try SegmentReader(path: path, base: base)
         var expected = base
         var lastIndexed: UInt64 = 0
         scanning: while true {

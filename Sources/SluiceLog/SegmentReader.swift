@@ -20,9 +20,14 @@ final class SegmentReader {
     private var filled = 0
     private var cursor = 0
 
-    init(path: String, base: UInt64, chunk: Int = 1 << 20) throws {
+    /// The file position reads must not pass (the end of the last durable commit), or nil for none.
+    /// Bytes past it may belong to a transaction the writer is about to cut back and rewrite.
+    private let bound: () -> UInt64?
+
+    init(path: String, base: UInt64, chunk: Int = 1 << 20, bound: @escaping () -> UInt64? = { nil }) throws {
         self.path = path
         self.base = base
+        self.bound = bound
         fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw LogError.errno("cannot open", path) }
         buffer = [UInt8](repeating: 0, count: chunk)
@@ -58,10 +63,14 @@ final class SegmentReader {
             filled = remaining
             cursor = 0
         }
+        let end = min(bound() ?? UInt64.max, SegmentFile.size(fd))
+        // A frame that claims to run past what is there is torn: do not allocate for it.
+        guard bufferPosition + UInt64(count) <= end else { return false }
         if buffer.count < count { buffer.append(contentsOf: repeatElement(0, count: count - buffer.count)) }
         while filled < count {
+            let room = min(buffer.count - filled, Int(end - bufferPosition) - filled)
             let got = buffer.withUnsafeMutableBytes { raw in
-                pread(fd, raw.baseAddress! + filled, raw.count - filled, off_t(bufferPosition) + off_t(filled))
+                pread(fd, raw.baseAddress! + filled, room, off_t(bufferPosition) + off_t(filled))
             }
             if got < 0 {
                 if errno == EINTR { continue }

@@ -1,5 +1,6 @@
 import CLibPQ
 import Foundation
+import PGOutput
 
 /// A logical replication connection: slot management and the CopyBoth stream of pgoutput.
 /// Confined to one thread.
@@ -114,24 +115,10 @@ public final class ReplicationConnection {
 
     /// Sends a standby status update ('r').
     public func sendStatus(written: UInt64, flushed: UInt64, applied: UInt64, replyRequested: Bool = false) throws {
-        var bytes: [UInt8] = [UInt8(ascii: "r")]
-        let now = Int64(Date().timeIntervalSince1970 * 1_000_000) - 946_684_800_000_000
-        for value in [written, flushed, applied, UInt64(bitPattern: now)] {
-            withUnsafeBytes(of: value.bigEndian) { bytes.append(contentsOf: $0) }
-        }
-        bytes.append(replyRequested ? 1 : 0)
-        try bytes.withUnsafeBytes { try connection.putCopyData($0) }
+        let now = Int64(Date().timeIntervalSince1970 * 1_000_000) - postgresEpochOffsetMicros
+        let update = StandbyStatusUpdate(written: written, flushed: flushed, applied: applied, sendTime: now,
+                                         replyRequested: replyRequested)
+        try update.bytes.withUnsafeBytes { try connection.putCopyData($0) }
         guard PQflush(connection.conn) == 0 else { throw PGError(connection.lastError.message, connectionLost: true) }
     }
-}
-
-/// PostgreSQL's `X/Y` LSN form.
-public func parseLSN(_ text: String) -> UInt64? {
-    let parts = text.split(separator: "/", omittingEmptySubsequences: false)
-    guard parts.count == 2, let high = UInt64(parts[0], radix: 16), let low = UInt64(parts[1], radix: 16) else { return nil }
-    return high << 32 | low
-}
-
-public func formatLSN(_ lsn: UInt64) -> String {
-    String(lsn >> 32, radix: 16, uppercase: true) + "/" + String(lsn & 0xFFFF_FFFF, radix: 16, uppercase: true)
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import PGOutput
 import SluiceKit
 import SluiceWire
 

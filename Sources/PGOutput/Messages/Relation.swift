@@ -33,7 +33,8 @@ public struct Relation: Equatable, Sendable {
         let identity = try reader.readUInt8("replica identity")
         let count = Int(try reader.readUInt16("column count"))
         var columns: [Column] = []
-        columns.reserveCapacity(count)
+        // Each column takes at least 10 bytes: a corrupt count cannot make us reserve megabytes.
+        columns.reserveCapacity(min(count, reader.remaining / 10))
         for _ in 0..<count {
             let flags = try reader.readUInt8("column flags")
             columns.append(Column(isKey: flags & 1 != 0,

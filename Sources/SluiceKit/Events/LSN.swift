@@ -14,8 +14,8 @@ public struct LSN: RawRepresentable, Comparable, Hashable, Sendable, CustomStrin
     /// Parses PostgreSQL's `X/Y` form.
     public init?(_ text: some StringProtocol) {
         let parts = text.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count == 2, let high = UInt64(parts[0], radix: 16), let low = UInt64(parts[1], radix: 16),
-              high <= 0xFFFF_FFFF, low <= 0xFFFF_FFFF else { return nil }
+        guard parts.count == 2, parts.allSatisfy({ (1...8).contains($0.count) && $0.allSatisfy(\.isHexDigit) }),
+              let high = UInt64(parts[0], radix: 16), let low = UInt64(parts[1], radix: 16) else { return nil }
         rawValue = high << 32 | low
     }
 
