@@ -12,6 +12,7 @@ public enum SluiceMain {
     public static func run(registry: ConnectorRegistry = .builtin) -> Never {
         self.registry = registry
         signal(SIGPIPE, SIG_IGN)
+        if CommandLine.arguments.dropFirst().first == "run" { Signals.install() }
         do {
             var command = try SluiceCommand.parseAsRoot()
             try command.run()
@@ -85,6 +86,7 @@ struct Run: ParsableCommand {
     @OptionGroup var options: ConfigOption
 
     func run() throws {
+        Signals.install()
         let config = try options.load()
         LogSetup.bootstrap(format: config.logFormat, level: config.logLevel)
         let pipeline = try Pipeline(config: config, registry: SluiceMain.registry, logger: Logger(label: "sluice"))
@@ -95,21 +97,40 @@ struct Run: ParsableCommand {
 }
 
 /// SIGINT/SIGTERM handling: the first asks for a graceful stop, the second exits at once.
+/// Installed before anything else, so a signal that arrives during start-up is not lost: it stops
+/// the pipeline as soon as there is one.
 enum Signals {
     nonisolated(unsafe) static var sources: [DispatchSourceSignal] = []
     nonisolated(unsafe) static var count = 0
+    nonisolated(unsafe) static var handler: (@Sendable () -> Void)?
+    static let lock = NSLock()
 
-    static func onStop(_ handler: @escaping @Sendable () -> Void) {
+    static func install() {
+        guard sources.isEmpty else { return }
         for number in [SIGINT, SIGTERM] {
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             source.setEventHandler {
+                lock.lock()
                 count += 1
-                if count > 1 { exit(130) }
-                handler()
+                let first = count == 1
+                let stop = handler
+                lock.unlock()
+                if !first { exit(130) }
+                stop?()
             }
             source.resume()
             sources.append(source)
         }
+    }
+
+    /// Runs `stop` on the first signal, at once if one already arrived.
+    static func onStop(_ stop: @escaping @Sendable () -> Void) {
+        install()
+        lock.lock()
+        handler = stop
+        let pending = count > 0
+        lock.unlock()
+        if pending { stop() }
     }
 }
