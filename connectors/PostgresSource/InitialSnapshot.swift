@@ -47,7 +47,7 @@ struct InitialSnapshot {
             total += rows
             logger.info("snapshot copied table", metadata: ["table": "\(table)", "rows": "\(rows)"])
         }
-        try writer.commit(commitLSN: lsn, endLSN: lsn, commitTime: now)
+        try writer.commit(commitLSN: lsn, endLSN: lsn, commitTime: now, keepEmpty: true)
         try writer.writer.flush()
         logger.info("initial snapshot done", metadata: [
             "tables": "\(tables.count)", "rows": "\(total)",

@@ -21,8 +21,9 @@ final class StreamLoop {
     private var inTransaction = false
     /// The transaction being received is already in the topic (the slot sends it again after a restart).
     private var skipping = false
-    /// Transactions whose commit LSN is at or below this are already in the topic.
-    private var resumeAfter: UInt64
+    /// Transactions whose commit record starts before this are already in the topic: it is the end
+    /// LSN of the last commit marker (for the initial snapshot, its consistent point).
+    private var resumeLSN: UInt64
     private var serverWALEnd: UInt64 = 0
     private var received: UInt64 = 0
     private var reportedFlush: UInt64
@@ -44,8 +45,7 @@ final class StreamLoop {
         self.context = context
         self.tableFilter = tableFilter
         let last = writer.lastCommit?.commit
-        // The snapshot's marker sits at the consistent point, where a streamed commit may itself start.
-        resumeAfter = last.map { $0.xid == 0 ? $0.commitLSN.rawValue &- 1 : $0.commitLSN.rawValue } ?? 0
+        resumeLSN = last?.endLSN.rawValue ?? 0
         reportedFlush = last?.endLSN.rawValue ?? 0
     }
 
@@ -97,7 +97,7 @@ final class StreamLoop {
         switch message {
         case let .begin(begin):
             inTransaction = true
-            skipping = begin.finalLSN <= resumeAfter
+            skipping = begin.finalLSN < resumeLSN
             if !skipping {
                 try writer.begin(BeginRecord(xid: begin.xid, commitLSN: LSN(begin.finalLSN),
                                              commitTime: begin.commitTime + postgresEpochOffsetMicros))
@@ -109,7 +109,7 @@ final class StreamLoop {
             } else {
                 try writer.commit(commitLSN: LSN(commit.commitLSN), endLSN: LSN(commit.endLSN),
                                   commitTime: commit.commitTime + postgresEpochOffsetMicros)
-                resumeAfter = commit.commitLSN
+                resumeLSN = commit.endLSN
             }
         case let .relation(relation):
             let schema = try source.wrap { try catalog.schema(for: relation) }

@@ -5,6 +5,9 @@
 public final class TransactionWriter {
     public let writer: any TopicWriter
     private var open: BeginRecord?
+    /// The begin record is written with the transaction's first record, so a transaction that
+    /// captured nothing (only filtered tables, only logical messages) leaves no trace.
+    private var beginWritten = false
     private var eventCount: UInt64 = 0
     private var totalEvents: UInt64
     private var relationsWritten: Set<UInt32> = []
@@ -22,15 +25,22 @@ public final class TransactionWriter {
 
     public func begin(_ begin: BeginRecord) throws {
         precondition(open == nil, "begin inside an open transaction")
-        try writer.append(.begin) { begin.encode(into: &$0) }
         open = begin
+        beginWritten = false
         eventCount = 0
         relationsWritten.removeAll(keepingCapacity: true)
+    }
+
+    private func writeBegin() throws {
+        guard !beginWritten, let open else { return }
+        try writer.append(.begin) { open.encode(into: &$0) }
+        beginWritten = true
     }
 
     /// Writes `relation` unless this transaction already carries it.
     public func ensureRelation(_ relation: RelationSchema) throws {
         guard !relationsWritten.contains(relation.id) else { return }
+        try writeBegin()
         try writer.append(.relation) { relation.encode(into: &$0) }
         relationsWritten.insert(relation.id)
     }
@@ -47,6 +57,7 @@ public final class TransactionWriter {
                        new: UnsafeRawBufferPointer? = nil, truncateOptions: UInt8 = 0) throws {
         precondition(open != nil, "change outside a transaction")
         precondition(relationsWritten.contains(relation), "change before its relation")
+        try writeBegin()
         try writer.append(.change) {
             ChangeRecord.encode(operation: operation, relationID: relation, lsn: lsn, oldKind: oldKind, old: old,
                                 new: new, truncateOptions: truncateOptions, into: &$0)
@@ -57,12 +68,20 @@ public final class TransactionWriter {
     /// Appends a change built by `encode` (for sources that do not receive pgoutput tuples).
     public func change(_ encode: (inout RecordBody) throws -> Void) throws {
         precondition(open != nil, "change outside a transaction")
+        try writeBegin()
         try writer.append(.change, encode)
         eventCount += 1
     }
 
-    public func commit(commitLSN: LSN, endLSN: LSN, commitTime: Micros) throws {
+    /// Closes the transaction. One that wrote nothing is dropped unless `keepEmpty` (a snapshot that
+    /// found no rows still marks its place).
+    public func commit(commitLSN: LSN, endLSN: LSN, commitTime: Micros, keepEmpty: Bool = false) throws {
         guard let begin = open else { preconditionFailure("commit without begin") }
+        if !beginWritten && !keepEmpty {
+            open = nil
+            return
+        }
+        try writeBegin()
         totalEvents += eventCount
         let record = CommitRecord(xid: begin.xid, commitLSN: commitLSN, endLSN: endLSN, commitTime: commitTime,
                                   eventCount: eventCount, totalEvents: totalEvents)
@@ -73,6 +92,7 @@ public final class TransactionWriter {
     /// Forgets an interrupted transaction: its records are removed from the topic.
     public func abort() throws {
         open = nil
+        beginWritten = false
         eventCount = 0
         relationsWritten.removeAll(keepingCapacity: true)
         try writer.abortTransaction()
