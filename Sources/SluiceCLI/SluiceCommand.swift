@@ -61,7 +61,7 @@ struct SluiceCommand: ParsableCommand {
             Exit status: 0 success, 1 runtime failure, 2 bad usage or bad configuration.
             Documentation: README.md and DESIGN.md in the source tree.
             """,
-        subcommands: [Run.self, Tail.self])
+        subcommands: [Run.self, Status.self, Tail.self, Check.self])
 }
 
 /// Options every command that reads a configuration file takes.

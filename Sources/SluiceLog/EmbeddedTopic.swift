@@ -94,10 +94,16 @@ public final class EmbeddedTopic: Topic, @unchecked Sendable {
     }
 
     public func commitMarker(at offset: UInt64) throws -> CommitRecord? {
-        let reader = try EmbeddedTopicReader(topic: self, from: offset)
-        guard reader.position == offset, let record = try reader.next(limit: offset + 1),
-              record.kind == RecordKind.commit.rawValue, case let .commit(commit) = try record.decode() else { return nil }
+        guard case let .commit(commit)? = try record(at: offset) else { return nil }
         return commit
+    }
+
+    /// The durable record at `offset`, or nil when there is none (not yet written, or deleted).
+    public func record(at offset: UInt64) throws -> TopicRecord? {
+        guard let end = durableCommit?.offset, offset <= end else { return nil }
+        let reader = try EmbeddedTopicReader(topic: self, from: offset)
+        guard reader.position == offset, let raw = try reader.next(limit: offset + 1) else { return nil }
+        return try raw.decode()
     }
 
     /// Deletes whole segments whose records all lie before `offset`. Keeps the segment holding the

@@ -17,17 +17,19 @@ public final class ConnectorHealth: @unchecked Sendable {
 
     func key(_ kind: String, _ name: String) -> String { "\(kind)/\(name)" }
 
-    /// Records a state; logs only when it changes (one line per state change, never per event).
+    /// Records a state; logs only when its kind changes (one line per state change, never per event
+    /// or per retry), while the status file always shows the latest reason.
     func set(_ kind: String, _ name: String, _ state: ConnectorState, logger: Logger) {
         lock.lock()
         let key = key(kind, name)
         let previous = entries[key]?.state
+        let changed = previous.map { !$0.sameKind(as: state) } ?? true
         if previous != state {
             if entries[key] == nil { order.append(key) }
-            entries[key] = Entry(kind: kind, name: name, state: state, since: Date())
+            entries[key] = Entry(kind: kind, name: name, state: state, since: changed ? Date() : entries[key]!.since)
         }
         lock.unlock()
-        guard previous != state else { return }
+        guard changed else { return }
         switch state {
         case let .retrying(reason):
             logger.warning("\(kind) \(name) is retrying", metadata: ["reason": "\(reason)"])
@@ -50,5 +52,14 @@ public final class ConnectorHealth: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         return entries[key(kind, name)]?.state
+    }
+}
+
+extension ConnectorState {
+    func sameKind(as other: ConnectorState) -> Bool {
+        switch (self, other) {
+        case (.starting, .starting), (.running, .running), (.retrying, .retrying), (.stopped, .stopped): return true
+        default: return false
+        }
     }
 }

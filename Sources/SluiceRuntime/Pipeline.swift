@@ -21,6 +21,7 @@ public final class Pipeline: @unchecked Sendable {
     private let done = DispatchSemaphore(value: 0)
     private let failureLock = NSLock()
     private var failure: String?
+    private var failureCode: Int32 = 1
 
     /// Builds every connector from the file: any mistake in it throws before anything is touched.
     public init(config: SluiceConfig, registry: ConnectorRegistry, logger: Logger) throws {
@@ -35,15 +36,23 @@ public final class Pipeline: @unchecked Sendable {
         log = EmbeddedLog(dataDirectory: config.dataDirectory, logger: logger)
     }
 
+    /// Every connector's prerequisites, probed without changing anything (`sluice check`).
+    public func check() -> [CheckFinding] {
+        sources.flatMap { $0.source.check(logger: logger) } + sinks.flatMap { $0.sink.check(logger: logger) }
+    }
+
     /// Asks the pipeline to stop gracefully (SIGINT/SIGTERM).
     public func requestStop() {
         stopSources.stop()
         done.signal()
     }
 
-    private func fail(_ reason: String) {
+    private func fail(_ reason: String, code: Int32) {
         failureLock.lock()
-        if failure == nil { failure = reason }
+        if failure == nil {
+            failure = reason
+            failureCode = code
+        }
         failureLock.unlock()
         logger.error("\(reason)")
         requestStop()
@@ -71,28 +80,36 @@ public final class Pipeline: @unchecked Sendable {
         let sourceRunners = sources.map { name, source in
             SourceRunner(source: source, name: name, log: log, segmentBytes: config.retention.segmentBytes,
                          stateDirectory: config.dataDirectory + "/sources/" + name, stop: stopSources,
-                         health: health, logger: logger.with("source", name)) { [weak self] in self?.fail($0) }
+                         health: health, logger: logger.with("source", name)) { [weak self] in self?.fail($0, code: $1) }
         }
         let sinkRunners = sinks.map { section, sink in
             let progress = SinkProgress(sink: section.config.name)
             sinkProgress.append(progress)
             return SinkRunner(sink: sink, name: section.config.name, topics: section.topics.map { log.topic($0) },
                               drain: drainSinks, health: health, logger: logger.with("sink", section.config.name),
-                              progress: progress) { [weak self] in self?.fail($0) }
+                              progress: progress) { [weak self] in self?.fail($0, code: $1) }
         }
         sourceRunners.forEach { $0.start() }
         sinkRunners.forEach { $0.start() }
+        let dataDirectory = config.dataDirectory
+        let progress = sinkProgress
+        let reporter = Thread { [health, stopSources] in
+            while !stopSources.sleep(millis: 1000) { health.snapshot(progress: progress).write(dataDirectory: dataDirectory) }
+        }
+        reporter.start()
 
         done.wait()
         logger.info("stopping")
         sourceRunners.forEach { $0.wait() }
         drainSinks.stop()
         sinkRunners.forEach { $0.wait() }
+        health.snapshot(progress: sinkProgress).write(dataDirectory: config.dataDirectory)
         failureLock.lock()
         let failed = failure != nil
+        let code = failureCode
         failureLock.unlock()
         logger.info(failed ? "stopped after a failure" : "stopped")
-        return failed ? 1 : 0
+        return failed ? code : 0
     }
 }
 

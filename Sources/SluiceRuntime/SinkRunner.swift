@@ -14,7 +14,7 @@ final class SinkRunner: @unchecked Sendable {
     let health: ConnectorHealth
     let logger: Logger
     let maxBatchEvents: Int
-    let onFatal: @Sendable (String) -> Void
+    let onFatal: @Sendable (String, Int32) -> Void
     let progress: SinkProgress
     private let finished = DispatchSemaphore(value: 0)
 
@@ -23,7 +23,7 @@ final class SinkRunner: @unchecked Sendable {
 
     init(sink: any Sink, name: String, topics: [any Topic], drain: StopSignal, health: ConnectorHealth,
          logger: Logger, maxBatchEvents: Int = 20_000, progress: SinkProgress,
-         onFatal: @escaping @Sendable (String) -> Void) {
+         onFatal: @escaping @Sendable (String, Int32) -> Void) {
         self.sink = sink
         self.name = name
         self.topics = topics
@@ -58,9 +58,14 @@ final class SinkRunner: @unchecked Sendable {
             } catch let error as ConnectorError {
                 sink.rollbackBatch()
                 sink.close()
+                if case let .misconfigured(reason) = error {
+                    health.set("source", name, .stopped, logger: logger)
+                    onFatal(reason, 2)
+                    return
+                }
                 if case let .fatal(reason) = error {
                     health.set("sink", name, .stopped, logger: logger)
-                    onFatal(reason)
+                    onFatal(reason, 1)
                     return
                 }
                 health.set("sink", name, .retrying(error.description), logger: logger)
@@ -76,7 +81,7 @@ final class SinkRunner: @unchecked Sendable {
                 sink.rollbackBatch()
                 sink.close()
                 health.set("sink", name, .stopped, logger: logger)
-                onFatal("sink \(name): \(error)")
+                onFatal("sink \(name): \(error)", 1)
                 return
             }
         }
@@ -196,6 +201,12 @@ public final class SinkProgress: @unchecked Sendable {
         let hook = onApplied
         lock.unlock()
         hook?(topic, events, transactions, nanos)
+    }
+
+    public var allPositions: [SinkPosition] {
+        lock.lock()
+        defer { lock.unlock() }
+        return positions.values.sorted { $0.topic < $1.topic }
     }
 
     public func position(topic: String) -> SinkPosition? {

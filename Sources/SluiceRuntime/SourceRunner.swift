@@ -15,12 +15,12 @@ final class SourceRunner: @unchecked Sendable {
     let logger: Logger
     let stateDirectory: String
     /// Called when the source fails in a way retrying will not fix.
-    let onFatal: @Sendable (String) -> Void
+    let onFatal: @Sendable (String, Int32) -> Void
     private(set) var thread: Thread?
     private let finished = DispatchSemaphore(value: 0)
 
     init(source: any Source, name: String, log: EmbeddedLog, segmentBytes: UInt64, stateDirectory: String,
-         stop: StopSignal, health: ConnectorHealth, logger: Logger, onFatal: @escaping @Sendable (String) -> Void) {
+         stop: StopSignal, health: ConnectorHealth, logger: Logger, onFatal: @escaping @Sendable (String, Int32) -> Void) {
         self.source = source
         self.name = name
         self.log = log
@@ -52,7 +52,7 @@ final class SourceRunner: @unchecked Sendable {
             writer = try log.openWriter(name, segmentBytes: segmentBytes)
         } catch {
             health.set("source", name, .stopped, logger: logger)
-            onFatal("source \(name): cannot open topic \(name): \(error)")
+            onFatal("source \(name): cannot open topic \(name): \(error)", 1)
             return
         }
         defer { writer.close() }
@@ -69,9 +69,14 @@ final class SourceRunner: @unchecked Sendable {
                 break
             } catch let error as ConnectorError {
                 try? transactions.abort()
+                if case let .misconfigured(reason) = error {
+                    health.set("source", name, .stopped, logger: logger)
+                    onFatal(reason, 2)
+                    return
+                }
                 if case let .fatal(reason) = error {
                     health.set("source", name, .stopped, logger: logger)
-                    onFatal(reason)
+                    onFatal(reason, 1)
                     return
                 }
                 if Date().timeIntervalSince(started) > 30 { backoff.reset() }
@@ -80,7 +85,7 @@ final class SourceRunner: @unchecked Sendable {
             } catch {
                 try? transactions.abort()
                 health.set("source", name, .stopped, logger: logger)
-                onFatal("source \(name): \(error)")
+                onFatal("source \(name): \(error)", 1)
                 return
             }
         }

@@ -8,7 +8,9 @@ public struct PGError: Error, CustomStringConvertible, Sendable {
     public let connectionLost: Bool
 
     public init(_ message: String, sqlState: String? = nil, connectionLost: Bool = false) {
-        self.message = message.trimmingCharacters(in: .whitespacesAndNewlines)
+        // libpq breaks long messages over lines; one line reads better in logs and tables.
+        self.message = message.split(whereSeparator: \.isNewline)
+            .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.joined(separator: " ")
         self.sqlState = sqlState
         self.connectionLost = connectionLost
     }

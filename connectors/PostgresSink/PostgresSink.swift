@@ -41,16 +41,7 @@ public final class PostgresSink: Sink {
                     commit_time timestamptz, updated_at timestamptz NOT NULL DEFAULT now(),
                     PRIMARY KEY (sink, topic))
                 """)
-            let result = try connection.execute(
-                "SELECT topic, \"offset\", lsn::text, (extract(epoch from commit_time) * 1000000)::bigint FROM public.sluice_offsets WHERE sink = $1",
-                [name])
-            var positions: [String: SinkPosition] = [:]
-            for row in 0..<result.rowCount {
-                guard let topic = result.string(row, 0), let offset = result.string(row, 1).flatMap({ UInt64($0) }) else { continue }
-                positions[topic] = SinkPosition(topic: topic, offset: offset,
-                                                lsn: result.string(row, 2).flatMap { LSN($0) } ?? .zero,
-                                                commitTime: result.string(row, 3).flatMap { Micros($0) } ?? 0)
-            }
+            let positions = try storedPositions(connection)
             let pipeline = try PGPipeline(connection: connection)
             try pipeline.prepare("sluice_offset", """
                 INSERT INTO public.sluice_offsets (sink, topic, "offset", lsn, commit_time, updated_at)
@@ -62,6 +53,48 @@ public final class PostgresSink: Sink {
             self.pipeline = pipeline
             tables.removeAll()
             return positions
+        }
+    }
+
+    private func storedPositions(_ connection: PGConnection) throws -> [String: SinkPosition] {
+        let result = try connection.execute(
+            "SELECT topic, \"offset\", lsn::text, (extract(epoch from commit_time) * 1000000)::bigint FROM public.sluice_offsets WHERE sink = $1",
+            [name])
+        var positions: [String: SinkPosition] = [:]
+        for row in 0..<result.rowCount {
+            guard let topic = result.string(row, 0), let offset = result.string(row, 1).flatMap({ UInt64($0) }) else { continue }
+            positions[topic] = SinkPosition(topic: topic, offset: offset,
+                                            lsn: result.string(row, 2).flatMap { LSN($0) } ?? .zero,
+                                            commitTime: result.string(row, 3).flatMap { Micros($0) } ?? 0)
+        }
+        return positions
+    }
+
+    public func readPositions() throws -> [String: SinkPosition]? {
+        try guarded {
+            let connection = try PGConnection(url: url, applicationName: "sluice-status")
+            guard try connection.execute("SELECT to_regclass('public.sluice_offsets')").string(0, 0) != nil else { return nil }
+            return try storedPositions(connection)
+        }
+    }
+
+    public func check(logger: Logger) -> [CheckFinding] {
+        let subject = "sink \(name)"
+        do {
+            let connection = try PGConnection(url: url, applicationName: "sluice-check")
+            let canCreate = try connection.execute(
+                "SELECT has_database_privilege(current_user, current_database(), 'CREATE') AND has_schema_privilege(current_user, 'public', 'CREATE')")
+                .string(0, 0) == "t"
+            var findings = [CheckFinding(.ok, subject, "connected to \(redactURL(url)) (server \(connection.serverVersion / 10000))")]
+            if !canCreate {
+                let user = try connection.execute("SELECT current_user").string(0, 0) ?? "sluice"
+                findings.append(CheckFinding(.error, subject, "\(user) cannot create schemas and tables in the target",
+                                             fix: "GRANT CREATE ON DATABASE \"\(try connection.execute("SELECT current_database()").string(0, 0) ?? "db")\" TO \(user); GRANT CREATE ON SCHEMA public TO \(user);"))
+            }
+            return findings
+        } catch {
+            return [CheckFinding(.error, subject, "cannot connect to \(redactURL(url)): \(error)",
+                                 fix: "check the url, that the server runs, and pg_hba.conf")]
         }
     }
 
@@ -121,8 +154,11 @@ public final class PostgresSink: Sink {
             return try body()
         } catch let error as PGError {
             if error.isTransient { throw ConnectorError.transient("sink \(name): \(error.message)") }
-            let permanent = ["password authentication failed", "does not exist", "no pg_hba.conf entry", "permission denied"]
-            if error.connectionLost && !permanent.contains(where: { error.message.contains($0) }) {
+            if error.connectionLost {
+                let permanent = ["password authentication failed", "does not exist", "no pg_hba.conf entry"]
+                if permanent.contains(where: { error.message.contains($0) }) {
+                    throw ConnectorError.misconfigured("sink \(name): \(error.message)")
+                }
                 throw ConnectorError.transient("sink \(name): \(error.message)")
             }
             throw ConnectorError.fatal("sink \(name) (\(redactURL(url))): \(error)")

@@ -22,6 +22,8 @@ public final class PostgresSource: Source {
     let initialSnapshot: Bool
     let heartbeatMillis: Int
     let retainedWALWarning: UInt64
+    /// `<data_dir>/sources/<name>`, where the runtime keeps this source's state.
+    let stateDirectory: String
 
     public init(config: ConnectorConfig) throws {
         name = config.name
@@ -46,18 +48,62 @@ public final class PostgresSource: Source {
         initialSnapshot = try config.choice("snapshot", ["initial", "never"], default: "initial") == "initial"
         heartbeatMillis = try config.durationMillis("heartbeat_interval", default: 10_000)
         retainedWALWarning = try config.bytes("retained_wal_warning", default: 1 << 30) ?? (1 << 30)
+        stateDirectory = config.dataDirectory + "/sources/" + config.name
         try config.rejectUnknownKeys()
+    }
+
+    public func check(logger: Logger) -> [CheckFinding] {
+        do {
+            let sql = try connect { try PGConnection(url: url, applicationName: "sluice-check") }
+            let state = (try? SourceState.load(from: stateDirectory)) ?? SourceState()
+            return Prerequisites(source: self, sql: sql, state: state).findings()
+        } catch {
+            return [CheckFinding(.error, "source \(name)", "\(error)", fix: "check the url, that the server runs, and pg_hba.conf")]
+        }
+    }
+
+    public func status() -> SourceStatus {
+        do {
+            let sql = try PGConnection(url: url, applicationName: "sluice-status", connectTimeoutSeconds: 5)
+            return try slotReport(sql)
+        } catch {
+            return SourceStatus(details: [("slot", slot)], error: "cannot connect to \(redactURL(url)): \(error)")
+        }
+    }
+
+    /// The slot's confirmed position and the WAL it retains, with a warning past `retained_wal_warning`.
+    func slotReport(_ sql: PGConnection) throws -> SourceStatus {
+        let result = try sql.execute("""
+            SELECT s.active, s.confirmed_flush_lsn::text, pg_current_wal_lsn()::text,
+                   pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)::bigint, s.wal_status
+            FROM pg_replication_slots s WHERE s.slot_name = $1
+            """, [slot])
+        guard result.rowCount == 1 else {
+            return SourceStatus(details: [("slot", slot), ("slot_exists", "false")])
+        }
+        let retained = UInt64(max(0, Int64(result.string(0, 3) ?? "0") ?? 0))
+        var status = SourceStatus(details: [
+            ("slot", slot), ("slot_exists", "true"), ("slot_active", result.string(0, 0) == "t" ? "true" : "false"),
+            ("confirmed_flush_lsn", result.string(0, 1) ?? ""), ("current_wal_lsn", result.string(0, 2) ?? ""),
+            ("wal_status", result.string(0, 4) ?? ""),
+        ], retainedBytes: retained)
+        if retained > retainedWALWarning {
+            status.warning = "slot \(slot) retains \(retained) bytes of WAL, more than retained_wal_warning (\(retainedWALWarning))"
+        }
+        return status
     }
 
     public func run(into writer: TransactionWriter, context: SourceContext) throws {
         let logger = context.logger
         let sql = try connect { try PGConnection(url: url) }
-        try requireLogicalWAL(sql)
         var state = try SourceState.load(from: context.stateDirectory)
+        let prerequisites = Prerequisites(source: self, sql: sql, state: state)
+        try wrap { try prerequisites.requireAll() }
+        let scope = try wrap { try prerequisites.tablesInScope() }
         let replication = try connect { try ReplicationConnection(url: url) }
         let identity = try wrap { try replication.identifySystem() }
         if let known = state.systemID, known != identity.systemID {
-            throw ConnectorError.fatal("""
+            throw ConnectorError.misconfigured("""
                 source '\(name)': the database at \(redactURL(url)) is cluster \(identity.systemID), but this data \
                 directory holds a topic captured from cluster \(known). Use a new data_dir for a different database.
                 """)
@@ -67,10 +113,8 @@ public final class PostgresSource: Source {
             try state.save(to: context.stateDirectory)
         }
         try ensurePublication(sql, state: &state, context: context)
-        let scope = try tablesInScope(sql)
-        try requireIdentity(sql, tables: scope)
 
-        var start: UInt64
+        let start: UInt64
         if let last = writer.lastCommit {
             guard let slotInfo = try wrap({ try slotStatus(sql) }) else {
                 throw ConnectorError.fatal("""
@@ -111,6 +155,8 @@ public final class PostgresSource: Source {
             throw ConnectorError.transient("source '\(name)': \(error.message)")
         } catch let error as PGError {
             throw ConnectorError.fatal("source '\(name)': \(error)")
+        } catch let error as ConnectorError {
+            throw error
         }
     }
 
@@ -122,7 +168,7 @@ public final class PostgresSource: Source {
             let permanent = ["password authentication failed", "does not exist", "no pg_hba.conf entry",
                              "must be superuser or replication role", "permission denied"]
             if permanent.contains(where: { error.message.contains($0) }) {
-                throw ConnectorError.fatal("source '\(name)': \(error.message)")
+                throw ConnectorError.misconfigured("source '\(name)': \(error.message)")
             }
             throw ConnectorError.transient("source '\(name)': \(error.message)")
         }

@@ -22,26 +22,11 @@ extension PostgresSource {
                           plugin: result.string(0, 2) ?? "")
     }
 
-    func requireLogicalWAL(_ sql: PGConnection) throws {
-        let level = try wrap { try sql.execute("SHOW wal_level").string(0, 0) ?? "" }
-        guard level == "logical" else {
-            throw ConnectorError.fatal("""
-                source '\(name)': wal_level is '\(level)', logical replication needs 'logical'. Fix: \
-                ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL.
-                """)
-        }
-    }
-
     func ensurePublication(_ sql: PGConnection, state: inout SourceState, context: SourceContext) throws {
         let exists = try wrap {
             try sql.execute("SELECT 1 FROM pg_publication WHERE pubname = $1", [publication]).rowCount == 1
         }
         if !exists {
-            if let tables {
-                for table in tables where try wrap({ try sql.execute("SELECT to_regclass($1)", [table]).string(0, 0) }) == nil {
-                    throw ConnectorError.fatal("source '\(name)': table \(table) does not exist in \(redactURL(url))")
-                }
-            }
             let target = tables.map { "TABLE " + $0.map(quoteQualified).joined(separator: ", ") } ?? "ALL TABLES"
             try wrap { try sql.execute("CREATE PUBLICATION \(PGConnection.quoteIdentifier(publication)) FOR \(target)") }
             state.publicationCreated = true
@@ -50,7 +35,7 @@ extension PostgresSource {
             return
         }
         guard let tables else { return }
-        let published = try publishedTables(sql)
+        let published = try wrap { try Prerequisites(source: self, sql: sql, state: state).publishedTables() }
         let missing = tables.filter { !published.contains($0) }
         guard !missing.isEmpty else { return }
         if state.publicationCreated {
@@ -61,49 +46,10 @@ extension PostgresSource {
                 context.logger.info("added table to publication", metadata: ["publication": "\(publication)", "table": "\(table)"])
             }
         } else {
-            throw ConnectorError.fatal("""
+            throw ConnectorError.misconfigured("""
                 source '\(name)': publication \(publication) does not include \(missing.joined(separator: ", ")). Fix: \
                 ALTER PUBLICATION \(publication) ADD TABLE \(missing.map(quoteQualified).joined(separator: ", "));
                 """)
-        }
-    }
-
-    func publishedTables(_ sql: PGConnection) throws -> Set<String> {
-        let result = try wrap {
-            try sql.execute("SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1",
-                            [publication])
-        }
-        return Set((0..<result.rowCount).compactMap { result.string($0, 0) })
-    }
-
-    /// The configured tables, or every table of the publication.
-    func tablesInScope(_ sql: PGConnection) throws -> [String] {
-        if let tables { return tables }
-        return try publishedTables(sql).sorted()
-    }
-
-    /// Every table must identify its rows: a primary key, or REPLICA IDENTITY FULL or USING INDEX.
-    func requireIdentity(_ sql: PGConnection, tables: [String]) throws {
-        for table in tables {
-            let result = try wrap {
-                try sql.execute("""
-                    SELECT c.relreplident,
-                           EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
-                    FROM pg_class c WHERE c.oid = to_regclass($1)
-                    """, [table])
-            }
-            guard result.rowCount == 1 else {
-                throw ConnectorError.fatal("source '\(name)': table \(table) does not exist")
-            }
-            let identity = result.string(0, 0) ?? "d"
-            let hasKey = result.string(0, 1) == "t"
-            if identity == "n" || (identity == "d" && !hasKey) {
-                throw ConnectorError.fatal("""
-                    source '\(name)': table \(table) has no primary key and its REPLICA IDENTITY is not FULL, so \
-                    its updates and deletes cannot be replicated. Fix: ALTER TABLE \(quoteQualified(table)) \
-                    REPLICA IDENTITY FULL; (or add a primary key)
-                    """)
-            }
         }
     }
 
@@ -120,7 +66,7 @@ extension PostgresSource {
                 return existing.confirmedFlush ?? 0
             }
             guard state.slotCreated else {
-                throw ConnectorError.fatal("""
+                throw ConnectorError.misconfigured("""
                     source '\(name)': replication slot '\(slot)' already exists but the topic is empty, so the \
                     initial snapshot cannot be taken from it. Either drop it (SELECT pg_drop_replication_slot('\(slot)');) \
                     or set snapshot: never to stream from the slot's position without copying existing rows.

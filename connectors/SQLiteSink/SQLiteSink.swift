@@ -43,13 +43,7 @@ public final class SQLiteSink: Sink {
                     sink TEXT NOT NULL, topic TEXT NOT NULL, "offset" INTEGER NOT NULL, lsn TEXT NOT NULL,
                     commit_time TEXT, updated_at TEXT NOT NULL, PRIMARY KEY (sink, topic))
                 """)
-            var positions: [String: SinkPosition] = [:]
-            for row in try database.query(
-                "SELECT topic, \"offset\", lsn, commit_time FROM sluice_offsets WHERE sink = ?", [name]) {
-                guard let topic = row[0], let offset = row[1].flatMap({ UInt64($0) }) else { continue }
-                positions[topic] = SinkPosition(topic: topic, offset: offset, lsn: row[2].flatMap { LSN($0) } ?? .zero,
-                                                commitTime: row[3].flatMap { Micros($0) } ?? 0)
-            }
+            let positions = try storedPositions(database)
             saveOffset = try database.prepare("""
                 INSERT INTO sluice_offsets (sink, topic, "offset", lsn, commit_time, updated_at)
                 VALUES (?1, ?2, ?3, ?4, ?5, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
@@ -60,6 +54,43 @@ public final class SQLiteSink: Sink {
             tables.removeAll()
             return positions
         }
+    }
+
+    private func storedPositions(_ database: SQLiteDatabase) throws -> [String: SinkPosition] {
+        var positions: [String: SinkPosition] = [:]
+        for row in try database.query(
+            "SELECT topic, \"offset\", lsn, commit_time FROM sluice_offsets WHERE sink = ?", [name]) {
+            guard let topic = row[0], let offset = row[1].flatMap({ UInt64($0) }) else { continue }
+            positions[topic] = SinkPosition(topic: topic, offset: offset, lsn: row[2].flatMap { LSN($0) } ?? .zero,
+                                            commitTime: row[3].flatMap { Micros($0) } ?? 0)
+        }
+        return positions
+    }
+
+    public func readPositions() throws -> [String: SinkPosition]? {
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        return try guarded {
+            let database = try SQLiteDatabase(path: path, readOnly: true)
+            guard try !database.query("SELECT 1 FROM sqlite_master WHERE name = 'sluice_offsets'").isEmpty else { return nil }
+            return try storedPositions(database)
+        }
+    }
+
+    public func check(logger: Logger) -> [CheckFinding] {
+        let directory = (path as NSString).deletingLastPathComponent
+        let subject = "sink \(name)"
+        if FileManager.default.fileExists(atPath: path) {
+            return FileManager.default.isWritableFile(atPath: path)
+                ? [CheckFinding(.ok, subject, "\(path) exists and is writable")]
+                : [CheckFinding(.error, subject, "\(path) is not writable", fix: "chmod u+w \(path)")]
+        }
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue {
+            return FileManager.default.isWritableFile(atPath: directory)
+                ? [CheckFinding(.ok, subject, "\(path) will be created")]
+                : [CheckFinding(.error, subject, "cannot create \(path): \(directory) is not writable")]
+        }
+        return [CheckFinding(.ok, subject, "\(path) will be created (with its folder \(directory))")]
     }
 
     public func beginBatch() throws {

@@ -146,7 +146,8 @@ public final class ConnectorConfig: @unchecked Sendable {
 
     /// Resolves a path from the file against the file's folder.
     public func resolvePath(_ path: String) -> String {
-        path.hasPrefix("/") ? path : baseDirectory + "/" + path
+        let joined = path.hasPrefix("/") ? path : baseDirectory + "/" + path
+        return URL(fileURLWithPath: joined).standardizedFileURL.path
     }
 }
 

@@ -100,9 +100,17 @@ public protocol Sink: AnyObject {
     /// Abandons the open batch after an error; may be called when no batch is open.
     func rollbackBatch()
     func close()
+
+    /// The stored positions, read without changing the target (for `sluice status`); nil when the
+    /// target holds none yet.
+    func readPositions() throws -> [String: SinkPosition]?
+
+    /// Checks the target can be reached and written, without changing it. Used by `sluice check`.
+    func check(logger: Logger) -> [CheckFinding]
 }
 
 extension Sink {
+    public func check(logger: Logger) -> [CheckFinding] { [] }
     public func beginTransaction(_ begin: BeginRecord, topic: String) throws {}
     public func prepare(_ relation: RelationSchema, topic: String) throws {}
     public func commitTransaction(_ commit: CommitRecord, position: SinkPosition) throws {}

@@ -57,8 +57,11 @@ public protocol Source: AnyObject {
     init(config: ConnectorConfig) throws
 
     /// Validates the configuration against the live database without changing anything:
-    /// one problem per entry, each with what fixes it. Used by `sluice check`.
+    /// one finding per prerequisite, each problem with what fixes it. Used by `sluice check`.
     func check(logger: Logger) -> [CheckFinding]
+
+    /// The source's position in its database and what it retains there (`sluice status`, metrics).
+    func status() -> SourceStatus
 
     /// Captures transactions until `context.isStopping()`; returns normally then.
     /// Throw ``ConnectorError/transient(_:)`` for faults worth retrying (the runtime drops the open
@@ -68,6 +71,27 @@ public protocol Source: AnyObject {
 
 extension Source {
     public func check(logger: Logger) -> [CheckFinding] { [] }
+    public func status() -> SourceStatus { SourceStatus() }
+}
+
+/// What `sluice status` shows for a source, read from its database without changing anything.
+public struct SourceStatus: Sendable {
+    /// Connector-specific facts in display order (e.g. slot, confirmed_flush_lsn).
+    public var details: [(key: String, value: String)] = []
+    /// Bytes of WAL (or the store's equivalent) the source's position keeps from being recycled.
+    public var retainedBytes: UInt64?
+    /// Set when retained data passes the configured threshold.
+    public var warning: String?
+    /// Set when the database could not be asked.
+    public var error: String?
+
+    public init(details: [(key: String, value: String)] = [], retainedBytes: UInt64? = nil, warning: String? = nil,
+                error: String? = nil) {
+        self.details = details
+        self.retainedBytes = retainedBytes
+        self.warning = warning
+        self.error = error
+    }
 }
 
 /// One result of `sluice check`.
@@ -91,12 +115,15 @@ public struct CheckFinding: Sendable, Equatable {
 public enum ConnectorError: Error, CustomStringConvertible, Sendable {
     /// Worth retrying: the store is unreachable, restarting, or refused for a passing reason.
     case transient(String)
-    /// Retrying will not help: a missing prerequisite or a misconfiguration found at run time.
+    /// Retrying will not help: something broke that the configuration cannot fix (exit status 1).
     case fatal(String)
+    /// The configuration or a prerequisite it relies on is wrong: a missing table, a table without a
+    /// key, wal_level, credentials (exit status 2, like a bad file). `sluice check` reports the same.
+    case misconfigured(String)
 
     public var description: String {
         switch self {
-        case let .transient(reason), let .fatal(reason): return reason
+        case let .transient(reason), let .fatal(reason), let .misconfigured(reason): return reason
         }
     }
 }

@@ -1,0 +1,74 @@
+import Foundation
+import SluiceKit
+
+/// `<data_dir>/status.json`: the running daemon's view of its connectors, rewritten every second so
+/// `sluice status` (another process) can tell running from retrying and show the last error.
+public struct StatusFile: Codable, Sendable {
+    public struct Connector: Codable, Sendable {
+        public var kind: String
+        public var name: String
+        /// starting, running, retrying or stopped.
+        public var state: String
+        public var error: String?
+        public var since: Date
+    }
+
+    public struct Position: Codable, Sendable {
+        public var sink: String
+        public var topic: String
+        public var offset: UInt64
+        public var lsn: String
+        public var commitTime: Int64
+    }
+
+    public var pid: Int32
+    public var updatedAt: Date
+    public var connectors: [Connector]
+    /// Each sink's last applied position as the daemon knows it (also while its target is down).
+    public var positions: [Position]? = []
+
+    public static func path(dataDirectory: String) -> String { dataDirectory + "/status.json" }
+
+    public static func read(dataDirectory: String) -> StatusFile? {
+        guard let data = FileManager.default.contents(atPath: path(dataDirectory: dataDirectory)) else { return nil }
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return try? decoder.decode(StatusFile.self, from: data)
+    }
+
+    func write(dataDirectory: String) {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        guard let data = try? encoder.encode(self) else { return }
+        let path = Self.path(dataDirectory: dataDirectory)
+        let temp = path + ".tmp"
+        guard FileManager.default.createFile(atPath: temp, contents: data) else { return }
+        rename(temp, path)
+    }
+
+    public func connector(_ kind: String, _ name: String) -> Connector? {
+        connectors.first { $0.kind == kind && $0.name == name }
+    }
+}
+
+extension ConnectorHealth {
+    func snapshot(progress: [SinkProgress] = []) -> StatusFile {
+        StatusFile(pid: getpid(), updatedAt: Date(), connectors: all.map { entry in
+            let (state, error): (String, String?) = {
+                switch entry.state {
+                case .starting: return ("starting", nil)
+                case .running: return ("running", nil)
+                case let .retrying(reason): return ("retrying", reason)
+                case .stopped: return ("stopped", nil)
+                }
+            }()
+            return StatusFile.Connector(kind: entry.kind, name: entry.name, state: state, error: error, since: entry.since)
+        }, positions: progress.flatMap { sink in
+            sink.allPositions.map {
+                StatusFile.Position(sink: sink.sink, topic: $0.topic, offset: $0.offset, lsn: $0.lsn.description,
+                                    commitTime: $0.commitTime)
+            }
+        })
+    }
+}

@@ -1,0 +1,148 @@
+import Foundation
+import SluiceKit
+import SluiceWire
+
+/// What the source needs from its database, probed without changing anything. `sluice check` prints
+/// every finding; `sluice run` stops at the first blocking one before it creates anything.
+struct Prerequisites {
+    let source: PostgresSource
+    let sql: PGConnection
+    let state: SourceState
+
+    private var subject: String { "source \(source.name)" }
+
+    func findings() -> [CheckFinding] {
+        var findings: [CheckFinding] = []
+        func probe(_ body: () throws -> [CheckFinding]) {
+            do { findings += try body() } catch { findings.append(CheckFinding(.error, subject, "\(error)")) }
+        }
+        probe { [try serverVersion()] }
+        probe { [try walLevel()] }
+        probe { [try replicationPrivilege()] }
+        probe { try publication() }
+        probe { try tables() }
+        probe { try slot() }
+        return findings
+    }
+
+    /// The first blocking problem, as the error `run` stops with.
+    func requireAll() throws {
+        guard let problem = findings().first(where: { $0.severity == .error }) else { return }
+        throw ConnectorError.misconfigured("\(problem.subject): \(problem.message)" + (problem.fix.map { ". Fix: \($0)" } ?? ""))
+    }
+
+    func serverVersion() throws -> CheckFinding {
+        let version = sql.serverVersion
+        guard version >= 140000 else {
+            return CheckFinding(.error, subject, "PostgreSQL \(version / 10000) is too old: Sluice needs 14 or later")
+        }
+        return CheckFinding(.ok, subject, "connected to \(redactURL(source.url)) (PostgreSQL \(version / 10000))")
+    }
+
+    func walLevel() throws -> CheckFinding {
+        let level = try sql.execute("SHOW wal_level").string(0, 0) ?? ""
+        guard level == "logical" else {
+            return CheckFinding(.error, subject, "wal_level is '\(level)'; logical replication needs 'logical'",
+                                fix: "ALTER SYSTEM SET wal_level = logical; -- then restart PostgreSQL")
+        }
+        return CheckFinding(.ok, subject, "wal_level is logical")
+    }
+
+    func replicationPrivilege() throws -> CheckFinding {
+        let result = try sql.execute("SELECT current_user, rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user")
+        let user = result.string(0, 0) ?? "?"
+        guard result.string(0, 1) == "t" else {
+            return CheckFinding(.error, subject, "role \(user) may not use replication",
+                                fix: "ALTER ROLE \(PGConnection.quoteIdentifier(user)) WITH REPLICATION;")
+        }
+        return CheckFinding(.ok, subject, "role \(user) may use replication")
+    }
+
+    func publicationExists() throws -> Bool {
+        try sql.execute("SELECT 1 FROM pg_publication WHERE pubname = $1", [source.publication]).rowCount == 1
+    }
+
+    func publication() throws -> [CheckFinding] {
+        let name = source.publication
+        guard try publicationExists() else {
+            let target = source.tables.map { "FOR TABLE " + $0.joined(separator: ", ") } ?? "FOR ALL TABLES"
+            return [CheckFinding(.ok, subject, "publication \(name) will be created \(target)")]
+        }
+        guard let tables = source.tables else {
+            return [CheckFinding(.ok, subject, "publication \(name) exists; every table in it is captured")]
+        }
+        let missing = tables.filter { !((try? publishedTables().contains($0)) ?? false) }
+        guard !missing.isEmpty else { return [CheckFinding(.ok, subject, "publication \(name) includes every configured table")] }
+        let fix = "ALTER PUBLICATION \(PGConnection.quoteIdentifier(name)) ADD TABLE \(missing.map(quoteQualified).joined(separator: ", "));"
+        if state.publicationCreated {
+            return [CheckFinding(.ok, subject, "publication \(name) will get \(missing.joined(separator: ", ")) added (Sluice created it)")]
+        }
+        return [CheckFinding(.error, subject, "publication \(name) does not include \(missing.joined(separator: ", "))", fix: fix)]
+    }
+
+    func publishedTables() throws -> Set<String> {
+        let result = try sql.execute("SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1",
+                                     [source.publication])
+        return Set((0..<result.rowCount).compactMap { result.string($0, 0) })
+    }
+
+    /// The configured tables; else the publication's; else every user table (what FOR ALL TABLES covers).
+    func tablesInScope() throws -> [String] {
+        if let tables = source.tables { return tables }
+        if try publicationExists() { return try publishedTables().sorted() }
+        let result = try sql.execute("""
+            SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.relkind = 'r' AND NOT c.relispartition AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+              AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1
+            """)
+        return (0..<result.rowCount).compactMap { result.string($0, 0) }
+    }
+
+    /// Each table must exist and identify its rows: a primary key, or REPLICA IDENTITY FULL or USING INDEX.
+    func tables() throws -> [CheckFinding] {
+        try tablesInScope().map { table in
+            let result = try sql.execute("""
+                SELECT c.relreplident, EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
+                FROM pg_class c WHERE c.oid = to_regclass($1)
+                """, [table])
+            guard result.rowCount == 1 else {
+                return CheckFinding(.error, subject, "table \(table) does not exist in \(redactURL(source.url))")
+            }
+            let identity = result.string(0, 0) ?? "d"
+            let hasKey = result.string(0, 1) == "t"
+            if identity == "n" || (identity == "d" && !hasKey) {
+                return CheckFinding(.error, subject,
+                                    "table \(table) has no primary key and its REPLICA IDENTITY is not FULL, so its updates and deletes cannot be replicated",
+                                    fix: "ALTER TABLE \(quoteQualified(table)) REPLICA IDENTITY FULL; -- or add a primary key")
+            }
+            let how = hasKey ? "primary key" : identity == "f" ? "REPLICA IDENTITY FULL" : "REPLICA IDENTITY USING INDEX"
+            return CheckFinding(.ok, subject, "table \(table) identifies rows by its \(how)")
+        }
+    }
+
+    func slot() throws -> [CheckFinding] {
+        if let status = try source.slotStatus(sql) {
+            if status.plugin != "pgoutput" {
+                return [CheckFinding(.error, subject, "slot \(source.slot) uses plugin \(status.plugin), not pgoutput",
+                                     fix: "SELECT pg_drop_replication_slot('\(source.slot)'); -- or choose another slot name")]
+            }
+            return [CheckFinding(status.active ? .warning : .ok, subject,
+                                 "slot \(source.slot) exists" + (status.active ? " and is in use by a running process" : ""))]
+        }
+        let free = try sql.execute("""
+            SELECT current_setting('max_replication_slots')::int - (SELECT count(*) FROM pg_replication_slots),
+                   current_setting('max_wal_senders')::int - (SELECT count(*) FROM pg_stat_replication)
+            """)
+        let slots = Int(free.string(0, 0) ?? "0") ?? 0
+        let senders = Int(free.string(0, 1) ?? "0") ?? 0
+        if slots <= 0 {
+            return [CheckFinding(.error, subject, "no free replication slot for \(source.slot) (max_replication_slots is used up)",
+                                 fix: "ALTER SYSTEM SET max_replication_slots = <more>; -- then restart PostgreSQL")]
+        }
+        if senders <= 0 {
+            return [CheckFinding(.error, subject, "no free WAL sender (max_wal_senders is used up)",
+                                 fix: "ALTER SYSTEM SET max_wal_senders = <more>; -- then restart PostgreSQL")]
+        }
+        return [CheckFinding(.ok, subject, "slot \(source.slot) will be created (\(slots) free)")]
+    }
+}
