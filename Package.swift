@@ -17,6 +17,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
     ],
     targets: [
         // C libraries from Debian's -dev packages.
@@ -32,16 +35,19 @@ let package = Package(
         .target(name: "SluiceKit", dependencies: [
             "CSluiceSupport",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
         ]),
         // The embedded topic log: segment files, offset index, recovery.
         .target(name: "SluiceLog", dependencies: [
             "SluiceKit", "CSluiceSupport",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
         ]),
 
         // Built-in connectors: each uses only SluiceKit, SluiceWire and PGOutput.
-        .target(name: "PostgresSource", dependencies: ["SluiceKit", "SluiceWire", "PGOutput"],
-                path: "connectors/PostgresSource"),
+        .target(name: "PostgresSource", dependencies: [
+                    "SluiceKit", "SluiceWire", "PGOutput", .product(name: "Metrics", package: "swift-metrics"),
+                ], path: "connectors/PostgresSource"),
         .target(name: "PostgresSink", dependencies: ["SluiceKit", "SluiceWire"],
                 path: "connectors/PostgresSink"),
         .target(name: "SQLiteSink", dependencies: ["SluiceKit", "SluiceWire"],
@@ -53,6 +59,9 @@ let package = Package(
             "PostgresSource", "PostgresSink", "SQLiteSink",
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "FlyingFox", package: "FlyingFox"),
         ]),
         .target(name: "SluiceCLI", dependencies: [
             "SluiceRuntime", "SluiceKit", "SluiceLog",

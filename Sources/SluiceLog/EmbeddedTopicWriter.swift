@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import SluiceKit
 
 /// Appends to an embedded topic. Confined to the source's thread; a flusher thread makes commits
@@ -24,6 +25,7 @@ public final class EmbeddedTopicWriter: TopicWriter {
     public private(set) var nextOffset: UInt64
     public private(set) var lastCommit: CommittedPosition?
     private let flusher: Flusher
+    private let bytesCounter: Counter
 
     /// Bytes buffered before a long transaction is written out ahead of its commit marker.
     static let pendingLimit = 1 << 20
@@ -47,6 +49,7 @@ public final class EmbeddedTopicWriter: TopicWriter {
         indexFD = open(indexPath, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
         pending.reserveCapacity(Self.pendingLimit + 64 * 1024)
         flusher = Flusher(topic: topic, fd: fd)
+        bytesCounter = Counter(label: "sluice_topic_bytes_total", dimensions: [("topic", topic.name)])
         topic.state.lock()
         topic.hasWriter = true
         topic.durable = recovered.lastCommit
@@ -122,6 +125,7 @@ public final class EmbeddedTopicWriter: TopicWriter {
         let path = embedded.directory
         try pending.withUnsafeBytes { try SegmentFile.writeAll(fd, $0, path: path) }
         fileSize += UInt64(pending.count)
+        bytesCounter.increment(by: Int64(pending.count))
         pending.removeAll(keepingCapacity: true)
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import SluiceKit
 import SluiceLog
 
@@ -74,6 +75,20 @@ public final class Pipeline: @unchecked Sendable {
         }
         defer { withExtendedLifetime(lock) {} }
 
+        var metricsServer: MetricsServer?
+        if let metrics = config.metrics {
+            do {
+                let server = try MetricsServer(host: metrics.host, port: metrics.port, registry: MetricsBackend.registry(),
+                                               health: health)
+                try server.start()
+                metricsServer = server
+            } catch {
+                logger.error("cannot listen on \(metrics.host):\(metrics.port) for metrics: \(error)")
+                return 1
+            }
+        }
+        defer { metricsServer?.stop() }
+
         logger.info("starting", metadata: ["sources": "\(sources.map(\.name).joined(separator: ","))",
                                            "sinks": "\(sinks.map(\.section.config.name).joined(separator: ","))",
                                            "data_dir": "\(config.dataDirectory)"])
@@ -93,8 +108,12 @@ public final class Pipeline: @unchecked Sendable {
         sinkRunners.forEach { $0.start() }
         let dataDirectory = config.dataDirectory
         let progress = sinkProgress
+        let gauges = LagGauges(progress: progress, topics: sinks.map { section, _ in section.topics.map { log.topic($0) } })
         let reporter = Thread { [health, stopSources] in
-            while !stopSources.sleep(millis: 1000) { health.snapshot(progress: progress).write(dataDirectory: dataDirectory) }
+            while !stopSources.sleep(millis: 1000) {
+                health.snapshot(progress: progress).write(dataDirectory: dataDirectory)
+                gauges.update()
+            }
         }
         reporter.start()
 
@@ -118,5 +137,22 @@ extension Logger {
         var copy = self
         copy[metadataKey: key] = "\(value)"
         return copy
+    }
+}
+
+/// Sink lag as gauges, refreshed every second: `sluice_sink_lag_events` and `sluice_sink_lag_seconds`.
+struct LagGauges: @unchecked Sendable {
+    let progress: [SinkProgress]
+    let topics: [[EmbeddedTopic]]
+
+    func update() {
+        for (sink, topics) in zip(progress, topics) {
+            for topic in topics {
+                guard let lag = sink.lag(in: topic) else { continue }
+                let dimensions = [("sink", sink.sink), ("topic", topic.name)]
+                Gauge(label: "sluice_sink_lag_events", dimensions: dimensions).record(Double(lag.events))
+                Gauge(label: "sluice_sink_lag_seconds", dimensions: dimensions).record(lag.seconds)
+            }
+        }
     }
 }

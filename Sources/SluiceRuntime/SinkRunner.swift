@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import SluiceKit
 import SluiceLog
 
@@ -17,6 +18,9 @@ final class SinkRunner: @unchecked Sendable {
     let onFatal: @Sendable (String, Int32) -> Void
     let progress: SinkProgress
     private let finished = DispatchSemaphore(value: 0)
+    private let batchTimer: Timer
+    private let delayTimer: Timer
+    private let retries: Counter
 
     /// How long a draining sink keeps retrying an unreachable target before giving up.
     static let drainTimeoutMillis = 10_000
@@ -33,6 +37,11 @@ final class SinkRunner: @unchecked Sendable {
         self.maxBatchEvents = maxBatchEvents
         self.progress = progress
         self.onFatal = onFatal
+        batchTimer = Timer(label: "sluice_sink_batch_duration_seconds", dimensions: [("sink", name)],
+                           preferredDisplayUnit: .seconds)
+        delayTimer = Timer(label: "sluice_sink_commit_to_apply_seconds", dimensions: [("sink", name)],
+                           preferredDisplayUnit: .seconds)
+        retries = Counter(label: "sluice_retries_total", dimensions: [("connector", "sink"), ("name", name)])
     }
 
     func start() {
@@ -69,6 +78,7 @@ final class SinkRunner: @unchecked Sendable {
                     return
                 }
                 health.set("sink", name, .retrying(error.description), logger: logger)
+                retries.increment()
                 if drain.isStopped {
                     drainStarted = drainStarted ?? Date()
                     if Date().timeIntervalSince(drainStarted!) * 1000 > Double(Self.drainTimeoutMillis) {
@@ -104,10 +114,12 @@ final class SinkRunner: @unchecked Sendable {
                     """)
             }
             readers.append((topic, reader))
-            progress.update(topic: topic.name, position: stored)
+            progress.update(topic: topic.name, position: stored,
+                            totalEvents: try stored.flatMap { try topic.commitMarker(at: $0.offset)?.totalEvents } ?? 0)
         }
         health.set("sink", name, .running, logger: logger)
         backoff.reset()
+        var idleSince = DispatchTime.now()
         while true {
             var applied = false
             for (topic, reader) in readers {
@@ -115,8 +127,14 @@ final class SinkRunner: @unchecked Sendable {
                 try applyBatch(topic: topic, reader: reader, limit: durable.offset + 1)
                 applied = true
             }
-            if !applied {
+            if applied {
+                idleSince = DispatchTime.now()
+            } else {
                 if drain.isStopped { return }
+                if DispatchTime.now().uptimeNanoseconds - idleSince.uptimeNanoseconds > 1_000_000_000 {
+                    try sink.probe()
+                    idleSince = DispatchTime.now()
+                }
                 _ = readers[0].topic.waitForCommit(after: readers[0].reader.position == 0 ? nil : readers[0].reader.position - 1,
                                                    timeoutMillis: readers.count == 1 ? 200 : 20)
             }
@@ -142,6 +160,8 @@ final class SinkRunner: @unchecked Sendable {
         var events = 0
         var last: SinkPosition?
         var transactions = 0
+        var commitTimes: [Micros] = []
+        var totalEvents: UInt64 = 0
         let started = DispatchTime.now()
         reading: while let raw = try reader.next(limit: limit) {
             switch try raw.decode() {
@@ -162,6 +182,8 @@ final class SinkRunner: @unchecked Sendable {
                 try sink.commitTransaction(commit, position: position)
                 last = position
                 transactions += 1
+                commitTimes.append(commit.commitTime)
+                totalEvents = commit.totalEvents
                 if events >= maxBatchEvents { break reading }
             }
         }
@@ -170,48 +192,68 @@ final class SinkRunner: @unchecked Sendable {
             return
         }
         try sink.commitBatch(positions: [last])
-        progress.applied(topic: topic.name, position: last, events: events, transactions: transactions,
-                         nanos: DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds)
+        let nanos = DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds
+        batchTimer.recordNanoseconds(Int64(nanos))
+        let applied = nowMicros()
+        for time in commitTimes { delayTimer.recordMicroseconds(max(0, applied - time)) }
+        progress.applied(topic: topic.name, position: last, totalEvents: totalEvents, events: events,
+                         transactions: transactions)
     }
 }
 
 /// What a sink has applied, for status and metrics.
 public final class SinkProgress: @unchecked Sendable {
+    struct Entry {
+        var position: SinkPosition?
+        /// The topic's event count up to the applied commit marker.
+        var totalEvents: UInt64
+    }
+
     public let sink: String
     private let lock = NSLock()
-    private var positions: [String: SinkPosition] = [:]
-    public private(set) var appliedEvents: UInt64 = 0
-    public private(set) var appliedTransactions: UInt64 = 0
-    /// Called after each applied batch (metrics hook).
-    public var onApplied: (@Sendable (_ topic: String, _ events: Int, _ transactions: Int, _ nanos: UInt64) -> Void)?
+    private var entries: [String: Entry] = [:]
+    private var counters: [String: (events: Counter, transactions: Counter)] = [:]
 
     init(sink: String) { self.sink = sink }
 
-    func update(topic: String, position: SinkPosition?) {
+    func update(topic: String, position: SinkPosition?, totalEvents: UInt64) {
         lock.lock()
-        positions[topic] = position
+        entries[topic] = Entry(position: position, totalEvents: totalEvents)
         lock.unlock()
     }
 
-    func applied(topic: String, position: SinkPosition, events: Int, transactions: Int, nanos: UInt64) {
+    func applied(topic: String, position: SinkPosition, totalEvents: UInt64, events: Int, transactions: Int) {
         lock.lock()
-        positions[topic] = position
-        appliedEvents += UInt64(events)
-        appliedTransactions += UInt64(transactions)
-        let hook = onApplied
+        entries[topic] = Entry(position: position, totalEvents: totalEvents)
+        if counters[topic] == nil {
+            counters[topic] = (Counter(label: "sluice_sink_events_total", dimensions: [("sink", sink), ("topic", topic)]),
+                               Counter(label: "sluice_sink_transactions_total", dimensions: [("sink", sink), ("topic", topic)]))
+        }
+        let counter = counters[topic]!
         lock.unlock()
-        hook?(topic, events, transactions, nanos)
+        counter.events.increment(by: Int64(events))
+        counter.transactions.increment(by: Int64(transactions))
     }
 
     public var allPositions: [SinkPosition] {
         lock.lock()
         defer { lock.unlock() }
-        return positions.values.sorted { $0.topic < $1.topic }
+        return entries.values.compactMap(\.position).sorted { $0.topic < $1.topic }
     }
 
-    public func position(topic: String) -> SinkPosition? {
+    /// Events committed to `topic` but not applied yet, and how long the oldest of them has waited.
+    /// Nil until the sink has read its position.
+    public func lag(in topic: EmbeddedTopic) -> (events: UInt64, seconds: Double)? {
         lock.lock()
-        defer { lock.unlock() }
-        return positions[topic]
+        let entry = entries[topic.name]
+        lock.unlock()
+        guard let entry else { return nil }
+        guard let durable = topic.durableCommit, durable.commit.totalEvents > entry.totalEvents else { return (0, 0) }
+        let next = entry.position.map { $0.offset + 1 } ?? topic.firstOffset
+        var seconds = 0.0
+        if case let .begin(begin)? = try? topic.record(at: next) {
+            seconds = max(0, Double(nowMicros() - begin.commitTime) / 1_000_000)
+        }
+        return (durable.commit.totalEvents - entry.totalEvents, seconds)
     }
 }

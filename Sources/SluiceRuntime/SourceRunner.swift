@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import SluiceKit
 import SluiceLog
 
@@ -81,6 +82,7 @@ final class SourceRunner: @unchecked Sendable {
                 }
                 if Date().timeIntervalSince(started) > 30 { backoff.reset() }
                 health.set("source", name, .retrying(error.description), logger: logger)
+                Counter(label: "sluice_retries_total", dimensions: [("connector", "source"), ("name", name)]).increment()
                 stop.sleep(millis: backoff.next())
             } catch {
                 try? transactions.abort()

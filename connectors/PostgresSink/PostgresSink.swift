@@ -136,6 +136,10 @@ public final class PostgresSink: Sink {
         }
     }
 
+    public func probe() throws {
+        try guarded { _ = try pipeline!.query("SELECT 1") }
+    }
+
     public func rollbackBatch() {
         guard let pipeline, pipeline.connection.isConnected else { return }
         try? pipeline.send("ROLLBACK")

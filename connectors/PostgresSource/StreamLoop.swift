@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import PGOutput
 import SluiceKit
 import SluiceWire
@@ -31,6 +32,9 @@ final class StreamLoop {
     private var lastStatus = DispatchTime.now()
     private var lastHeartbeat = DispatchTime.now()
     private var heartbeatFailing = false
+    private var lastSlotReport = DispatchTime.now()
+    private var walWarning = false
+    private lazy var retainedGauge = Gauge(label: "sluice_source_retained_wal_bytes", dimensions: [("source", source.name)])
 
     /// A status update goes out at least this often, even with nothing new to confirm.
     static let statusIntervalNanos: UInt64 = 10_000_000_000
@@ -181,6 +185,20 @@ final class StreamLoop {
         reportedFlush = flush
         replyRequested = false
         lastStatus = now
+        if now.uptimeNanoseconds - lastSlotReport.uptimeNanoseconds >= Self.statusIntervalNanos { reportSlot() }
+    }
+
+    /// Publishes the WAL the slot retains, and warns once each time it crosses `retained_wal_warning`.
+    private func reportSlot() {
+        lastSlotReport = DispatchTime.now()
+        guard let report = try? source.slotReport(sql), let retained = report.retainedBytes else { return }
+        retainedGauge.record(Double(retained))
+        if let warning = report.warning, !walWarning {
+            context.logger.warning("\(warning)")
+        } else if report.warning == nil && walWarning {
+            context.logger.notice("slot \(source.slot) retains \(retained) bytes of WAL again, below retained_wal_warning")
+        }
+        walWarning = report.warning != nil
     }
 
     /// Writes a tiny logical message so the slot's position moves even when no captured table changes.

@@ -101,6 +101,10 @@ public protocol Sink: AnyObject {
     func rollbackBatch()
     func close()
 
+    /// Called while the sink is idle (about once a second) so an unreachable target is noticed and
+    /// reported before there is anything to apply. Throw as from the other calls.
+    func probe() throws
+
     /// The stored positions, read without changing the target (for `sluice status`); nil when the
     /// target holds none yet.
     func readPositions() throws -> [String: SinkPosition]?
@@ -111,6 +115,7 @@ public protocol Sink: AnyObject {
 
 extension Sink {
     public func check(logger: Logger) -> [CheckFinding] { [] }
+    public func probe() throws {}
     public func beginTransaction(_ begin: BeginRecord, topic: String) throws {}
     public func prepare(_ relation: RelationSchema, topic: String) throws {}
     public func commitTransaction(_ commit: CommitRecord, position: SinkPosition) throws {}

@@ -1,7 +1,10 @@
+import Metrics
+
 /// Frames a source's transactions in a topic: begin, the schema of each table at its first change,
 /// the changes, and the commit marker with its event counts.
 ///
 /// Sources use this instead of encoding records themselves. Confined to the source's thread.
+/// Counts what it commits: `sluice_source_events_total` and `sluice_source_transactions_total`.
 public final class TransactionWriter {
     public let writer: any TopicWriter
     private var open: BeginRecord?
@@ -12,9 +15,14 @@ public final class TransactionWriter {
     private var totalEvents: UInt64
     private var relationsWritten: Set<UInt32> = []
 
+    private let eventsCounter: Counter
+    private let transactionsCounter: Counter
+
     public init(writer: any TopicWriter) {
         self.writer = writer
         totalEvents = writer.lastCommit?.commit.totalEvents ?? 0
+        eventsCounter = Counter(label: "sluice_source_events_total", dimensions: [("topic", writer.topic.name)])
+        transactionsCounter = Counter(label: "sluice_source_transactions_total", dimensions: [("topic", writer.topic.name)])
     }
 
     /// True between `begin` and `commit`.
@@ -87,6 +95,8 @@ public final class TransactionWriter {
                                   eventCount: eventCount, totalEvents: totalEvents)
         try writer.append(.commit) { record.encode(into: &$0) }
         open = nil
+        eventsCounter.increment(by: Int64(eventCount))
+        transactionsCounter.increment()
     }
 
     /// Forgets an interrupted transaction: its records are removed from the topic.
