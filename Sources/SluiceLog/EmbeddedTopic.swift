@@ -106,6 +106,16 @@ public final class EmbeddedTopic: Topic, @unchecked Sendable {
         return try raw.decode()
     }
 
+    /// The segments, oldest first: base offset, bytes, and when it was last written.
+    public func segments() -> [(base: UInt64, bytes: UInt64, modified: Date)] {
+        SegmentFile.list(directory).map { base in
+            let path = directory + "/" + SegmentFile.name(base: base, suffix: "log")
+            let attributes = try? FileManager.default.attributesOfItem(atPath: path)
+            return (base, (attributes?[.size] as? NSNumber)?.uint64Value ?? 0,
+                    attributes?[.modificationDate] as? Date ?? Date())
+        }
+    }
+
     /// Deletes whole segments whose records all lie before `offset`. Keeps the segment holding the
     /// last durable commit marker, which a restarted writer resumes from.
     /// Returns the number of segments deleted.

@@ -37,6 +37,8 @@ public final class ConnectorHealth: @unchecked Sendable {
             logger.notice("\(kind) \(name) recovered")
         case .running, .starting:
             logger.debug("\(kind) \(name) is \(state)")
+        case let .failed(reason):
+            logger.error("\(kind) \(name) failed and stopped; the rest of the pipeline goes on", metadata: ["reason": "\(reason)"])
         case .stopped:
             logger.info("\(kind) \(name) stopped")
         }
@@ -58,7 +60,8 @@ public final class ConnectorHealth: @unchecked Sendable {
 extension ConnectorState {
     func sameKind(as other: ConnectorState) -> Bool {
         switch (self, other) {
-        case (.starting, .starting), (.running, .running), (.retrying, .retrying), (.stopped, .stopped): return true
+        case (.starting, .starting), (.running, .running), (.retrying, .retrying), (.failed, .failed), (.stopped, .stopped):
+            return true
         default: return false
         }
     }

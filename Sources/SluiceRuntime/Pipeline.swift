@@ -109,10 +109,19 @@ public final class Pipeline: @unchecked Sendable {
         let dataDirectory = config.dataDirectory
         let progress = sinkProgress
         let gauges = LagGauges(progress: progress, topics: sinks.map { section, _ in section.topics.map { log.topic($0) } })
+        var readers: [String: [SinkProgress]] = [:]
+        for (index, (section, _)) in sinks.enumerated() {
+            for topic in section.topics { readers[topic, default: []].append(progress[index]) }
+        }
+        let retention = Retention(policy: config.retention, topics: config.topics.map { log.topic($0) }, readers: readers,
+                                  logger: logger)
         let reporter = Thread { [health, stopSources] in
+            var ticks = 0
             while !stopSources.sleep(millis: 1000) {
                 health.snapshot(progress: progress).write(dataDirectory: dataDirectory)
                 gauges.update()
+                ticks += 1
+                if ticks % 10 == 0 { retention.apply() }
             }
         }
         reporter.start()

@@ -73,8 +73,7 @@ final class SinkRunner: @unchecked Sendable {
                     return
                 }
                 if case let .fatal(reason) = error {
-                    health.set("sink", name, .stopped, logger: logger)
-                    onFatal(reason, 1)
+                    health.set("sink", name, .failed(reason), logger: logger)
                     return
                 }
                 health.set("sink", name, .retrying(error.description), logger: logger)
@@ -90,8 +89,7 @@ final class SinkRunner: @unchecked Sendable {
             } catch {
                 sink.rollbackBatch()
                 sink.close()
-                health.set("sink", name, .stopped, logger: logger)
-                onFatal("sink \(name): \(error)", 1)
+                health.set("sink", name, .failed("\(error)"), logger: logger)
                 return
             }
         }
@@ -110,7 +108,8 @@ final class SinkRunner: @unchecked Sendable {
             if reader.position > start {
                 throw ConnectorError.fatal("""
                     sink \(name) needs topic \(topic.name) from offset \(start), but retention already deleted \
-                    offsets before \(reader.position). Re-snapshot this target (sluice backfill) or raise retention.
+                    offsets before \(reader.position): it fell behind retention. Re-copy this target (empty it, delete its \
+                    sluice_offsets row, then run sluice backfill) or raise retention.
                     """)
             }
             readers.append((topic, reader))
@@ -233,6 +232,14 @@ public final class SinkProgress: @unchecked Sendable {
         lock.unlock()
         counter.events.increment(by: Int64(events))
         counter.transactions.increment(by: Int64(transactions))
+    }
+
+    /// The offset this sink reads next in `topic`; nil until it has read its stored position.
+    public func nextOffset(topic: String) -> UInt64? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let entry = entries[topic] else { return nil }
+        return entry.position.map { $0.offset + 1 } ?? 0
     }
 
     public var allPositions: [SinkPosition] {

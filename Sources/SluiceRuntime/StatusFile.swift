@@ -7,7 +7,7 @@ public struct StatusFile: Codable, Sendable {
     public struct Connector: Codable, Sendable {
         public var kind: String
         public var name: String
-        /// starting, running, retrying or stopped.
+        /// starting, running, retrying, failed or stopped.
         public var state: String
         public var error: String?
         public var since: Date
@@ -60,6 +60,7 @@ extension ConnectorHealth {
                 case .starting: return ("starting", nil)
                 case .running: return ("running", nil)
                 case let .retrying(reason): return ("retrying", reason)
+                case let .failed(reason): return ("failed", reason)
                 case .stopped: return ("stopped", nil)
                 }
             }()

@@ -152,7 +152,7 @@ public final class ConnectorConfig: @unchecked Sendable {
 }
 
 public func parseDurationMillis(_ text: String) -> Int? {
-    let units: [(String, Double)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)]
+    let units: [(String, Double)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)]
     let trimmed = text.trimmingCharacters(in: .whitespaces)
     for (suffix, factor) in units where trimmed.hasSuffix(suffix) {
         let number = trimmed.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)

@@ -26,6 +26,8 @@ public enum ConnectorState: Sendable, Equatable, CustomStringConvertible {
     case starting
     case running
     case retrying(String)
+    /// Stopped by an error retrying cannot fix; the rest of the pipeline goes on.
+    case failed(String)
     case stopped
 
     public var description: String {
@@ -33,6 +35,7 @@ public enum ConnectorState: Sendable, Equatable, CustomStringConvertible {
         case .starting: return "starting"
         case .running: return "running"
         case let .retrying(reason): return "retrying: \(reason)"
+        case let .failed(reason): return "failed: \(reason)"
         case .stopped: return "stopped"
         }
     }
