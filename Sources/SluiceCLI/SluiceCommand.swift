@@ -12,7 +12,7 @@ public enum SluiceMain {
     public static func run(registry: ConnectorRegistry = .builtin) -> Never {
         self.registry = registry
         signal(SIGPIPE, SIG_IGN)
-        if CommandLine.arguments.dropFirst().first == "run" { Signals.install() }
+        if ["run", "backfill"].contains(CommandLine.arguments.dropFirst().first) { Signals.install() }
         do {
             var command = try SluiceCommand.parseAsRoot()
             try command.run()
@@ -61,7 +61,7 @@ struct SluiceCommand: ParsableCommand {
             Exit status: 0 success, 1 runtime failure, 2 bad usage or bad configuration.
             Documentation: README.md and DESIGN.md in the source tree.
             """,
-        subcommands: [Run.self, Status.self, Tail.self, Check.self])
+        subcommands: [Run.self, Backfill.self, Status.self, Tail.self, Check.self])
 }
 
 /// Options every command that reads a configuration file takes.

@@ -10,7 +10,7 @@ import SluiceWire
 /// `snapshot: initial`, copies the existing rows from the slot's exported snapshot as one topic
 /// transaction of `read` changes, so snapshot and stream meet with no gap and no overlap.
 /// Afterwards it streams from the topic's last commit marker.
-public final class PostgresSource: Source {
+public final class PostgresSource: BackfillSource {
     public static let typeName = "postgres"
 
     let name: String
@@ -22,6 +22,8 @@ public final class PostgresSource: Source {
     let initialSnapshot: Bool
     let heartbeatMillis: Int
     let retainedWALWarning: UInt64
+    /// Rows per backfill chunk: held in memory between the two watermarks.
+    let backfillChunkSize: Int
     /// `<data_dir>/sources/<name>`, where the runtime keeps this source's state.
     let stateDirectory: String
 
@@ -49,6 +51,7 @@ public final class PostgresSource: Source {
         heartbeatMillis = try config.durationMillis("heartbeat_interval", default: 10_000)
         retainedWALWarning = try config.bytes("retained_wal_warning", default: 1 << 30) ?? (1 << 30)
         stateDirectory = config.dataDirectory + "/sources/" + config.name
+        backfillChunkSize = try config.int("backfill_chunk_size", default: 20_000, range: 1...1_000_000)
         try config.rejectUnknownKeys()
     }
 
@@ -60,6 +63,36 @@ public final class PostgresSource: Source {
         } catch {
             return [CheckFinding(.error, "source \(name)", "\(error)", fix: "check the url, that the server runs, and pg_hba.conf")]
         }
+    }
+
+    public func backfillTables(_ requested: [String]) throws -> [String] {
+        let sql = try connect { try PGConnection(url: url, applicationName: "sluice-backfill") }
+        let state = (try? SourceState.load(from: stateDirectory)) ?? SourceState()
+        let prerequisites = Prerequisites(source: self, sql: sql, state: state)
+        let captured = try wrap { try prerequisites.tablesInScope() }
+        let tables = requested.isEmpty ? captured : requested.map { $0.contains(".") ? $0 : "public." + $0 }
+        for table in tables {
+            guard captured.contains(table) else {
+                throw ConnectorError.misconfigured("""
+                    table \(table) is not captured by source \(name): it is not in its tables list or publication \
+                    \(publication). Add it to tables: in the configuration (Sluice adds it to a publication it created), \
+                    or ALTER PUBLICATION \(publication) ADD TABLE \(table);
+                    """)
+            }
+            let key = try wrap {
+                try sql.execute("SELECT EXISTS (SELECT 1 FROM pg_index WHERE indrelid = to_regclass($1) AND indisprimary), to_regclass($1) IS NOT NULL", [table])
+            }
+            guard key.string(0, 1) == "t" else {
+                throw ConnectorError.misconfigured("table \(table) does not exist in \(redactURL(url))")
+            }
+            guard key.string(0, 0) == "t" else {
+                throw ConnectorError.misconfigured("""
+                    table \(table) has no primary key: backfill copies tables in primary-key order. Add a primary key, \
+                    or copy it with the initial snapshot instead.
+                    """)
+            }
+        }
+        return tables
     }
 
     public func status() -> SourceStatus {

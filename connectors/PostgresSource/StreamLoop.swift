@@ -33,6 +33,7 @@ final class StreamLoop {
     private var lastHeartbeat = DispatchTime.now()
     private var heartbeatFailing = false
     private var lastSlotReport = DispatchTime.now()
+    private lazy var backfill = BackfillDriver(source: source, sql: sql, writer: writer, context: context)
     private var walWarning = false
     private lazy var retainedGauge = Gauge(label: "sluice_source_retained_wal_bytes", dimensions: [("source", source.name)])
 
@@ -65,6 +66,7 @@ final class StreamLoop {
                 sinceCheck = 0
                 try sendStatusIfDue(idle: got == .timeout)
                 if got == .timeout { heartbeatIfDue() }
+                if !inTransaction { try backfill.tick() }
             }
         }
         // Stopping: whatever is open is dropped and arrives again on the next start.
@@ -114,6 +116,7 @@ final class StreamLoop {
                 try writer.commit(commitLSN: LSN(commit.commitLSN), endLSN: LSN(commit.endLSN),
                                   commitTime: commit.commitTime + postgresEpochOffsetMicros)
                 resumeLSN = commit.endLSN
+                try backfill.committed(commitLSN: commit.commitLSN, endLSN: commit.endLSN)
             }
         case let .relation(relation):
             let schema = try source.wrap { try catalog.schema(for: relation) }
@@ -127,9 +130,14 @@ final class StreamLoop {
                 }
             }
         case let .insert(insert):
+            if insert.relationOID == backfill.chunkRelation { backfill.observe(insert.new) }
             guard let relation = try captured(insert.relationOID) else { return }
             try writer.change(.insert, relation: relation, lsn: lsn, new: insert.new.bytes)
         case let .update(update):
+            if update.relationOID == backfill.chunkRelation {
+                backfill.observe(update.new)
+                if let old = update.old { backfill.observe(old.tuple) }
+            }
             guard let relation = try captured(update.relationOID) else { return }
             let kind: OldValuesKind
             switch update.old {
@@ -140,6 +148,7 @@ final class StreamLoop {
             try writer.change(.update, relation: relation, lsn: lsn, oldKind: kind, old: update.old?.tuple.bytes,
                               new: update.new.bytes)
         case let .delete(delete):
+            if delete.relationOID == backfill.chunkRelation { backfill.observe(delete.old.tuple) }
             guard let relation = try captured(delete.relationOID) else { return }
             let kind: OldValuesKind
             if case .key = delete.old { kind = .key } else { kind = .full }
@@ -149,7 +158,9 @@ final class StreamLoop {
                 guard let relation = try captured(oid) else { continue }
                 try writer.change(.truncate, relation: relation, lsn: lsn, truncateOptions: truncate.options.rawValue)
             }
-        case .origin, .type, .message:
+        case let .message(message):
+            backfill.observe(message)
+        case .origin, .type:
             break
         case .streamStart, .streamStop, .streamCommit, .streamAbort:
             throw ConnectorError.fatal("source '\(source.name)': received a streamed transaction, which was not requested")

@@ -1,0 +1,185 @@
+import ArgumentParser
+import Foundation
+import Logging
+import SluiceKit
+import SluiceLog
+import SluiceRuntime
+
+struct Backfill: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Copy the current rows of tables into every sink of a source, consistently with the live stream.",
+        discussion: """
+            Copies in primary-key chunks between watermarks written to the replication stream (DBLog), so \
+            tables are not locked and a streamed change is never overwritten by an older copied row. If \
+            `sluice run` is running on the data directory, the daemon does the copying and this command \
+            follows it; otherwise this command runs the pipeline itself until every sink has applied the \
+            copy. Interrupted, it resumes at the last finished chunk when run again. Exits 0 when every sink \
+            has applied the backfill. Shows a progress bar on a terminal, progress lines otherwise.
+            """)
+
+    @OptionGroup var options: ConfigOption
+
+    @Option(help: "The source whose tables to copy (needed when the file has several).")
+    var source: String?
+
+    @Option(name: .customLong("table"), help: "A table to copy, as schema.table (repeat for several; default: every captured table).")
+    var tables: [String] = []
+
+    func run() throws {
+        Signals.install()
+        let config = try options.load()
+        LogSetup.bootstrap(format: config.logFormat, level: config.logLevel ?? "warning")
+        let logger = Logger(label: "sluice")
+        guard let section = try chooseSource(config) else { return }
+        guard let backfillable = try SluiceMain.registry.sources[section.type]!.init(config: section) as? any BackfillSource else {
+            throw UsageError(message: "source \(section.name) (type \(section.type)) cannot backfill")
+        }
+        let tables: [String]
+        do {
+            tables = try backfillable.backfillTables(self.tables)
+        } catch let error as ConnectorError {
+            if case .misconfigured(let reason) = error { throw UsageError(message: reason) }
+            throw RuntimeFailure(message: error.description)
+        }
+        guard !tables.isEmpty else { throw UsageError(message: "source \(section.name) captures no table to backfill") }
+        let stateDirectory = config.dataDirectory + "/sources/" + section.name
+        let active = BackfillFiles.read(BackfillProgress.self, directory: stateDirectory, name: BackfillProgress.fileName)
+        if let active, !active.isFinished, Set(tables).isSubset(of: Set(active.tables.map(\.table))) {
+            FileHandle.standardError.write(Data("resuming backfill \(active.id) of \(active.tables.map(\.table).joined(separator: ", "))\n".utf8))
+        } else {
+            try BackfillFiles.write(BackfillRequest(tables: tables), directory: stateDirectory, name: BackfillRequest.fileName)
+        }
+
+        // Without a daemon on this data directory, run the pipeline here until the copy is applied.
+        var pipeline: Pipeline?
+        var exitCode: Int32 = 0
+        let pipelineDone = DispatchSemaphore(value: 0)
+        if DataDirectoryLock.isHeld(dataDirectory: config.dataDirectory) == nil {
+            let local = try Pipeline(config: config, registry: SluiceMain.registry, logger: logger)
+            pipeline = local
+            Signals.onStop { local.requestStop() }
+            let box = ExitBox()
+            Thread {
+                box.code = local.run()
+                pipelineDone.signal()
+            }.start()
+            withExtendedLifetime(box) {}
+            let finished = try follow(config: config, source: section, tables: tables, stateDirectory: stateDirectory,
+                                      isRunning: { box.code == nil })
+            local.requestStop()
+            pipelineDone.wait()
+            exitCode = finished ? (box.code ?? 1) : (box.code == 0 ? 1 : box.code ?? 1)
+        } else {
+            Signals.onStop { Foundation.exit(130) }
+            let finished = try follow(config: config, source: section, tables: tables, stateDirectory: stateDirectory,
+                                      isRunning: { DataDirectoryLock.isHeld(dataDirectory: config.dataDirectory) != nil })
+            exitCode = finished ? 0 : 1
+        }
+        withExtendedLifetime(pipeline) {}
+        if exitCode != 0 { throw ExitCode(exitCode) }
+    }
+
+    private func chooseSource(_ config: SluiceConfig) throws -> ConnectorConfig? {
+        if let source {
+            guard let section = config.sources.first(where: { $0.name == source }) else {
+                throw UsageError(message: "\(options.config): there is no source '\(source)'; sources: \(config.sources.map(\.name).joined(separator: ", "))")
+            }
+            return section
+        }
+        guard config.sources.count == 1 else {
+            throw UsageError(message: "\(options.config) has several sources; choose one with --source (\(config.sources.map(\.name).joined(separator: ", ")))")
+        }
+        return config.sources[0]
+    }
+
+    /// Shows progress until the copy is finished and every sink of the source's topic has applied it.
+    /// Returns false if the pipeline stopped first.
+    private func follow(config: SluiceConfig, source: ConnectorConfig, tables: [String], stateDirectory: String,
+                        isRunning: () -> Bool) throws -> Bool {
+        let sinks = try config.sinks.filter { $0.topics.contains(source.name) }.map {
+            ($0.config.name, try SluiceMain.registry.sinks[$0.config.type]!.init(config: $0.config))
+        }
+        let display = ProgressDisplay()
+        var lastSinkCheck = Date.distantPast
+        var applied = false
+        while true {
+            let progress = BackfillFiles.read(BackfillProgress.self, directory: stateDirectory, name: BackfillProgress.fileName)
+            let ours = progress.flatMap { Set(tables).isSubset(of: Set($0.tables.map(\.table))) ? $0 : nil }
+            let pending = FileManager.default.fileExists(atPath: stateDirectory + "/" + BackfillRequest.fileName)
+            if let ours, !pending {
+                display.show(ours)
+                if ours.isFinished, Date().timeIntervalSince(lastSinkCheck) > 0.5 {
+                    lastSinkCheck = Date()
+                    applied = sinks.allSatisfy { name, sink in
+                        guard let needed = ours.finalOffset else { return true }
+                        let offset = (try? sink.readPositions())??[source.name]?.offset
+                        return offset.map { $0 >= needed } ?? false
+                    }
+                    if applied {
+                        display.finish(ours, sinks: sinks.map(\.0))
+                        return true
+                    }
+                }
+            } else {
+                display.waiting()
+            }
+            guard isRunning() else {
+                display.stopped()
+                return false
+            }
+            usleep(200_000)
+        }
+    }
+}
+
+final class ExitBox: @unchecked Sendable {
+    var code: Int32?
+}
+
+/// A progress bar on a terminal (stderr), plain lines every few seconds otherwise.
+final class ProgressDisplay {
+    let terminal = isatty(STDERR_FILENO) == 1
+    private var lastLine = Date.distantPast
+    private var samples: [(Date, UInt64)] = []
+    private var waitingShown = false
+
+    func waiting() {
+        guard !waitingShown else { return }
+        waitingShown = true
+        write("backfill: waiting for the source to start copying…\n")
+    }
+
+    func stopped() {
+        write((terminal ? "\n" : "") + "backfill: the pipeline stopped before the copy was applied; run the command again to resume\n")
+    }
+
+    func show(_ progress: BackfillProgress) {
+        let now = Date()
+        samples.append((now, progress.copiedRows))
+        samples.removeAll { now.timeIntervalSince($0.0) > 10 }
+        let rate = samples.count > 1 ? Double(samples.last!.1 - samples.first!.1) / max(0.001, now.timeIntervalSince(samples.first!.0)) : 0
+        let total = max(progress.totalRows, progress.copiedRows)
+        let fraction = total == 0 ? (progress.isFinished ? 1 : 0) : Double(progress.copiedRows) / Double(total)
+        let remaining = rate > 0 ? Double(total - min(total, progress.copiedRows)) / rate : nil
+        let eta = remaining.map { String(format: "%d:%02d", Int($0) / 60, Int($0) % 60) } ?? "--:--"
+        let table = progress.tables.first(where: { !$0.done })?.table ?? "applying"
+        let counts = "\(progress.copiedRows)/\(total) rows  \(Int(rate)) rows/s  ETA \(eta)  \(table)"
+        if terminal {
+            let width = 30
+            let filled = Int(fraction * Double(width))
+            let bar = String(repeating: "=", count: filled) + (filled < width ? ">" : "") + String(repeating: " ", count: max(0, width - filled - 1))
+            write("\r[\(bar)] \(String(format: "%3d", Int(fraction * 100)))%  \(counts)\u{1B}[K")
+        } else if now.timeIntervalSince(lastLine) >= 2 {
+            lastLine = now
+            write("backfill: \(String(format: "%d", Int(fraction * 100)))%  \(counts)\n")
+        }
+    }
+
+    func finish(_ progress: BackfillProgress, sinks: [String]) {
+        write((terminal ? "\n" : "") + "backfill: copied \(progress.copiedRows) rows of \(progress.tables.map(\.table).joined(separator: ", ")); applied by \(sinks.isEmpty ? "no sink (the topic holds it)" : sinks.joined(separator: ", "))\n")
+    }
+
+    private func write(_ text: String) {
+        FileHandle.standardError.write(Data(text.utf8))
+    }
+}

@@ -1,0 +1,95 @@
+import Foundation
+
+/// A source that can copy the current rows of tables into its topic while it streams
+/// (`sluice backfill`), consistently with the changes around them.
+public protocol BackfillSource: Source {
+    /// Checks that `requested` tables can be backfilled (captured, keyed) and returns them in
+    /// `schema.table` form; an empty request means every captured table. Throws
+    /// ``ConnectorError/misconfigured(_:)`` naming the table and the problem.
+    func backfillTables(_ requested: [String]) throws -> [String]
+}
+
+/// A request for a backfill, left by `sluice backfill` in the source's state directory and
+/// adopted by the running source.
+public struct BackfillRequest: Codable, Sendable, Equatable {
+    public var id: String
+    public var tables: [String]
+    public var requestedAt: Date
+
+    public init(id: String = UUID().uuidString, tables: [String], requestedAt: Date = Date()) {
+        self.id = id
+        self.tables = tables
+        self.requestedAt = requestedAt
+    }
+
+    public static let fileName = "backfill-request.json"
+}
+
+/// The progress of a source's backfill, written by the source after each chunk is durable in
+/// the topic, and read by `sluice backfill` to show progress and to know when sinks are done.
+public struct BackfillProgress: Codable, Sendable, Equatable {
+    public struct Table: Codable, Sendable, Equatable {
+        public var table: String
+        /// Rows counted when the table's copy started (the progress bar's total).
+        public var totalRows: UInt64?
+        public var copiedRows: UInt64 = 0
+        /// The primary key of the last row copied, in text form; nil before the first chunk.
+        public var lastKey: [String]?
+        public var done = false
+
+        public init(table: String) { self.table = table }
+    }
+
+    public var id: String
+    public var tables: [Table]
+    public var startedAt: Date
+    /// The offset of the last commit marker the backfill needed (nil if it needed none), set when
+    /// every table is copied. The backfill is complete for a sink once its committed offset reaches it.
+    public var finalOffset: UInt64?
+    /// Set when every table is copied.
+    public var finishedAt: Date?
+
+    public init(id: String, tables: [String], startedAt: Date = Date()) {
+        self.id = id
+        self.tables = tables.map(Table.init)
+        self.startedAt = startedAt
+    }
+
+    public var copiedRows: UInt64 { tables.reduce(0) { $0 + $1.copiedRows } }
+    public var totalRows: UInt64 { tables.reduce(0) { $0 + ($1.totalRows ?? 0) } }
+    public var isFinished: Bool { finishedAt != nil }
+
+    public static let fileName = "backfill.json"
+}
+
+/// Reading and writing the backfill files atomically.
+public enum BackfillFiles {
+    public static func read<T: Decodable>(_ type: T.Type, directory: String, name: String) -> T? {
+        guard let data = FileManager.default.contents(atPath: directory + "/" + name) else { return nil }
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return try? decoder.decode(type, from: data)
+    }
+
+    /// Writes through a temporary file, fsync and rename, so a reader never sees half a file.
+    public static func write<T: Encodable>(_ value: T, directory: String, name: String) throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let data = try encoder.encode(value)
+        let temp = directory + "/." + name + ".tmp"
+        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: temp]) }
+        _ = data.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        fsync(fd)
+        close(fd)
+        guard rename(temp, directory + "/" + name) == 0 else {
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: directory + "/" + name])
+        }
+    }
+
+    public static func remove(directory: String, name: String) {
+        unlink(directory + "/" + name)
+    }
+}

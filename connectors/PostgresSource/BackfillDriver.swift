@@ -1,0 +1,238 @@
+import Foundation
+import Logging
+import PGOutput
+import SluiceKit
+import SluiceWire
+
+/// Copies tables into the topic in primary-key chunks while the stream flows, in the style of
+/// Netflix's DBLog: for each chunk, a low watermark, a SELECT of the next rows by key, a high
+/// watermark (logical decoding messages). Rows whose key changes in a transaction the stream delivers
+/// between the two watermarks are dropped from the chunk (the stream already carries a newer version);
+/// the rest are written as `read` changes right after the high watermark. No locks are taken.
+final class BackfillDriver {
+    struct Chunk {
+        let id: String
+        let tableIndex: Int
+        let schema: RelationSchema
+        let keyColumns: [Int]
+        var rows: [[UInt8]]
+        var index: [String: Int]
+        var removed: Set<Int> = []
+        let lastKey: [String]?
+        var windowOpen = false
+        var highSeen = false
+    }
+
+    static let watermarkPrefix = "sluice.watermark"
+
+    let source: PostgresSource
+    let sql: PGConnection
+    let writer: TransactionWriter
+    let context: SourceContext
+    private var progress: BackfillProgress?
+    /// Progress to persist once the topic holds it durably: (progress, offset it needs, if any).
+    private var unsaved: [(progress: BackfillProgress, needs: UInt64?)] = []
+    private(set) var chunk: Chunk?
+    private var lastRequestCheck = DispatchTime(uptimeNanoseconds: 0)
+    private var directory: String { context.stateDirectory }
+
+    init(source: PostgresSource, sql: PGConnection, writer: TransactionWriter, context: SourceContext) {
+        self.source = source
+        self.sql = sql
+        self.writer = writer
+        self.context = context
+        if let saved = BackfillFiles.read(BackfillProgress.self, directory: context.stateDirectory,
+                                          name: BackfillProgress.fileName), !saved.isFinished {
+            progress = saved
+            context.logger.info("resuming backfill", metadata: ["id": "\(saved.id)", "copied_rows": "\(saved.copiedRows)"])
+        }
+    }
+
+    var chunkRelation: UInt32? { chunk.flatMap { $0.windowOpen && !$0.highSeen ? $0.schema.id : nil } }
+
+    // MARK: Called by the stream loop
+
+    /// Between transactions: persist what is durable, adopt requests, and start the next chunk.
+    func tick() throws {
+        persistDurable()
+        let now = DispatchTime.now()
+        if now.uptimeNanoseconds - lastRequestCheck.uptimeNanoseconds > 500_000_000 {
+            lastRequestCheck = now
+            try adoptRequest()
+        }
+        guard chunk == nil, var current = progress, !current.isFinished else { return }
+        guard let tableIndex = current.tables.firstIndex(where: { !$0.done }) else {
+            current.finalOffset = writer.lastCommit?.offset
+            current.finishedAt = Date()
+            progress = current
+            unsaved.append((current, current.finalOffset))
+            context.logger.info("backfill copied every table", metadata: ["id": "\(current.id)", "rows": "\(current.copiedRows)"])
+            persistDurable()
+            return
+        }
+        try startChunk(&current, tableIndex: tableIndex)
+        progress = current
+    }
+
+    /// A logical decoding message from the stream: opens or closes a chunk's window.
+    func observe(_ message: LogicalMessage) {
+        guard message.prefix == Self.watermarkPrefix, chunk != nil else { return }
+        let text = String(decoding: message.content, as: UTF8.self)
+        if text == "low " + chunk!.id { chunk!.windowOpen = true }
+        if text == "high " + chunk!.id { chunk!.highSeen = true }
+    }
+
+    /// A change to the chunk's table inside the window: its row in the chunk is stale.
+    func observe(_ tuple: TupleData) {
+        guard let key = Self.key(of: tuple.bytes, columns: chunk!.keyColumns), let row = chunk!.index[key] else { return }
+        chunk!.removed.insert(row)
+    }
+
+    /// After each commit from the stream: once the high watermark's transaction committed, the
+    /// chunk is written right here, in stream order.
+    func committed(commitLSN: UInt64, endLSN: UInt64) throws {
+        guard let current = chunk, current.highSeen, var state = progress else { return }
+        let lsn = LSN(commitLSN)
+        let now = nowMicros()
+        try writer.begin(BeginRecord(xid: 0, commitLSN: lsn, commitTime: now))
+        try writer.ensureRelation(current.schema)
+        for (index, row) in current.rows.enumerated() where !current.removed.contains(index) {
+            try writer.change { body in
+                body.u8(ChangeOperation.read.rawValue)
+                body.u32(current.schema.id)
+                body.u64(lsn.rawValue)
+                body.raw(row)
+            }
+        }
+        try writer.commit(commitLSN: lsn, endLSN: LSN(endLSN), commitTime: now)
+        var table = state.tables[current.tableIndex]
+        table.copiedRows += UInt64(current.rows.count)
+        if let last = current.rows.last { table.lastKey = Self.keyValues(of: last, columns: current.keyColumns) }
+        table.done = current.rows.count < source.backfillChunkSize
+        state.tables[current.tableIndex] = table
+        progress = state
+        unsaved.append((state, writer.lastCommit?.offset))
+        chunk = nil
+    }
+
+    // MARK: Steps
+
+    private func adoptRequest() throws {
+        guard let request = BackfillFiles.read(BackfillRequest.self, directory: directory, name: BackfillRequest.fileName)
+        else { return }
+        if var active = progress, !active.isFinished {
+            let known = Set(active.tables.map(\.table))
+            for table in request.tables where !known.contains(table) { active.tables.append(.init(table: table)) }
+            progress = active
+            try BackfillFiles.write(active, directory: directory, name: BackfillProgress.fileName)
+        } else {
+            let fresh = BackfillProgress(id: request.id, tables: request.tables)
+            progress = fresh
+            unsaved.removeAll()
+            try BackfillFiles.write(fresh, directory: directory, name: BackfillProgress.fileName)
+            context.logger.info("backfill requested", metadata: ["id": "\(request.id)",
+                                                                  "tables": "\(request.tables.joined(separator: ","))"])
+        }
+        BackfillFiles.remove(directory: directory, name: BackfillRequest.fileName)
+    }
+
+    private func startChunk(_ state: inout BackfillProgress, tableIndex: Int) throws {
+        let table = state.tables[tableIndex].table
+        guard let schema = try source.wrap({ try RelationCatalog.schema(ofTable: table, on: sql) }) else {
+            context.logger.warning("backfill skips a table that no longer exists", metadata: ["table": "\(table)"])
+            state.tables[tableIndex].done = true
+            return
+        }
+        let keyColumns = schema.primaryKey
+        guard !keyColumns.isEmpty else {
+            context.logger.error("backfill skips a table without a primary key", metadata: ["table": "\(table)"])
+            state.tables[tableIndex].done = true
+            return
+        }
+        if state.tables[tableIndex].totalRows == nil {
+            let count = try source.wrap { try sql.execute("SELECT count(*) FROM \(quoteQualified(table))").string(0, 0) }
+            state.tables[tableIndex].totalRows = count.flatMap { UInt64($0) }
+            try BackfillFiles.write(state, directory: directory, name: BackfillProgress.fileName)
+            context.logger.info("backfill copying table", metadata: ["table": "\(table)", "rows": "\(count ?? "?")"])
+        }
+        let id = UUID().uuidString
+        let lastKey = state.tables[tableIndex].lastKey
+        let columns = schema.columns.map { PGConnection.quoteIdentifier($0.name) }.joined(separator: ", ")
+        let key = keyColumns.map { PGConnection.quoteIdentifier(schema.columns[$0].name) }.joined(separator: ", ")
+        var query = "SELECT \(columns) FROM \(quoteQualified(table))"
+        if let lastKey {
+            let literals = zip(keyColumns, lastKey).map { column, value in
+                PGConnection.quoteLiteral(value) + "::" + schema.columns[column].typeName
+            }
+            query += " WHERE (\(key)) > (\(literals.joined(separator: ", ")))"
+        }
+        query += " ORDER BY \(key) LIMIT \(source.backfillChunkSize)"
+        var rows: [[UInt8]] = []
+        var index: [String: Int] = [:]
+        try source.wrap {
+            try emit("low " + id)
+            try sql.copyOut("COPY (\(query)) TO STDOUT") { line in
+                var body = RecordBody()
+                try CopyText.appendTuple(line, columns: schema.columns.count, into: &body)
+                if let rowKey = body.bytes.withUnsafeBytes({ Self.key(of: $0, columns: keyColumns) }) {
+                    index[rowKey] = rows.count
+                }
+                rows.append(body.bytes)
+            }
+            try emit("high " + id)
+        }
+        chunk = Chunk(id: id, tableIndex: tableIndex, schema: schema, keyColumns: keyColumns, rows: rows, index: index,
+                      lastKey: lastKey)
+    }
+
+    private func emit(_ watermark: String) throws {
+        try sql.execute("SELECT pg_logical_emit_message(true, $1, $2)", [Self.watermarkPrefix, watermark])
+    }
+
+    /// Writes the newest progress whose chunks the topic holds durably.
+    private func persistDurable() {
+        guard !unsaved.isEmpty else { return }
+        let durable = writer.writer.topic.durableCommit?.offset
+        guard let ready = unsaved.lastIndex(where: { entry in
+            entry.needs.map { needed in durable.map { needed <= $0 } ?? false } ?? true
+        }) else { return }
+        try? BackfillFiles.write(unsaved[ready].progress, directory: directory, name: BackfillProgress.fileName)
+        unsaved.removeFirst(ready + 1)
+    }
+
+    // MARK: Keys
+
+    /// The key columns' text values of a row in the tuple layout, joined; nil if one is missing.
+    static func key(of tuple: UnsafeRawBufferPointer, columns: [Int]) -> String? {
+        keyValues(tuple, columns: columns)?.joined(separator: "\u{1F}")
+    }
+
+    static func keyValues(of tuple: [UInt8], columns: [Int]) -> [String]? {
+        tuple.withUnsafeBytes { keyValues($0, columns: columns) }
+    }
+
+    static func keyValues(_ tuple: UnsafeRawBufferPointer, columns: [Int]) -> [String]? {
+        guard tuple.count >= 2 else { return nil }
+        let count = Int(UInt16(bigEndian: tuple.loadUnaligned(as: UInt16.self)))
+        var values = [String?](repeating: nil, count: count)
+        var position = 2
+        for column in 0..<count {
+            guard position < tuple.count else { return nil }
+            let kind = tuple[position]
+            position += 1
+            guard kind == UInt8(ascii: "t") || kind == UInt8(ascii: "b") else { continue }
+            let length = Int(UInt32(bigEndian: tuple.loadUnaligned(fromByteOffset: position, as: UInt32.self)))
+            position += 4
+            if columns.contains(column) {
+                values[column] = String(decoding: UnsafeRawBufferPointer(rebasing: tuple[position..<(position + length)]), as: UTF8.self)
+            }
+            position += length
+        }
+        var out: [String] = []
+        for column in columns {
+            guard column < count, let value = values[column] else { return nil }
+            out.append(value)
+        }
+        return out
+    }
+}
