@@ -159,7 +159,7 @@ final class ProgressDisplay {
         samples.removeAll { now.timeIntervalSince($0.0) > 10 }
         let rate = samples.count > 1 ? Double(samples.last!.1 - samples.first!.1) / max(0.001, now.timeIntervalSince(samples.first!.0)) : 0
         let total = max(progress.totalRows, progress.copiedRows)
-        let fraction = total == 0 ? (progress.isFinished ? 1 : 0) : Double(progress.copiedRows) / Double(total)
+        let fraction = progress.isFinished ? 1 : total == 0 ? 0 : Double(progress.copiedRows) / Double(total)
         let remaining = rate > 0 ? Double(total - min(total, progress.copiedRows)) / rate : nil
         let eta = remaining.map { String(format: "%d:%02d", Int($0) / 60, Int($0) % 60) } ?? "--:--"
         let table = progress.tables.first(where: { !$0.done })?.table ?? "applying"
