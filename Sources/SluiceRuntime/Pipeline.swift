@@ -89,6 +89,20 @@ public final class Pipeline: @unchecked Sendable {
         }
         defer { metricsServer?.stop() }
 
+        // A source whose database reveals a misconfiguration stops the run before any sink touches a target.
+        for (name, source) in sources {
+            do {
+                try source.preflight()
+            } catch let error as ConnectorError {
+                logger.error("\(error)", metadata: ["source": "\(name)"])
+                if case .misconfigured = error { return 2 }
+                return 1
+            } catch {
+                logger.error("\(error)", metadata: ["source": "\(name)"])
+                return 1
+            }
+        }
+
         logger.info("starting", metadata: ["sources": "\(sources.map(\.name).joined(separator: ","))",
                                            "sinks": "\(sinks.map(\.section.config.name).joined(separator: ","))",
                                            "data_dir": "\(config.dataDirectory)"])

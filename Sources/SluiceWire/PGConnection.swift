@@ -188,6 +188,18 @@ public func connectionURLProblem(_ url: String) -> String? {
         let message = error.map { String(cString: $0) } ?? "malformed URL"
         return message.trimmingCharacters(in: .whitespacesAndNewlines)
     }
-    PQconninfoFree(options)
+    defer { PQconninfoFree(options) }
+    // libpq parses a port lazily, at connect time: check it now.
+    var option = options
+    while let keyword = option.pointee.keyword {
+        if String(cString: keyword) == "port", let raw = option.pointee.val {
+            for port in String(cString: raw).split(separator: ",", omittingEmptySubsequences: false) {
+                guard let number = Int(port), (1...65535).contains(number) else {
+                    return "has port '\(port)', which is not a number from 1 to 65535"
+                }
+            }
+        }
+        option += 1
+    }
     return nil
 }

@@ -95,6 +95,21 @@ public final class PostgresSource: BackfillSource {
         return tables
     }
 
+    public func preflight() throws {
+        let sql: PGConnection
+        do {
+            sql = try connect { try PGConnection(url: url, applicationName: "sluice-preflight", connectTimeoutSeconds: 5) }
+        } catch ConnectorError.transient {
+            return
+        }
+        let state = (try? SourceState.load(from: stateDirectory)) ?? SourceState()
+        do {
+            try Prerequisites(source: self, sql: sql, state: state).requireAll()
+        } catch let error as PGError where error.isTransient {
+            return
+        }
+    }
+
     public func status() -> SourceStatus {
         do {
             let sql = try PGConnection(url: url, applicationName: "sluice-status", connectTimeoutSeconds: 5)
@@ -199,7 +214,8 @@ public final class PostgresSource: BackfillSource {
         } catch let error as PGError {
             // An unreachable server is retried; a refused login or a missing database is not.
             let permanent = ["password authentication failed", "does not exist", "no pg_hba.conf entry",
-                             "must be superuser or replication role", "permission denied"]
+                             "must be superuser or replication role", "permission denied", "invalid integer value",
+                             "invalid connection option", "invalid sslmode value"]
             if permanent.contains(where: { error.message.contains($0) }) {
                 throw ConnectorError.misconfigured("source '\(name)': \(error.message)")
             }

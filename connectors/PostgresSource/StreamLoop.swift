@@ -64,15 +64,15 @@ final class StreamLoop {
             sinceCheck += 1
             if got == .timeout || sinceCheck >= 128 || replyRequested {
                 sinceCheck = 0
-                try sendStatusIfDue(idle: got == .timeout)
-                if got == .timeout { heartbeatIfDue() }
+                try sendStatusIfDue()
+                heartbeatIfDue()
                 if !inTransaction { try backfill.tick() }
             }
         }
         // Stopping: whatever is open is dropped and arrives again on the next start.
         if inTransaction && !skipping { try writer.abort() }
         try writer.writer.flush()
-        try? sendStatusIfDue(idle: !inTransaction, force: true)
+        try? sendStatusIfDue(force: true)
     }
 
     private func stream<T>(_ body: () throws -> T) throws -> T {
@@ -180,13 +180,15 @@ final class StreamLoop {
 
     // MARK: Confirming
 
-    /// Confirms the durable end of the topic to the slot, promptly after each group commit. When
-    /// nothing is in flight, confirms the server's WAL end so an idle slot does not pin WAL.
-    private func sendStatusIfDue(idle: Bool, force: Bool = false) throws {
+    /// Confirms the durable end of the topic to the slot, promptly after each group commit. When no
+    /// transaction is open and everything written is durable, confirms the position the server last
+    /// reported having sent (keepalives carry it), so a slot whose tables are idle does not pin WAL
+    /// while other tables take writes.
+    private func sendStatusIfDue(force: Bool = false) throws {
         let durable = writer.writer.topic.durableCommit
         var flush = max(reportedFlush, durable?.commit.endLSN.rawValue ?? 0)
         let allDurable = durable?.offset == writer.lastCommit?.offset
-        if idle && !inTransaction && allDurable { flush = max(flush, serverWALEnd) }
+        if !inTransaction && allDurable { flush = max(flush, serverWALEnd) }
         let now = DispatchTime.now()
         let due = now.uptimeNanoseconds - lastStatus.uptimeNanoseconds >= Self.statusIntervalNanos
         guard force || flush > reportedFlush || replyRequested || due else { return }

@@ -66,6 +66,11 @@ public protocol Source: AnyObject {
     /// The source's position in its database and what it retains there (`sluice status`, metrics).
     func status() -> SourceStatus
 
+    /// Called once before anything starts: throw ``ConnectorError/misconfigured(_:)`` for a problem
+    /// that must stop `sluice run` before any sink touches its target. An unreachable database is
+    /// not such a problem (the source retries it).
+    func preflight() throws
+
     /// Captures transactions until `context.isStopping()`; returns normally then.
     /// Throw ``ConnectorError/transient(_:)`` for faults worth retrying (the runtime drops the open
     /// transaction and calls `run` again after a backoff); anything else stops the daemon.
@@ -75,6 +80,7 @@ public protocol Source: AnyObject {
 extension Source {
     public func check(logger: Logger) -> [CheckFinding] { [] }
     public func status() -> SourceStatus { SourceStatus() }
+    public func preflight() throws {}
 }
 
 /// What `sluice status` shows for a source, read from its database without changing anything.

@@ -1,0 +1,254 @@
+import Foundation
+import SluiceWire
+import XCTest
+
+/// Bad configuration files: `sluice run`, `sluice check` (and `sluice status` where the file itself is
+/// bad) exit 2, name the offending key or value, and leave every database untouched: no replication
+/// slot, no publication on the source, no table on the PostgreSQL target, no SQLite file.
+/// Passwords in URLs never appear in any output.
+final class BadConfigTests: XCTestCase {
+    var source: PostgresCluster!
+    var target: PostgresCluster!
+    var directory: String!
+    var daemons: [SluiceProcess] = []
+
+    var sqlitePath: String { directory + "/replica.db" }
+    var dataDirectory: String { directory + "/data" }
+
+    override func setUpWithError() throws {
+        directory = scratchDirectory("badconfig")
+        source = try PostgresCluster(name: "badcfg-src")
+        target = try PostgresCluster(name: "badcfg-dst")
+        try source.query("""
+            CREATE TABLE orders (id int PRIMARY KEY, note text);
+            CREATE TABLE keyless (k int, label text);
+            INSERT INTO orders VALUES (1, 'one'), (2, 'two');
+            INSERT INTO keyless VALUES (1, 'a');
+            """)
+    }
+
+    override func tearDown() {
+        for daemon in daemons where daemon.isRunning { daemon.kill() }
+        daemons.removeAll()
+        source?.destroy()
+        target?.destroy()
+        if let directory { try? FileManager.default.removeItem(atPath: directory) }
+    }
+
+    // MARK: Config pieces
+
+    func sourceBlock(name: String = "app", type: String = "postgres", url: String? = nil, extra: [String] = []) -> String {
+        (["  - name: \(name)", "    type: \(type)", "    url: \(url ?? source.url)"] + extra.map { "    " + $0 })
+            .joined(separator: "\n")
+    }
+
+    func postgresSink(name: String = "replica", type: String = "postgres", url: String? = nil, topics: String = "[app]",
+                      extra: [String] = []) -> String {
+        (["  - name: \(name)", "    type: \(type)", "    url: \(url ?? target.url)", "    topics: \(topics)"] + extra.map { "    " + $0 })
+            .joined(separator: "\n")
+    }
+
+    func sqliteSink(name: String = "local") -> String {
+        ["  - name: \(name)", "    type: sqlite", "    path: \(sqlitePath)", "    topics: [app]"].joined(separator: "\n")
+    }
+
+    func config(top: [String] = [], sources: [String]? = nil, sinks: [String]? = nil) -> String {
+        var lines = ["data_dir: \(dataDirectory)"] + top
+        lines.append("sources:")
+        lines += sources ?? [sourceBlock(extra: ["tables: [public.orders]"])]
+        lines.append("sinks:")
+        lines += sinks ?? [postgresSink(), sqliteSink()]
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    struct Case {
+        var name: String
+        /// The file's text; nil: the file does not exist.
+        var yaml: String?
+        /// Substrings the error must contain (stderr of run, output of check).
+        var expect: [String]
+        /// The mistake is in the file itself (so `status` must refuse it too, and the message names the file).
+        var fileError = true
+        var environment: [String: String] = [:]
+    }
+
+    // MARK: Tests
+
+    /// Mistakes `sluice` can see in the file alone.
+    func testMistakesInTheFileExit2AndTouchNothing() throws {
+        let cases: [Case] = [
+            Case(name: "unknown top-level key", yaml: config(top: ["colour: blue"]), expect: ["colour", "unknown key"]),
+            Case(name: "unknown key in a source",
+                 yaml: config(sources: [sourceBlock(extra: ["tables: [public.orders]", "slot_nmae: app_slot"])]),
+                 expect: ["slot_nmae", "unknown key"]),
+            Case(name: "unknown key in a sink",
+                 yaml: config(sinks: [postgresSink(extra: ["batch_sise: 100"]), sqliteSink()]),
+                 expect: ["batch_sise", "unknown key"]),
+            Case(name: "unknown source type", yaml: config(sources: [sourceBlock(type: "mysql")]),
+                 expect: ["unknown source type 'mysql'"]),
+            Case(name: "unknown sink type", yaml: config(sinks: [postgresSink(type: "kafka"), sqliteSink()]),
+                 expect: ["unknown sink type 'kafka'"]),
+            Case(name: "malformed URL: port is not a number",
+                 yaml: config(sources: [sourceBlock(url: "postgresql://127.0.0.1:notaport/postgres")]),
+                 expect: ["url", "notaport"]),
+            Case(name: "malformed URL: not postgresql://",
+                 yaml: config(sinks: [postgresSink(url: "mysql://x"), sqliteSink()]),
+                 expect: ["url", "mysql://x"]),
+            Case(name: "missing config file", yaml: nil, expect: ["does-not-exist.yml", "does not exist"]),
+            Case(name: "invalid YAML", yaml: "data_dir: \(dataDirectory)\nsources:\n  - name: app\n    type: [postgres\n    url: x\n",
+                 expect: ["not valid YAML"]),
+            Case(name: "duplicate source names",
+                 yaml: config(sources: [sourceBlock(extra: ["tables: [public.orders]"]),
+                                        sourceBlock(extra: ["tables: [public.orders]", "slot: other", "publication: other"])]),
+                 expect: ["duplicate source name 'app'"]),
+            Case(name: "duplicate sink names",
+                 yaml: config(sinks: [postgresSink(), postgresSink()]),
+                 expect: ["duplicate sink name 'replica'"]),
+            Case(name: "sink naming an unknown topic",
+                 yaml: config(sinks: [postgresSink(topics: "[app, billing]"), sqliteSink()]),
+                 expect: ["topics", "'billing' is not a topic"]),
+            Case(name: "unset environment variable in a url",
+                 yaml: config(sources: [sourceBlock(url: "postgresql://postgres:${SLUICE_OPS_UNSET_VAR}@127.0.0.1:\(source.port)/postgres")]),
+                 expect: ["url", "SLUICE_OPS_UNSET_VAR", "not set"]),
+            Case(name: "bad snapshot value",
+                 yaml: config(sources: [sourceBlock(extra: ["snapshot: sometimes"])]),
+                 expect: ["snapshot", "'sometimes'"]),
+            Case(name: "bad heartbeat_interval duration",
+                 yaml: config(sources: [sourceBlock(extra: ["heartbeat_interval: often"])]),
+                 expect: ["heartbeat_interval", "'often'"]),
+            Case(name: "empty sources list",
+                 yaml: "data_dir: \(dataDirectory)\nsources: []\nsinks:\n\(sqliteSink())\n",
+                 expect: ["sources", "at least one source"]),
+        ]
+        for testCase in cases { try check(testCase) }
+    }
+
+    /// Mistakes only the source database reveals: `run` and `check` still exit 2 before anything is created.
+    func testMistakesTheDatabaseRevealsExit2AndTouchNothing() throws {
+        let cases: [Case] = [
+            Case(name: "a configured table that does not exist",
+                 yaml: config(sources: [sourceBlock(extra: ["tables: [public.orders, public.missing]"])]),
+                 expect: ["public.missing", "does not exist"], fileError: false),
+            Case(name: "a keyless table without REPLICA IDENTITY FULL",
+                 yaml: config(sources: [sourceBlock(extra: ["tables: [public.orders, public.keyless]"])]),
+                 expect: ["public.keyless", "REPLICA IDENTITY FULL"], fileError: false),
+        ]
+        for testCase in cases { try check(testCase) }
+    }
+
+    /// Runs the case through run, check (and status) and checks the exit status, the message and that
+    /// nothing was created.
+    func check(_ testCase: Case, file: StaticString = #filePath, line: UInt = #line) throws {
+        let path = directory + "/" + (testCase.yaml == nil ? "does-not-exist.yml" : "sluice-\(UUID().uuidString.prefix(6)).yml")
+        if let yaml = testCase.yaml { try yaml.write(toFile: path, atomically: true, encoding: .utf8) }
+        let label = "[\(testCase.name)]"
+
+        var commands: [(String, [String])] = [("run", ["run", "--config", path]), ("check", ["check", "--config", path])]
+        if testCase.fileError {
+            commands.append(("check --file-only", ["check", "--config", path, "--file-only"]))
+            commands.append(("status", ["status", "--config", path]))
+            commands.append(("status --json", ["status", "--config", path, "--json"]))
+        }
+        for (name, arguments) in commands {
+            let result = try opsSluice(arguments, environment: testCase.environment, timeout: 20)
+            XCTAssertFalse(result.timedOut, "\(label) sluice \(name) did not exit within 20 s: \(result.describe)", file: file, line: line)
+            XCTAssertEqual(result.status, 2, "\(label) sluice \(name): exit status: \(result.describe)", file: file, line: line)
+            // run reports on stderr; check prints its findings on stdout.
+            let message = name.hasPrefix("check") ? result.all : result.err
+            for expected in testCase.expect {
+                XCTAssertTrue(message.contains(expected),
+                              "\(label) sluice \(name) does not mention \"\(expected)\": \(result.describe)", file: file, line: line)
+            }
+            if testCase.fileError {
+                XCTAssertTrue(result.err.contains(path), "\(label) sluice \(name) does not name the file \(path): \(result.describe)",
+                              file: file, line: line)
+            }
+            XCTAssertFalse(result.all.contains("Fatal error") || result.all.contains("Stack dump"),
+                           "\(label) sluice \(name) crashed: \(result.describe)", file: file, line: line)
+            try assertNothingCreated(label + " after sluice \(name)", file: file, line: line)
+        }
+        try? FileManager.default.removeItem(atPath: dataDirectory)
+    }
+
+    func assertNothingCreated(_ label: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let slots = try source.query("SELECT slot_name FROM pg_replication_slots").map { $0[0] ?? "" }
+        XCTAssertEqual(slots, [], "\(label): the source has replication slots", file: file, line: line)
+        let publications = try source.query("SELECT pubname FROM pg_publication").map { $0[0] ?? "" }
+        XCTAssertEqual(publications, [], "\(label): the source has publications", file: file, line: line)
+        let tables = try target.query("""
+            SELECT schemaname || '.' || tablename FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')
+            """).map { $0[0] ?? "" }
+        XCTAssertEqual(tables, [], "\(label): the PostgreSQL target has tables", file: file, line: line)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: sqlitePath), "\(label): the SQLite target was created", file: file, line: line)
+        // Clean up whatever a failing case created, so the next case starts from nothing.
+        for slot in slots { _ = try? source.query("SELECT pg_drop_replication_slot($1)", [slot]) }
+        for publication in publications { _ = try? source.query("DROP PUBLICATION \(PGConnection.quoteIdentifier(publication))") }
+        for table in tables { _ = try? target.query("DROP TABLE \(table)") }
+        try? FileManager.default.removeItem(atPath: sqlitePath)
+        try? FileManager.default.removeItem(atPath: sqlitePath + "-wal")
+        try? FileManager.default.removeItem(atPath: sqlitePath + "-shm")
+    }
+
+    /// A password in the URLs never shows in the output of run, check, status or tail, in the
+    /// daemon's log, or in the files of the data directory.
+    func testPasswordsNeverAppearInOutputOrLogs() throws {
+        let secret = "s3cret"
+        let sourceURL = "postgresql://postgres:\(secret)@127.0.0.1:\(source.port)/postgres"
+        let deadPort = try freePort()
+        let deadURL = "postgresql://postgres:\(secret)@127.0.0.1:\(deadPort)/postgres"
+        let targetURL = "postgresql://postgres:\(secret)@127.0.0.1:\(target.port)/postgres"
+        var outputs: [(String, String)] = []
+
+        // 1. An error found after the URLs are parsed: a missing table.
+        let broken = directory + "/broken.yml"
+        try config(sources: [sourceBlock(url: sourceURL, extra: ["tables: [public.orders, public.missing]"])],
+                   sinks: [postgresSink(url: targetURL), sqliteSink()])
+            .write(toFile: broken, atomically: true, encoding: .utf8)
+        for arguments in [["run", "--config", broken], ["check", "--config", broken], ["status", "--config", broken],
+                          ["status", "--config", broken, "--json"]] {
+            let result = try opsSluice(arguments, environment: ["SLUICE_LOG_LEVEL": "debug"], timeout: 30)
+            XCTAssertFalse(result.timedOut, result.describe)
+            outputs.append((arguments.joined(separator: " "), result.all))
+        }
+        try? FileManager.default.removeItem(atPath: dataDirectory)
+
+        // 2. A running daemon whose PostgreSQL target is unreachable (retrying, with errors naming the URL).
+        let running = directory + "/running.yml"
+        try config(sources: [sourceBlock(url: sourceURL, extra: ["tables: [public.orders]"])],
+                   sinks: [postgresSink(url: deadURL), sqliteSink()])
+            .write(toFile: running, atomically: true, encoding: .utf8)
+        let logPath = directory + "/daemon.log"
+        let daemon = try SluiceProcess(["run", "--config", running], logPath: logPath, environment: ["SLUICE_LOG_LEVEL": "debug"])
+        daemons.append(daemon)
+        try eventually(timeout: 60, "the slot to be active\n" + daemon.log) {
+            try source.scalar("SELECT bool_or(active)::text FROM pg_replication_slots") == "true"
+        }
+        try eventually(timeout: 30, "sink replica to be retrying") {
+            OpsStatusView(try opsStatus(running)).state(sink: "replica") == "retrying"
+        }
+        let status = OpsStatusView(try opsStatus(running))
+        XCTAssertFalse((status.sink("replica")?["error"] as? String ?? "").isEmpty, "the retrying sink shows its error: \(status.text)")
+        for arguments in [["status", "--config", running], ["status", "--config", running, "--json"],
+                          ["check", "--config", running], ["tail", "app", "--config", running, "--from-beginning"]] {
+            let result = try opsSluice(arguments, timeout: 30)
+            outputs.append((arguments.joined(separator: " "), result.all))
+        }
+        outputs.append(("status --json while retrying", status.text))
+        daemon.terminate(timeout: 30)
+        outputs.append(("daemon log", daemon.log))
+
+        for (name, text) in outputs {
+            XCTAssertFalse(text.contains(secret), "\(name) prints the password:\n\(text.suffix(8000))")
+        }
+        // Redaction keeps the rest of the URL recognisable.
+        XCTAssertTrue(outputs.contains { $0.1.contains("postgres:***@127.0.0.1") },
+                      "no output shows a redacted URL:\n" + outputs.map { "== \($0.0)\n\($0.1.suffix(2000))" }.joined(separator: "\n"))
+        // Files the daemon writes (status.json, state files, the topic).
+        if let files = FileManager.default.enumerator(atPath: dataDirectory) {
+            for case let relative as String in files {
+                guard let data = FileManager.default.contents(atPath: dataDirectory + "/" + relative) else { continue }
+                XCTAssertNil(data.range(of: Data(secret.utf8)), "data_dir/\(relative) contains the password")
+            }
+        }
+    }
+}

@@ -1,0 +1,137 @@
+import Foundation
+import SluiceWire
+import XCTest
+
+/// `metrics: {listen: …}`: Prometheus counters at /metrics that move with the workload and end equal
+/// to what the topic holds; /health 200 while everything runs, 503 naming the sink while its target
+/// is down, 200 again once it is back.
+final class MetricsHealthTests: OpsPipelineTestCase {
+    override var fixtureName: String { "metrics" }
+
+    func scrape(_ port: Int, file: StaticString = #filePath, line: UInt = #line) throws -> [OpsSample] {
+        let response = try opsHTTPGet(port: port, path: "/metrics")
+        XCTAssertEqual(response.status, 200, response.body, file: file, line: line)
+        return opsParseMetrics(response.body)
+    }
+
+    func testMetricsCountTheWorkloadAndHealthFollowsTheTarget() throws {
+        let port = try freePort()
+        try source.query("""
+            CREATE TABLE orders (id int PRIMARY KEY, qty int NOT NULL, note text);
+            INSERT INTO orders SELECT i, i, 'initial' FROM generate_series(1, 200) i;
+            """)
+        try writeConfig(tables: ["public.orders"], topExtra: ["metrics:", "  listen: \"127.0.0.1:\(port)\""])
+        let daemon = try startDaemon()
+        try waitForSlotActive()
+        try eventually(timeout: 30, "/health to be 200" + logTail) { try opsHTTPGet(port: port, path: "/health").status == 200 }
+        XCTAssertEqual(try opsHTTPGet(port: port, path: "/health").body.trimmingCharacters(in: .whitespacesAndNewlines), "ok")
+
+        // A steady workload: every transaction inserts two rows and updates one.
+        let url = source.url
+        let committed = OpsCounter()
+        let workload = OpsWorkload("metrics-writer") { workload in
+            guard let db = try? PGConnection(url: url) else { return }
+            var sequence = 0
+            while !workload.isStopped {
+                sequence += 1
+                do {
+                    try db.execute("BEGIN")
+                    try db.execute("INSERT INTO orders VALUES (\(1000 + 2 * sequence), 1, 'w'), (\(1001 + 2 * sequence), 2, 'w')")
+                    try db.execute("UPDATE orders SET qty = qty + 1 WHERE id = \(sequence % 200 + 1)")
+                    try db.execute("COMMIT")
+                    committed.add("transactions")
+                    committed.add("events", 3)
+                } catch {
+                    committed.add("failed")
+                }
+                usleep(10_000)
+            }
+        }
+        defer { workload.stop() }
+
+        try eventually(timeout: 30, "the workload to commit") { committed["transactions"] >= 20 }
+        let first = try scrape(port)
+        sleep(2)
+        let second = try scrape(port)
+        let sourceEvents = { (samples: [OpsSample]) in opsMetric(samples, "sluice_source_events_total", ["topic": "app"]) ?? -1 }
+        let sinkEvents = { (samples: [OpsSample], sink: String) in
+            opsMetric(samples, "sluice_sink_events_total", ["sink": sink, "topic": "app"]) ?? -1
+        }
+        XCTAssertGreaterThan(sourceEvents(second), sourceEvents(first), "sluice_source_events_total moves")
+        XCTAssertGreaterThan(opsMetric(second, "sluice_source_transactions_total") ?? -1,
+                             opsMetric(first, "sluice_source_transactions_total") ?? -1, "sluice_source_transactions_total moves")
+        for sink in ["replica", "local"] {
+            XCTAssertGreaterThan(sinkEvents(second, sink), sinkEvents(first, sink), "sluice_sink_events_total for \(sink) moves")
+            XCTAssertGreaterThan(opsMetric(second, "sluice_sink_transactions_total", ["sink": sink]) ?? -1,
+                                 opsMetric(first, "sluice_sink_transactions_total", ["sink": sink]) ?? -1)
+        }
+        XCTAssertGreaterThan(opsMetric(second, "sluice_topic_bytes_total", ["topic": "app"]) ?? -1,
+                             opsMetric(first, "sluice_topic_bytes_total", ["topic": "app"]) ?? -1, "sluice_topic_bytes_total moves")
+        workload.stop()
+        XCTAssertEqual(committed["failed"], 0)
+
+        // Caught up: the counters equal the topic's event count.
+        let expectedEvents = 200 + committed["events"]
+        var status = OpsStatusView([:])
+        try eventually(timeout: 60, "both sinks to catch up: \(status.text)" + logTail) {
+            status = OpsStatusView(try opsStatus(configPath))
+            return status.events("app") == expectedEvents && status.caughtUp("replica", "app") && status.caughtUp("local", "app")
+        }
+        var final: [OpsSample] = []
+        try eventually(timeout: 10, "the sink counters to reach \(expectedEvents)") {
+            final = try scrape(port)
+            return sinkEvents(final, "replica") == Double(expectedEvents) && sinkEvents(final, "local") == Double(expectedEvents)
+        }
+        XCTAssertEqual(sourceEvents(final), Double(expectedEvents), "sluice_source_events_total counts snapshot reads and changes")
+        XCTAssertEqual(opsMetric(final, "sluice_source_transactions_total", ["topic": "app"]),
+                       Double(committed["transactions"] + 1), "transactions: the snapshot and each committed one")
+        for sink in ["replica", "local"] {
+            XCTAssertEqual(sinkEvents(final, sink), Double(expectedEvents), "sluice_sink_events_total{sink=\"\(sink)\"}")
+            XCTAssertEqual(opsMetric(final, "sluice_sink_lag_events", ["sink": sink, "topic": "app"]), 0, "lag gauge of \(sink)")
+            XCTAssertNotNil(opsMetric(final, "sluice_sink_lag_seconds", ["sink": sink]), "sluice_sink_lag_seconds for \(sink)")
+            let batches = opsMetric(final, "sluice_sink_batch_duration_seconds_count", ["sink": sink]) ?? 0
+            XCTAssertGreaterThan(batches, 0, "sluice_sink_batch_duration_seconds histogram for \(sink)")
+            XCTAssertNotNil(opsMetric(final, "sluice_sink_batch_duration_seconds_bucket", ["sink": sink, "le": "+Inf"]))
+            XCTAssertEqual(opsMetric(final, "sluice_sink_commit_to_apply_seconds_count", ["sink": sink]),
+                           Double(committed["transactions"] + 1), "one commit-to-apply sample per applied transaction (\(sink))")
+        }
+        // Bytes appended to the topic: its size on disk less segment headers and index entries.
+        let written = Int(opsMetric(final, "sluice_topic_bytes_total", ["topic": "app"]) ?? -1)
+        let size = status.topic("app")?["size_bytes"] as? Int ?? 0
+        XCTAssertTrue(written <= size && written >= size * 9 / 10,
+                      "sluice_topic_bytes_total (\(written)) is about the topic's size_bytes (\(size))")
+
+        // The PostgreSQL target goes down: /health turns 503 naming the sink.
+        target.stop()
+        try source.query("INSERT INTO orders VALUES (99999, 9, 'during outage')")
+        var health = (status: 0, body: "")
+        try eventually(timeout: 10, "/health to be 503 (last: \(health))" + logTail) {
+            health = try opsHTTPGet(port: port, path: "/health")
+            return health.status == 503
+        }
+        XCTAssertTrue(health.body.contains("replica"), "the 503 body names the sink: \(health.body)")
+        XCTAssertFalse(health.body.contains("local"), "the SQLite sink is healthy: \(health.body)")
+        try eventually(timeout: 10, "the lag gauge to show the waiting event") {
+            opsMetric(try scrape(port), "sluice_sink_lag_events", ["sink": "replica", "topic": "app"]) == 1
+        }
+        let during = try scrape(port)
+        XCTAssertGreaterThanOrEqual(opsMetric(during, "sluice_retries_total", ["connector": "sink", "name": "replica"]) ?? 0, 1,
+                                    "sluice_retries_total counts the sink's retries")
+        XCTAssertEqual(opsMetric(during, "sluice_sink_lag_events", ["sink": "local", "topic": "app"]), 0)
+
+        // Back: 200 again, and the sink applies the waiting event.
+        try target.start()
+        try eventually(timeout: 30, "/health to be 200 again (last: \(health))" + logTail) {
+            health = try opsHTTPGet(port: port, path: "/health")
+            return health.status == 200
+        }
+        try eventually(timeout: 30, "sink replica to apply the event from the outage") {
+            sinkEvents(try scrape(port), "replica") == Double(expectedEvents + 1)
+        }
+        // The slot's retained WAL is published (refreshed about every 10 s).
+        try eventually(timeout: 20, "sluice_source_retained_wal_bytes{source=\"app\"} to be published") {
+            opsMetric(try scrape(port), "sluice_source_retained_wal_bytes", ["source": "app"]) != nil
+        }
+        XCTAssertEqual(daemon.terminate(), 0, logTail)
+    }
+}
