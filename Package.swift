@@ -69,6 +69,8 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "sluice", dependencies: ["SluiceCLI"]),
+        // The benchmark: scripts/bench.sh builds and runs it (see BENCHMARKS.md).
+        .executableTarget(name: "sluice-bench", dependencies: ["SluiceWire", "PGOutput"]),
 
         .testTarget(name: "PGOutputTests", dependencies: ["PGOutput"],
                     resources: [.copy("Fixtures")]),

@@ -66,6 +66,16 @@ public final class PGPipeline {
 
     deinit { PQexitPipelineMode(conn) }
 
+    /// Leaves pipeline mode (after a sync) so the connection can run COPY; `resume` enters it again.
+    public func suspend() throws {
+        try sync()
+        guard PQexitPipelineMode(conn) == 1 else { throw sendError() }
+    }
+
+    public func resume() throws {
+        guard PQenterPipelineMode(conn) == 1 else { throw sendError() }
+    }
+
     public func prepare(_ name: String, _ sql: String) throws {
         guard PQsendPrepare(conn, name, sql, 0, nil) == 1 else { throw sendError() }
         try sent()

@@ -17,6 +17,7 @@ public final class PostgresSink: Sink {
     private var pipeline: PGPipeline?
     private var tables: [TableKey: PostgresTable] = [:]
     private var statementCounter = 0
+    private var bulk: BulkLoad?
     private var logger = Logger(label: "sluice")
 
     struct TableKey: Hashable {
@@ -106,6 +107,7 @@ public final class PostgresSink: Sink {
         let key = TableKey(topic: topic, relation: relation.id)
         if let table = tables[key], table.schema == relation { return }
         try guarded {
+            try finishBulk()
             statementCounter += 1
             tables[key] = try PostgresTable(pipeline: pipeline!, schema: relation, statementPrefix: "s\(statementCounter)_",
                                             logger: logger)
@@ -116,11 +118,34 @@ public final class PostgresSink: Sink {
         guard let table = tables[TableKey(topic: change.topic, relation: change.relation.id)] else {
             throw ConnectorError.fatal("sink \(name): change to \(change.relation.qualifiedName) before its schema")
         }
-        try guarded { try table.apply(change) }
+        try guarded {
+            if change.operation == .insert || change.operation == .read, let new = change.new {
+                if bulk?.table !== table {
+                    try finishBulk()
+                    try table.prepareStaging()
+                    bulk = BulkLoad(table: table)
+                }
+                if try !bulk!.add(new, pipeline: pipeline!) {
+                    try finishBulk()
+                    bulk = BulkLoad(table: table)
+                    _ = try bulk!.add(new, pipeline: pipeline!)
+                }
+                return
+            }
+            try finishBulk()
+            try table.apply(change)
+        }
+    }
+
+    private func finishBulk() throws {
+        guard var run = bulk else { return }
+        bulk = nil
+        try run.finish(pipeline: pipeline!)
     }
 
     public func commitBatch(positions: [SinkPosition]) throws {
         try guarded {
+            try finishBulk()
             var parameters = PGParameters()
             for position in positions {
                 parameters.removeAll()
@@ -141,12 +166,14 @@ public final class PostgresSink: Sink {
     }
 
     public func rollbackBatch() {
+        bulk = nil
         guard let pipeline, pipeline.connection.isConnected else { return }
         try? pipeline.send("ROLLBACK")
         try? pipeline.sync()
     }
 
     public func close() {
+        bulk = nil
         tables.removeAll()
         pipeline = nil
     }

@@ -15,6 +15,9 @@ final class PostgresTable {
     private let compareAsText: [Bool]
     private var statements: [String: String] = [:]
     private var parameters = PGParameters()
+    /// A temporary table runs of inserts are copied into before one merge (keyed tables only).
+    let stagingName: String
+    private var stagingReady = false
 
     /// Types without an `=` operator, whose values are matched through their text form.
     static let textCompared: Set<UInt32> = [114, 142, 600, 601, 602, 603, 604, 628, 718, 199, 143, 1017, 1018, 1019, 1020, 1027, 629, 719]
@@ -27,6 +30,7 @@ final class PostgresTable {
         quotedColumns = schema.columns.map { PGConnection.quoteIdentifier($0.name) }
         primaryKey = schema.primaryKey
         compareAsText = schema.columns.map { Self.textCompared.contains($0.typeOID) }
+        stagingName = PGConnection.quoteIdentifier("sluice_stage_\(statementPrefix)\(schema.id)")
         try ensureTable(logger: logger)
     }
 
@@ -114,21 +118,74 @@ final class PostgresTable {
         return types
     }
 
+    // MARK: Bulk loading
+
+    /// `COPY … FROM STDIN` for a run of inserts: into the staging table, or the table itself if keyless.
+    var copySQL: String {
+        "COPY \(primaryKey.isEmpty ? qualifiedName : stagingName) (\(quotedColumns.joined(separator: ", "))) FROM STDIN"
+    }
+
+    /// Moves a copied run from the staging table into the table; nil for a keyless table (copied directly).
+    var mergeSQL: String? {
+        guard !primaryKey.isEmpty else { return nil }
+        return upsertSQL(rows: "SELECT \(quotedColumns.joined(separator: ", ")) FROM \(stagingName)")
+    }
+
+    /// Creates the staging table once, in the sink's session (it lives as long as the connection).
+    func prepareStaging() throws {
+        guard !primaryKey.isEmpty, !stagingReady else { return }
+        try pipeline.send("CREATE TEMP TABLE IF NOT EXISTS \(stagingName) (LIKE \(qualifiedName)) ON COMMIT DELETE ROWS")
+        stagingReady = true
+    }
+
+    func encode(_ tuple: Tuple, into encoder: inout CopyTextEncoder) {
+        var count = 0
+        for value in tuple where count < quotedColumns.count {
+            switch value {
+            case .null, .unchanged: encoder.appendNull()
+            case let .text(bytes), let .binary(bytes): encoder.append(bytes)
+            }
+            count += 1
+        }
+        encoder.endRow()
+    }
+
+    /// The primary key's bytes of a row (values separated by their lengths); nil for a keyless table.
+    func key(of tuple: Tuple) -> [UInt8]? {
+        guard !primaryKey.isEmpty else { return nil }
+        var key: [UInt8] = []
+        for (index, value) in tuple.enumerated() where primaryKey.contains(index) {
+            switch value {
+            case let .text(bytes), let .binary(bytes):
+                withUnsafeBytes(of: UInt32(bytes.count)) { key.append(contentsOf: $0) }
+                key.append(contentsOf: bytes)
+            case .null, .unchanged:
+                key.append(0xFF)
+            }
+        }
+        return key
+    }
+
+    /// One row inserted, or updated by key, through the pipeline.
+    func upsert(_ tuple: Tuple) throws {
+        parameters.removeAll()
+        appendRow(tuple)
+        try pipeline.send(prepared: try statement(primaryKey.isEmpty ? "insert" : "upsert") { upsertSQL() }, parameters)
+    }
+
     // MARK: Changes
 
     func apply(_ change: Change) throws {
         switch RowAction(change) {
         case let .upsert(new), let .insert(new):
-            parameters.removeAll()
-            appendRow(new)
-            try pipeline.send(prepared: try statement(primaryKey.isEmpty ? "insert" : "upsert", upsertSQL), parameters)
+            try upsert(new)
         case let .delete(match):
             try delete(match)
         case let .deleteThenUpsert(match, new):
             try delete(match)
             parameters.removeAll()
             appendRow(new)
-            try pipeline.send(prepared: try statement("upsert", upsertSQL), parameters)
+            try pipeline.send(prepared: try statement("upsert") { upsertSQL() }, parameters)
         case let .update(present, new, match):
             let signature = "update:" + present.map(String.init).joined(separator: ",") + ":"
                 + match.columns.map(String.init).joined(separator: ",")
@@ -191,9 +248,10 @@ final class PostgresTable {
         }.joined(separator: " AND ")
     }
 
-    private func upsertSQL() -> String {
-        let values = quotedColumns.indices.map { "$\($0 + 1)" }.joined(separator: ", ")
-        var sql = "INSERT INTO \(qualifiedName) (\(quotedColumns.joined(separator: ", "))) VALUES (\(values))"
+    /// Inserts `rows` (a VALUES list of the parameters by default), updating rows whose key exists.
+    private func upsertSQL(rows: String? = nil) -> String {
+        let values = rows ?? "VALUES (" + quotedColumns.indices.map { "$\($0 + 1)" }.joined(separator: ", ") + ")"
+        var sql = "INSERT INTO \(qualifiedName) (\(quotedColumns.joined(separator: ", "))) \(values)"
         guard !primaryKey.isEmpty else { return sql }
         let others = quotedColumns.indices.filter { !primaryKey.contains($0) }
         sql += " ON CONFLICT (" + primaryKey.map { quotedColumns[$0] }.joined(separator: ", ") + ") DO "

@@ -33,6 +33,19 @@ public struct Tuple: Sequence, Sendable {
     public let range: Range<Int>
     public let count: Int
 
+    /// A tuple of its own bytes (a copy kept beyond the reader's buffer).
+    public init(bytes: [UInt8]) {
+        storage = bytes
+        range = 0..<bytes.count
+        count = bytes.count >= 2 ? Int(UInt16(bytes[0]) << 8 | UInt16(bytes[1])) : 0
+    }
+
+    init(storage: [UInt8], range: Range<Int>, count: Int) {
+        self.storage = storage
+        self.range = range
+        self.count = count
+    }
+
     /// The encoded bytes, ready to be copied into another record.
     public var bytes: ArraySlice<UInt8> { storage[range] }
 

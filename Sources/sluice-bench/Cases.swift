@@ -1,0 +1,242 @@
+import Foundation
+import PGOutput
+import SluiceWire
+
+/// One line of the results table.
+struct Result {
+    var name: String
+    var events: Int
+    var seconds: Double
+    var reference: Double?
+    var referenceName: String?
+    var peakRSSMB: Double?
+    var cpuSeconds: Double?
+    var note = ""
+
+    var eventsPerSecond: Double { Double(events) / seconds }
+    /// Sluice's throughput over the reference's, both measured in this run.
+    var ratio: Double? { reference.map { eventsPerSecond / (Double(events) / $0) } }
+}
+
+/// The benchmark cases; every number comes from processes run here, now.
+final class Bench {
+    let root: String
+    let scratch: String
+    let sluice: String
+    let events: Int
+    let source: Cluster
+    let target: Cluster
+    var results: [Result] = []
+
+    init(root: String, scratch: String, events: Int) throws {
+        self.root = root
+        self.scratch = scratch
+        self.events = events
+        sluice = root + "/.build/release/sluice"
+        guard FileManager.default.isExecutableFile(atPath: sluice) else {
+            throw BenchError("\(sluice) is missing: build it with swift build -c release --product sluice")
+        }
+        source = try Cluster(name: "source", root: root, scratch: scratch)
+        target = try Cluster(name: "target", root: root, scratch: scratch)
+    }
+
+    func shutdown() {
+        source.stop()
+        target.stop()
+    }
+
+    func config(_ name: String, source url: String, slot: String, sinks: [String],
+                tables: [String] = ["public.bench", "public.done"]) throws -> String {
+        let path = scratch + "/\(name).yml"
+        var text = """
+            data_dir: \(scratch)/\(name)-data
+            logging: {level: warning}
+            sources:
+              - name: bench
+                type: postgres
+                url: \(url)
+                slot: \(slot)
+                publication: bench_pub
+                tables: [\(tables.joined(separator: ", "))]
+                snapshot: never
+            """
+        if !sinks.isEmpty { text += "\nsinks:\n" + sinks.joined(separator: "\n") }
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    func postgresSink(_ url: String) -> String { "  - name: replica\n    type: postgres\n    url: \(url)\n    topics: [bench]" }
+    func sqliteSink(_ path: String) -> String { "  - name: local\n    type: sqlite\n    path: \(path)\n    topics: [bench]" }
+
+    /// Starts `sluice run`, waits for `done`, stops it; returns seconds and its resource use.
+    func runSluice(_ config: String, until done: () throws -> Bool) throws -> (Double, Child.Usage) {
+        let started = now()
+        let daemon = try Child([sluice, "run", "--config", config], output: scratch + "/sluice.log")
+        do {
+            try waitUntil("sluice to finish (log: \(scratch)/sluice.log)", done)
+        } catch {
+            _ = daemon.stop()
+            throw error
+        }
+        let seconds = now() - started
+        return (seconds, daemon.stop())
+    }
+
+    // MARK: Cases
+
+    /// Source → topic, against pg_recvlogical draining an identical slot to a file.
+    func capture() throws {
+        let url = try Workload.database("capture", on: source)
+        let db = try PGConnection(url: url)
+        try db.execute("SELECT pg_create_logical_replication_slot('reference', 'pgoutput')")
+        try db.execute("SELECT pg_create_logical_replication_slot('sluice', 'pgoutput')")
+        try Workload.load(url: url, total: events, perTransaction: 100)
+        let end = try Workload.flushedEnd(url: url)
+
+        let started = now()
+        let reference = try Child([pgBin("pg_recvlogical"), "-d", url, "--slot", "reference", "--start", "--no-loop",
+                                   "-o", "proto_version=1", "-o", "publication_names=bench_pub",
+                                   "--endpos", formatLSN(end), "-f", scratch + "/recvlogical.out"]).wait()
+        let referenceSeconds = now() - started
+        guard reference.status == 0 else { throw BenchError("pg_recvlogical exited \(reference.status)") }
+
+        let config = try config("capture", source: url, slot: "sluice", sinks: [])
+        let (seconds, usage) = try runSluice(config) {
+            lsn(try db.execute("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'sluice'").string(0, 0)) >= end
+        }
+        results.append(Result(name: "capture (source → topic)", events: events, seconds: seconds, reference: referenceSeconds,
+                               referenceName: "pg_recvlogical", peakRSSMB: mb(usage), cpuSeconds: usage.cpuSeconds,
+                               note: String(format: "pg_recvlogical: %.0f MB RSS, %.1f s CPU", Double(reference.peakRSSKilobytes) / 1024, reference.cpuSeconds)))
+    }
+
+    /// Source → topic → PostgreSQL, against a COPY pipe between the same databases.
+    func applyPostgres() throws {
+        let url = try Workload.database("apply_pg", on: source)
+        try PGConnection(url: url).execute("SELECT pg_create_logical_replication_slot('sluice', 'pgoutput')")
+        try Workload.load(url: url, total: events, perTransaction: 100)
+        let targetURL = try Workload.database("apply_pg", on: target, publication: false)
+        let targetDB = try PGConnection(url: targetURL)
+        try targetDB.execute("DROP TABLE done; DROP PROCEDURE load")
+        let referenceSeconds = try Workload.copyPipe(from: url, to: targetURL)
+        try targetDB.execute("DROP TABLE bench")
+
+        let config = try config("apply_pg", source: url, slot: "sluice", sinks: [postgresSink(targetURL)])
+        let (seconds, usage) = try runSluice(config) {
+            (try? targetDB.execute("SELECT count(*) FROM done").string(0, 0)) == "1"
+        }
+        results.append(Result(name: "apply to PostgreSQL (end to end)", events: events, seconds: seconds,
+                               reference: referenceSeconds, referenceName: "COPY pipe", peakRSSMB: mb(usage),
+                               cpuSeconds: usage.cpuSeconds))
+
+        // Updates and deletes over the same rows: no COPY equivalent, events/s only.
+        let db = try PGConnection(url: url)
+        try db.execute("SELECT pg_create_logical_replication_slot('mixed', 'pgoutput')")
+        try db.execute("SET synchronous_commit = off")
+        let batches = max(1, events / 2 / 100)
+        for batch in 0..<batches {
+            let low = batch * 200 + 1
+            try db.execute("""
+                BEGIN;
+                UPDATE bench SET amount = amount + 1, note = 'updated' WHERE id BETWEEN \(low) AND \(low + 99);
+                DELETE FROM bench WHERE id BETWEEN \(low + 100) AND \(low + 149);
+                COMMIT
+                """)
+        }
+        try db.execute("UPDATE done SET id = 2")
+        let mixedEvents = batches * 150 + 1
+        let mixedConfig = try self.config("mixed", source: url, slot: "mixed", sinks: [postgresSink(targetURL)])
+        try targetDB.execute("DELETE FROM sluice_offsets")
+        let (mixedSeconds, mixedUsage) = try runSluice(mixedConfig) {
+            (try? targetDB.execute("SELECT id FROM done").string(0, 0)) == "2"
+        }
+        results.append(Result(name: "apply to PostgreSQL, updates+deletes", events: mixedEvents, seconds: mixedSeconds,
+                               peakRSSMB: mb(mixedUsage), cpuSeconds: mixedUsage.cpuSeconds))
+    }
+
+    /// Source → topic → SQLite, against the same rows inserted with one prepared statement in one transaction.
+    func applySQLite() throws {
+        let url = try Workload.database("apply_sqlite", on: source)
+        try PGConnection(url: url).execute("SELECT pg_create_logical_replication_slot('sluice', 'pgoutput')")
+        try Workload.load(url: url, total: events, perTransaction: 100)
+
+        // Reference: read the rows first (not timed), then insert them as tightly as Swift allows.
+        var rows: [[String?]] = []
+        rows.reserveCapacity(events)
+        let result = try PGConnection(url: url).execute("SELECT id, account, label, amount::text, note, payload::text, created_at::text FROM bench ORDER BY id")
+        for row in 0..<result.rowCount { rows.append((0..<7).map { result.string(row, $0) }) }
+        let referencePath = scratch + "/reference.db"
+        let reference = try SQLiteDatabase(path: referencePath)
+        try reference.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL")
+        try reference.execute("CREATE TABLE bench (id INTEGER, account INTEGER, label TEXT, amount TEXT, note TEXT, payload TEXT, created_at TEXT, PRIMARY KEY (id))")
+        let started = now()
+        try reference.execute("BEGIN")
+        let insert = try reference.prepare("INSERT INTO bench VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+        for row in rows {
+            insert.bind(1, int64: Int64(row[0]!)!)
+            insert.bind(2, int64: Int64(row[1]!)!)
+            for column in 2..<7 { insert.bind(column + 1, text: row[column]!) }
+            try insert.run()
+        }
+        try reference.execute("COMMIT")
+        let referenceSeconds = now() - started
+        rows = []
+
+        let path = scratch + "/replica.db"
+        let config = try config("apply_sqlite", source: url, slot: "sluice", sinks: [sqliteSink(path)])
+        let (seconds, usage) = try runSluice(config) {
+            guard FileManager.default.fileExists(atPath: path),
+                  let db = try? SQLiteDatabase(path: path, readOnly: true) else { return false }
+            return (try? db.query("SELECT count(*) FROM done").first?.first ?? nil) == "1"
+        }
+        results.append(Result(name: "apply to SQLite (end to end)", events: events, seconds: seconds,
+                               reference: referenceSeconds, referenceName: "prepared INSERT loop", peakRSSMB: mb(usage),
+                               cpuSeconds: usage.cpuSeconds))
+    }
+
+    /// Peak RSS while one transaction of `rows` rows passes through to both sinks.
+    func memory(rows: Int) throws {
+        let name = "memory_\(rows)"
+        let url = try Workload.database(name, on: source)
+        try PGConnection(url: url).execute("SELECT pg_create_logical_replication_slot('sluice', 'pgoutput')")
+        try Workload.load(url: url, total: rows, perTransaction: rows)
+        let targetURL = try Workload.database(name, on: target, publication: false)
+        let targetDB = try PGConnection(url: targetURL)
+        try targetDB.execute("DROP TABLE bench; DROP TABLE done")
+        let path = scratch + "/\(name).db"
+        let config = try config(name, source: url, slot: "sluice", sinks: [postgresSink(targetURL), sqliteSink(path)])
+        let (seconds, usage) = try runSluice(config) {
+            guard (try? targetDB.execute("SELECT count(*) FROM done").string(0, 0)) == "1",
+                  let db = try? SQLiteDatabase(path: path, readOnly: true) else { return false }
+            return (try? db.query("SELECT count(*) FROM done").first?.first ?? nil) == "1"
+        }
+        results.append(Result(name: "one \(rows)-row transaction → both sinks", events: rows + 1, seconds: seconds,
+                               peakRSSMB: mb(usage), cpuSeconds: usage.cpuSeconds, note: "peak RSS is the figure"))
+    }
+
+    /// `sluice backfill` of a table into the PostgreSQL target, against a COPY pipe.
+    func backfill(rows: Int) throws {
+        let url = try Workload.database("backfill", on: source)
+        try Workload.load(url: url, total: rows, perTransaction: 10_000)
+        let targetURL = try Workload.database("backfill", on: target, publication: false)
+        let targetDB = try PGConnection(url: targetURL)
+        try targetDB.execute("DROP TABLE done; DROP PROCEDURE load")
+        let referenceSeconds = try Workload.copyPipe(from: url, to: targetURL)
+        try targetDB.execute("DROP TABLE bench")
+        let config = try config("backfill", source: url, slot: "backfill", sinks: [postgresSink(targetURL)])
+        let started = now()
+        let child = try Child([sluice, "backfill", "--config", config, "--table", "public.bench"], output: scratch + "/backfill.log")
+        let usage = child.wait()
+        let seconds = now() - started
+        guard usage.status == 0 else { throw BenchError("sluice backfill exited \(usage.status); see \(scratch)/backfill.log") }
+        results.append(Result(name: "backfill → PostgreSQL", events: rows, seconds: seconds, reference: referenceSeconds,
+                               referenceName: "COPY pipe", peakRSSMB: mb(usage), cpuSeconds: usage.cpuSeconds))
+    }
+
+    private func mb(_ usage: Child.Usage) -> Double { Double(usage.peakRSSKilobytes) / 1024 }
+
+    private func pgBin(_ name: String) -> String {
+        let bins = (try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql")) ?? []
+        let version = bins.sorted { (Int($0) ?? 0) < (Int($1) ?? 0) }.last ?? "15"
+        return "/usr/lib/postgresql/\(version)/bin/\(name)"
+    }
+}

@@ -1,0 +1,78 @@
+import Foundation
+import SluiceWire
+
+extension Bench {
+    /// A steady stream of single-row transactions; commit-to-applied latency at the PostgreSQL target.
+    ///
+    /// Each row carries `clock_timestamp()` from the source session that commits it; a trigger on the
+    /// target records `clock_timestamp()` when the sink writes the row, inside the sink's transaction
+    /// (it commits right after). Both clocks are this machine's.
+    func latency(seconds: Int, rate: Int) throws {
+        let url = try Workload.database("latency", on: source, publication: false)
+        let db = try PGConnection(url: url)
+        try db.execute("""
+            CREATE TABLE lat (id bigint PRIMARY KEY, created_at timestamptz NOT NULL);
+            CREATE PUBLICATION bench_pub FOR TABLE lat, done;
+            SELECT pg_create_logical_replication_slot('sluice', 'pgoutput');
+            """)
+        let targetURL = try Workload.database("latency", on: target, publication: false)
+        let targetDB = try PGConnection(url: targetURL)
+        try targetDB.execute("""
+            DROP TABLE bench; DROP TABLE done;
+            CREATE TABLE lat (id bigint PRIMARY KEY, created_at timestamptz);
+            CREATE TABLE lat_applied (id bigint, applied_at timestamptz);
+            CREATE FUNCTION note_applied() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN INSERT INTO lat_applied VALUES (NEW.id, clock_timestamp()); RETURN NEW; END $$;
+            CREATE TRIGGER note_applied AFTER INSERT ON lat FOR EACH ROW EXECUTE FUNCTION note_applied();
+            """)
+        let config = try self.config("latency", source: url, slot: "sluice", sinks: [postgresSink(targetURL)],
+                                     tables: ["public.lat", "public.done"])
+        let daemon = try Child([sluice, "run", "--config", config], output: scratch + "/latency.log")
+        try waitUntil("the slot to be active") {
+            try db.execute("SELECT active FROM pg_replication_slots WHERE slot_name = 'sluice'").string(0, 0) == "t"
+        }
+
+        // Two writers, each paced on an absolute schedule so the rate does not drift.
+        let writers = 2
+        let perWriter = rate / writers
+        let total = perWriter * writers * seconds
+        let group = DispatchGroup()
+        let sourceURL = url
+        for writer in 0..<writers {
+            group.enter()
+            Thread {
+                defer { group.leave() }
+                guard let connection = try? PGConnection(url: sourceURL) else { return }
+                let interval = 1.0 / Double(perWriter)
+                let start = now()
+                for i in 0..<(perWriter * seconds) {
+                    let due = start + Double(i) * interval
+                    let wait = due - now()
+                    if wait > 0 { usleep(UInt32(wait * 1_000_000)) }
+                    let id = writer + i * writers + 1
+                    _ = try? connection.execute("INSERT INTO lat VALUES (\(id), clock_timestamp())")
+                }
+            }.start()
+        }
+        group.wait()
+        try db.execute("INSERT INTO done VALUES (1)")
+        try waitUntil("the target to apply everything") {
+            (try? targetDB.execute("SELECT count(*) FROM done").string(0, 0)) == "1"
+        }
+        let usage = daemon.stop()
+        let stats = try targetDB.execute("""
+            SELECT count(*),
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), percentile_cont(0.99) WITHIN GROUP (ORDER BY ms), max(ms)
+            FROM (SELECT extract(epoch FROM a.applied_at - l.created_at) * 1000 AS ms
+                  FROM lat l JOIN lat_applied a USING (id)) t
+            """)
+        let count = Int(stats.string(0, 0) ?? "0") ?? 0
+        let p50 = Double(stats.string(0, 1) ?? "0") ?? 0
+        let p99 = Double(stats.string(0, 2) ?? "0") ?? 0
+        let max = Double(stats.string(0, 3) ?? "0") ?? 0
+        guard count == total else { throw BenchError("latency: \(count) of \(total) rows applied") }
+        results.append(Result(name: "latency, \(rate) tx/s for \(seconds) s", events: total, seconds: Double(seconds),
+                               peakRSSMB: Double(usage.peakRSSKilobytes) / 1024, cpuSeconds: usage.cpuSeconds,
+                               note: String(format: "commit→applied p50 %.1f ms, p99 %.1f ms, max %.1f ms", p50, p99, max)))
+    }
+}

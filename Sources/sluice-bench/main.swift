@@ -1,0 +1,57 @@
+import Foundation
+
+// sluice-bench [--quick | --full] [--only case,case] [--keep]
+// Starts two throwaway PostgreSQL clusters, runs each case and its reference on identical seeded
+// workloads in this run, and prints one table. See BENCHMARKS.md.
+
+let arguments = Array(CommandLine.arguments.dropFirst())
+let full = arguments.contains("--full")
+let keep = arguments.contains("--keep")
+let only = arguments.firstIndex(of: "--only").flatMap { arguments.indices.contains($0 + 1) ? arguments[$0 + 1] : nil }
+    .map { Set($0.split(separator: ",").map(String.init)) }
+func wanted(_ name: String) -> Bool { only?.contains(name) ?? true }
+
+let events = full ? 1_000_000 : 100_000
+var root = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+while root.path != "/" && !FileManager.default.fileExists(atPath: root.path + "/Package.swift") { root.deleteLastPathComponent() }
+let scratch = NSTemporaryDirectory() + "sluice-bench-\(getpid())"
+try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+chmod(scratch, 0o755)
+
+print("sluice-bench: \(full ? "full" : "quick") mode, \(events) events; scratch \(scratch)")
+let bench = try Bench(root: root.path, scratch: scratch, events: events)
+nonisolated(unsafe) var failures: [String] = []
+func step(_ name: String, _ body: () throws -> Void) {
+    guard wanted(name) else { return }
+    FileHandle.standardError.write(Data("… \(name)\n".utf8))
+    do { try body() } catch {
+        failures.append("\(name): \(error)")
+        FileHandle.standardError.write(Data("!! \(name): \(error)\n".utf8))
+    }
+}
+step("capture") { try bench.capture() }
+step("apply-pg") { try bench.applyPostgres() }
+step("apply-sqlite") { try bench.applySQLite() }
+step("latency") { try bench.latency(seconds: full ? 30 : 5, rate: 2000) }
+step("memory") {
+    if full { try bench.memory(rows: events / 10) }
+    try bench.memory(rows: events)
+}
+step("backfill") { try bench.backfill(rows: full ? 2_000_000 : 200_000) }
+bench.shutdown()
+if !keep { try? FileManager.default.removeItem(atPath: scratch) }
+
+func cell(_ value: Double?, _ format: String) -> String { value.map { String(format: format, $0) } ?? "–" }
+print("")
+print("| case | events | seconds | events/s | reference | reference events/s | ratio | peak RSS MB | CPU s | notes |")
+print("|---|---:|---:|---:|---|---:|---:|---:|---:|---|")
+for result in bench.results {
+    let referenceRate = result.reference.map { Double(result.events) / $0 }
+    print("| \(result.name) | \(result.events) | \(cell(result.seconds, "%.2f")) | \(cell(result.eventsPerSecond, "%.0f")) | "
+        + "\(result.referenceName ?? "–") | \(cell(referenceRate, "%.0f")) | \(cell(result.ratio, "%.2f")) | "
+        + "\(cell(result.peakRSSMB, "%.1f")) | \(cell(result.cpuSeconds, "%.2f")) | \(result.note) |")
+}
+if !failures.isEmpty {
+    print("\nfailed: " + failures.joined(separator: "; "))
+    exit(1)
+}
