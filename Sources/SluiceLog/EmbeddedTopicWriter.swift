@@ -83,16 +83,17 @@ public final class EmbeddedTopicWriter: TopicWriter {
         if let failure = flusher.failure { throw failure }
         let start = pending.count
         pending.append(contentsOf: repeatElement(0, count: Frame.headerSize))
-        var body = RecordBody(reusing: pending)
-        pending = []
+        // Swapped in and out, never assigned: a second reference would make every append copy the buffer.
+        var body = RecordBody()
+        swap(&body.bytes, &pending)
         do {
             try encode(&body)
         } catch {
-            pending = body.bytes
+            swap(&body.bytes, &pending)
             pending.removeSubrange(start...)
             throw error
         }
-        pending = body.bytes
+        swap(&body.bytes, &pending)
         guard pending.count - start - Frame.headerSize <= Frame.maxBodySize else {
             pending.removeSubrange(start...)
             throw LogError("record of \(pending.count - start) bytes exceeds the log's limit")

@@ -17,8 +17,13 @@ public struct CopyTextEncoder {
         buffer.append(UInt8(ascii: "N"))
     }
 
-    public mutating func append(_ text: some Collection<UInt8>) {
+    public mutating func append(_ text: UnsafeRawBufferPointer) {
         separator()
+        // Most values need no escaping: copy them whole.
+        guard text.contains(where: { $0 == UInt8(ascii: "\\") || $0 == 9 || $0 == 10 || $0 == 13 }) else {
+            buffer.append(contentsOf: text)
+            return
+        }
         for byte in text {
             switch byte {
             case UInt8(ascii: "\\"): buffer.append(UInt8(ascii: "\\")); buffer.append(UInt8(ascii: "\\"))

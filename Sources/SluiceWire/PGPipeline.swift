@@ -23,14 +23,21 @@ public struct PGParameters {
         nulls.append(true)
     }
 
-    public mutating func append(_ bytes: some Collection<UInt8>) {
+    public mutating func append(_ bytes: UnsafeRawBufferPointer) {
         starts.append(storage.count)
         nulls.append(false)
         storage.append(contentsOf: bytes)
         storage.append(0)
     }
 
-    public mutating func append(_ text: String) { append(text.utf8) }
+    public mutating func append(_ bytes: ArraySlice<UInt8>) {
+        bytes.withUnsafeBytes { append($0) }
+    }
+
+    public mutating func append(_ text: String) {
+        var text = text
+        text.withUTF8 { append(UnsafeRawBufferPointer($0)) }
+    }
 
     /// Calls `body` with libpq's `paramValues` array.
     func withPointers<R>(_ body: (UnsafePointer<UnsafePointer<CChar>?>?) throws -> R) rethrows -> R {

@@ -27,6 +27,8 @@ final class Bench {
     let source: Cluster
     let target: Cluster
     var results: [Result] = []
+    /// The capture case's source URL, once it ran: its topic is replayed by the apply-stage cases.
+    var captured: String?
 
     init(root: String, scratch: String, events: Int) throws {
         self.root = root
@@ -46,10 +48,10 @@ final class Bench {
     }
 
     func config(_ name: String, source url: String, slot: String, sinks: [String],
-                tables: [String] = ["public.bench", "public.done"]) throws -> String {
+                tables: [String] = ["public.bench", "public.done"], dataDirectory: String? = nil) throws -> String {
         let path = scratch + "/\(name).yml"
         var text = """
-            data_dir: \(scratch)/\(name)-data
+            data_dir: \(dataDirectory ?? scratch + "/\(name)-data")
             logging: {level: warning}
             sources:
               - name: bench
@@ -73,7 +75,10 @@ final class Bench {
         let started = now()
         let daemon = try Child([sluice, "run", "--config", config], output: scratch + "/sluice.log")
         do {
-            try waitUntil("sluice to finish (log: \(scratch)/sluice.log)", done)
+            try waitUntil("sluice to finish (log: \(scratch)/sluice.log)") {
+                daemon.sample()
+                return try done()
+            }
         } catch {
             _ = daemon.stop()
             throw error
@@ -104,6 +109,7 @@ final class Bench {
         let (seconds, usage) = try runSluice(config) {
             lsn(try db.execute("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'sluice'").string(0, 0)) >= end
         }
+        captured = url
         results.append(Result(name: "capture (source → topic)", events: events, seconds: seconds, reference: referenceSeconds,
                                referenceName: "pg_recvlogical", peakRSSMB: mb(usage), cpuSeconds: usage.cpuSeconds,
                                note: String(format: "pg_recvlogical: %.0f MB RSS, %.1f s CPU", Double(reference.peakRSSKilobytes) / 1024, reference.cpuSeconds)))
@@ -112,7 +118,7 @@ final class Bench {
     /// Source → topic → PostgreSQL, against a COPY pipe between the same databases.
     func applyPostgres() throws {
         let url = try Workload.database("apply_pg", on: source)
-        try PGConnection(url: url).execute("SELECT pg_create_logical_replication_slot('sluice', 'pgoutput')")
+        try PGConnection(url: url).execute("SELECT pg_create_logical_replication_slot('apply_pg', 'pgoutput')")
         try Workload.load(url: url, total: events, perTransaction: 100)
         let targetURL = try Workload.database("apply_pg", on: target, publication: false)
         let targetDB = try PGConnection(url: targetURL)
@@ -120,7 +126,7 @@ final class Bench {
         let referenceSeconds = try Workload.copyPipe(from: url, to: targetURL)
         try targetDB.execute("DROP TABLE bench")
 
-        let config = try config("apply_pg", source: url, slot: "sluice", sinks: [postgresSink(targetURL)])
+        let config = try config("apply_pg", source: url, slot: "apply_pg", sinks: [postgresSink(targetURL)])
         let (seconds, usage) = try runSluice(config) {
             (try? targetDB.execute("SELECT count(*) FROM done").string(0, 0)) == "1"
         }
@@ -153,18 +159,47 @@ final class Bench {
                                peakRSSMB: mb(mixedUsage), cpuSeconds: mixedUsage.cpuSeconds))
     }
 
-    /// Source → topic → SQLite, against the same rows inserted with one prepared statement in one transaction.
-    func applySQLite() throws {
-        let url = try Workload.database("apply_sqlite", on: source)
-        try PGConnection(url: url).execute("SELECT pg_create_logical_replication_slot('sluice', 'pgoutput')")
-        try Workload.load(url: url, total: events, perTransaction: 100)
+    /// Topic → target only: a sink replays the topic the capture case wrote (the source has nothing new).
+    func applyStage(postgres: Bool) throws {
+        guard let url = captured else { throw BenchError("needs the capture case") }
+        let name = postgres ? "stage_pg" : "stage_sqlite"
+        var done: () throws -> Bool
+        var referenceSeconds: Double
+        var sink: String
+        if postgres {
+            let targetURL = try Workload.database(name, on: target, publication: false)
+            let targetDB = try PGConnection(url: targetURL)
+            try targetDB.execute("DROP TABLE done; DROP PROCEDURE load")
+            referenceSeconds = try Workload.copyPipe(from: url, to: targetURL)
+            try targetDB.execute("DROP TABLE bench")
+            sink = postgresSink(targetURL)
+            done = { (try? targetDB.execute("SELECT count(*) FROM done").string(0, 0)) == "1" }
+        } else {
+            referenceSeconds = try sqliteReference(url)
+            let path = scratch + "/\(name).db"
+            sink = sqliteSink(path)
+            done = {
+                guard FileManager.default.fileExists(atPath: path),
+                      let db = try? SQLiteDatabase(path: path, readOnly: true) else { return false }
+                return (try? db.query("SELECT count(*) FROM done").first?.first ?? nil) == "1"
+            }
+        }
+        let config = try config(name, source: url, slot: "sluice", sinks: [sink], dataDirectory: scratch + "/capture-data")
+        let (seconds, usage) = try runSluice(config, until: done)
+        results.append(Result(name: postgres ? "apply stage only: topic → PostgreSQL" : "apply stage only: topic → SQLite",
+                               events: events, seconds: seconds, reference: referenceSeconds,
+                               referenceName: postgres ? "COPY pipe" : "prepared INSERT loop", peakRSSMB: mb(usage),
+                               cpuSeconds: usage.cpuSeconds))
+    }
 
-        // Reference: read the rows first (not timed), then insert them as tightly as Swift allows.
+    /// The same rows inserted into the same SQLite schema, one prepared statement, one transaction.
+    /// The rows are read from the source first; only the inserts are timed.
+    func sqliteReference(_ url: String) throws -> Double {
         var rows: [[String?]] = []
         rows.reserveCapacity(events)
         let result = try PGConnection(url: url).execute("SELECT id, account, label, amount::text, note, payload::text, created_at::text FROM bench ORDER BY id")
         for row in 0..<result.rowCount { rows.append((0..<7).map { result.string(row, $0) }) }
-        let referencePath = scratch + "/reference.db"
+        let referencePath = scratch + "/reference-\(UUID().uuidString.prefix(6)).db"
         let reference = try SQLiteDatabase(path: referencePath)
         try reference.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL")
         try reference.execute("CREATE TABLE bench (id INTEGER, account INTEGER, label TEXT, amount TEXT, note TEXT, payload TEXT, created_at TEXT, PRIMARY KEY (id))")
@@ -178,11 +213,19 @@ final class Bench {
             try insert.run()
         }
         try reference.execute("COMMIT")
-        let referenceSeconds = now() - started
-        rows = []
+        return now() - started
+    }
+
+    /// Source → topic → SQLite, against the same rows inserted with one prepared statement in one transaction.
+    func applySQLite() throws {
+        let url = try Workload.database("apply_sqlite", on: source)
+        try PGConnection(url: url).execute("SELECT pg_create_logical_replication_slot('apply_sqlite', 'pgoutput')")
+        try Workload.load(url: url, total: events, perTransaction: 100)
+
+        let referenceSeconds = try sqliteReference(url)
 
         let path = scratch + "/replica.db"
-        let config = try config("apply_sqlite", source: url, slot: "sluice", sinks: [sqliteSink(path)])
+        let config = try config("apply_sqlite", source: url, slot: "apply_sqlite", sinks: [sqliteSink(path)])
         let (seconds, usage) = try runSluice(config) {
             guard FileManager.default.fileExists(atPath: path),
                   let db = try? SQLiteDatabase(path: path, readOnly: true) else { return false }
@@ -197,13 +240,13 @@ final class Bench {
     func memory(rows: Int) throws {
         let name = "memory_\(rows)"
         let url = try Workload.database(name, on: source)
-        try PGConnection(url: url).execute("SELECT pg_create_logical_replication_slot('sluice', 'pgoutput')")
+        try PGConnection(url: url).execute("SELECT pg_create_logical_replication_slot('\(name)', 'pgoutput')")
         try Workload.load(url: url, total: rows, perTransaction: rows)
         let targetURL = try Workload.database(name, on: target, publication: false)
         let targetDB = try PGConnection(url: targetURL)
         try targetDB.execute("DROP TABLE bench; DROP TABLE done")
         let path = scratch + "/\(name).db"
-        let config = try config(name, source: url, slot: "sluice", sinks: [postgresSink(targetURL), sqliteSink(path)])
+        let config = try config(name, source: url, slot: name, sinks: [postgresSink(targetURL), sqliteSink(path)])
         let (seconds, usage) = try runSluice(config) {
             guard (try? targetDB.execute("SELECT count(*) FROM done").string(0, 0)) == "1",
                   let db = try? SQLiteDatabase(path: path, readOnly: true) else { return false }
@@ -225,7 +268,7 @@ final class Bench {
         let config = try config("backfill", source: url, slot: "backfill", sinks: [postgresSink(targetURL)])
         let started = now()
         let child = try Child([sluice, "backfill", "--config", config, "--table", "public.bench"], output: scratch + "/backfill.log")
-        let usage = child.wait()
+        let usage = child.waitSampling()
         let seconds = now() - started
         guard usage.status == 0 else { throw BenchError("sluice backfill exited \(usage.status); see \(scratch)/backfill.log") }
         results.append(Result(name: "backfill → PostgreSQL", events: rows, seconds: seconds, reference: referenceSeconds,

@@ -13,8 +13,8 @@ extension Bench {
         try db.execute("""
             CREATE TABLE lat (id bigint PRIMARY KEY, created_at timestamptz NOT NULL);
             CREATE PUBLICATION bench_pub FOR TABLE lat, done;
-            SELECT pg_create_logical_replication_slot('sluice', 'pgoutput');
             """)
+        try db.execute("SELECT pg_create_logical_replication_slot('latency', 'pgoutput')")
         let targetURL = try Workload.database("latency", on: target, publication: false)
         let targetDB = try PGConnection(url: targetURL)
         try targetDB.execute("""
@@ -25,11 +25,11 @@ extension Bench {
             BEGIN INSERT INTO lat_applied VALUES (NEW.id, clock_timestamp()); RETURN NEW; END $$;
             CREATE TRIGGER note_applied AFTER INSERT ON lat FOR EACH ROW EXECUTE FUNCTION note_applied();
             """)
-        let config = try self.config("latency", source: url, slot: "sluice", sinks: [postgresSink(targetURL)],
+        let config = try self.config("latency", source: url, slot: "latency", sinks: [postgresSink(targetURL)],
                                      tables: ["public.lat", "public.done"])
         let daemon = try Child([sluice, "run", "--config", config], output: scratch + "/latency.log")
         try waitUntil("the slot to be active") {
-            try db.execute("SELECT active FROM pg_replication_slots WHERE slot_name = 'sluice'").string(0, 0) == "t"
+            try db.execute("SELECT active FROM pg_replication_slots WHERE slot_name = 'latency'").string(0, 0) == "t"
         }
 
         // Two writers, each paced on an absolute schedule so the rate does not drift.
@@ -46,6 +46,7 @@ extension Bench {
                 let interval = 1.0 / Double(perWriter)
                 let start = now()
                 for i in 0..<(perWriter * seconds) {
+                    if writer == 0 && i % 100 == 0 { daemon.sample() }
                     let due = start + Double(i) * interval
                     let wait = due - now()
                     if wait > 0 { usleep(UInt32(wait * 1_000_000)) }
@@ -57,7 +58,8 @@ extension Bench {
         group.wait()
         try db.execute("INSERT INTO done VALUES (1)")
         try waitUntil("the target to apply everything") {
-            (try? targetDB.execute("SELECT count(*) FROM done").string(0, 0)) == "1"
+            daemon.sample()
+            return (try? targetDB.execute("SELECT count(*) FROM done").string(0, 0)) == "1"
         }
         let usage = daemon.stop()
         let stats = try targetDB.execute("""

@@ -1,7 +1,7 @@
 import Foundation
 
 /// A child process started with posix_spawn; `wait` returns its exit status, peak RSS and CPU time.
-final class Child {
+final class Child: @unchecked Sendable {
     struct Usage {
         var status: Int32
         var peakRSSKilobytes: Int
@@ -10,6 +10,31 @@ final class Child {
 
     let pid: pid_t
     private(set) var usage: Usage?
+    /// The child's own peak RSS (VmHWM), sampled while it runs. (`ru_maxrss` from wait4 is not used:
+    /// after posix_spawn's vfork, exec charges the parent's high-water mark to the child.)
+    private var peakKilobytes = 0
+
+    /// Reads the child's VmHWM now; call it while the child runs.
+    func sample() {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return }
+        for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+            let kilobytes = Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]) ?? 0
+            peakKilobytes = max(peakKilobytes, kilobytes)
+        }
+    }
+
+    /// Waits for the child to exit by itself, sampling its memory meanwhile.
+    func waitSampling() -> Usage {
+        while usage == nil {
+            sample()
+            var raw: Int32 = 0
+            var resources = rusage()
+            let result = wait4(pid, &raw, WNOHANG, &resources)
+            if result == pid { record(raw, resources); break }
+            usleep(20_000)
+        }
+        return usage!
+    }
 
     init(_ arguments: [String], output: String = "/dev/null", environment: [String: String] = [:]) throws {
         var actions = posix_spawn_file_actions_t()
@@ -38,15 +63,19 @@ final class Child {
         var raw: Int32 = 0
         var resources = rusage()
         while wait4(pid, &raw, 0, &resources) < 0 && errno == EINTR {}
+        record(raw, resources)
+        return usage!
+    }
+
+    private func record(_ raw: Int32, _ resources: rusage) {
         let status = (raw & 0x7F) == 0 ? (raw >> 8) & 0xFF : 128 + (raw & 0x7F)
         let cpu = Double(resources.ru_utime.tv_sec) + Double(resources.ru_utime.tv_usec) / 1e6
             + Double(resources.ru_stime.tv_sec) + Double(resources.ru_stime.tv_usec) / 1e6
-        let result = Usage(status: status, peakRSSKilobytes: resources.ru_maxrss, cpuSeconds: cpu)
-        usage = result
-        return result
+        usage = Usage(status: status, peakRSSKilobytes: peakKilobytes, cpuSeconds: cpu)
     }
 
     func stop() -> Usage {
+        sample()
         kill(pid, SIGTERM)
         return wait()
     }

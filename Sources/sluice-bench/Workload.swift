@@ -30,7 +30,7 @@ enum Workload {
     /// Creates a database on `cluster` with the schema and a publication `bench_pub`; returns its URL.
     static func database(_ name: String, on cluster: Cluster, publication: Bool = true) throws -> String {
         try cluster.connect().execute("CREATE DATABASE \(name)")
-        let url = cluster.url.replacingOccurrences(of: "/postgres", with: "/\(name)")
+        let url = "postgresql://postgres@127.0.0.1:\(cluster.port)/\(name)"
         let db = try PGConnection(url: url)
         try db.execute(schema)
         if publication { try db.execute("CREATE PUBLICATION bench_pub FOR TABLE bench, done") }

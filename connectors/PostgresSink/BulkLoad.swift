@@ -15,7 +15,7 @@ struct BulkLoad {
     private var pending: [Tuple] = []
     private var encoder = CopyTextEncoder()
     private(set) var copying = false
-    private var keys: Set<[UInt8]> = []
+    private var keys: Set<Int> = []
 
     init(table: PostgresTable) {
         self.table = table

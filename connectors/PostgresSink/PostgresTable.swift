@@ -11,6 +11,7 @@ final class PostgresTable {
     private let prefix: String
     private let quotedColumns: [String]
     private let primaryKey: [Int]
+    private let isKeyColumn: [Bool]
     /// Columns compared as text because their type has no equality operator (json, xml, geometry).
     private let compareAsText: [Bool]
     private var statements: [String: String] = [:]
@@ -29,6 +30,7 @@ final class PostgresTable {
         qualifiedName = PGConnection.quoteIdentifier(schema.schema) + "." + PGConnection.quoteIdentifier(schema.table)
         quotedColumns = schema.columns.map { PGConnection.quoteIdentifier($0.name) }
         primaryKey = schema.primaryKey
+        isKeyColumn = schema.columns.indices.map { schema.primaryKey.contains($0) } + [false]
         compareAsText = schema.columns.map { Self.textCompared.contains($0.typeOID) }
         stagingName = PGConnection.quoteIdentifier("sluice_stage_\(statementPrefix)\(schema.id)")
         try ensureTable(logger: logger)
@@ -139,31 +141,32 @@ final class PostgresTable {
     }
 
     func encode(_ tuple: Tuple, into encoder: inout CopyTextEncoder) {
-        var count = 0
-        for value in tuple where count < quotedColumns.count {
+        let width = quotedColumns.count
+        tuple.forEachRaw { column, value in
+            guard column < width else { return }
             switch value {
             case .null, .unchanged: encoder.appendNull()
             case let .text(bytes), let .binary(bytes): encoder.append(bytes)
             }
-            count += 1
         }
         encoder.endRow()
     }
 
-    /// The primary key's bytes of a row (values separated by their lengths); nil for a keyless table.
-    func key(of tuple: Tuple) -> [UInt8]? {
+    /// A hash of a row's primary key; nil for a keyless table. (A collision only ends a bulk run early.)
+    func key(of tuple: Tuple) -> Int? {
         guard !primaryKey.isEmpty else { return nil }
-        var key: [UInt8] = []
-        for (index, value) in tuple.enumerated() where primaryKey.contains(index) {
+        var hasher = Hasher()
+        tuple.forEachRaw { column, value in
+            guard isKeyColumn[column] else { return }
             switch value {
             case let .text(bytes), let .binary(bytes):
-                withUnsafeBytes(of: UInt32(bytes.count)) { key.append(contentsOf: $0) }
-                key.append(contentsOf: bytes)
+                hasher.combine(bytes.count)
+                hasher.combine(bytes: bytes)
             case .null, .unchanged:
-                key.append(0xFF)
+                hasher.combine(-1)
             }
         }
-        return key
+        return hasher.finalize()
     }
 
     /// One row inserted, or updated by key, through the pipeline.
@@ -228,7 +231,7 @@ final class PostgresTable {
             + (new == nil ? "delete" : present.map(String.init).joined(separator: ","))
         let name = try statement(signature) {
             let locate = "ctid = (SELECT ctid FROM \(qualifiedName) WHERE "
-                + (compared.isEmpty ? "true" : condition(compared, from: present.count + 1)) + " LIMIT 1)"
+                + (compared.isEmpty ? "true" : condition(compared, from: present.count + 1, nullable: true)) + " LIMIT 1)"
             guard new != nil else { return "DELETE FROM \(qualifiedName) WHERE \(locate)" }
             let sets = present.enumerated().map { "\(quotedColumns[$1]) = $\($0 + 1)" }.joined(separator: ", ")
             return "UPDATE \(qualifiedName) SET \(sets) WHERE \(locate)"
@@ -239,12 +242,14 @@ final class PostgresTable {
         try pipeline.send(prepared: name, parameters)
     }
 
-    /// `a = $n AND b = $n+1 …`, NULL-safe, text-compared where the type has no equality.
-    private func condition(_ columns: [Int], from first: Int) -> String {
+    /// `a = $n AND b = $n+1 …`: plain equality for key columns (never NULL, and indexable), NULL-safe
+    /// comparison for the columns of a keyless row, text-compared where the type has no equality.
+    private func condition(_ columns: [Int], from first: Int, nullable: Bool = false) -> String {
         columns.enumerated().map { offset, column in
-            compareAsText[column]
-                ? "\(quotedColumns[column])::text IS NOT DISTINCT FROM $\(first + offset)::text"
-                : "\(quotedColumns[column]) IS NOT DISTINCT FROM $\(first + offset)"
+            let name = quotedColumns[column]
+            let parameter = "$\(first + offset)"
+            if compareAsText[column] { return "\(name)::text IS NOT DISTINCT FROM \(parameter)::text" }
+            return nullable ? "\(name) IS NOT DISTINCT FROM \(parameter)" : "\(name) = \(parameter)"
         }.joined(separator: " AND ")
     }
 
@@ -270,10 +275,13 @@ final class PostgresTable {
     }
 
     private func appendRow(_ tuple: Tuple) {
-        var count = 0
-        for value in tuple where count < quotedColumns.count {
-            append(value)
-            count += 1
+        let width = quotedColumns.count
+        tuple.forEachRaw { column, value in
+            guard column < width else { return }
+            switch value {
+            case .null, .unchanged: parameters.appendNull()
+            case let .text(bytes), let .binary(bytes): parameters.append(bytes)
+            }
         }
     }
 

@@ -100,7 +100,7 @@ final class SQLiteTable {
                 + match.columns.map(String.init).joined(separator: ",")
             let statement = try cached(signature) {
                 let sets = present.map { "\(quotedColumns[$0]) = ?\($0 + 1)" }.joined(separator: ", ")
-                let wheres = match.columns.enumerated().map { "\(quotedColumns[$1]) IS ?\(new.count + $0 + 1)" }
+                let wheres = match.columns.enumerated().map { "\(quotedColumns[$1]) = ?\(new.count + $0 + 1)" }
                 return "UPDATE \(quotedName) SET \(sets) WHERE \(wheres.joined(separator: " AND "))"
             }
             for index in present { try bind(new[index], column: index, to: statement, at: index + 1) }
@@ -121,8 +121,9 @@ final class SQLiteTable {
 
     private func deleteRows(matching match: KeyMatch) throws {
         let statement = try cached("delete:" + match.columns.map(String.init).joined(separator: ",")) {
+            // Key columns are never NULL: plain equality uses the primary key's index.
             "DELETE FROM \(quotedName) WHERE "
-                + match.columns.enumerated().map { "\(quotedColumns[$1]) IS ?\($0 + 1)" }.joined(separator: " AND ")
+                + match.columns.enumerated().map { "\(quotedColumns[$1]) = ?\($0 + 1)" }.joined(separator: " AND ")
         }
         for (k, column) in match.columns.enumerated() { try bind(match.values[k], column: column, to: statement, at: k + 1) }
         try statement.run()

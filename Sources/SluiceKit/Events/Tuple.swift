@@ -77,6 +77,36 @@ public struct Tuple: Sequence, Sendable {
 
     /// Every value, materialized. Convenient; sinks on the hot path iterate instead.
     public var values: [Value] { Array(self) }
+
+    /// A value as raw bytes, valid only inside ``forEachRaw(_:)``.
+    public enum RawValue {
+        case null
+        case unchanged
+        case text(UnsafeRawBufferPointer)
+        case binary(UnsafeRawBufferPointer)
+    }
+
+    /// Walks the columns over the record's bytes without allocating or reference counting: the fast
+    /// path for sinks that copy values out (COPY encoding, parameter buffers, hashing keys).
+    @inlinable
+    public func forEachRaw(_ body: (_ column: Int, _ value: RawValue) throws -> Void) rethrows {
+        try storage.withUnsafeBytes { raw in
+            var position = range.lowerBound + 2
+            for column in 0..<count {
+                let kind = raw[position]
+                position += 1
+                switch kind {
+                case UInt8(ascii: "n"): try body(column, .null)
+                case UInt8(ascii: "u"): try body(column, .unchanged)
+                default:
+                    let length = Int(UInt32(bigEndian: raw.loadUnaligned(fromByteOffset: position, as: UInt32.self)))
+                    let value = UnsafeRawBufferPointer(rebasing: raw[(position + 4)..<(position + 4 + length)])
+                    position += 4 + length
+                    try body(column, kind == UInt8(ascii: "t") ? .text(value) : .binary(value))
+                }
+            }
+        }
+    }
 }
 
 extension Tuple {
