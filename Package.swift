@@ -52,11 +52,14 @@ let package = Package(
                 path: "connectors/PostgresSink"),
         .target(name: "SQLiteSink", dependencies: ["SluiceKit", "SluiceWire"],
                 path: "connectors/SQLiteSink"),
+        .target(name: "FileSink", dependencies: ["SluiceKit"], path: "connectors/FileSink"),
+        .target(name: "ExecSink", dependencies: ["SluiceKit"], path: "connectors/ExecSink"),
+        .target(name: "HTTPSink", dependencies: ["SluiceKit"], path: "connectors/HTTPSink"),
 
         // Runtime: config, wiring, sink loops, checkpoints, retries, shutdown.
         .target(name: "SluiceRuntime", dependencies: [
             "SluiceKit", "SluiceLog", "SluiceWire",
-            "PostgresSource", "PostgresSink", "SQLiteSink",
+            "PostgresSource", "PostgresSink", "SQLiteSink", "FileSink", "ExecSink", "HTTPSink",
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),

@@ -1,3 +1,6 @@
+import ExecSink
+import FileSink
+import HTTPSink
 import PostgresSink
 import PostgresSource
 import SluiceKit
@@ -10,6 +13,9 @@ extension ConnectorRegistry {
         registry.register(PostgresSource.self)
         registry.register(SQLiteSink.self)
         registry.register(PostgresSink.self)
+        registry.register(FileSink.self)
+        registry.register(ExecSink.self)
+        registry.register(HTTPSink.self)
         return registry
     }
 }

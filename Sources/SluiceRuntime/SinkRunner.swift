@@ -165,7 +165,7 @@ final class SinkRunner: @unchecked Sendable {
         reading: while let raw = try reader.next(limit: limit) {
             switch try raw.decode() {
             case let .begin(begin):
-                try sink.beginTransaction(begin, topic: topic.name)
+                try sink.beginTransaction(begin, topic: topic.name, offset: raw.offset)
             case let .relation(relation):
                 relations[relation.id] = relation
                 try sink.prepare(relation, topic: topic.name)

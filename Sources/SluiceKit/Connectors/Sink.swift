@@ -89,7 +89,7 @@ public protocol Sink: AnyObject {
     func open(context: SinkContext) throws -> [String: SinkPosition]
 
     func beginBatch() throws
-    func beginTransaction(_ begin: BeginRecord, topic: String) throws
+    func beginTransaction(_ begin: BeginRecord, topic: String, offset: UInt64) throws
     /// The schema of a table the transaction changes, before its first change: create or alter the
     /// target table here. Called once per table per transaction, so comparing with a cache is cheap.
     func prepare(_ relation: RelationSchema, topic: String) throws
@@ -116,7 +116,7 @@ public protocol Sink: AnyObject {
 extension Sink {
     public func check(logger: Logger) -> [CheckFinding] { [] }
     public func probe() throws {}
-    public func beginTransaction(_ begin: BeginRecord, topic: String) throws {}
+    public func beginTransaction(_ begin: BeginRecord, topic: String, offset: UInt64) throws {}
     public func prepare(_ relation: RelationSchema, topic: String) throws {}
     public func commitTransaction(_ commit: CommitRecord, position: SinkPosition) throws {}
 }

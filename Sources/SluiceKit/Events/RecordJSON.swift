@@ -83,6 +83,14 @@ public struct RecordJSON {
         return out.finish()
     }
 
+    /// A change as a sink receives it.
+    public func change(_ change: Change) -> String {
+        let record = ChangeRecord(operation: change.operation, relationID: change.relation.id, lsn: change.lsn,
+                                  oldKind: change.oldKind, old: change.old, new: change.new,
+                                  truncateOptions: change.truncateOptions)
+        return self.change(record, relation: change.relation, offset: change.offset)
+    }
+
     /// A row as a JSON object; for an old key, only the identity columns.
     func row(_ tuple: Tuple, _ relation: RelationSchema, keyOnly: Bool) -> (object: String, unchanged: [String]) {
         var object = "{"
@@ -168,4 +176,42 @@ public func formatMicros(_ micros: Micros) -> String {
     gmtime_r(&time, &parts)
     return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1,
                   Int(parts.tm_mday), Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec), Int(fraction))
+}
+
+/// Parses `2026-11-25T10:00:00.123456Z` (as `formatMicros` writes it); nil if malformed.
+public func parseMicros(_ text: String) -> Micros? {
+    let bytes = Array(text.utf8)
+    guard bytes.count >= 19, bytes[4] == UInt8(ascii: "-"), bytes[7] == UInt8(ascii: "-"),
+          bytes[10] == UInt8(ascii: "T") || bytes[10] == UInt8(ascii: " "),
+          bytes[13] == UInt8(ascii: ":"), bytes[16] == UInt8(ascii: ":") else { return nil }
+    func number(_ range: Range<Int>) -> Int32? {
+        var value: Int32 = 0
+        for byte in bytes[range] {
+            guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) else { return nil }
+            value = value * 10 + Int32(byte - UInt8(ascii: "0"))
+        }
+        return value
+    }
+    guard let year = number(0..<4), let month = number(5..<7), let day = number(8..<10),
+          let hour = number(11..<13), let minute = number(14..<16), let second = number(17..<19) else { return nil }
+    var parts = tm()
+    parts.tm_year = year - 1900
+    parts.tm_mon = month - 1
+    parts.tm_mday = day
+    parts.tm_hour = hour
+    parts.tm_min = minute
+    parts.tm_sec = second
+    var fraction: Micros = 0
+    if bytes.count > 20, bytes[19] == UInt8(ascii: ".") {
+        var digits = 0
+        for byte in bytes[20...] where (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) && digits < 6 {
+            fraction = fraction * 10 + Micros(byte - UInt8(ascii: "0"))
+            digits += 1
+        }
+        while digits < 6 {
+            fraction *= 10
+            digits += 1
+        }
+    }
+    return Micros(timegm(&parts)) * 1_000_000 + fraction
 }

@@ -1,0 +1,189 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Logging
+import SluiceKit
+
+/// POSTs batches of whole transactions as JSON to a URL (`type: http`).
+///
+/// Body: `{"sink": …, "transactions": [{"topic", "offset", "begin": {…}, "changes": [{…}], "commit": {…}}]}`,
+/// each object as `sluice tail --json` prints it. Header `Idempotency-Key: <sink>:<topic>:<first offset>-<last offset>`:
+/// a retry of the same batch carries the same key, so a receiver can drop duplicates (per transaction, use
+/// each commit's `offset`). Network errors, 408, 429 and 5xx are retried with capped backoff; any other
+/// 4xx stops the sink with the response in the message. The position acknowledged by a 2xx is kept in
+/// `<data_dir>/sinks/<name>/position.json`. Batches are spooled to a temporary file, not held in memory.
+public final class HTTPSink: Sink {
+    public static let typeName = "http"
+
+    let name: String
+    let url: URL
+    let headers: [(String, String)]
+    let timeoutSeconds: Double
+    let retryForMillis: Int
+    let stateDirectory: String
+    private var spool: FileHandle?
+    private var spoolPath: String
+    private var first: (topic: String, offset: UInt64)?
+    private var last: SinkPosition?
+    private var transactionsInBatch = 0
+    private var changesInTransaction = 0
+    private var renderers: [String: RecordJSON] = [:]
+    private var logger = Logger(label: "sluice")
+    private let session: URLSession
+
+    public init(config: ConnectorConfig) throws {
+        name = config.name
+        let text = try config.string("url")
+        guard let url = URL(string: text), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host != nil else {
+            throw config.error("url", "'\(text)' is not an http:// or https:// URL")
+        }
+        self.url = url
+        headers = try config.stringMap("headers")
+        timeoutSeconds = Double(try config.durationMillis("timeout", default: 10_000)) / 1000
+        retryForMillis = try config.durationMillis("retry_for", default: 60_000)
+        stateDirectory = config.dataDirectory + "/sinks/" + config.name
+        spoolPath = stateDirectory + "/batch.json"
+        let configuration = URLSessionConfiguration.ephemeral
+        configuration.timeoutIntervalForRequest = timeoutSeconds
+        session = URLSession(configuration: configuration)
+        try config.rejectUnknownKeys()
+    }
+
+    struct StoredPosition: Codable {
+        var topic: String
+        var offset: UInt64
+        var lsn: String
+        var commitTime: Int64
+    }
+
+    public func open(context: SinkContext) throws -> [String: SinkPosition] {
+        logger = context.logger
+        try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
+        return try readPositions() ?? [:]
+    }
+
+    public func readPositions() throws -> [String: SinkPosition]? {
+        guard let stored = BackfillFiles.read([StoredPosition].self, directory: stateDirectory, name: "position.json") else { return nil }
+        return Dictionary(uniqueKeysWithValues: stored.map {
+            ($0.topic, SinkPosition(topic: $0.topic, offset: $0.offset, lsn: LSN($0.lsn) ?? .zero, commitTime: $0.commitTime))
+        })
+    }
+
+    private func write(_ text: String) throws {
+        try spool!.write(contentsOf: Data(text.utf8))
+    }
+
+    private func renderer(_ topic: String) -> RecordJSON {
+        if let renderer = renderers[topic] { return renderer }
+        let renderer = RecordJSON()
+        renderers[topic] = renderer
+        return renderer
+    }
+
+    public func beginBatch() throws {
+        _ = FileManager.default.createFile(atPath: spoolPath, contents: nil)
+        spool = FileHandle(forWritingAtPath: spoolPath)
+        first = nil
+        transactionsInBatch = 0
+        try write("{\"sink\":\(jsonString(name)),\"transactions\":[")
+    }
+
+    public func beginTransaction(_ begin: BeginRecord, topic: String, offset: UInt64) throws {
+        if first == nil { first = (topic, offset) }
+        try write((transactionsInBatch > 0 ? "," : "") + "{\"topic\":\(jsonString(topic)),\"begin\":"
+                  + renderer(topic).begin(begin, offset: offset) + ",\"changes\":[")
+        transactionsInBatch += 1
+        changesInTransaction = 0
+    }
+
+    public func apply(_ change: Change) throws {
+        try write((changesInTransaction > 0 ? "," : "") + renderer(change.topic).change(change))
+        changesInTransaction += 1
+    }
+
+    public func commitTransaction(_ commit: CommitRecord, position: SinkPosition) throws {
+        try write("],\"commit\":" + renderer(position.topic).commit(commit, offset: position.offset)
+                  + ",\"offset\":\(position.offset)}")
+        last = position
+    }
+
+    public func commitBatch(positions: [SinkPosition]) throws {
+        try write("]}")
+        try spool?.close()
+        spool = nil
+        guard let first, let last else { return }
+        let key = "\(name):\(first.topic):\(first.offset)-\(last.offset)"
+        try deliver(key: key)
+        var stored = (try readPositions() ?? [:])
+        for position in positions { stored[position.topic] = position }
+        try BackfillFiles.write(stored.values.sorted { $0.topic < $1.topic }.map {
+            StoredPosition(topic: $0.topic, offset: $0.offset, lsn: $0.lsn.description, commitTime: $0.commitTime)
+        }, directory: stateDirectory, name: "position.json")
+    }
+
+    /// POSTs the spooled batch until a 2xx, retrying what may pass, for up to `retry_for`.
+    private func deliver(key: String) throws {
+        var request = URLRequest(url: url, timeoutInterval: timeoutSeconds)
+        request.httpMethod = "POST"
+        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        request.setValue(key, forHTTPHeaderField: "Idempotency-Key")
+        for (header, value) in headers { request.setValue(value, forHTTPHeaderField: header) }
+        let deadline = Date(timeIntervalSinceNow: Double(retryForMillis) / 1000)
+        var pause = 0.2
+        var attempt = 0
+        while true {
+            attempt += 1
+            let (status, body, failure) = post(request)
+            if let status, (200..<300).contains(status) { return }
+            if let status, (400..<500).contains(status), status != 408, status != 429 {
+                throw ConnectorError.fatal("sink \(name): POST \(url.absoluteString) answered \(status): \(body.prefix(300))")
+            }
+            let reason = status.map { "answered \($0): \(body.prefix(200))" } ?? failure ?? "failed"
+            if attempt == 1 || attempt % 10 == 0 {
+                logger.warning("POST failed; retrying the same batch", metadata: ["sink": "\(name)", "reason": "\(reason)",
+                                                                                   "idempotency_key": "\(key)"])
+            }
+            guard Date().addingTimeInterval(pause) < deadline else {
+                throw ConnectorError.transient("sink \(name): POST \(url.absoluteString) \(reason)")
+            }
+            Thread.sleep(forTimeInterval: pause * Double.random(in: 0.5...1))
+            pause = min(pause * 2, 10)
+        }
+    }
+
+    private func post(_ request: URLRequest) -> (Int?, String, String?) {
+        let done = DispatchSemaphore(value: 0)
+        let result = ResultBox()
+        let task = session.uploadTask(with: request, fromFile: URL(fileURLWithPath: spoolPath)) { data, response, error in
+            result.status = (response as? HTTPURLResponse)?.statusCode
+            result.body = data.map { String(decoding: $0, as: UTF8.self) } ?? ""
+            result.error = error.map { "\($0.localizedDescription)" }
+            done.signal()
+        }
+        task.resume()
+        done.wait()
+        return (result.status, result.body, result.error)
+    }
+
+    public func rollbackBatch() {
+        try? spool?.close()
+        spool = nil
+        first = nil
+        last = nil
+    }
+
+    public func close() {
+        rollbackBatch()
+    }
+
+    public func check(logger: Logger) -> [CheckFinding] {
+        [CheckFinding(.ok, "sink \(name)", "POSTs batches to \(url.absoluteString)")]
+    }
+}
+
+private final class ResultBox: @unchecked Sendable {
+    var status: Int?
+    var body = ""
+    var error: String?
+}
