@@ -10,8 +10,12 @@ let package = Package(
         .library(name: "SluiceKit", targets: ["SluiceKit"]),
         // Thin wrappers over libpq and sqlite3, for connectors that talk to those stores.
         .library(name: "SluiceWire", targets: ["SluiceWire"]),
+        // The pgoutput decoder, for sources that read PostgreSQL's logical replication stream.
+        .library(name: "PGOutput", targets: ["PGOutput"]),
         // The whole command line, so a custom build can register its own connectors.
         .library(name: "SluiceCLI", targets: ["SluiceCLI"]),
+        // A conformance check any sink can run in its tests: ordering, replays, crashes.
+        .library(name: "SluiceConformance", targets: ["SluiceConformance"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -72,6 +76,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "sluice", dependencies: ["SluiceCLI"]),
+        .target(name: "SluiceConformance", dependencies: ["SluiceKit", "SluiceLog"]),
         // The benchmark: scripts/bench.sh builds and runs it (see BENCHMARKS.md).
         .executableTarget(name: "sluice-bench", dependencies: ["SluiceWire", "PGOutput"]),
 
@@ -80,6 +85,9 @@ let package = Package(
         .testTarget(name: "SluiceLogTests", dependencies: ["SluiceLog", "SluiceKit"]),
         .testTarget(name: "SluiceKitTests", dependencies: ["SluiceKit", "SluiceRuntime"]),
         // Runs the real `sluice` binary against real PostgreSQL clusters and SQLite files.
-        .testTarget(name: "IntegrationTests", dependencies: ["sluice", "SluiceWire", "SluiceKit", "SluiceLog"]),
+        .testTarget(name: "IntegrationTests", dependencies: [
+            "sluice", "SluiceWire", "SluiceKit", "SluiceLog", "SluiceConformance",
+            "PostgresSink", "SQLiteSink", "FileSink", "ExecSink",
+        ]),
     ]
 )
