@@ -43,4 +43,27 @@ final class BulkApplyTests: SinkTestCase {
         XCTAssertEqual(try target.scalar("SELECT count(*) FROM public.log WHERE k = 1"), "300")
         XCTAssertEqual(daemon.terminate(), 0, logTail)
     }
+
+    /// A long run whose keys partly exist in the target already (a target that was not empty): the
+    /// direct COPY meets a unique violation, rolls back to its savepoint and replays through the merge.
+    func testInsertRunIntoATargetThatHasSomeOfTheKeys() throws {
+        try source.query("CREATE TABLE pre (id int PRIMARY KEY, v text)")
+        try target.query("""
+            CREATE TABLE public.pre (id int PRIMARY KEY, v text);
+            INSERT INTO public.pre SELECT i, 'stale ' || i FROM generate_series(1, 100) i;
+            """)
+        try writeConfig(tables: ["public.pre"])
+        let daemon = try startDaemon()
+        try waitForSlotActive()
+        let db = try source.connect()
+        let end = try commitMarked("INSERT INTO pre SELECT i, 'fresh ' || i FROM generate_series(1, 5000) i", on: db)
+        try waitForTargets(lsn: end)
+        try assertTargetsEqualSource("public.pre")
+        XCTAssertEqual(try target.scalar("SELECT count(*) FROM public.pre WHERE v LIKE 'stale%'"), "0")
+        // Later runs into the same table go through the staging table directly, and stay exact.
+        let next = try commitMarked("INSERT INTO pre SELECT i, 'more ' || i FROM generate_series(5001, 6000) i", on: db)
+        try waitForTargets(lsn: next)
+        try assertTargetsEqualSource("public.pre")
+        XCTAssertEqual(daemon.terminate(), 0, logTail)
+    }
 }

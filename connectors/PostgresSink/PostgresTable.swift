@@ -122,20 +122,37 @@ final class PostgresTable {
 
     // MARK: Bulk loading
 
-    /// `COPY … FROM STDIN` for a run of inserts: into the staging table, or the table itself if keyless.
-    var copySQL: String {
-        "COPY \(primaryKey.isEmpty ? qualifiedName : stagingName) (\(quotedColumns.joined(separator: ", "))) FROM STDIN"
+    var hasKey: Bool { !primaryKey.isEmpty }
+
+    /// Set once a direct COPY met an existing key: this table's runs go through the staging table.
+    var prefersStaging = false
+
+    /// `COPY … FROM STDIN` straight into the table.
+    var directCopySQL: String {
+        "COPY \(qualifiedName) (\(quotedColumns.joined(separator: ", "))) FROM STDIN"
     }
 
-    /// Moves a copied run from the staging table into the table; nil for a keyless table (copied directly).
-    var mergeSQL: String? {
-        guard !primaryKey.isEmpty else { return nil }
-        return upsertSQL(rows: "SELECT \(quotedColumns.joined(separator: ", ")) FROM \(stagingName)")
+    /// `COPY … FROM STDIN` into the staging table.
+    var stagingCopySQL: String {
+        "COPY \(stagingName) (\(quotedColumns.joined(separator: ", "))) FROM STDIN"
     }
 
-    /// Creates the staging table once, in the sink's session (it lives as long as the connection).
+    /// Moves a copied run from the staging table into the table, updating rows whose key exists.
+    var mergeSQL: String {
+        upsertSQL(rows: "SELECT \(quotedColumns.joined(separator: ", ")) FROM \(stagingName)")
+    }
+
+    /// Creates the staging table once, in the sink's session (it lives as long as the connection;
+    /// emptied at each commit). Called outside pipeline mode.
+    func createStaging(on connection: PGConnection) throws {
+        guard !stagingReady else { return }
+        try connection.execute("CREATE TEMP TABLE IF NOT EXISTS \(stagingName) (LIKE \(qualifiedName)) ON COMMIT DELETE ROWS")
+        stagingReady = true
+    }
+
+    /// Creates the staging table through the pipeline, for tables known to need it.
     func prepareStaging() throws {
-        guard !primaryKey.isEmpty, !stagingReady else { return }
+        guard hasKey, prefersStaging, !stagingReady else { return }
         try pipeline.send("CREATE TEMP TABLE IF NOT EXISTS \(stagingName) (LIKE \(qualifiedName)) ON COMMIT DELETE ROWS")
         stagingReady = true
     }
