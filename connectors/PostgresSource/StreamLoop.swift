@@ -39,6 +39,9 @@ final class StreamLoop {
 
     /// A status update goes out at least this often, even with nothing new to confirm.
     static let statusIntervalNanos: UInt64 = 10_000_000_000
+    /// While data flows, updates are at most this frequent: each one that moves the slot may make the
+    /// server write the slot's state to disk, which would slow its decoding for everyone.
+    static let confirmIntervalNanos: UInt64 = 100_000_000
 
     init(source: PostgresSource, replication: ReplicationConnection, catalog: RelationCatalog, sql: PGConnection,
          writer: TransactionWriter, context: SourceContext, tableFilter: Set<String>?) {
@@ -64,7 +67,7 @@ final class StreamLoop {
             sinceCheck += 1
             if got == .timeout || sinceCheck >= 128 || replyRequested {
                 sinceCheck = 0
-                try sendStatusIfDue()
+                try sendStatusIfDue(idle: got == .timeout)
                 heartbeatIfDue()
                 if !inTransaction { try backfill.tick() }
             }
@@ -184,14 +187,16 @@ final class StreamLoop {
     /// transaction is open and everything written is durable, confirms the position the server last
     /// reported having sent (keepalives carry it), so a slot whose tables are idle does not pin WAL
     /// while other tables take writes.
-    private func sendStatusIfDue(force: Bool = false) throws {
+    private func sendStatusIfDue(idle: Bool = false, force: Bool = false) throws {
         let durable = writer.writer.topic.durableCommit
         var flush = max(reportedFlush, durable?.commit.endLSN.rawValue ?? 0)
         let allDurable = durable?.offset == writer.lastCommit?.offset
         if !inTransaction && allDurable { flush = max(flush, serverWALEnd) }
         let now = DispatchTime.now()
-        let due = now.uptimeNanoseconds - lastStatus.uptimeNanoseconds >= Self.statusIntervalNanos
-        guard force || flush > reportedFlush || replyRequested || due else { return }
+        let elapsed = now.uptimeNanoseconds - lastStatus.uptimeNanoseconds
+        let due = elapsed >= Self.statusIntervalNanos
+        let news = flush > reportedFlush && (idle || elapsed >= Self.confirmIntervalNanos)
+        guard force || news || replyRequested || due else { return }
         try stream {
             try replication.sendStatus(written: max(received, flush), flushed: flush, applied: flush)
         }
