@@ -108,7 +108,7 @@ struct Backfill: ParsableCommand {
             let pending = FileManager.default.fileExists(atPath: stateDirectory + "/" + BackfillRequest.fileName)
             if let ours, !pending {
                 display.show(ours)
-                if ours.isFinished, Date().timeIntervalSince(lastSinkCheck) > 0.5 {
+                if ours.isFinished, Date().timeIntervalSince(lastSinkCheck) > 0.2 {
                     lastSinkCheck = Date()
                     applied = sinks.allSatisfy { name, sink in
                         guard let needed = ours.finalOffset else { return true }
@@ -127,7 +127,7 @@ struct Backfill: ParsableCommand {
                 display.stopped()
                 return false
             }
-            usleep(200_000)
+            usleep(100_000)
         }
     }
 }

@@ -26,7 +26,7 @@ final class SinkRunner: @unchecked Sendable {
     static let drainTimeoutMillis = 10_000
 
     init(sink: any Sink, name: String, topics: [any Topic], drain: StopSignal, health: ConnectorHealth,
-         logger: Logger, maxBatchEvents: Int = 20_000, progress: SinkProgress,
+         logger: Logger, maxBatchEvents: Int = 100_000, progress: SinkProgress,
          onFatal: @escaping @Sendable (String, Int32) -> Void) {
         self.sink = sink
         self.name = name

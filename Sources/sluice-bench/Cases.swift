@@ -101,7 +101,7 @@ final class Bench {
         let started = now()
         let reference = try Child([pgBin("pg_recvlogical"), "-d", url, "--slot", "reference", "--start", "--no-loop",
                                    "-o", "proto_version=1", "-o", "publication_names=bench_pub",
-                                   "--endpos", formatLSN(end), "-f", scratch + "/recvlogical.out"]).wait()
+                                   "--endpos", formatLSN(end), "-f", scratch + "/recvlogical.out"]).waitSampling()
         let referenceSeconds = now() - started
         guard reference.status == 0 else { throw BenchError("pg_recvlogical exited \(reference.status)") }
 

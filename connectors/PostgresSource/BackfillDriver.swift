@@ -113,6 +113,8 @@ final class BackfillDriver {
         progress = state
         unsaved.append((state, writer.lastCommit?.offset))
         chunk = nil
+        // The next chunk starts now, not at the stream loop's next idle tick.
+        try tick()
     }
 
     // MARK: Steps

@@ -61,7 +61,7 @@ final class StreamLoop {
         var sinceCheck = 0
         while !context.isStopping() {
             let got = try stream {
-                try replication.receive(timeoutMillis: 50) { bytes in try handle(bytes) }
+                try replication.receive(timeoutMillis: 20) { bytes in try handle(bytes) }
             }
             if got == .ended { throw ConnectorError.transient("source '\(source.name)': the server ended the replication stream") }
             sinceCheck += 1
