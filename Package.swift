@@ -88,6 +88,6 @@ let package = Package(
         .testTarget(name: "IntegrationTests", dependencies: [
             "sluice", "SluiceWire", "SluiceKit", "SluiceLog", "SluiceConformance",
             "PostgresSink", "SQLiteSink", "FileSink", "ExecSink",
-        ]),
+        ], exclude: ["Fixtures"]),
     ]
 )

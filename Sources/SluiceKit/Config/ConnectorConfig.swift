@@ -154,13 +154,15 @@ public final class ConnectorConfig: @unchecked Sendable {
 public func parseDurationMillis(_ text: String) -> Int? {
     let units: [(String, Double)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)]
     let trimmed = text.trimmingCharacters(in: .whitespaces)
+    // Past a century is a mistake, and would not fit in an Int.
+    let limit = 100.0 * 365 * 86_400_000
     for (suffix, factor) in units where trimmed.hasSuffix(suffix) {
         let number = trimmed.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)
-        if let value = Double(number), value >= 0, value.isFinite { return Int(value * factor) }
+        if let value = Double(number), value >= 0, value * factor <= limit { return Int(value * factor) }
         if suffix == "s" || suffix == "m" { continue }  // "ms" also ends in "s"
         return nil
     }
-    if let seconds = Double(trimmed), seconds >= 0, seconds.isFinite { return Int(seconds * 1000) }
+    if let seconds = Double(trimmed), seconds >= 0, seconds * 1000 <= limit { return Int(seconds * 1000) }
     return nil
 }
 
@@ -171,7 +173,8 @@ public func parseByteSize(_ text: String) -> UInt64? {
     let trimmed = text.trimmingCharacters(in: .whitespaces)
     for (suffix, factor) in units where trimmed.hasSuffix(suffix) {
         let number = trimmed.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)
-        if let value = Double(number), value >= 0, value.isFinite { return UInt64(value * Double(factor)) }
+        // Up to an exabyte: anything larger is a mistake, and would not fit in a UInt64.
+        if let value = Double(number), value >= 0, value * Double(factor) <= 1e18 { return UInt64(value * Double(factor)) }
     }
     return UInt64(trimmed)
 }

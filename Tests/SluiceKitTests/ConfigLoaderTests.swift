@@ -1,0 +1,197 @@
+import Foundation
+import SluiceKit
+import SluiceRuntime
+import XCTest
+
+/// `SluiceConfig.load(path:registry:)` on real files, good and bad: every mistake is a `ConfigError`
+/// naming the file, the key and what is wrong, before any connector is built (the command line exits
+/// 2 on it). Connector sections are then checked by each connector's `init(config:)`.
+final class ConfigLoaderTests: XCTestCase {
+    var directory: String!
+
+    static let source = """
+        sources:
+          - name: app
+            type: postgres
+            url: postgresql://sluice@127.0.0.1:5432/app
+        """
+
+    override func setUpWithError() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-kit-config-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        setenv("SLUICE_KIT_TEST_PASSWORD", "s3cret", 1)
+        unsetenv("SLUICE_KIT_TEST_UNSET")
+    }
+
+    override func tearDown() {
+        unsetenv("SLUICE_KIT_TEST_PASSWORD")
+        if let directory { try? FileManager.default.removeItem(atPath: directory) }
+    }
+
+    private func write(_ name: String, _ text: String) throws -> String {
+        let path = directory + "/" + name + ".yml"
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    private func load(_ path: String) throws -> SluiceConfig { try SluiceConfig.load(path: path, registry: .builtin) }
+
+    // MARK: Good files
+
+    func testMinimalFileGetsDefaults() throws {
+        let path = try write("minimal", Self.source + "\nsinks:\n  - {name: local, type: sqlite, path: ./replica.db}\n")
+        let config = try load(path)
+        XCTAssertEqual(config.file, path)
+        XCTAssertEqual(config.dataDirectory, URL(fileURLWithPath: directory).standardizedFileURL.path + "/sluice-data",
+                       "data_dir defaults to ./sluice-data beside the file")
+        XCTAssertEqual(config.topics, ["app"])
+        XCTAssertEqual(config.sinks.map(\.topics), [["app"]], "a sink reads every topic by default")
+        XCTAssertNil(config.metrics)
+        XCTAssertEqual(config.retention.segmentBytes, RetentionPolicy.default.segmentBytes)
+        XCTAssertNil(config.retention.maxBytes)
+    }
+
+    func testEveryTopLevelKeyAndEnvironmentExpansion() throws {
+        let path = try write("full", """
+            data_dir: state/data
+            metrics: {listen: ":9187"}
+            logging: {format: json, level: debug}
+            retention: {segment_bytes: 1MB, max_bytes: 10GB, max_age: 7d}
+            sources:
+              - name: app
+                type: postgres
+                url: postgresql://sluice:${SLUICE_KIT_TEST_PASSWORD}@db/app_${SLUICE_KIT_TEST_PASSWORD}
+                tables: [public.a, public.b]
+                heartbeat_interval: 500ms
+              - name: other
+                type: postgres
+                url: postgresql://127.0.0.1/other
+            sinks:
+              - name: files
+                type: file
+                path: out
+                topics: [other]
+            """)
+        let config = try load(path)
+        XCTAssertEqual(config.dataDirectory, URL(fileURLWithPath: directory).standardizedFileURL.path + "/state/data")
+        XCTAssertEqual(config.metrics?.host, "0.0.0.0")
+        XCTAssertEqual(config.metrics?.port, 9187)
+        XCTAssertEqual(config.logFormat, "json")
+        XCTAssertEqual(config.logLevel, "debug")
+        XCTAssertEqual(config.retention.segmentBytes, 1 << 20)
+        XCTAssertEqual(config.retention.maxBytes, 10 << 30)
+        XCTAssertEqual(config.retention.maxAgeMillis, 7 * 86_400_000)
+        XCTAssertEqual(config.topics, ["app", "other"])
+        XCTAssertEqual(config.sinks.map(\.topics), [["other"]])
+        XCTAssertEqual(try config.sources[0].string("url"), "postgresql://sluice:s3cret@db/app_s3cret")
+        XCTAssertEqual(config.sources[0].path, "sources[0] (app)")
+        XCTAssertEqual(try config.sources[0].durationMillis("heartbeat_interval", default: 0), 500)
+        // Every connector accepts its section.
+        for source in config.sources { XCTAssertNoThrow(try ConnectorRegistry.builtin.sources[source.type]!.init(config: source)) }
+        for sink in config.sinks { XCTAssertNoThrow(try ConnectorRegistry.builtin.sinks[sink.config.type]!.init(config: sink.config)) }
+    }
+
+    func testBuiltinRegistryHasEveryConnector() {
+        XCTAssertEqual(ConnectorRegistry.builtin.sources.keys.sorted(), ["postgres"])
+        XCTAssertEqual(ConnectorRegistry.builtin.sinks.keys.sorted(), ["exec", "file", "http", "postgres", "sqlite"])
+    }
+
+    // MARK: Bad files
+
+    /// A bad file: the key the error must name, words its message must contain, and the line if it matters.
+    struct BadFile {
+        var name: String
+        var text: String
+        var key: String
+        var message: String
+        var line: Int?
+    }
+
+    static let badFiles: [BadFile] = [
+        BadFile(name: "unknown-top-level-key", text: source + "\nsinkz: []\n", key: "sinkz", message: "unknown key", line: 5),
+        BadFile(name: "unset-variable", text: source.replacingOccurrences(of: "sluice@", with: "sluice:${SLUICE_KIT_TEST_UNSET}@"),
+                key: "sources[0].url", message: "SLUICE_KIT_TEST_UNSET is not set", line: 4),
+        BadFile(name: "bad-variable-name", text: source.replacingOccurrences(of: "sluice@", with: "${A-B}@"),
+                key: "sources[0].url", message: "not a valid variable reference"),
+        BadFile(name: "unterminated-variable", text: source.replacingOccurrences(of: "sluice@", with: "${OOPS@"),
+                key: "sources[0].url", message: "unterminated"),
+        BadFile(name: "duplicate-source", text: source + "\n  - {name: app, type: postgres, url: postgresql://x/y}\n",
+                key: "sources[1].name", message: "duplicate source name 'app'"),
+        BadFile(name: "duplicate-sink", text: source + "\nsinks:\n  - {name: s, type: sqlite, path: a.db}\n  - {name: s, type: file, path: f}\n",
+                key: "sinks[1].name", message: "duplicate sink name 's'"),
+        // The YAML parser rejects a repeated key itself, naming it in the message.
+        BadFile(name: "duplicate-key", text: "data_dir: a\ndata_dir: b\n" + source, key: "", message: "duplicated key(s): 'data_dir'"),
+        BadFile(name: "bad-name", text: source.replacingOccurrences(of: "name: app", with: "name: my app"),
+                key: "sources[0].name", message: "only letters, digits"),
+        BadFile(name: "unknown-source-type", text: source.replacingOccurrences(of: "type: postgres", with: "type: mysql"),
+                key: "sources[0] (app).type", message: "unknown source type 'mysql'"),
+        BadFile(name: "unknown-sink-type", text: source + "\nsinks:\n  - {name: s, type: kafka}\n",
+                key: "sinks[0] (s).type", message: "unknown sink type 'kafka'"),
+        BadFile(name: "sink-topic-missing", text: source + "\nsinks:\n  - {name: s, type: file, path: f, topics: [nope]}\n",
+                key: "sinks[0] (s).topics", message: "'nope' is not a topic"),
+        BadFile(name: "bad-duration", text: source + "\nretention: {max_age: 7 weeks}\n", key: "retention.max_age",
+                message: "'7 weeks' is not a duration"),
+        BadFile(name: "bad-size", text: source + "\nretention: {max_bytes: lots}\n", key: "retention.max_bytes",
+                message: "'lots' is not a size"),
+        BadFile(name: "small-segments", text: source + "\nretention: {segment_bytes: 1KB}\n", key: "retention.segment_bytes",
+                message: "at least 64KB"),
+        BadFile(name: "unknown-retention-key", text: source + "\nretention: {keep: 1d}\n", key: "retention.keep", message: "unknown key"),
+        BadFile(name: "bad-listen", text: source + "\nmetrics: {listen: localhost}\n", key: "metrics.listen", message: "not host:port"),
+        BadFile(name: "unknown-metrics-key", text: source + "\nmetrics: {listen: ':1', path: /m}\n", key: "metrics.path",
+                message: "unknown key"),
+        BadFile(name: "bad-log-level", text: source + "\nlogging: {level: loud}\n", key: "logging.level", message: "must be one of"),
+        BadFile(name: "no-sources", text: "data_dir: x\n", key: "sources", message: "is required"),
+        BadFile(name: "empty-sources", text: "sources: []\n", key: "sources", message: "at least one source"),
+        BadFile(name: "sources-not-list", text: "sources: {name: app}\n", key: "sources", message: "must be a list"),
+        BadFile(name: "source-without-type", text: "sources:\n  - name: app\n", key: "sources[0].type", message: "is required"),
+        BadFile(name: "not-yaml", text: "sources: [\n", key: "", message: "is not valid YAML"),
+        BadFile(name: "empty", text: "", key: "", message: "is empty"),
+        BadFile(name: "not-a-mapping", text: "- just\n- a list\n", key: "", message: "must be a mapping"),
+    ]
+
+    func testBadFilesNameFileAndKey() throws {
+        for bad in Self.badFiles {
+            let path = try write(bad.name, bad.text)
+            XCTAssertThrowsError(try load(path), bad.name) { error in
+                guard let error = error as? ConfigError else { return XCTFail("\(bad.name): \(error) is not a ConfigError") }
+                XCTAssertEqual(error.file, path, bad.name)
+                XCTAssertTrue(error.key.hasPrefix(bad.key), "\(bad.name): key '\(error.key)' should be '\(bad.key)'")
+                XCTAssertTrue(error.message.contains(bad.message), "\(bad.name): '\(error.message)' should say '\(bad.message)'")
+                if let line = bad.line { XCTAssertEqual(error.line, line, "\(bad.name): \(error)") }
+                XCTAssertTrue(error.description.hasPrefix(path), "\(bad.name): '\(error)' starts with the file")
+                if !bad.key.isEmpty { XCTAssertTrue(error.description.contains(bad.key), "\(bad.name): '\(error)' names the key") }
+            }
+        }
+    }
+
+    func testMissingFile() {
+        XCTAssertThrowsError(try load(directory + "/nope.yml")) { error in
+            XCTAssertEqual((error as? ConfigError)?.message, "the configuration file does not exist")
+        }
+    }
+
+    /// A connector rejects what it does not understand, naming the section and the key.
+    func testConnectorSectionsAreCheckedByTheirConnector() throws {
+        let cases: [(sink: String, key: String, message: String)] = [
+            ("{name: s, type: sqlite, path: a.db, pathh: b.db}", "sinks[0] (s).pathh", "unknown key for a 'sqlite' sink"),
+            ("{name: s, type: sqlite}", "sinks[0] (s).path", "is required"),
+            ("{name: s, type: file, path: f, max_file_bytes: huge}", "sinks[0] (s).max_file_bytes", "'huge' is not a size"),
+            ("{name: s, type: exec, command: [x], ack_timeout: soon}", "sinks[0] (s).ack_timeout", "'soon' is not a duration"),
+            ("{name: s, type: http, url: 'ftp://x'}", "sinks[0] (s).url", "is not an http:// or https:// URL"),
+            ("{name: s, type: postgres, url: 'postgresql://h/d', topics: [app], extra: 1}", "sinks[0] (s).extra", "unknown key"),
+        ]
+        for (number, test) in cases.enumerated() {
+            let config = try load(try write("sink-\(number)", Self.source + "\nsinks:\n  - \(test.sink)\n"))
+            let section = config.sinks[0].config
+            XCTAssertThrowsError(try ConnectorRegistry.builtin.sinks[section.type]!.init(config: section), test.sink) { error in
+                guard let error = error as? ConfigError else { return XCTFail("\(test.sink): \(error)") }
+                XCTAssertEqual(error.key, test.key, test.sink)
+                XCTAssertTrue(error.message.contains(test.message), "\(test.sink): \(error)")
+            }
+        }
+        let source = try load(try write("source", Self.source + "\n    heartbeat_interval: soon\n    backfill_chunk_size: 0\n"))
+        XCTAssertThrowsError(try ConnectorRegistry.builtin.sources["postgres"]!.init(config: source.sources[0])) { error in
+            XCTAssertEqual((error as? ConfigError)?.key, "sources[0] (app).heartbeat_interval", "\(error)")
+        }
+    }
+}
