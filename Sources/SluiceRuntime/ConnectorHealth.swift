@@ -14,6 +14,15 @@ public final class ConnectorHealth: @unchecked Sendable {
     private let lock = NSLock()
     private var entries: [String: Entry] = [:]
     private var order: [String] = []
+    private var observer: (@Sendable () -> Void)?
+
+    /// Called after every state change, so the status file never shows a state older than the
+    /// positions beside it.
+    func observe(_ observer: @escaping @Sendable () -> Void) {
+        lock.lock()
+        self.observer = observer
+        lock.unlock()
+    }
 
     func key(_ kind: String, _ name: String) -> String { "\(kind)/\(name)" }
 
@@ -24,11 +33,13 @@ public final class ConnectorHealth: @unchecked Sendable {
         let key = key(kind, name)
         let previous = entries[key]?.state
         let changed = previous.map { !$0.sameKind(as: state) } ?? true
+        let observer = previous != state ? self.observer : nil
         if previous != state {
             if entries[key] == nil { order.append(key) }
             entries[key] = Entry(kind: kind, name: name, state: state, since: changed ? Date() : entries[key]!.since)
         }
         lock.unlock()
+        observer?()
         guard changed else { return }
         switch state {
         case let .retrying(reason):

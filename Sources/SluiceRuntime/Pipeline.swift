@@ -118,6 +118,10 @@ public final class Pipeline: @unchecked Sendable {
                               drain: drainSinks, health: health, logger: logger.with("sink", section.config.name),
                               progress: progress) { [weak self] in self?.fail($0, code: $1) }
         }
+        let statusProgress = sinkProgress
+        let statusDirectory = config.dataDirectory
+        health.observe { [health] in health.snapshot(progress: statusProgress).write(dataDirectory: statusDirectory) }
+        health.snapshot(progress: sinkProgress).write(dataDirectory: config.dataDirectory)
         sourceRunners.forEach { $0.start() }
         sinkRunners.forEach { $0.start() }
         let dataDirectory = config.dataDirectory

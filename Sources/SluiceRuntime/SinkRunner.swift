@@ -116,8 +116,19 @@ final class SinkRunner: @unchecked Sendable {
             progress.update(topic: topic.name, position: stored,
                             totalEvents: try stored.flatMap { try topic.commitMarker(at: $0.offset)?.totalEvents } ?? 0)
         }
-        health.set("sink", name, .running, logger: logger)
-        backoff.reset()
+        // A reopened target counts as recovered only once it has applied a batch (or, with nothing to
+        // apply, answered a probe): connecting alone proves little, and resetting the backoff on it
+        // would restart a target that fails every batch in a tight loop.
+        var proven = false
+        func healthy() {
+            guard !proven else { return }
+            proven = true
+            health.set("sink", name, .running, logger: logger)
+            backoff.reset()
+        }
+        if health.state("sink", name).map({ if case .starting = $0 { return true } else { return false } }) ?? true {
+            healthy()
+        }
         var idleSince = DispatchTime.now()
         while true {
             var applied = false
@@ -125,13 +136,15 @@ final class SinkRunner: @unchecked Sendable {
                 guard let durable = topic.durableCommit, reader.position <= durable.offset else { continue }
                 try applyBatch(topic: topic, reader: reader, limit: durable.offset + 1)
                 applied = true
+                healthy()
             }
             if applied {
                 idleSince = DispatchTime.now()
             } else {
                 if drain.isStopped { return }
-                if DispatchTime.now().uptimeNanoseconds - idleSince.uptimeNanoseconds > 1_000_000_000 {
+                if !proven || DispatchTime.now().uptimeNanoseconds - idleSince.uptimeNanoseconds > 1_000_000_000 {
                     try sink.probe()
+                    healthy()
                     idleSince = DispatchTime.now()
                 }
                 _ = readers[0].topic.waitForCommit(after: readers[0].reader.position == 0 ? nil : readers[0].reader.position - 1,
@@ -240,6 +253,13 @@ public final class SinkProgress: @unchecked Sendable {
         defer { lock.unlock() }
         guard let entry = entries[topic] else { return nil }
         return entry.position.map { $0.offset + 1 } ?? 0
+    }
+
+    /// Whether the sink has read its stored positions from its target.
+    public var knowsPositions: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return !entries.isEmpty
     }
 
     public var allPositions: [SinkPosition] {

@@ -26,6 +26,8 @@ public struct StatusFile: Codable, Sendable {
     public var connectors: [Connector]
     /// Each sink's last applied position as the daemon knows it (also while its target is down).
     public var positions: [Position]? = []
+    /// Sinks whose stored positions the daemon has read: for them `positions` is the whole truth.
+    public var knownSinks: [String]? = []
 
     public static func path(dataDirectory: String) -> String { dataDirectory + "/status.json" }
 
@@ -36,7 +38,11 @@ public struct StatusFile: Codable, Sendable {
         return try? decoder.decode(StatusFile.self, from: data)
     }
 
+    private static let writing = NSLock()
+
     func write(dataDirectory: String) {
+        Self.writing.lock()
+        defer { Self.writing.unlock() }
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .iso8601
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -70,6 +76,6 @@ extension ConnectorHealth {
                 StatusFile.Position(sink: sink.sink, topic: $0.topic, offset: $0.offset, lsn: $0.lsn.description,
                                     commitTime: $0.commitTime)
             }
-        })
+        }, knownSinks: progress.filter(\.knowsPositions).map(\.sink))
     }
 }

@@ -54,7 +54,10 @@ public struct StatusReport {
     public static func gather(config: SluiceConfig, registry: ConnectorRegistry, logger: Logger) throws -> StatusReport {
         var report = StatusReport()
         report.daemonPID = DataDirectoryLock.isHeld(dataDirectory: config.dataDirectory)
-        let live = report.daemonPID == nil ? nil : StatusFile.read(dataDirectory: config.dataDirectory)
+        // Only the running daemon's own file counts (not one a previous run left behind).
+        let live = report.daemonPID.flatMap { pid in
+            StatusFile.read(dataDirectory: config.dataDirectory).flatMap { $0.pid == pid ? $0 : nil }
+        }
         func state(_ kind: String, _ name: String) -> (String, String?) {
             guard report.daemonPID != nil else { return ("stopped", nil) }
             guard let connector = live?.connector(kind, name) else { return ("starting", nil) }
@@ -83,14 +86,18 @@ public struct StatusReport {
             let (current, liveError) = state("sink", section.config.name)
             var problem = liveError
             var positions: [String: SinkPosition] = [:]
-            do {
-                positions = try sink.readPositions() ?? [:]
-            } catch {
-                problem = problem ?? "cannot read its offsets: \(error)"
-                // The target is unreachable: the running daemon still knows what it applied.
-                for known in live?.positions ?? [] where known.sink == section.config.name {
-                    positions[known.topic] = SinkPosition(topic: known.topic, offset: known.offset,
-                                                          lsn: LSN(known.lsn) ?? .zero, commitTime: known.commitTime)
+            if let live, live.knownSinks?.contains(section.config.name) ?? false {
+                // The running daemon knows what each sink applied; asking the target behind its back
+                // could even start a second copy of a plugin.
+                for entry in live.positions ?? [] where entry.sink == section.config.name {
+                    positions[entry.topic] = SinkPosition(topic: entry.topic, offset: entry.offset,
+                                                          lsn: LSN(entry.lsn) ?? .zero, commitTime: entry.commitTime)
+                }
+            } else {
+                do {
+                    positions = try sink.readPositions() ?? [:]
+                } catch {
+                    problem = problem ?? "cannot read its offsets: \(error)"
                 }
             }
             var entries: [SinkTopic] = []

@@ -41,6 +41,7 @@ public final class ExecSink: Sink {
         close()
         return try guarded {
             let plugin = try PluginProcess(command: command, directory: workingDirectory)
+            plugin.timeoutMillis = ackTimeoutMillis
             self.plugin = plugin
             try plugin.send("{\"kind\":\"hello\",\"protocol\":\(Self.protocolVersion),\"sink\":\(jsonString(name)),\"config\":\(pluginConfig)}")
             try plugin.flush(timeoutMillis: ackTimeoutMillis)

@@ -49,6 +49,8 @@ final class PluginProcess {
         output = fromChild[0]
         _ = fcntl(input, F_SETFD, FD_CLOEXEC)
         _ = fcntl(output, F_SETFD, FD_CLOEXEC)
+        // Never block in write(): a plugin that stops reading must hit the timeout, not hang us.
+        _ = fcntl(input, F_SETFL, fcntl(input, F_GETFL) | O_NONBLOCK)
     }
 
     deinit {
@@ -62,11 +64,14 @@ final class PluginProcess {
         return path.split(separator: ":").map { "\($0)/\(name)" }.first { FileManager.default.isExecutableFile(atPath: $0) }
     }
 
+    /// How long a write or a read may wait for the plugin.
+    var timeoutMillis = 60_000
+
     /// Queues a line; `flush` sends what is queued.
     func send(_ line: String) throws {
         writeBuffer.append(contentsOf: line.utf8)
         writeBuffer.append(10)
-        if writeBuffer.count >= 1 << 20 { try flush(timeoutMillis: 60_000) }
+        if writeBuffer.count >= 1 << 20 { try flush(timeoutMillis: timeoutMillis) }
     }
 
     func flush(timeoutMillis: Int) throws {

@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""An HTTP receiver for HTTPSinkTests.
+
+    http_receiver.py PORT LOG SEED FAIL_RATE CONTROL
+
+Records every request as one JSON line in LOG: {"n", "method", "path", "status", "headers" (names
+lower-cased), "body"}. Answers 503 to a seeded-random FAIL_RATE share of requests, 200 otherwise.
+While the file CONTROL exists and holds "reject", answers 400 with a JSON body naming REJECT-MARKER;
+while it holds "408" or "429", answers that status; while it holds "slow", takes the request (recorded
+with "slow": true) but answers only after 2.5 s.
+"""
+import json
+import os
+import random
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+port, log_path, seed, fail_rate, control = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+rng = random.Random(seed)
+lock = threading.Lock()
+count = [0]
+log = open(log_path, "a")
+
+REJECT_BODY = b'{"error":"REJECT-MARKER-5521: field amount must be positive"}'
+
+
+def mode():
+    try:
+        with open(control) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def read_body(self):
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            data = b""
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return data
+                data += self.rfile.read(size)
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def do_POST(self):
+        body = self.read_body()
+        with lock:
+            count[0] += 1
+            current = mode()
+            if current == "reject":
+                status, answer = 400, REJECT_BODY
+            elif current in ("408", "429"):
+                status, answer = int(current), b"slow down"
+            elif current == "slow":
+                status, answer = 200, b'{"ok":true}'
+            elif rng.random() < fail_rate:
+                status, answer = 503, b"temporarily unavailable"
+            else:
+                status, answer = 200, b'{"ok":true}'
+            record = {"n": count[0], "method": "POST", "path": self.path, "status": status,
+                      "headers": {k.lower(): v for k, v in self.headers.items()},
+                      "body": body.decode("utf-8", "replace"), "slow": current == "slow"}
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+        if current == "slow":
+            time.sleep(2.5)  # past the client's timeout
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json" if status != 503 else "text/plain")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args):
+        pass
+
+
+server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+print("listening on", port, flush=True)
+server.serve_forever()
