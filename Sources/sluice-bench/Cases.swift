@@ -72,10 +72,11 @@ final class Bench {
 
     /// Starts `sluice run`, waits for `done`, stops it; returns seconds and its resource use.
     func runSluice(_ config: String, until done: () throws -> Bool) throws -> (Double, Child.Usage) {
+        let log = config.replacingOccurrences(of: ".yml", with: ".log")
         let started = now()
-        let daemon = try Child([sluice, "run", "--config", config], output: scratch + "/sluice.log")
+        let daemon = try Child([sluice, "run", "--config", config], output: log)
         do {
-            try waitUntil("sluice to finish (log: \(scratch)/sluice.log)") {
+            try waitUntil("sluice to finish (log: \(log))") {
                 daemon.sample()
                 return try done()
             }
