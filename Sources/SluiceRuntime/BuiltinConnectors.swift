@@ -11,6 +11,7 @@ extension ConnectorRegistry {
     public static var builtin: ConnectorRegistry {
         var registry = ConnectorRegistry()
         registry.register(PostgresSource.self)
+        registry.register(ExecSource.self)
         registry.register(SQLiteSink.self)
         registry.register(PostgresSink.self)
         registry.register(FileSink.self)

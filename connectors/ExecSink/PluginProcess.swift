@@ -97,7 +97,15 @@ final class PluginProcess {
 
     /// The next line the plugin writes, or an error after `timeoutMillis` or when it exits.
     func readLine(timeoutMillis: Int) throws -> String {
-        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(timeoutMillis) * 1_000_000
+        guard let line = try nextLine(waitMillis: timeoutMillis) else {
+            throw Failure(description: "no answer from the plugin within \(timeoutMillis / 1000) s")
+        }
+        return line
+    }
+
+    /// The next line the plugin writes; nil when none came within `waitMillis`; an error when it exits.
+    func nextLine(waitMillis: Int) throws -> String? {
+        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(waitMillis) * 1_000_000
         while true {
             if let newline = readBuffer.firstIndex(of: 10) {
                 let line = String(decoding: readBuffer[..<newline], as: UTF8.self)
@@ -105,9 +113,7 @@ final class PluginProcess {
                 return line
             }
             let now = DispatchTime.now().uptimeNanoseconds
-            guard now < deadline else {
-                throw Failure(description: "no answer from the plugin within \(timeoutMillis / 1000) s")
-            }
+            guard now < deadline else { return nil }
             var pfd = pollfd(fd: output, events: Int16(POLLIN), revents: 0)
             let ready = poll(&pfd, 1, Int32(max(1, (deadline - now) / 1_000_000)))
             if ready < 0 && errno == EINTR { continue }
