@@ -92,7 +92,7 @@ final class ConfigLoaderTests: XCTestCase {
     }
 
     func testBuiltinRegistryHasEveryConnector() {
-        XCTAssertEqual(ConnectorRegistry.builtin.sources.keys.sorted(), ["postgres"])
+        XCTAssertEqual(ConnectorRegistry.builtin.sources.keys.sorted(), ["exec", "postgres"])
         XCTAssertEqual(ConnectorRegistry.builtin.sinks.keys.sorted(), ["exec", "file", "http", "postgres", "sqlite"])
     }
 
