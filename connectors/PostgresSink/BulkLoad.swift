@@ -63,7 +63,11 @@ struct BulkLoad {
     }
 
     private mutating func flush(_ connection: PGConnection) throws {
-        if direct && table.hasKey { replay.append(contentsOf: encoder.buffer) }
+        if direct && table.hasKey {
+            // Sized once for a whole run: growing by doubling would hold two copies at the switch.
+            if replay.capacity == 0 { replay.reserveCapacity(Self.maxRunBytes + 2 * Self.flushBytes) }
+            replay.append(contentsOf: encoder.buffer)
+        }
         try encoder.buffer.withUnsafeBytes { try connection.putCopyData($0) }
         encoder.removeAll()
     }
