@@ -91,29 +91,47 @@ final class Bench {
     // MARK: Cases
 
     /// Source → topic, against pg_recvlogical draining an identical slot to a file.
+    ///
+    /// The order of the two sides moved the ratio by several hundredths, so each side runs twice, in
+    /// the order reference, Sluice, Sluice, reference, from four identical slots; each side's time is
+    /// the mean of its two runs.
     func capture() throws {
         let url = try Workload.database("capture", on: source)
         let db = try PGConnection(url: url)
-        try db.execute("SELECT pg_create_logical_replication_slot('reference', 'pgoutput')")
-        try db.execute("SELECT pg_create_logical_replication_slot('sluice', 'pgoutput')")
+        for slot in ["reference_a", "sluice", "sluice_b", "reference_b"] {
+            try db.execute("SELECT pg_create_logical_replication_slot('\(slot)', 'pgoutput')")
+        }
         try Workload.load(url: url, total: events, perTransaction: 100)
         let end = try Workload.flushedEnd(url: url)
 
-        let started = now()
-        let reference = try Child([pgBin("pg_recvlogical"), "-d", url, "--slot", "reference", "--start", "--no-loop",
-                                   "-o", "proto_version=1", "-o", "publication_names=bench_pub",
-                                   "--endpos", formatLSN(end), "-f", scratch + "/recvlogical.out"]).waitSampling()
-        let referenceSeconds = now() - started
-        guard reference.status == 0 else { throw BenchError("pg_recvlogical exited \(reference.status)") }
-
-        let config = try config("capture", source: url, slot: "sluice", sinks: [])
-        let (seconds, usage) = try runSluice(config) {
-            lsn(try db.execute("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'sluice'").string(0, 0)) >= end
+        func runReference(_ slot: String) throws -> (Double, Child.Usage) {
+            try Workload.settle(url: url)
+            let started = now()
+            let reference = try Child([pgBin("pg_recvlogical"), "-d", url, "--slot", slot, "--start", "--no-loop",
+                                       "-o", "proto_version=1", "-o", "publication_names=bench_pub",
+                                       "--endpos", formatLSN(end), "-f", scratch + "/\(slot).out"]).waitSampling()
+            guard reference.status == 0 else { throw BenchError("pg_recvlogical exited \(reference.status)") }
+            return (now() - started, reference)
         }
+        func runOurs(_ name: String, slot: String) throws -> (Double, Child.Usage) {
+            let config = try config(name, source: url, slot: slot, sinks: [])
+            try Workload.settle(url: url)
+            return try runSluice(config) {
+                lsn(try db.execute("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = '\(slot)'").string(0, 0)) >= end
+            }
+        }
+        let referenceA = try runReference("reference_a")
+        let oursA = try runOurs("capture", slot: "sluice")
+        let oursB = try runOurs("capture_b", slot: "sluice_b")
+        let referenceB = try runReference("reference_b")
         captured = url
-        results.append(Result(name: "capture (source → topic)", events: events, seconds: seconds, reference: referenceSeconds,
-                               referenceName: "pg_recvlogical", peakRSSMB: mb(usage), cpuSeconds: usage.cpuSeconds,
-                               note: String(format: "pg_recvlogical: %.0f MB RSS, %.1f s CPU", Double(reference.peakRSSKilobytes) / 1024, reference.cpuSeconds)))
+        results.append(Result(name: "capture (source → topic)", events: events, seconds: (oursA.0 + oursB.0) / 2,
+                               reference: (referenceA.0 + referenceB.0) / 2, referenceName: "pg_recvlogical",
+                               peakRSSMB: max(mb(oursA.1), mb(oursB.1)), cpuSeconds: (oursA.1.cpuSeconds + oursB.1.cpuSeconds) / 2,
+                               note: String(format: "mean of 2 runs each (Sluice %.2f/%.2f s, pg_recvlogical %.2f/%.2f s); pg_recvlogical: %.0f MB RSS, %.1f s CPU",
+                                            oursA.0, oursB.0, referenceA.0, referenceB.0,
+                                            Double(max(referenceA.1.peakRSSKilobytes, referenceB.1.peakRSSKilobytes)) / 1024,
+                                            (referenceA.1.cpuSeconds + referenceB.1.cpuSeconds) / 2)))
     }
 
     /// Source → topic → PostgreSQL, against a COPY pipe between the same databases.

@@ -5,9 +5,11 @@ import SluiceWire
 enum Workload {
     /// bigint key, bigint, text, numeric, text, jsonb, timestamptz; plus a `done` table whose single row
     /// marks the end of a workload.
+    /// Autovacuum is off on the source table: it would wake up after the load and compete with
+    /// whichever side happens to run next.
     static let schema = """
         CREATE TABLE bench (id bigint PRIMARY KEY, account bigint, label text, amount numeric(12,2), note text,
-                            payload jsonb, created_at timestamptz);
+                            payload jsonb, created_at timestamptz) WITH (autovacuum_enabled = false);
         CREATE TABLE done (id int PRIMARY KEY);
         CREATE PROCEDURE load(first bigint, total bigint, per_transaction int) LANGUAGE plpgsql AS $$
         BEGIN
@@ -43,6 +45,7 @@ enum Workload {
         try db.execute("SET synchronous_commit = off")
         try db.execute("CALL load(\(first), \(total), \(perTransaction))")
         try db.execute("INSERT INTO done VALUES (1)")
+        try settle(url: url)
     }
 
     /// The end of the WAL once everything written so far is flushed.
@@ -51,6 +54,11 @@ enum Workload {
         let end = lsn(try db.execute("SELECT pg_current_wal_insert_lsn()::text").string(0, 0))
         try waitUntil("WAL flush") { lsn(try db.execute("SELECT pg_current_wal_flush_lsn()::text").string(0, 0)) >= end }
         return end
+    }
+
+    /// Writes out the load's dirty pages now, so no checkpoint lands in the middle of a timed side.
+    static func settle(url: String) throws {
+        try PGConnection(url: url).execute("CHECKPOINT")
     }
 
     /// `COPY (SELECT …) TO STDOUT | COPY … FROM STDIN` between two databases, as psql does it.
