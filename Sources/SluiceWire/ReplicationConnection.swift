@@ -74,7 +74,7 @@ public final class ReplicationConnection {
     /// Waits up to `timeoutMillis` for the next CopyData message and hands its bytes to `handle`.
     /// How long to poll without sleeping before blocking for data. Waking a thread that sleeps on an
     /// idle CPU costs the sending walsender dearly on virtual machines (an IPI to a halted vCPU), and the
-    /// walsender is the pipeline's bottleneck: 50 µs took capture from 0.84–0.91 to 1.04–1.07 of
+    /// walsender is the pipeline's bottleneck: 50 µs took capture from 0.79–0.91 to 0.90–1.07 of
     /// pg_recvlogical (BENCHMARKS.md), for 50 µs of CPU per 20 ms when idle.
     static let spinNanos: UInt64 = 50_000
 
