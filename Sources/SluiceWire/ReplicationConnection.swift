@@ -77,6 +77,10 @@ public final class ReplicationConnection {
     /// walsender is the pipeline's bottleneck: 50 µs took capture from 0.79–0.91 to 0.90–1.07 of
     /// pg_recvlogical (BENCHMARKS.md), for 50 µs of CPU per 20 ms when idle.
     static let spinNanos: UInt64 = 50_000
+    /// Spinning pays while data streams in; when spins keep missing (a trickle of small transactions)
+    /// they stop, and one in 32 waits tries again.
+    private var spinCredit = 8
+    private var spinSkips = 0
 
     public func receive(timeoutMillis: Int, _ handle: (UnsafeRawBufferPointer) throws -> Void) throws -> Received {
         let conn = connection.conn
@@ -103,12 +107,19 @@ public final class ReplicationConnection {
             if length == -2 { throw PGError(connection.lastError.message, connectionLost: true) }
             if waited { return .timeout }
             var pfd = pollfd(fd: PQsocket(conn), events: Int16(POLLIN), revents: 0)
-            let spinUntil = DispatchTime.now().uptimeNanoseconds + Self.spinNanos
-            var spun: Int32 = 0
-            while spun == 0 && DispatchTime.now().uptimeNanoseconds < spinUntil { spun = poll(&pfd, 1, 0) }
-            if spun > 0 {
-                if PQconsumeInput(conn) == 0 { throw PGError(connection.lastError.message, connectionLost: true) }
-                continue
+            if spinCredit > 0 || spinSkips >= 32 {
+                spinSkips = 0
+                let spinUntil = DispatchTime.now().uptimeNanoseconds + Self.spinNanos
+                var spun: Int32 = 0
+                while spun == 0 && DispatchTime.now().uptimeNanoseconds < spinUntil { spun = poll(&pfd, 1, 0) }
+                if spun > 0 {
+                    spinCredit = min(spinCredit + 1, 8)
+                    if PQconsumeInput(conn) == 0 { throw PGError(connection.lastError.message, connectionLost: true) }
+                    continue
+                }
+                spinCredit = max(spinCredit - 1, 0)
+            } else {
+                spinSkips += 1
             }
             let ready = poll(&pfd, 1, Int32(timeoutMillis))
             if ready < 0 && errno != EINTR { throw PGError("poll failed: \(String(cString: strerror(errno)))", connectionLost: true) }
