@@ -14,10 +14,8 @@ public final class ExecSink: Sink {
     public static let protocolVersion = 1
 
     let name: String
-    let command: [String]
-    let workingDirectory: String
-    let pluginConfig: String
-    let ackTimeoutMillis: Int
+    let settings: PluginSettings
+    var ackTimeoutMillis: Int { settings.timeoutMillis }
     private var plugin: PluginProcess?
     private var renderers: [String: RecordJSON] = [:]
     private var batch = 0
@@ -25,14 +23,7 @@ public final class ExecSink: Sink {
 
     public init(config: ConnectorConfig) throws {
         name = config.name
-        guard let command = try config.stringList("command"), !command.isEmpty else {
-            throw config.error("command", "is required: the plugin's program and arguments, e.g. [python3, sink.py]")
-        }
-        // A relative program path is relative to the configuration file, like every path in it.
-        self.command = [command[0].contains("/") ? config.resolvePath(command[0]) : command[0]] + command.dropFirst()
-        workingDirectory = config.baseDirectory
-        pluginConfig = Self.json(config.value("config") ?? .null(line: 0))
-        ackTimeoutMillis = try config.durationMillis("ack_timeout", default: 60_000)
+        settings = try PluginSettings(config: config, example: "sink.py")
         try config.rejectUnknownKeys()
     }
 
@@ -40,10 +31,10 @@ public final class ExecSink: Sink {
         logger = context.logger
         close()
         return try guarded {
-            let plugin = try PluginProcess(command: command, directory: workingDirectory)
+            let plugin = try settings.launch()
             plugin.timeoutMillis = ackTimeoutMillis
             self.plugin = plugin
-            try plugin.send("{\"kind\":\"hello\",\"protocol\":\(Self.protocolVersion),\"sink\":\(jsonString(name)),\"config\":\(pluginConfig)}")
+            try plugin.send("{\"kind\":\"hello\",\"protocol\":\(Self.protocolVersion),\"sink\":\(jsonString(name)),\"config\":\(settings.configJSON)}")
             try plugin.flush(timeoutMillis: ackTimeoutMillis)
             let ready = try expect("ready", from: plugin)
             guard (ready["protocol"] as? Int) == Self.protocolVersion else {
@@ -108,12 +99,7 @@ public final class ExecSink: Sink {
         return positions
     }
 
-    public func check(logger: Logger) -> [CheckFinding] {
-        let program = command[0]
-        let found = program.contains("/") ? FileManager.default.isExecutableFile(atPath: program) : PluginProcess.find(program) != nil
-        return found ? [CheckFinding(.ok, "sink \(name)", "runs \(command.joined(separator: " "))")]
-            : [CheckFinding(.error, "sink \(name)", "\(program) is not an executable program (command: \(command.joined(separator: " ")))")]
-    }
+    public func check(logger: Logger) -> [CheckFinding] { settings.check(subject: "sink \(name)") }
 
     // MARK: Protocol
 

@@ -13,29 +13,15 @@ public final class ExecSource: Source {
     public static let typeName = "exec"
 
     let name: String
-    let command: [String]
-    let workingDirectory: String
-    let pluginConfig: String
-    let startTimeoutMillis: Int
+    let settings: PluginSettings
 
     public init(config: ConnectorConfig) throws {
         name = config.name
-        guard let command = try config.stringList("command"), !command.isEmpty else {
-            throw config.error("command", "is required: the plugin's program and arguments, e.g. [python3, source.py]")
-        }
-        self.command = [command[0].contains("/") ? config.resolvePath(command[0]) : command[0]] + command.dropFirst()
-        workingDirectory = config.baseDirectory
-        pluginConfig = ExecSink.json(config.value("config") ?? .null(line: 0))
-        startTimeoutMillis = try config.durationMillis("ack_timeout", default: 60_000)
+        settings = try PluginSettings(config: config, example: "source.py")
         try config.rejectUnknownKeys()
     }
 
-    public func check(logger: Logger) -> [CheckFinding] {
-        let program = command[0]
-        let found = program.contains("/") ? FileManager.default.isExecutableFile(atPath: program) : PluginProcess.find(program) != nil
-        return found ? [CheckFinding(.ok, "source \(name)", "runs \(command.joined(separator: " "))")]
-            : [CheckFinding(.error, "source \(name)", "\(program) is not an executable program (command: \(command.joined(separator: " ")))")]
-    }
+    public func check(logger: Logger) -> [CheckFinding] { settings.check(subject: "source \(name)") }
 
     public func preflight() throws {
         for finding in check(logger: Logger(label: "sluice")) where finding.severity == .error {
@@ -46,7 +32,7 @@ public final class ExecSource: Source {
     public func run(into writer: TransactionWriter, context: SourceContext) throws {
         let plugin: PluginProcess
         do {
-            plugin = try PluginProcess(command: command, directory: workingDirectory)
+            plugin = try settings.launch()
         } catch {
             throw ConnectorError.transient("source \(name): \(error)")
         }
@@ -57,7 +43,7 @@ public final class ExecSource: Source {
         }
         var session = ExecSourceSession(name: name, plugin: plugin, writer: writer, logger: context.logger)
         do {
-            try session.run(config: pluginConfig, startTimeoutMillis: startTimeoutMillis, context: context)
+            try session.run(config: settings.configJSON, startTimeoutMillis: settings.timeoutMillis, context: context)
         } catch let error as ConnectorError {
             throw error
         } catch let error as ExecSourceSession.ProtocolError {
