@@ -118,14 +118,13 @@ public final class Pipeline: @unchecked Sendable {
                               drain: drainSinks, health: health, logger: logger.with("sink", section.config.name),
                               progress: progress) { [weak self] in self?.fail($0, code: $1) }
         }
-        let statusProgress = sinkProgress
-        let statusDirectory = config.dataDirectory
-        health.observe { [health] in health.snapshot(progress: statusProgress).write(dataDirectory: statusDirectory) }
-        health.snapshot(progress: sinkProgress).write(dataDirectory: config.dataDirectory)
-        sourceRunners.forEach { $0.start() }
-        sinkRunners.forEach { $0.start() }
         let dataDirectory = config.dataDirectory
         let progress = sinkProgress
+        let writeStatus: @Sendable () -> Void = { [health] in health.snapshot(progress: progress).write(dataDirectory: dataDirectory) }
+        health.observe(writeStatus)
+        writeStatus()
+        sourceRunners.forEach { $0.start() }
+        sinkRunners.forEach { $0.start() }
         let gauges = LagGauges(progress: progress, topics: sinks.map { section, _ in section.topics.map { log.topic($0) } })
         var readers: [String: [SinkProgress]] = [:]
         for (index, (section, _)) in sinks.enumerated() {
@@ -133,10 +132,10 @@ public final class Pipeline: @unchecked Sendable {
         }
         let retention = Retention(policy: config.retention, topics: config.topics.map { log.topic($0) }, readers: readers,
                                   logger: logger)
-        let reporter = Thread { [health, stopSources] in
+        let reporter = Thread { [stopSources] in
             var ticks = 0
             while !stopSources.sleep(millis: 1000) {
-                health.snapshot(progress: progress).write(dataDirectory: dataDirectory)
+                writeStatus()
                 gauges.update()
                 ticks += 1
                 if ticks % 10 == 0 { retention.apply() }
@@ -149,7 +148,7 @@ public final class Pipeline: @unchecked Sendable {
         sourceRunners.forEach { $0.wait() }
         drainSinks.stop()
         sinkRunners.forEach { $0.wait() }
-        health.snapshot(progress: sinkProgress).write(dataDirectory: config.dataDirectory)
+        writeStatus()
         failureLock.lock()
         let failed = failure != nil
         let code = failureCode
