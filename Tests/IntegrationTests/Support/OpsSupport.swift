@@ -258,17 +258,12 @@ func opsLSN(_ value: UInt64) -> String { String(format: "%X/%X", value >> 32, va
 
 /// A source cluster, a PostgreSQL target cluster, a scratch directory and an SQLite target: the config
 /// streams source `app` (topic `app`) into sink `replica` (PostgreSQL) and sink `local` (SQLite).
-class OpsPipelineTestCase: XCTestCase {
-    var source: PostgresCluster!
+class OpsPipelineTestCase: DaemonTestCase {
     var target: PostgresCluster!
-    var directory: String!
-    var daemons: [SluiceProcess] = []
 
-    var fixtureName: String { "ops" }
-    var configPath: String { directory + "/sluice.yml" }
+    override var fixtureName: String { "ops" }
     var sqlitePath: String { directory + "/replica.db" }
     var dataDirectory: String { directory + "/data" }
-    var logPath: String { directory + "/daemon.log" }
 
     override func setUpWithError() throws {
         directory = scratchDirectory(fixtureName)
@@ -277,11 +272,8 @@ class OpsPipelineTestCase: XCTestCase {
     }
 
     override func tearDown() {
-        for daemon in daemons where daemon.isRunning { daemon.kill() }
-        daemons.removeAll()
-        source?.destroy()
+        super.tearDown()
         target?.destroy()
-        if let directory { try? FileManager.default.removeItem(atPath: directory) }
     }
 
     /// Writes the standard config; `sourceExtra` lines go into the source, `topExtra` at the top level.
@@ -308,24 +300,6 @@ class OpsPipelineTestCase: XCTestCase {
         ]
         try (lines.joined(separator: "\n") + "\n").write(toFile: configPath, atomically: true, encoding: .utf8)
         return configPath
-    }
-
-    func startDaemon(environment: [String: String] = [:]) throws -> SluiceProcess {
-        let daemon = try SluiceProcess(["run", "--config", configPath], logPath: logPath, environment: environment)
-        daemons.append(daemon)
-        return daemon
-    }
-
-    var logTail: String {
-        let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "(no daemon.log)"
-        return "\n--- daemon.log (last \(min(20_000, text.count)) of \(text.count) chars) ---\n" + String(text.suffix(20_000))
-            + "\n--- end of daemon.log ---"
-    }
-
-    func waitForSlotActive(timeout: TimeInterval = 60, file: StaticString = #filePath, line: UInt = #line) throws {
-        try eventually(timeout: timeout, "the replication slot to be active" + logTail, file: file, line: line) {
-            try source.scalar("SELECT bool_or(active)::text FROM pg_replication_slots") == "true"
-        }
     }
 
     /// Runs `statements` in one transaction and returns an LSN at or before its commit record.

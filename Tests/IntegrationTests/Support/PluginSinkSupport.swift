@@ -228,15 +228,10 @@ extension OpsStatusView {
 // MARK: Test base
 
 /// One source cluster with the workload's tables and a scratch directory, both torn down after.
-class PluginSinkTestCase: XCTestCase {
-    var source: PostgresCluster!
-    var directory: String!
-    var daemons: [SluiceProcess] = []
+class PluginSinkTestCase: DaemonTestCase {
     var helpers: [Child] = []
 
-    var fixtureName: String { "plugin" }
-    var configPath: String { directory + "/sluice.yml" }
-    var logPath: String { directory + "/daemon.log" }
+    override var fixtureName: String { "plugin" }
 
     override func setUpWithError() throws {
         directory = scratchDirectory(fixtureName)
@@ -245,15 +240,12 @@ class PluginSinkTestCase: XCTestCase {
     }
 
     override func tearDown() {
-        for daemon in daemons where daemon.isRunning { daemon.kill() }
-        daemons.removeAll()
         for helper in helpers where helper.isRunning {
             helper.signal(SIGKILL)
             helper.wait()
         }
         helpers.removeAll()
-        source?.destroy()
-        if let directory { try? FileManager.default.removeItem(atPath: directory) }
+        super.tearDown()
     }
 
     /// Writes the config: source `app` over the workload's tables, then `sinkLines` (already indented
@@ -269,24 +261,6 @@ class PluginSinkTestCase: XCTestCase {
             "sinks:",
         ] + sinkLines
         try (lines.joined(separator: "\n") + "\n").write(toFile: configPath, atomically: true, encoding: .utf8)
-    }
-
-    func startDaemon(environment: [String: String] = [:]) throws -> SluiceProcess {
-        let daemon = try SluiceProcess(["run", "--config", configPath], logPath: logPath, environment: environment)
-        daemons.append(daemon)
-        return daemon
-    }
-
-    var logTail: String {
-        let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "(no daemon.log)"
-        return "\n--- daemon.log (last \(min(20_000, text.count)) of \(text.count) chars) ---\n"
-            + String(text.suffix(20_000)) + "\n--- end of daemon.log ---"
-    }
-
-    func waitForSlotActive(timeout: TimeInterval = 60, file: StaticString = #filePath, line: UInt = #line) throws {
-        try eventually(timeout: timeout, "the replication slot to be active" + logTail, file: file, line: line) {
-            try source.scalar("SELECT bool_or(active)::text FROM pg_replication_slots") == "true"
-        }
     }
 
     /// Waits until `status --json` says each sink applied everything topic `app` holds (and shows its
