@@ -140,7 +140,7 @@ final class BackfillDriver {
 
     private func startChunk(_ state: inout BackfillProgress, tableIndex: Int) throws {
         let table = state.tables[tableIndex].table
-        guard let schema = try source.wrap({ try RelationCatalog.schema(ofTable: table, on: sql) }) else {
+        guard let schema = try source.wrap({ try RelationCatalog.schema(ofTable: quoteQualified(table), on: sql) }) else {
             context.logger.warning("backfill skips a table that no longer exists", metadata: ["table": "\(table)"])
             state.tables[tableIndex].done = true
             return

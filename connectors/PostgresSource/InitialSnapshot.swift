@@ -14,7 +14,7 @@ struct InitialSnapshot {
     let writer: TransactionWriter
     let context: SourceContext
 
-    func copy(tables: [String], snapshotName: String, consistentPoint: UInt64) throws {
+    func copy(tables: [TableName], snapshotName: String, consistentPoint: UInt64) throws {
         let logger = context.logger
         let started = Date()
         try source.wrap {
@@ -28,13 +28,13 @@ struct InitialSnapshot {
         var total = 0
         for table in tables {
             if context.isStopping() { throw ConnectorError.transient("stopped during the initial snapshot") }
-            guard let schema = try source.wrap({ try RelationCatalog.schema(ofTable: table, on: sql) }) else { continue }
+            guard let schema = try source.wrap({ try RelationCatalog.schema(ofTable: table.sql, on: sql) }) else { continue }
             try writer.ensureRelation(schema)
             let columns = schema.columns.map { PGConnection.quoteIdentifier($0.name) }.joined(separator: ", ")
             let columnCount = schema.columns.count
             var rows = 0
             try source.wrap {
-                try sql.copyOut("COPY (SELECT \(columns) FROM \(quoteQualified(table))) TO STDOUT") { line in
+                try sql.copyOut("COPY (SELECT \(columns) FROM \(table.sql)) TO STDOUT") { line in
                     try writer.change { body in
                         body.u8(ChangeOperation.read.rawValue)
                         body.u32(schema.id)

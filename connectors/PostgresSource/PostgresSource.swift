@@ -17,8 +17,8 @@ public final class PostgresSource: BackfillSource {
     let url: String
     let slot: String
     let publication: String
-    /// `schema.table` names; nil means every table of the publication.
-    let tables: [String]?
+    /// The configured tables; nil means every table of the publication.
+    let tables: [TableName]?
     let initialSnapshot: Bool
     let heartbeatMillis: Int
     let retainedWALWarning: UInt64
@@ -39,12 +39,15 @@ public final class PostgresSource: BackfillSource {
         publication = try config.string("publication", default: defaultName)
         guard publication.count <= 63 else { throw config.error("publication", "'\(publication)' is longer than 63 characters") }
         tables = try config.stringList("tables").map { list in
-            try list.map { table in
-                let parts = table.split(separator: ".", omittingEmptySubsequences: false)
-                guard (1...2).contains(parts.count), parts.allSatisfy({ !$0.isEmpty }) else {
-                    throw config.error("tables", "'\(table)' is not a table name like public.orders")
+            try list.map { entry in
+                do {
+                    return try TableName.parse(entry)
+                } catch {
+                    throw config.error("tables", """
+                        '\(entry)' \(error). Write schema.table, e.g. public.orders; quote names with capitals, \
+                        spaces or dots as SQL does: "My Schema"."Order.Items"
+                        """)
                 }
-                return parts.count == 1 ? "public.\(table)" : table
             }
         }
         initialSnapshot = try config.choice("snapshot", ["initial", "never"], default: "initial") == "initial"
@@ -70,17 +73,23 @@ public final class PostgresSource: BackfillSource {
         let state = (try? SourceState.load(from: stateDirectory)) ?? SourceState()
         let prerequisites = Prerequisites(source: self, sql: sql, state: state)
         let captured = try wrap { try prerequisites.tablesInScope() }
-        let tables = requested.isEmpty ? captured : requested.map { $0.contains(".") ? $0 : "public." + $0 }
+        let tables = try requested.isEmpty ? captured : requested.map { entry in
+            do {
+                return try TableName.parse(entry)
+            } catch {
+                throw ConnectorError.misconfigured("--table '\(entry)' \(error). Write schema.table; quote as SQL does: \"My Schema\".\"a.b\"")
+            }
+        }
         for table in tables {
             guard captured.contains(table) else {
                 throw ConnectorError.misconfigured("""
                     table \(table) is not captured by source \(name): it is not in its tables list or publication \
                     \(publication). Add it to tables: in the configuration (Sluice adds it to a publication it created), \
-                    or ALTER PUBLICATION \(publication) ADD TABLE \(table);
+                    or ALTER PUBLICATION \(PGConnection.quoteIdentifier(publication)) ADD TABLE \(table.sql);
                     """)
             }
             let key = try wrap {
-                try sql.execute("SELECT EXISTS (SELECT 1 FROM pg_index WHERE indrelid = to_regclass($1) AND indisprimary), to_regclass($1) IS NOT NULL", [table])
+                try sql.execute("SELECT EXISTS (SELECT 1 FROM pg_index WHERE indrelid = to_regclass($1) AND indisprimary), to_regclass($1) IS NOT NULL", [table.sql])
             }
             guard key.string(0, 1) == "t" else {
                 throw ConnectorError.misconfigured("table \(table) does not exist in \(redactURL(url))")
@@ -92,7 +101,7 @@ public final class PostgresSource: BackfillSource {
                     """)
             }
         }
-        return tables
+        return tables.map(\.description)
     }
 
     public func preflight() throws {

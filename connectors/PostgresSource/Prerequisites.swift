@@ -62,40 +62,82 @@ struct Prerequisites {
         try sql.execute("SELECT 1 FROM pg_publication WHERE pubname = $1", [source.publication]).rowCount == 1
     }
 
+    /// The FOR clause of the publication Sluice creates. Changes of a partitioned table are published
+    /// under its own name, not its partitions' (which a `tables:` list does not name).
+    var publicationTarget: String {
+        (source.tables.map { "TABLE " + $0.map(\.sql).joined(separator: ", ") } ?? "ALL TABLES")
+            + " WITH (publish_via_partition_root = true)"
+    }
+
     func publication() throws -> [CheckFinding] {
         let name = source.publication
         guard try publicationExists() else {
-            let target = source.tables.map { "FOR TABLE " + $0.joined(separator: ", ") } ?? "FOR ALL TABLES"
-            return [CheckFinding(.ok, subject, "publication \(name) will be created \(target)")]
+            return [CheckFinding(.ok, subject, "publication \(name) will be created FOR \(publicationTarget)")]
+        }
+        var findings: [CheckFinding] = []
+        if let partitioned = try partitionedWithoutRoot() {
+            let fix = "ALTER PUBLICATION \(PGConnection.quoteIdentifier(name)) SET (publish_via_partition_root = true);"
+            if state.publicationCreated {
+                findings.append(CheckFinding(.ok, subject, "publication \(name) will be set to publish_via_partition_root (Sluice created it)"))
+            } else {
+                findings.append(CheckFinding(.error, subject, """
+                    publication \(name) publishes the changes of partitioned table \(partitioned) under its partitions' \
+                    names (publish_via_partition_root is off), so none of them would be captured as \(partitioned)
+                    """, fix: fix))
+                return findings
+            }
         }
         guard let tables = source.tables else {
-            return [CheckFinding(.ok, subject, "publication \(name) exists; every table in it is captured")]
+            return findings + [CheckFinding(.ok, subject, "publication \(name) exists; every table in it is captured")]
         }
-        let missing = tables.filter { !((try? publishedTables().contains($0)) ?? false) }
-        guard !missing.isEmpty else { return [CheckFinding(.ok, subject, "publication \(name) includes every configured table")] }
-        let fix = "ALTER PUBLICATION \(PGConnection.quoteIdentifier(name)) ADD TABLE \(missing.map(quoteQualified).joined(separator: ", "));"
+        let published = try publishedTables()
+        let missing = tables.filter { !published.contains($0) }
+        guard !missing.isEmpty else {
+            return findings + [CheckFinding(.ok, subject, "publication \(name) includes every configured table")]
+        }
+        let list = missing.map(\.description).joined(separator: ", ")
         if state.publicationCreated {
-            return [CheckFinding(.ok, subject, "publication \(name) will get \(missing.joined(separator: ", ")) added (Sluice created it)")]
+            return findings + [CheckFinding(.ok, subject, "publication \(name) will get \(list) added (Sluice created it)")]
         }
-        return [CheckFinding(.error, subject, "publication \(name) does not include \(missing.joined(separator: ", "))", fix: fix)]
+        let fix = "ALTER PUBLICATION \(PGConnection.quoteIdentifier(name)) ADD TABLE \(missing.map(\.sql).joined(separator: ", "));"
+        return findings + [CheckFinding(.error, subject, "publication \(name) does not include \(list)", fix: fix)]
     }
 
-    func publishedTables() throws -> Set<String> {
-        let result = try sql.execute("SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1",
+    /// A configured partitioned table, when the existing publication does not publish via the partition root.
+    func partitionedWithoutRoot() throws -> TableName? {
+        guard let tables = source.tables, !tables.isEmpty else { return nil }
+        let viaRoot = try sql.execute("SELECT pubviaroot FROM pg_publication WHERE pubname = $1", [source.publication])
+        guard viaRoot.rowCount == 1, viaRoot.string(0, 0) != "t" else { return nil }
+        for table in tables {
+            let kind = try sql.execute("SELECT relkind FROM pg_class WHERE oid = to_regclass($1)", [table.sql])
+            if kind.rowCount == 1, kind.string(0, 0) == "p" { return table }
+        }
+        return nil
+    }
+
+    func publishedTables() throws -> Set<TableName> {
+        let result = try sql.execute("SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1",
                                      [source.publication])
-        return Set((0..<result.rowCount).compactMap { result.string($0, 0) })
+        return Set((0..<result.rowCount).compactMap { row in
+            guard let schema = result.string(row, 0), let table = result.string(row, 1) else { return nil }
+            return TableName(schema: schema, table: table)
+        })
     }
 
-    /// The configured tables; else the publication's; else every user table (what FOR ALL TABLES covers).
-    func tablesInScope() throws -> [String] {
+    /// The configured tables; else the publication's; else every user table (what FOR ALL TABLES covers,
+    /// partitioned tables by their root).
+    func tablesInScope() throws -> [TableName] {
         if let tables = source.tables { return tables }
         if try publicationExists() { return try publishedTables().sorted() }
         let result = try sql.execute("""
-            SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE c.relkind = 'r' AND NOT c.relispartition AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-              AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1
+            SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+              AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1, 2
             """)
-        return (0..<result.rowCount).compactMap { result.string($0, 0) }
+        return (0..<result.rowCount).compactMap { row in
+            guard let schema = result.string(row, 0), let table = result.string(row, 1) else { return nil }
+            return TableName(schema: schema, table: table)
+        }
     }
 
     /// Each table must exist and identify its rows: a primary key, or REPLICA IDENTITY FULL or USING INDEX.
@@ -104,7 +146,7 @@ struct Prerequisites {
             let result = try sql.execute("""
                 SELECT c.relreplident, EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
                 FROM pg_class c WHERE c.oid = to_regclass($1)
-                """, [table])
+                """, [table.sql])
             guard result.rowCount == 1 else {
                 return CheckFinding(.error, subject, "table \(table) does not exist in \(redactURL(source.url))")
             }
@@ -113,7 +155,7 @@ struct Prerequisites {
             if identity == "n" || (identity == "d" && !hasKey) {
                 return CheckFinding(.error, subject,
                                     "table \(table) has no primary key and its REPLICA IDENTITY is not FULL, so its updates and deletes cannot be replicated",
-                                    fix: "ALTER TABLE \(quoteQualified(table)) REPLICA IDENTITY FULL; -- or add a primary key")
+                                    fix: "ALTER TABLE \(table.sql) REPLICA IDENTITY FULL; -- or add a primary key")
             }
             let how = hasKey ? "primary key" : identity == "f" ? "REPLICA IDENTITY FULL" : "REPLICA IDENTITY USING INDEX"
             return CheckFinding(.ok, subject, "table \(table) identifies rows by its \(how)")

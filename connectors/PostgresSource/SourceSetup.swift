@@ -23,32 +23,35 @@ extension PostgresSource {
     }
 
     func ensurePublication(_ sql: PGConnection, state: inout SourceState, context: SourceContext) throws {
-        let exists = try wrap {
-            try sql.execute("SELECT 1 FROM pg_publication WHERE pubname = $1", [publication]).rowCount == 1
-        }
-        if !exists {
-            let target = tables.map { "TABLE " + $0.map(quoteQualified).joined(separator: ", ") } ?? "ALL TABLES"
-            try wrap { try sql.execute("CREATE PUBLICATION \(PGConnection.quoteIdentifier(publication)) FOR \(target)") }
+        let prerequisites = Prerequisites(source: self, sql: sql, state: state)
+        let quotedName = PGConnection.quoteIdentifier(publication)
+        guard try wrap({ try prerequisites.publicationExists() }) else {
+            let target = prerequisites.publicationTarget
+            try wrap { try sql.execute("CREATE PUBLICATION \(quotedName) FOR \(target)") }
             state.publicationCreated = true
             try state.save(to: context.stateDirectory)
             context.logger.info("created publication", metadata: ["publication": "\(publication)", "for": "\(target)"])
             return
         }
+        if state.publicationCreated, try wrap({ try prerequisites.partitionedWithoutRoot() }) != nil {
+            // Created by an earlier Sluice without the option: without it a partitioned table's changes are lost.
+            try wrap { try sql.execute("ALTER PUBLICATION \(quotedName) SET (publish_via_partition_root = true)") }
+            context.logger.notice("set publish_via_partition_root on the publication Sluice created",
+                                  metadata: ["publication": "\(publication)"])
+        }
         guard let tables else { return }
-        let published = try wrap { try Prerequisites(source: self, sql: sql, state: state).publishedTables() }
+        let published = try wrap { try prerequisites.publishedTables() }
         let missing = tables.filter { !published.contains($0) }
         guard !missing.isEmpty else { return }
         if state.publicationCreated {
             for table in missing {
-                try wrap {
-                    try sql.execute("ALTER PUBLICATION \(PGConnection.quoteIdentifier(publication)) ADD TABLE \(quoteQualified(table))")
-                }
+                try wrap { try sql.execute("ALTER PUBLICATION \(quotedName) ADD TABLE \(table.sql)") }
                 context.logger.info("added table to publication", metadata: ["publication": "\(publication)", "table": "\(table)"])
             }
         } else {
             throw ConnectorError.misconfigured("""
-                source '\(name)': publication \(publication) does not include \(missing.joined(separator: ", ")). Fix: \
-                ALTER PUBLICATION \(publication) ADD TABLE \(missing.map(quoteQualified).joined(separator: ", "));
+                source '\(name)': publication \(publication) does not include \(missing.map(\.description).joined(separator: ", ")). \
+                Fix: ALTER PUBLICATION \(quotedName) ADD TABLE \(missing.map(\.sql).joined(separator: ", "));
                 """)
         }
     }
@@ -56,7 +59,7 @@ extension PostgresSource {
     /// Creates the slot (recreating one an interrupted first run left) and, for `snapshot: initial`,
     /// copies the tables from its exported snapshot. Returns where streaming starts.
     func createSlotAndSnapshot(sql: PGConnection, replication: ReplicationConnection, state: inout SourceState,
-                               scope: [String], writer: TransactionWriter, context: SourceContext) throws -> UInt64 {
+                               scope: [TableName], writer: TransactionWriter, context: SourceContext) throws -> UInt64 {
         if let existing = try wrap({ try slotStatus(sql) }) {
             if existing.active { throw ConnectorError.transient("replication slot '\(slot)' is in use by another process") }
             if !initialSnapshot {
@@ -89,7 +92,9 @@ extension PostgresSource {
     }
 }
 
+/// A table name kept as text (in backfill files), quoted for SQL.
 func quoteQualified(_ table: String) -> String {
+    if let name = try? TableName.parse(table) { return name.sql }
     let parts = table.split(separator: ".", maxSplits: 1).map(String.init)
     return parts.map(PGConnection.quoteIdentifier).joined(separator: ".")
 }

@@ -14,11 +14,13 @@ final class StreamLoop {
     let sql: PGConnection
     let writer: TransactionWriter
     let context: SourceContext
-    let tableFilter: Set<String>?
+    let tableFilter: Set<TableName>?
 
     private var decoder = PGOutputDecoder()
     private var relations: [UInt32: RelationSchema] = [:]
-    private var ignored: Set<UInt32> = []
+    /// Relations in the publication that `tables:` does not list: their changes are counted, not written.
+    private var ignored: [UInt32: Counter] = [:]
+    private var reportedIgnored: Set<TableName> = []
     private var inTransaction = false
     /// The transaction being received is already in the topic (the slot sends it again after a restart).
     private var skipping = false
@@ -44,7 +46,7 @@ final class StreamLoop {
     static let confirmIntervalNanos: UInt64 = 100_000_000
 
     init(source: PostgresSource, replication: ReplicationConnection, catalog: RelationCatalog, sql: PGConnection,
-         writer: TransactionWriter, context: SourceContext, tableFilter: Set<String>?) {
+         writer: TransactionWriter, context: SourceContext, tableFilter: Set<TableName>?) {
         self.source = source
         self.replication = replication
         self.catalog = catalog
@@ -124,10 +126,18 @@ final class StreamLoop {
         case let .relation(relation):
             let schema = try source.wrap { try catalog.schema(for: relation) }
             let previous = relations.updateValue(schema, forKey: relation.oid)
-            if let tableFilter, !tableFilter.contains(schema.qualifiedName) {
-                ignored.insert(relation.oid)
+            let table = TableName(schema: schema.schema, table: schema.table)
+            if let tableFilter, !tableFilter.contains(table) {
+                ignored[relation.oid] = Counter(label: "sluice_source_ignored_changes_total",
+                                                dimensions: [("source", source.name), ("table", table.description)])
+                if reportedIgnored.insert(table).inserted {
+                    context.logger.warning("""
+                        ignoring changes of \(table): it is in publication \(source.publication) but not captured \
+                        (not in tables:); they are counted in sluice_source_ignored_changes_total
+                        """, metadata: ["table": "\(table)"])
+                }
             } else {
-                ignored.remove(relation.oid)
+                ignored[relation.oid] = nil
                 if inTransaction && !skipping, let previous, previous != schema {
                     try writer.relationChanged(schema)
                 }
@@ -176,7 +186,10 @@ final class StreamLoop {
         guard let schema = relations[oid] else {
             throw ConnectorError.fatal("source '\(source.name)': change for relation \(oid) before its Relation message")
         }
-        guard !ignored.contains(oid) else { return nil }
+        if let counter = ignored[oid] {
+            counter.increment()
+            return nil
+        }
         try writer.ensureRelation(schema)
         return oid
     }
