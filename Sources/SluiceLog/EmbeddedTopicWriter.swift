@@ -124,7 +124,13 @@ public final class EmbeddedTopicWriter: TopicWriter {
     private func writePending() throws {
         guard !pending.isEmpty else { return }
         let path = embedded.directory
-        try pending.withUnsafeBytes { try SegmentFile.writeAll(fd, $0, path: path) }
+        do {
+            try pending.withUnsafeBytes { try SegmentFile.writeAll(fd, $0, path: path) }
+        } catch {
+            // A short write (a full disk) must not leave bytes the next append would land behind.
+            _ = ftruncate(fd, off_t(fileSize))
+            throw error
+        }
         fileSize += UInt64(pending.count)
         bytesCounter.increment(by: Int64(pending.count))
         pending.removeAll(keepingCapacity: true)
@@ -143,7 +149,7 @@ public final class EmbeddedTopicWriter: TopicWriter {
         try Recovery.createSegment(directory: embedded.directory, base: nextOffset)
         let path = embedded.directory + "/" + SegmentFile.name(base: nextOffset, suffix: "log")
         let newFD = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
-        guard newFD >= 0 else { throw LogError.errno("cannot open", path) }
+        guard newFD >= 0 else { throw LogError.io("cannot open", path) }
         flusher.retire(fd, replacement: newFD)
         fd = newFD
         Glibc.close(indexFD)
@@ -172,6 +178,22 @@ public final class EmbeddedTopicWriter: TopicWriter {
         guard let lastCommit else { return }
         try flusher.waitDurable(through: lastCommit.offset)
     }
+
+    /// Starts a new segment that opens with a copy of the last commit marker (an empty transaction
+    /// at the same LSN), so retention may delete every older segment once the sinks have passed it:
+    /// it always keeps the segment of the last commit marker, which a restart resumes from.
+    public func makeRoom() throws {
+        try abortTransaction()
+        // Nothing to gain when the active segment holds no more than such a copy.
+        guard let last = lastCommit, nextOffset - activeBase > 2 else { return }
+        try roll()
+        let begin = BeginRecord(xid: last.commit.xid, commitLSN: last.commit.commitLSN, commitTime: last.commit.commitTime)
+        try append(.begin) { begin.encode(into: &$0) }
+        var checkpoint = last.commit
+        checkpoint.eventCount = 0
+        try append(.commit) { checkpoint.encode(into: &$0) }
+        try flush()
+    }
 }
 
 /// A commit marker written to a segment file, with the end of its bytes.
@@ -190,7 +212,15 @@ final class Flusher: @unchecked Sendable {
     private var written: DurableMark?
     private var stopping = false
     private var thread: Thread?
-    private(set) var failure: LogError?
+    // Guarded by `topic.state`.
+    private var failed: (any Error)?
+
+    /// Why the flusher stopped, if it did: every later append and flush fails with it.
+    var failure: (any Error)? {
+        topic.state.lock()
+        defer { topic.state.unlock() }
+        return failed
+    }
 
     init(topic: EmbeddedTopic, fd: Int32) {
         self.topic = topic
@@ -222,7 +252,7 @@ final class Flusher: @unchecked Sendable {
         topic.state.lock()
         defer { topic.state.unlock() }
         while (topic.durable?.offset ?? 0) < offset || topic.durable == nil {
-            if let failure { throw failure }
+            if let failed { throw failed }
             topic.state.wait()
         }
     }
@@ -248,18 +278,19 @@ final class Flusher: @unchecked Sendable {
             let fd = activeFD
             topic.state.unlock()
 
-            var ok = true
+            var error: (any Error)?
             for old in toRetire {
-                ok = ok && fdatasync(old) == 0
+                if error == nil && fdatasync(old) != 0 { error = LogError.io("fdatasync failed in", topic.directory) }
                 Glibc.close(old)
             }
-            ok = ok && fdatasync(fd) == 0
+            if error == nil && fdatasync(fd) != 0 { error = LogError.io("fdatasync failed in", topic.directory) }
             if !toRetire.isEmpty { SegmentFile.syncDirectory(topic.directory) }
 
             topic.state.lock()
-            guard ok else {
-                // The kernel may have dropped the dirty pages: nothing written since the last sync can be trusted.
-                failure = LogError("fdatasync failed in \(topic.directory): \(String(cString: strerror(errno)))")
+            if let error {
+                // The kernel may have dropped the dirty pages: nothing written since the last sync can be
+                // trusted, so this writer stops; a new one recovers the files from the last valid commit.
+                failed = error
                 topic.state.broadcast()
                 break
             }

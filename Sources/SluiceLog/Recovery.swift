@@ -120,9 +120,15 @@ enum Recovery {
     static func createSegment(directory: String, base: UInt64) throws {
         let path = directory + "/" + SegmentFile.name(base: base, suffix: "log")
         let fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw LogError.errno("cannot create", path) }
+        guard fd >= 0 else { throw LogError.io("cannot create", path) }
         defer { close(fd) }
-        try SegmentFile.header(base: base).withUnsafeBytes { try SegmentFile.writeAll(fd, $0, path: path) }
+        do {
+            try SegmentFile.header(base: base).withUnsafeBytes { try SegmentFile.writeAll(fd, $0, path: path) }
+        } catch {
+            // A segment without its whole header is not left behind for recovery to puzzle over.
+            unlink(path)
+            throw error
+        }
         fdatasync(fd)
         SegmentFile.syncDirectory(directory)
     }

@@ -68,7 +68,7 @@ enum SegmentFile {
             let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
             if n < 0 {
                 if errno == EINTR { continue }
-                throw LogError.errno("cannot write", path)
+                throw LogError.io("cannot write", path)
             }
             done += n
         }

@@ -33,6 +33,15 @@ final class StopSignal: @unchecked Sendable {
         condition.unlock()
     }
 
+    /// Whether `stop` was called since the last `take`, resetting it: a one-shot request.
+    func take() -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        let was = stopped
+        stopped = false
+        return was
+    }
+
     /// Sleeps up to `millis`; returns early (true) once stopped.
     @discardableResult
     func sleep(millis: Int) -> Bool {

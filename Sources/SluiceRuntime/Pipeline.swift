@@ -106,10 +106,13 @@ public final class Pipeline: @unchecked Sendable {
         logger.info("starting", metadata: ["sources": "\(sources.map(\.name).joined(separator: ","))",
                                            "sinks": "\(sinks.map(\.section.config.name).joined(separator: ","))",
                                            "data_dir": "\(config.dataDirectory)"])
+        let space = DiskSpace(dataDirectory: config.dataDirectory)
+        let retentionWanted = StopSignal()
         let sourceRunners = sources.map { name, source in
             SourceRunner(source: source, name: name, log: log, segmentBytes: config.retention.segmentBytes,
                          stateDirectory: config.dataDirectory + "/sources/" + name, stop: stopSources,
-                         health: health, logger: logger.with("source", name)) { [weak self] in self?.fail($0, code: $1) }
+                         health: health, logger: logger.with("source", name), space: space,
+                         onDiskFull: { retentionWanted.stop() }) { [weak self] in self?.fail($0, code: $1) }
         }
         let sinkRunners = sinks.map { section, sink in
             let progress = SinkProgress(sink: section.config.name)
@@ -135,10 +138,11 @@ public final class Pipeline: @unchecked Sendable {
         let reporter = Thread { [stopSources] in
             var ticks = 0
             while !stopSources.sleep(millis: 1000) {
+                space.tick()
                 writeStatus()
                 gauges.update()
                 ticks += 1
-                if ticks % 10 == 0 { retention.apply() }
+                if ticks % 10 == 0 || retentionWanted.take() { retention.apply() }
             }
         }
         reporter.start()

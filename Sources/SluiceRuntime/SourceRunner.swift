@@ -17,11 +17,17 @@ final class SourceRunner: @unchecked Sendable {
     let stateDirectory: String
     /// Called when the source fails in a way retrying will not fix.
     let onFatal: @Sendable (String, Int32) -> Void
+    let space: DiskSpace
+    /// Asks for retention to run at once (the topic's disk is full).
+    let onDiskFull: @Sendable () -> Void
     private(set) var thread: Thread?
     private let finished = DispatchSemaphore(value: 0)
 
     init(source: any Source, name: String, log: EmbeddedLog, segmentBytes: UInt64, stateDirectory: String,
-         stop: StopSignal, health: ConnectorHealth, logger: Logger, onFatal: @escaping @Sendable (String, Int32) -> Void) {
+         stop: StopSignal, health: ConnectorHealth, logger: Logger, space: DiskSpace,
+         onDiskFull: @escaping @Sendable () -> Void, onFatal: @escaping @Sendable (String, Int32) -> Void) {
+        self.space = space
+        self.onDiskFull = onDiskFull
         self.source = source
         self.name = name
         self.log = log
@@ -48,28 +54,49 @@ final class SourceRunner: @unchecked Sendable {
 
     private func run() {
         health.set("source", name, .starting, logger: logger)
-        let writer: EmbeddedTopicWriter
-        do {
-            writer = try log.openWriter(name, segmentBytes: segmentBytes)
-        } catch {
-            health.set("source", name, .stopped, logger: logger)
-            onFatal("source \(name): cannot open topic \(name): \(error)", 1)
-            return
-        }
-        defer { writer.close() }
-        let transactions = TransactionWriter(writer: writer)
         let health = self.health, logger = self.logger, name = self.name
         let context = SourceContext(name: name, logger: logger, stateDirectory: stateDirectory,
                                     isStopping: { [stop] in stop.isStopped },
                                     report: { state in health.set("source", name, state, logger: logger) })
         var backoff = Backoff()
+        var writer: EmbeddedTopicWriter?
+        /// Set by a full disk until the topic has started a segment retention can free.
+        var needsRoom = false
+        defer { writer?.close() }
         while !stop.isStopped {
             let started = Date()
+            var transactions: TransactionWriter?
             do {
-                try source.run(into: transactions, context: context)
+                if writer == nil { writer = try log.openWriter(name, segmentBytes: segmentBytes) }
+                if needsRoom {
+                    try writer!.makeRoom()
+                    needsRoom = false
+                }
+                transactions = TransactionWriter(writer: writer!)
+                try source.run(into: transactions!, context: context)
                 break
+            } catch let full as TopicStorageFull {
+                // Pause capture: nothing beyond the durable commit was confirmed, sinks keep draining,
+                // and retention runs now; capture resumes once the filesystem has room again.
+                try? transactions?.abort()
+                space.filled()
+                do {
+                    try writer?.makeRoom()
+                } catch {
+                    needsRoom = true
+                }
+                writer?.close()
+                writer = nil
+                health.set("source", name, .retrying("\(full); capture resumes when space returns"), logger: logger)
+                Counter(label: "sluice_retries_total", dimensions: [("connector", "source"), ("name", name)]).increment()
+                onDiskFull()
+                while !stop.isStopped && !space.hasRoom {
+                    onDiskFull()
+                    stop.sleep(millis: 1000)
+                }
+                backoff.reset()
             } catch let error as ConnectorError {
-                try? transactions.abort()
+                try? transactions?.abort()
                 if case let .misconfigured(reason) = error {
                     health.set("source", name, .stopped, logger: logger)
                     onFatal(reason, 2)
@@ -85,9 +112,9 @@ final class SourceRunner: @unchecked Sendable {
                 Counter(label: "sluice_retries_total", dimensions: [("connector", "source"), ("name", name)]).increment()
                 stop.sleep(millis: backoff.next())
             } catch {
-                try? transactions.abort()
+                try? transactions?.abort()
                 health.set("source", name, .stopped, logger: logger)
-                onFatal("source \(name): \(error)", 1)
+                onFatal("source \(name): topic \(name): \(error)", 1)
                 return
             }
         }

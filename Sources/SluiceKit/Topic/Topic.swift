@@ -78,4 +78,22 @@ public protocol TopicWriter: AnyObject {
     func abortTransaction() throws
     /// Makes every appended commit durable before returning.
     func flush() throws
+    /// Called when the storage is full, with no transaction open: arrange for what every reader has
+    /// passed to become deletable by retention (the embedded log starts a new segment).
+    func makeRoom() throws
+}
+
+extension TopicWriter {
+    public func makeRoom() throws {}
+}
+
+/// The topic's storage ran out of space (ENOSPC, a quota). Nothing durable is lost: the runtime
+/// pauses the source until space returns, while sinks drain and retention frees space.
+public struct TopicStorageFull: Error, CustomStringConvertible {
+    /// The file or directory that could not grow.
+    public let path: String
+
+    public init(path: String) { self.path = path }
+
+    public var description: String { "disk full: no space left on the device of \(path)" }
 }
