@@ -49,7 +49,8 @@ enum StatusJSON {
             "{\"name\":\(string(topic.name)),\"first_offset\":\(topic.firstOffset),\"end_offset\":\(number(topic.endOffset)),"
                 + "\"events\":\(topic.events),\"size_bytes\":\(topic.sizeBytes),"
                 + "\"last_commit_lsn\":\(string(topic.lastCommitLSN?.description)),"
-                + "\"last_commit_time\":\(string(topic.lastCommitTime.map(formatMicros)))}"
+                + "\"last_commit_time\":\(string(topic.lastCommitTime.map(formatMicros))),"
+                + "\"damage\":\(string(topic.damage))}"
         }
         parts.append("\"topics\":[" + topics.joined(separator: ",") + "]")
         let sinks = report.sinks.map { sink in
@@ -76,9 +77,10 @@ enum StatusTable {
                     source.status.retainedBytes.map(bytes) ?? "-",
                     source.error ?? source.status.error ?? source.status.warning ?? (details["slot_exists"] == "false" ? "slot not created yet" : "")]
         })
-        out += "\n" + table(["TOPIC", "FIRST", "END", "EVENTS", "SIZE", "LAST COMMIT"], report.topics.map { topic in
+        out += "\n" + table(["TOPIC", "FIRST", "END", "EVENTS", "SIZE", "LAST COMMIT", "NOTE"], report.topics.map { topic in
             [topic.name, "\(topic.firstOffset)", topic.endOffset.map { "\($0)" } ?? "-", "\(topic.events)",
-             bytes(topic.sizeBytes), topic.lastCommitTime.map(formatMicros) ?? "-"]
+             bytes(topic.sizeBytes), topic.lastCommitTime.map(formatMicros) ?? "-",
+             topic.damage.map { "DAMAGED: \($0)" } ?? ""]
         })
         if !report.sinks.isEmpty {
             out += "\n" + table(["SINK", "STATE", "TOPIC", "COMMITTED", "LAG EVENTS", "LAG SECONDS", "LAST ERROR"],

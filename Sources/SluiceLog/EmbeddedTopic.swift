@@ -93,6 +93,14 @@ public final class EmbeddedTopic: Topic, @unchecked Sendable {
         try EmbeddedTopicReader(topic: self, from: offset)
     }
 
+    /// `<topic>/DAMAGED`: the reason a source gave for refusing to capture over a gap.
+    var damagePath: String { directory + "/DAMAGED" }
+
+    public var damage: String? {
+        guard let data = FileManager.default.contents(atPath: damagePath) else { return nil }
+        return String(decoding: data, as: UTF8.self)
+    }
+
     public func commitMarker(at offset: UInt64) throws -> CommitRecord? {
         guard case let .commit(commit)? = try record(at: offset) else { return nil }
         return commit

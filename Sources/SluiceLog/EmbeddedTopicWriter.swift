@@ -179,6 +179,20 @@ public final class EmbeddedTopicWriter: TopicWriter {
         try flusher.waitDurable(through: lastCommit.offset)
     }
 
+    public func recordDamage(_ reason: String?) throws {
+        let path = embedded.damagePath
+        guard let reason else {
+            if unlink(path) == 0 { SegmentFile.syncDirectory(embedded.directory) }
+            return
+        }
+        let fd = open(path + ".tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw LogError.io("cannot create", path) }
+        defer { Glibc.close(fd) }
+        try Array(reason.utf8).withUnsafeBytes { try SegmentFile.writeAll(fd, $0, path: path) }
+        guard fsync(fd) == 0, rename(path + ".tmp", path) == 0 else { throw LogError.io("cannot write", path) }
+        SegmentFile.syncDirectory(embedded.directory)
+    }
+
     /// Starts a new segment that opens with a copy of the last commit marker (an empty transaction
     /// at the same LSN), so retention may delete every older segment once the sinks have passed it:
     /// it always keeps the segment of the last commit marker, which a restart resumes from.

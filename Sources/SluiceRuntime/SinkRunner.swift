@@ -68,7 +68,7 @@ final class SinkRunner: @unchecked Sendable {
                 sink.rollbackBatch()
                 sink.close()
                 if case let .misconfigured(reason) = error {
-                    health.set("source", name, .stopped, logger: logger)
+                    health.set("sink", name, .stopped, logger: logger)
                     onFatal(reason, 2)
                     return
                 }
@@ -141,6 +141,12 @@ final class SinkRunner: @unchecked Sendable {
             if applied {
                 idleSince = DispatchTime.now()
             } else {
+                if let (topic, damage) = readers.lazy.compactMap({ entry in entry.topic.damage.map { (entry.topic, $0) } }).first {
+                    throw ConnectorError.fatal("""
+                        sink \(name) applied topic \(topic.name) up to its last commit marker and stops there: \(damage). \
+                        It is not caught up: see the source's message for how to recover.
+                        """)
+                }
                 if drain.isStopped { return }
                 if !proven || DispatchTime.now().uptimeNanoseconds - idleSince.uptimeNanoseconds > 1_000_000_000 {
                     try sink.probe()
@@ -153,15 +159,27 @@ final class SinkRunner: @unchecked Sendable {
         }
     }
 
-    /// A stored position past the topic's end means the topic was recreated: refuse to guess.
+    /// A stored position past the topic's end, or one where the topic now holds another transaction,
+    /// means the topic lost transactions or was recreated: refuse to guess.
     private func checkResumable(topic: any Topic, stored: SinkPosition?) throws {
         guard let stored else { return }
         let end = topic.durableCommit?.offset
+        let damage = topic.damage.map { " (\($0))" } ?? ""
         guard let end, stored.offset <= end else {
             throw ConnectorError.fatal("""
                 sink \(name) has applied topic \(topic.name) up to offset \(stored.offset) (LSN \(stored.lsn)), \
-                but the topic ends \(end.map { "at offset \($0)" } ?? "empty"): the topic was deleted or recreated. \
-                Empty the target (and its sluice_offsets rows) to replicate from scratch.
+                but the topic ends \(end.map { "at offset \($0)" } ?? "empty"): the topic lost transactions or was \
+                deleted or recreated\(damage). Empty the target (and its sluice_offsets rows) to replicate from scratch.
+                """)
+        }
+        guard stored.offset >= topic.firstOffset else { return }
+        let marker = try topic.commitMarker(at: stored.offset)
+        guard let marker, marker.commitLSN == stored.lsn else {
+            throw ConnectorError.fatal("""
+                sink \(name) has applied topic \(topic.name) up to offset \(stored.offset) (LSN \(stored.lsn)), but \
+                the topic holds \(marker.map { "the commit of LSN \($0.commitLSN)" } ?? "no commit marker") at that \
+                offset: the topic lost transactions or was recreated since\(damage), and continuing would skip or \
+                repeat some. Empty the target (and its sluice_offsets rows) to replicate from scratch.
                 """)
         }
     }

@@ -24,6 +24,8 @@ public struct StatusReport {
         public var sizeBytes: UInt64
         public var lastCommitTime: Micros?
         public var lastCommitLSN: LSN?
+        /// Why the topic is known to have lost committed transactions, if it has.
+        public var damage: String?
     }
 
     public struct SinkTopic {
@@ -78,13 +80,19 @@ public struct StatusReport {
             let durable = topic.durableCommit
             report.topics.append(Topic(name: name, firstOffset: topic.firstOffset, endOffset: durable?.offset,
                                        events: durable?.commit.totalEvents ?? 0, sizeBytes: topic.sizeBytes,
-                                       lastCommitTime: durable?.commit.commitTime, lastCommitLSN: durable?.commit.commitLSN))
+                                       lastCommitTime: durable?.commit.commitTime, lastCommitLSN: durable?.commit.commitLSN,
+                                       damage: topic.damage))
         }
         let now = nowMicros()
         for section in config.sinks {
             let sink = try registry.sinks[section.config.type]!.init(config: section.config)
-            let (current, liveError) = state("sink", section.config.name)
+            var (current, liveError) = state("sink", section.config.name)
             var problem = liveError
+            // Caught up with a topic that lost transactions is not caught up.
+            if let damaged = section.topics.first(where: { topics[$0]?.damage != nil }), let damage = topics[damaged]?.damage {
+                current = "failed"
+                problem = "topic \(damaged) lost transactions after its last commit marker: \(damage)"
+            }
             var positions: [String: SinkPosition] = [:]
             if let live, live.knownSinks?.contains(section.config.name) ?? false {
                 // The running daemon knows what each sink applied; asking the target behind its back

@@ -183,12 +183,17 @@ public final class PostgresSource: BackfillSource {
                     """)
             }
             if slotInfo.active { throw ConnectorError.transient("replication slot '\(slot)' is in use by another process") }
+            try requireSlotNotAhead(slotInfo, of: last, state: state, writer: writer, context: context)
             start = last.commit.endLSN.rawValue
         } else {
             start = try createSlotAndSnapshot(sql: sql, replication: replication, state: &state,
                                               scope: scope, writer: writer, context: context)
         }
 
+        if state.tracksConfirms != true {
+            state.tracksConfirms = true
+            try state.save(to: context.stateDirectory)
+        }
         try wrap {
             try replication.startReplication(slot: slot, start: start, publications: [publication])
         }
@@ -197,8 +202,43 @@ public final class PostgresSource: BackfillSource {
         context.report(.running)
         let stream = StreamLoop(source: self, replication: replication, catalog: RelationCatalog(connection: sql),
                                 sql: sql, writer: writer, context: context,
-                                tableFilter: tables.map(Set.init))
+                                tableFilter: tables.map(Set.init), state: state)
         try stream.run()
+    }
+
+    /// A slot that confirmed more than the topic holds (and more than this source recorded confirming
+    /// past it) means transactions were confirmed and then lost from the topic: damaged or restored
+    /// files. The slot cannot send them again, so capturing on would skip them without a word.
+    func requireSlotNotAhead(_ slotInfo: SlotStatus, of last: CommittedPosition, state: SourceState,
+                             writer: TransactionWriter, context: SourceContext) throws {
+        var allowed = last.commit.endLSN.rawValue
+        if let beyond = state.confirmedBeyond, beyond.offset == last.offset { allowed = max(allowed, beyond.lsn) }
+        guard state.tracksConfirms == true, let confirmed = slotInfo.confirmedFlush, confirmed > allowed else {
+            if writer.writer.topic.damage != nil {
+                try writer.writer.recordDamage(nil)
+                context.logger.notice("topic \(context.name) holds what slot \(slot) confirmed again: no longer damaged")
+            }
+            return
+        }
+        let reason = """
+            replication slot '\(slot)' has confirmed LSN \(formatLSN(confirmed)), but topic '\(context.name)' ends at \
+            LSN \(formatLSN(allowed)) (offset \(last.offset)): the transactions in LSN range \(formatLSN(allowed))–\
+            \(formatLSN(confirmed)) were confirmed to PostgreSQL and then lost from the topic (damaged or restored files \
+            in \(topicDirectory(context))), and the slot cannot send them again
+            """
+        try? writer.writer.recordDamage(reason)
+        throw ConnectorError.fatal("""
+            source '\(name)': \(reason). Sluice will not capture over the gap. Either restore the topic directory from \
+            a copy that holds LSN \(formatLSN(confirmed)), or re-snapshot: stop sluice, drop the slot \
+            (SELECT pg_drop_replication_slot('\(slot)');), delete \(context.stateDirectory) and the topic directory, \
+            empty the target tables and their sluice_offsets rows, then run again.
+            """)
+    }
+
+    /// `<data_dir>/topics/<topic>`, for messages.
+    func topicDirectory(_ context: SourceContext) -> String {
+        URL(fileURLWithPath: context.stateDirectory).deletingLastPathComponent().deletingLastPathComponent().path
+            + "/topics/" + context.name
     }
 
     // MARK: Errors

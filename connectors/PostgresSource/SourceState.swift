@@ -8,6 +8,17 @@ struct SourceState: Codable, Equatable {
     var slotCreated: Bool = false
     /// Sluice created the publication, so it may add configured tables to it.
     var publicationCreated: Bool = false
+    /// Set by a Sluice that records ``confirmedBeyond`` before confirming past the topic: only then
+    /// does a slot ahead of the topic prove that the topic lost transactions.
+    var tracksConfirms: Bool? = nil
+    /// The furthest LSN confirmed past the topic's last commit marker (idle stretches with no captured
+    /// change, heartbeats), and the offset of that marker; recorded before the slot is told.
+    var confirmedBeyond: ConfirmedBeyond? = nil
+
+    struct ConfirmedBeyond: Codable, Equatable {
+        var offset: UInt64?
+        var lsn: UInt64
+    }
 
     static func load(from directory: String) throws -> SourceState {
         let path = directory + "/state.json"

@@ -37,6 +37,8 @@ final class StreamLoop {
     private var lastSlotReport = DispatchTime.now()
     private lazy var backfill = BackfillDriver(source: source, sql: sql, writer: writer, context: context)
     private var walWarning = false
+    private var state: SourceState
+    private var lastBeyondRecord = DispatchTime(uptimeNanoseconds: 0)
     private lazy var retainedGauge = Gauge(label: "sluice_source_retained_wal_bytes", dimensions: [("source", source.name)])
 
     /// A status update goes out at least this often, even with nothing new to confirm.
@@ -46,7 +48,8 @@ final class StreamLoop {
     static let confirmIntervalNanos: UInt64 = 100_000_000
 
     init(source: PostgresSource, replication: ReplicationConnection, catalog: RelationCatalog, sql: PGConnection,
-         writer: TransactionWriter, context: SourceContext, tableFilter: Set<TableName>?) {
+         writer: TransactionWriter, context: SourceContext, tableFilter: Set<TableName>?, state: SourceState) {
+        self.state = state
         self.source = source
         self.replication = replication
         self.catalog = catalog
@@ -204,7 +207,9 @@ final class StreamLoop {
         let durable = writer.writer.topic.durableCommit
         var flush = max(reportedFlush, durable?.commit.endLSN.rawValue ?? 0)
         let allDurable = durable?.offset == writer.lastCommit?.offset
-        if !inTransaction && allDurable { flush = max(flush, serverWALEnd) }
+        if !inTransaction && allDurable && serverWALEnd > flush {
+            flush = max(flush, try confirmableBeyond(offset: durable?.offset, lsn: serverWALEnd, now: idle))
+        }
         let now = DispatchTime.now()
         let elapsed = now.uptimeNanoseconds - lastStatus.uptimeNanoseconds
         let due = elapsed >= Self.statusIntervalNanos
@@ -217,6 +222,28 @@ final class StreamLoop {
         replyRequested = false
         lastStatus = now
         if now.uptimeNanoseconds - lastSlotReport.uptimeNanoseconds >= Self.statusIntervalNanos { reportSlot() }
+    }
+
+    /// How far past the topic's last commit marker the slot may be told, recording the position in the
+    /// source's state first (at most once a second, and only when `now`): on the next start a slot
+    /// ahead of both the topic and this record proves the topic lost confirmed transactions.
+    private func confirmableBeyond(offset: UInt64?, lsn: UInt64, now: Bool) throws -> UInt64 {
+        if let recorded = state.confirmedBeyond, recorded.offset == offset, recorded.lsn >= lsn { return lsn }
+        let elapsed = DispatchTime.now().uptimeNanoseconds - lastBeyondRecord.uptimeNanoseconds
+        if now && elapsed >= 1_000_000_000 {
+            state.confirmedBeyond = .init(offset: offset, lsn: lsn)
+            lastBeyondRecord = DispatchTime.now()
+            do {
+                try state.save(to: context.stateDirectory)
+                return lsn
+            } catch {
+                // Not recorded, not confirmed: the slot keeps the WAL a little longer.
+                state.confirmedBeyond = nil
+                return 0
+            }
+        }
+        guard let recorded = state.confirmedBeyond, recorded.offset == offset else { return 0 }
+        return min(recorded.lsn, lsn)
     }
 
     /// Publishes the WAL the slot retains, and warns once each time it crosses `retained_wal_warning`.

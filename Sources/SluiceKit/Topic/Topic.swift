@@ -50,6 +50,10 @@ public protocol Topic: AnyObject, Sendable {
     func makeReader(from offset: UInt64) throws -> any TopicReader
     /// Reads the record at `offset` if it is a commit marker (for lag in events and seconds).
     func commitMarker(at offset: UInt64) throws -> CommitRecord?
+    /// Why the topic is known to have lost committed transactions after its last commit marker
+    /// (recorded by its source, which refuses to capture over the gap); nil when it is whole.
+    /// A sink applies everything before the gap, then stops instead of reporting itself caught up.
+    var damage: String? { get }
 }
 
 /// Reads a topic in order. Confined to one thread.
@@ -81,6 +85,9 @@ public protocol TopicWriter: AnyObject {
     /// Called when the storage is full, with no transaction open: arrange for what every reader has
     /// passed to become deletable by retention (the embedded log starts a new segment).
     func makeRoom() throws
+    /// Records that transactions after the last commit marker were lost (nil: no longer, the
+    /// files were restored), so readers and `status` say so instead of reporting caught up.
+    func recordDamage(_ reason: String?) throws
 }
 
 extension TopicWriter {
