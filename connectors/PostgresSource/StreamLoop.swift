@@ -39,6 +39,7 @@ final class StreamLoop {
     private var walWarning = false
     private var state: SourceState
     private var lastBeyondRecord = DispatchTime(uptimeNanoseconds: 0)
+    private var lastCommitWritten = DispatchTime(uptimeNanoseconds: 0)
     private lazy var retainedGauge = Gauge(label: "sluice_source_retained_wal_bytes", dimensions: [("source", source.name)])
 
     /// A status update goes out at least this often, even with nothing new to confirm.
@@ -124,6 +125,7 @@ final class StreamLoop {
                 try writer.commit(commitLSN: LSN(commit.commitLSN), endLSN: LSN(commit.endLSN),
                                   commitTime: commit.commitTime + postgresEpochOffsetMicros)
                 resumeLSN = commit.endLSN
+                lastCommitWritten = DispatchTime.now()
                 try backfill.committed(commitLSN: commit.commitLSN, endLSN: commit.endLSN)
             }
         case let .relation(relation):
@@ -208,7 +210,9 @@ final class StreamLoop {
         var flush = max(reportedFlush, durable?.commit.endLSN.rawValue ?? 0)
         let allDurable = durable?.offset == writer.lastCommit?.offset
         if !inTransaction && allDurable && serverWALEnd > flush {
-            flush = max(flush, try confirmableBeyond(offset: durable?.offset, lsn: serverWALEnd, now: idle))
+            // While captured transactions flow, their commits move the slot; recording is for quiet stretches.
+            let quiet = idle || DispatchTime.now().uptimeNanoseconds - lastCommitWritten.uptimeNanoseconds >= 1_000_000_000
+            flush = max(flush, try confirmableBeyond(offset: durable?.offset, lsn: serverWALEnd, now: quiet))
         }
         let now = DispatchTime.now()
         let elapsed = now.uptimeNanoseconds - lastStatus.uptimeNanoseconds
