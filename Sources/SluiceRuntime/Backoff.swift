@@ -5,11 +5,13 @@ struct Backoff {
     var initialMillis = 200
     var capMillis = 10_000
     private(set) var currentMillis = 0
+    /// Uniform in 0...1: the jitter (tests pass a fixed one).
+    var random: () -> Double = { Double.random(in: 0...1) }
 
-    /// The next pause.
+    /// The next pause: half the current step plus up to half again, so retries of many connectors spread out.
     mutating func next() -> Int {
         currentMillis = currentMillis == 0 ? initialMillis : min(currentMillis * 2, capMillis)
-        return currentMillis / 2 + Int.random(in: 0...(currentMillis / 2))
+        return currentMillis / 2 + Int(random() * Double(currentMillis / 2))
     }
 
     mutating func reset() { currentMillis = 0 }

@@ -58,38 +58,41 @@ final class SinkRunner: @unchecked Sendable {
 
     private func run() {
         health.set("sink", name, .starting, logger: logger)
-        var backoff = Backoff()
-        var drainStarted: Date?
+        var supervisor = Supervisor(role: .sink)
+        supervisor.drainMillis = Self.drainTimeoutMillis
         while true {
+            let failure: Supervisor.Failure
             do {
-                try runConnected(backoff: &backoff)
+                try runConnected(supervisor: &supervisor)
                 break
             } catch let error as ConnectorError {
-                sink.rollbackBatch()
-                sink.close()
-                if case let .misconfigured(reason) = error {
-                    health.set("sink", name, .stopped, logger: logger)
-                    onFatal(reason, 2)
-                    return
-                }
-                if case let .fatal(reason) = error {
-                    health.set("sink", name, .failed(reason), logger: logger)
-                    return
-                }
-                health.set("sink", name, .retrying(error.description), logger: logger)
-                retries.increment()
-                if drain.isStopped {
-                    drainStarted = drainStarted ?? Date()
-                    if Date().timeIntervalSince(drainStarted!) * 1000 > Double(Self.drainTimeoutMillis) {
-                        logger.warning("sink \(name) stopped before catching up: its target is unreachable")
-                        break
-                    }
-                }
-                Thread.sleep(forTimeInterval: Double(backoff.next()) / 1000)
+                failure = Supervisor.Failure(error)
             } catch {
-                sink.rollbackBatch()
+                failure = .fatal("\(error)")
+            }
+            sink.rollbackBatch()
+            sink.close()
+            let draining = drain.isStopped
+            if draining { supervisor.draining(at: Date()) }
+            switch supervisor.failed(failure, at: Date()) {
+            case let .retry(after, report):
+                health.set("sink", name, report, logger: logger)
+                retries.increment()
+                // A drain that begins meanwhile wakes the sleep: its deadline then bounds the next waits.
+                if draining { Thread.sleep(forTimeInterval: Double(after) / 1000) } else { drain.sleep(millis: after) }
+            case let .stop(report, exitCode):
+                if let exitCode {
+                    health.set("sink", name, report, logger: logger)
+                    onFatal(failure.reason, exitCode)
+                    return
+                }
+                if case .failed = report {
+                    health.set("sink", name, report, logger: logger)
+                    return
+                }
+                logger.warning("sink \(name) stopped before catching up: its target is unreachable")
                 sink.close()
-                health.set("sink", name, .failed("\(error)"), logger: logger)
+                health.set("sink", name, .stopped, logger: logger)
                 return
             }
         }
@@ -97,7 +100,7 @@ final class SinkRunner: @unchecked Sendable {
         health.set("sink", name, .stopped, logger: logger)
     }
 
-    private func runConnected(backoff: inout Backoff) throws {
+    private func runConnected(supervisor: inout Supervisor) throws {
         let positions = try sink.open(context: SinkContext(name: name, logger: logger))
         var readers: [(topic: any Topic, reader: any TopicReader)] = []
         for topic in topics {
@@ -117,14 +120,12 @@ final class SinkRunner: @unchecked Sendable {
                             totalEvents: try stored.flatMap { try topic.commitMarker(at: $0.offset)?.totalEvents } ?? 0)
         }
         // A reopened target counts as recovered only once it has applied a batch (or, with nothing to
-        // apply, answered a probe): connecting alone proves little, and resetting the backoff on it
-        // would restart a target that fails every batch in a tight loop.
+        // apply, answered a probe): connecting alone proves little.
         var proven = false
         func healthy() {
             guard !proven else { return }
             proven = true
-            health.set("sink", name, .running, logger: logger)
-            backoff.reset()
+            health.set("sink", name, supervisor.healthy(at: Date()), logger: logger)
         }
         if health.state("sink", name).map({ if case .starting = $0 { return true } else { return false } }) ?? true {
             healthy()
@@ -185,49 +186,15 @@ final class SinkRunner: @unchecked Sendable {
     }
 
     private func applyBatch(topic: any Topic, reader: any TopicReader, limit: UInt64) throws {
-        try sink.beginBatch()
-        var relations: [UInt32: RelationSchema] = [:]
-        var events = 0
-        var last: SinkPosition?
-        var transactions = 0
-        var commitTimes: [Micros] = []
-        var totalEvents: UInt64 = 0
         let started = DispatchTime.now()
-        reading: while let raw = try reader.next(limit: limit) {
-            switch try raw.decode() {
-            case let .begin(begin):
-                try sink.beginTransaction(begin, topic: topic.name, offset: raw.offset)
-            case let .relation(relation):
-                relations[relation.id] = relation
-                try sink.prepare(relation, topic: topic.name)
-            case let .change(change):
-                guard let relation = relations[change.relationID] else {
-                    throw ConnectorError.fatal("topic \(topic.name): change at offset \(raw.offset) has no schema record")
-                }
-                try sink.apply(Change(topic: topic.name, offset: raw.offset, record: change, relation: relation))
-                events += 1
-            case let .commit(commit):
-                let position = SinkPosition(topic: topic.name, offset: raw.offset, lsn: commit.commitLSN,
-                                            commitTime: commit.commitTime)
-                try sink.commitTransaction(commit, position: position)
-                last = position
-                transactions += 1
-                commitTimes.append(commit.commitTime)
-                totalEvents = commit.totalEvents
-                if events >= maxBatchEvents { break reading }
-            }
-        }
-        guard let last else {
-            sink.rollbackBatch()
-            return
-        }
-        try sink.commitBatch(positions: [last])
-        let nanos = DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds
-        batchTimer.recordNanoseconds(Int64(nanos))
+        let batch = try BatchApplier(sink: sink, topic: topic, maxBatchEvents: maxBatchEvents)
+            .applyBatch(from: reader, limit: limit)
+        guard let last = batch.position else { return }
+        batchTimer.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds))
         let applied = nowMicros()
-        for time in commitTimes { delayTimer.recordMicroseconds(max(0, applied - time)) }
-        progress.applied(topic: topic.name, position: last, totalEvents: totalEvents, events: events,
-                         transactions: transactions)
+        for time in batch.commitTimes { delayTimer.recordMicroseconds(max(0, applied - time)) }
+        progress.applied(topic: topic.name, position: last, totalEvents: batch.totalEvents, events: batch.events,
+                         transactions: batch.transactions)
     }
 }
 

@@ -21,6 +21,7 @@ final class SourceRunner: @unchecked Sendable {
     /// Asks for retention to run at once (the topic's disk is full).
     let onDiskFull: @Sendable () -> Void
     private(set) var thread: Thread?
+    private lazy var retries = Counter(label: "sluice_retries_total", dimensions: [("connector", "source"), ("name", name)])
     private let finished = DispatchSemaphore(value: 0)
 
     init(source: any Source, name: String, log: EmbeddedLog, segmentBytes: UInt64, stateDirectory: String,
@@ -55,17 +56,20 @@ final class SourceRunner: @unchecked Sendable {
     private func run() {
         health.set("source", name, .starting, logger: logger)
         let health = self.health, logger = self.logger, name = self.name
+        let supervisor = SupervisorCell(Supervisor(role: .source))
         let context = SourceContext(name: name, logger: logger, stateDirectory: stateDirectory,
                                     isStopping: { [stop] in stop.isStopped },
-                                    report: { state in health.set("source", name, state, logger: logger) })
-        var backoff = Backoff()
+                                    report: { state in
+                                        let state = state == .running ? supervisor.with { $0.healthy(at: Date()) } : state
+                                        health.set("source", name, state, logger: logger)
+                                    })
         var writer: EmbeddedTopicWriter?
         /// Set by a full disk until the topic has started a segment retention can free.
         var needsRoom = false
         defer { writer?.close() }
         while !stop.isStopped {
-            let started = Date()
             var transactions: TransactionWriter?
+            let failure: Supervisor.Failure
             do {
                 if writer == nil { writer = try log.openWriter(name, segmentBytes: segmentBytes) }
                 if needsRoom {
@@ -88,33 +92,27 @@ final class SourceRunner: @unchecked Sendable {
                 writer?.close()
                 writer = nil
                 health.set("source", name, .retrying("\(full); capture resumes when space returns"), logger: logger)
-                Counter(label: "sluice_retries_total", dimensions: [("connector", "source"), ("name", name)]).increment()
-                onDiskFull()
+                retries.increment()
                 while !stop.isStopped && !space.hasRoom {
                     onDiskFull()
                     stop.sleep(millis: 1000)
                 }
-                backoff.reset()
+                continue
             } catch let error as ConnectorError {
                 try? transactions?.abort()
-                if case let .misconfigured(reason) = error {
-                    health.set("source", name, .stopped, logger: logger)
-                    onFatal(reason, 2)
-                    return
-                }
-                if case let .fatal(reason) = error {
-                    health.set("source", name, .stopped, logger: logger)
-                    onFatal(reason, 1)
-                    return
-                }
-                if Date().timeIntervalSince(started) > 30 { backoff.reset() }
-                health.set("source", name, .retrying(error.description), logger: logger)
-                Counter(label: "sluice_retries_total", dimensions: [("connector", "source"), ("name", name)]).increment()
-                stop.sleep(millis: backoff.next())
+                failure = Supervisor.Failure(error)
             } catch {
                 try? transactions?.abort()
-                health.set("source", name, .stopped, logger: logger)
-                onFatal("source \(name): topic \(name): \(error)", 1)
+                failure = .fatal("source \(name): topic \(name): \(error)")
+            }
+            switch supervisor.with({ $0.failed(failure, at: Date()) }) {
+            case let .retry(after, report):
+                health.set("source", name, report, logger: logger)
+                retries.increment()
+                stop.sleep(millis: after)
+            case let .stop(report, exitCode):
+                health.set("source", name, report, logger: logger)
+                if let exitCode { onFatal(failure.reason, exitCode) }
                 return
             }
         }
