@@ -84,6 +84,7 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "SluiceLogTests", dependencies: ["SluiceLog", "SluiceKit"]),
         .testTarget(name: "SluiceKitTests", dependencies: ["SluiceKit", "SluiceRuntime"]),
+        .testTarget(name: "PostgresSourceTests", dependencies: ["PostgresSource"]),
         .testTarget(name: "SluiceRuntimeTests", dependencies: ["SluiceRuntime", "SluiceKit"]),
         // Runs the real `sluice` binary against real PostgreSQL clusters and SQLite files.
         .testTarget(name: "IntegrationTests", dependencies: [

@@ -21,32 +21,16 @@ final class StreamLoop {
     /// Relations in the publication that `tables:` does not list: their changes are counted, not written.
     private var ignored: [UInt32: Counter] = [:]
     private var reportedIgnored: Set<TableName> = []
-    private var inTransaction = false
-    /// The transaction being received is already in the topic (the slot sends it again after a restart).
-    private var skipping = false
-    /// Transactions whose commit record starts before this are already in the topic: it is the end
-    /// LSN of the last commit marker (for the initial snapshot, its consistent point).
-    private var resumeLSN: UInt64
-    private var serverWALEnd: UInt64 = 0
-    private var received: UInt64 = 0
-    private var reportedFlush: UInt64
-    private var replyRequested = false
-    private var lastStatus = DispatchTime.now()
     private var lastHeartbeat = DispatchTime.now()
     private var heartbeatFailing = false
     private var lastSlotReport = DispatchTime.now()
     private lazy var backfill = BackfillDriver(source: source, sql: sql, writer: writer, context: context)
     private var walWarning = false
     private var state: SourceState
-    private var lastBeyondRecord = DispatchTime(uptimeNanoseconds: 0)
-    private var lastCommitWritten = DispatchTime(uptimeNanoseconds: 0)
-    private lazy var retainedGauge = Gauge(label: "sluice_source_retained_wal_bytes", dimensions: [("source", source.name)])
+    private var progress: ReplicationProgress
+    private var inTransaction: Bool { progress.inTransaction }
 
-    /// A status update goes out at least this often, even with nothing new to confirm.
-    static let statusIntervalNanos: UInt64 = 10_000_000_000
-    /// While data flows, updates are at most this frequent: each one that moves the slot may make the
-    /// server write the slot's state to disk, which would slow its decoding for everyone.
-    static let confirmIntervalNanos: UInt64 = 100_000_000
+    private lazy var retainedGauge = Gauge(label: "sluice_source_retained_wal_bytes", dimensions: [("source", source.name)])
 
     init(source: PostgresSource, replication: ReplicationConnection, catalog: RelationCatalog, sql: PGConnection,
          writer: TransactionWriter, context: SourceContext, tableFilter: Set<TableName>?, state: SourceState) {
@@ -58,9 +42,8 @@ final class StreamLoop {
         self.writer = writer
         self.context = context
         self.tableFilter = tableFilter
-        let last = writer.lastCommit?.commit
-        resumeLSN = last?.endLSN.rawValue ?? 0
-        reportedFlush = last?.endLSN.rawValue ?? 0
+        progress = ReplicationProgress(lastCommitEnd: writer.lastCommit?.commit.endLSN.rawValue,
+                                       beyond: state.confirmedBeyond, now: DispatchTime.now().uptimeNanoseconds)
     }
 
     func run() throws {
@@ -71,7 +54,7 @@ final class StreamLoop {
             }
             if got == .ended { throw ConnectorError.transient("source '\(source.name)': the server ended the replication stream") }
             sinceCheck += 1
-            if got == .timeout || sinceCheck >= 128 || replyRequested {
+            if got == .timeout || sinceCheck >= 128 || progress.replyRequested {
                 sinceCheck = 0
                 try sendStatusIfDue(idle: got == .timeout)
                 heartbeatIfDue()
@@ -79,7 +62,7 @@ final class StreamLoop {
             }
         }
         // Stopping: whatever is open is dropped and arrives again on the next start.
-        if inTransaction && !skipping { try writer.abort() }
+        if inTransaction && !progress.skipping { try writer.abort() }
         try writer.writer.flush()
         try? sendStatusIfDue(force: true)
     }
@@ -99,11 +82,9 @@ final class StreamLoop {
     private func handle(_ bytes: UnsafeRawBufferPointer) throws {
         switch try ReplicationMessage.decode(bytes) {
         case let .keepalive(walEnd, _, reply):
-            serverWALEnd = max(serverWALEnd, walEnd)
-            if reply { replyRequested = true }
+            progress.keepalive(walEnd: walEnd, replyRequested: reply)
         case let .xLogData(walStart, walEnd, _, payload):
-            received = max(received, walStart)
-            serverWALEnd = max(serverWALEnd, walEnd)
+            progress.data(walStart: walStart, walEnd: walEnd)
             try handle(try decoder.decode(payload), lsn: LSN(walStart))
         }
     }
@@ -111,21 +92,14 @@ final class StreamLoop {
     private func handle(_ message: Message, lsn: LSN) throws {
         switch message {
         case let .begin(begin):
-            inTransaction = true
-            skipping = begin.finalLSN < resumeLSN
-            if !skipping {
+            if progress.begin(finalLSN: begin.finalLSN) {
                 try writer.begin(BeginRecord(xid: begin.xid, commitLSN: LSN(begin.finalLSN),
                                              commitTime: begin.commitTime + postgresEpochOffsetMicros))
             }
         case let .commit(commit):
-            inTransaction = false
-            if skipping {
-                skipping = false
-            } else {
+            if progress.commit(endLSN: commit.endLSN, now: DispatchTime.now().uptimeNanoseconds) {
                 try writer.commit(commitLSN: LSN(commit.commitLSN), endLSN: LSN(commit.endLSN),
                                   commitTime: commit.commitTime + postgresEpochOffsetMicros)
-                resumeLSN = commit.endLSN
-                lastCommitWritten = DispatchTime.now()
                 try backfill.committed(commitLSN: commit.commitLSN, endLSN: commit.endLSN)
             }
         case let .relation(relation):
@@ -143,7 +117,7 @@ final class StreamLoop {
                 }
             } else {
                 ignored[relation.oid] = nil
-                if inTransaction && !skipping, let previous, previous != schema {
+                if inTransaction && !progress.skipping, let previous, previous != schema {
                     try writer.relationChanged(schema)
                 }
             }
@@ -187,7 +161,7 @@ final class StreamLoop {
 
     /// The relation of a change to write, or nil when the change is skipped or its table is not captured.
     private func captured(_ oid: UInt32) throws -> UInt32? {
-        guard !skipping else { return nil }
+        guard !progress.skipping else { return nil }
         guard let schema = relations[oid] else {
             throw ConnectorError.fatal("source '\(source.name)': change for relation \(oid) before its Relation message")
         }
@@ -201,53 +175,32 @@ final class StreamLoop {
 
     // MARK: Confirming
 
-    /// Confirms the durable end of the topic to the slot, promptly after each group commit. When no
-    /// transaction is open and everything written is durable, confirms the position the server last
-    /// reported having sent (keepalives carry it), so a slot whose tables are idle does not pin WAL
-    /// while other tables take writes.
+    /// Tells the slot what ``ReplicationProgress`` decides, saving a record first when it asks for one.
     private func sendStatusIfDue(idle: Bool = false, force: Bool = false) throws {
         let durable = writer.writer.topic.durableCommit
-        var flush = max(reportedFlush, durable?.commit.endLSN.rawValue ?? 0)
         let allDurable = durable?.offset == writer.lastCommit?.offset
-        if !inTransaction && allDurable && serverWALEnd > flush {
-            // While captured transactions flow, their commits move the slot; recording is for quiet stretches.
-            let quiet = idle || DispatchTime.now().uptimeNanoseconds - lastCommitWritten.uptimeNanoseconds >= 1_000_000_000
-            flush = max(flush, try confirmableBeyond(offset: durable?.offset, lsn: serverWALEnd, now: quiet))
-        }
-        let now = DispatchTime.now()
-        let elapsed = now.uptimeNanoseconds - lastStatus.uptimeNanoseconds
-        let due = elapsed >= Self.statusIntervalNanos
-        let news = flush > reportedFlush && (idle || elapsed >= Self.confirmIntervalNanos)
-        guard force || news || replyRequested || due else { return }
-        try stream {
-            try replication.sendStatus(written: max(received, flush), flushed: flush, applied: flush)
-        }
-        reportedFlush = flush
-        replyRequested = false
-        lastStatus = now
-        if now.uptimeNanoseconds - lastSlotReport.uptimeNanoseconds >= Self.statusIntervalNanos { reportSlot() }
-    }
-
-    /// How far past the topic's last commit marker the slot may be told, recording the position in the
-    /// source's state first (at most once a second, and only when `now`): on the next start a slot
-    /// ahead of both the topic and this record proves the topic lost confirmed transactions.
-    private func confirmableBeyond(offset: UInt64?, lsn: UInt64, now: Bool) throws -> UInt64 {
-        if let recorded = state.confirmedBeyond, recorded.offset == offset, recorded.lsn >= lsn { return lsn }
-        let elapsed = DispatchTime.now().uptimeNanoseconds - lastBeyondRecord.uptimeNanoseconds
-        if now && elapsed >= 1_000_000_000 {
-            state.confirmedBeyond = .init(offset: offset, lsn: lsn)
-            lastBeyondRecord = DispatchTime.now()
+        let position = durable.map { (offset: $0.offset, endLSN: $0.commit.endLSN.rawValue) }
+        var decision = progress.confirm(now: DispatchTime.now().uptimeNanoseconds, durable: position,
+                                        allDurable: allDurable, idle: idle, force: force)
+        if case let .record(record) = decision {
+            var saved = state
+            saved.confirmedBeyond = record
             do {
-                try state.save(to: context.stateDirectory)
-                return lsn
+                try saved.save(to: context.stateDirectory)
+                state = saved
+                progress.recorded(record, now: DispatchTime.now().uptimeNanoseconds)
             } catch {
                 // Not recorded, not confirmed: the slot keeps the WAL a little longer.
-                state.confirmedBeyond = nil
-                return 0
+                progress.recorded(nil, now: DispatchTime.now().uptimeNanoseconds)
             }
+            decision = progress.confirm(now: DispatchTime.now().uptimeNanoseconds, durable: position,
+                                        allDurable: allDurable, idle: idle, force: force)
         }
-        guard let recorded = state.confirmedBeyond, recorded.offset == offset else { return 0 }
-        return min(recorded.lsn, lsn)
+        guard case let .send(written, flushed) = decision else { return }
+        try stream { try replication.sendStatus(written: written, flushed: flushed, applied: flushed) }
+        let now = DispatchTime.now()
+        progress.sent(flushed: flushed, now: now.uptimeNanoseconds)
+        if now.uptimeNanoseconds - lastSlotReport.uptimeNanoseconds >= ReplicationProgress.statusIntervalNanos { reportSlot() }
     }
 
     /// Publishes the WAL the slot retains, and warns once each time it crosses `retained_wal_warning`.
