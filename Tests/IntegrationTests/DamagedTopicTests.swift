@@ -1,0 +1,151 @@
+import Foundation
+import SluiceWire
+import XCTest
+
+/// A transaction T reaches the topic, one sink applies it and the slot confirms it; then, with the
+/// daemon stopped, one byte of T's commit marker is flipped. Recovery can only drop T, and PostgreSQL
+/// will not send it again: the topic has lost a transaction the slot is past. The daemon must refuse
+/// to capture (exit non-zero, saying which LSNs were lost and how to recover), every time it is
+/// started, and no sink may be reported caught up on the damaged topic.
+final class DamagedTopicTests: SinkTestCase {
+    override var fixtureName: String { "damaged" }
+
+    private var topicDirectory: String { directory + "/data/topics/app" }
+
+    func testASlotAheadOfADamagedTopicStopsCaptureWithAnExplanation() throws {
+        try source.query("""
+            CREATE TABLE accounts (id int PRIMARY KEY, balance int);
+            INSERT INTO accounts SELECT g, g * 10 FROM generate_series(1, 100) g;
+            """)
+        try writeConfig(tables: ["public.accounts"])
+        let daemon = try startDaemon()
+        try waitForSlotActive()
+        let db = try source.connect()
+        let first = try commitMarked("UPDATE accounts SET balance = balance + 1 WHERE id = 1", on: db)
+        try waitForTargets(lsn: first, timeout: 60)
+
+        // Sink replica falls behind; T reaches the topic, the SQLite target and the slot.
+        target.stop()
+        let t = try commitMarked("INSERT INTO accounts VALUES (9999, 1)", on: db)
+        try eventually(timeout: 60, "the SQLite target to apply T (at or after \(opsLSN(t)))" + logTail) {
+            try sqliteTargetLSN() ?? 0 >= t
+        }
+        try eventually(timeout: 60, "the slot to confirm T" + logTail) {
+            try source.scalar("SELECT (confirmed_flush_lsn >= $1::pg_lsn)::text FROM pg_replication_slots WHERE slot_name = 'sluice_app'",
+                              [opsLSN(t)]) == "true"
+        }
+        XCTAssertEqual(daemon.terminate(), 0, "clean exit on SIGTERM" + logTail)
+
+        // Damage T's commit marker: the last frame of the newest segment.
+        let segment = try XCTUnwrap(damagedSegmentNames(topicDirectory).last, "the topic has a segment")
+        let path = topicDirectory + "/" + segment
+        var bytes = [UInt8](try XCTUnwrap(FileManager.default.contents(atPath: path)))
+        let frames = walkFrames(bytes)
+        let last = try XCTUnwrap(frames.last, "the segment \(path) holds frames")
+        XCTAssertEqual(last.start + 4 + last.size, bytes.count, "the frames of \(path) end at the end of the file")
+        XCTAssertEqual(bytes[last.start + 9], 4, "the last record of \(path) is a commit marker")
+        let body = last.start + 18
+        let tCommitLSN = readU64(bytes, body + 4)
+        let tEndLSN = readU64(bytes, body + 12)
+        XCTAssertGreaterThanOrEqual(tCommitLSN, t, "the last commit marker is T's")
+        let flipAt = bytes.count - 3
+        XCTAssertGreaterThan(flipAt, body, "the flipped byte lies inside the commit marker's body")
+        bytes[flipAt] ^= 0xFF
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+
+        let slotBefore = try slotConfirmedLSN()
+        XCTAssertGreaterThanOrEqual(slotBefore, tEndLSN, "the slot is past T")
+        try target.start()
+
+        // First start after the damage: refuses, and says why.
+        let firstRefusal = try startRefusing("daemon-refused-1.log", tCommitLSN: tCommitLSN, slot: slotBefore)
+
+        // No sink is reported caught up on the damaged topic.
+        let status = OpsStatusView(try opsStatus(configPath))
+        let replica = try XCTUnwrap(status.sink("replica"), status.text)
+        let state = replica["state"] as? String
+        let error = (replica["error"] as? String ?? "").lowercased()
+        XCTAssertFalse(state == "running" && (replica["lag_events"] as? Int) == 0,
+                       "sink replica must not look caught up on a topic that lost a transaction: \(status.text)")
+        XCTAssertTrue(state == "failed" || error.contains("lost") || error.contains("damaged"),
+                      "sink replica is failed or its error names the lost/damaged topic: \(status.text)")
+        let human = try opsSluice(["status", "--config", configPath])
+        XCTAssertEqual(human.status, 0, human.describe)
+        XCTAssertTrue(human.out.lowercased().contains("lost"), "`sluice status` mentions the lost transactions: \(human.describe)")
+
+        // The PostgreSQL target was not marked past T, nor given T from nowhere.
+        let replicaLSN = try XCTUnwrap(postgresTargetLSN(), "the PostgreSQL target keeps its offset")
+        XCTAssertLessThan(replicaLSN, t, "sink replica's stored LSN (\(opsLSN(replicaLSN))) stays below T (\(opsLSN(t)))")
+        XCTAssertGreaterThanOrEqual(replicaLSN, first, "sink replica keeps what it applied before the outage")
+        XCTAssertEqual(try target.scalar("SELECT count(*) FROM accounts WHERE id = 9999"), "0",
+                       "the lost transaction did not reach the PostgreSQL target")
+
+        // The refusal is persistent: a second start refuses again, with the same explanation.
+        let secondRefusal = try startRefusing("daemon-refused-2.log", tCommitLSN: tCommitLSN, slot: slotBefore)
+        XCTAssertNotEqual(firstRefusal, 0)
+        XCTAssertNotEqual(secondRefusal, 0)
+        XCTAssertEqual(try slotConfirmedLSN(), slotBefore, "a refusing daemon confirms nothing to the slot")
+        XCTAssertLessThan(try XCTUnwrap(postgresTargetLSN()), t, "sink replica is still below T after the second refusal")
+    }
+
+    /// Starts `sluice run`, expects it to exit non-zero by itself within 60 s, and checks that its log
+    /// explains: the slot is ahead of the topic, the lost LSNs (a range reaching T), how to recover.
+    private func startRefusing(_ logName: String, tCommitLSN: UInt64, slot: UInt64,
+                               file: StaticString = #filePath, line: UInt = #line) throws -> Int32 {
+        let logFile = directory + "/" + logName
+        let daemon = try SluiceProcess(["run", "--config", configPath], logPath: logFile)
+        daemons.append(daemon)
+        func log() -> String { (try? String(contentsOfFile: logFile, encoding: .utf8)) ?? "" }
+        try eventually(timeout: 60, "the daemon to refuse and exit (\(logName)):\n\(log())", file: file, line: line) { !daemon.isRunning }
+        let status = daemon.child.wait()
+        let text = log()
+        print("--- \(logName) (exit \(status)) ---\n\(text)--- end of \(logName) ---")
+        XCTAssertNotEqual(status, 0, "the daemon exits with a failure status (\(logName)):\n\(text)", file: file, line: line)
+        let lower = text.lowercased()
+        XCTAssertTrue(lower.contains("slot"), "the log names the replication slot (\(logName)):\n\(text)", file: file, line: line)
+        XCTAssertTrue(lower.contains("snapshot"), "the log says how to recover (re-snapshot) (\(logName)):\n\(text)", file: file, line: line)
+        let lostLines = text.split(separator: "\n").filter { $0.lowercased().contains("lost") }
+        XCTAssertFalse(lostLines.isEmpty, "the log says transactions were lost (\(logName)):\n\(text)", file: file, line: line)
+        let named = lostLines.flatMap { lsns(in: String($0)) }
+        XCTAssertTrue(named.contains { $0 >= tCommitLSN && $0 <= slot },
+                      "the lost range named in the log reaches T (commit \(opsLSN(tCommitLSN))) and not beyond the slot "
+                      + "(\(opsLSN(slot))); LSNs named: \(named.map(opsLSN)) (\(logName)):\n\(text)", file: file, line: line)
+        return status
+    }
+
+    private func slotConfirmedLSN() throws -> UInt64 {
+        lsnValue(try XCTUnwrap(source.scalar("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'sluice_app'")))
+    }
+}
+
+/// LSNs written as `X/Y` (hexadecimal) in a line of text.
+private func lsns(in text: String) -> [UInt64] {
+    guard let regex = try? NSRegularExpression(pattern: "(?<![0-9A-Fa-f])[0-9A-F]{1,8}/[0-9A-F]{1,8}(?![0-9A-Fa-f])") else { return [] }
+    let range = NSRange(text.startIndex..., in: text)
+    return regex.matches(in: text, range: range).compactMap { match in
+        Range(match.range, in: text).map { lsnValue(String(text[$0])) }
+    }
+}
+
+/// The segment files of a topic directory, oldest first.
+private func damagedSegmentNames(_ directory: String) -> [String] {
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+    return names.filter { $0.count == 24 && $0.hasSuffix(".log") && $0.prefix(20).allSatisfy(\.isNumber) }.sorted()
+}
+
+/// The frames of a segment (docs/log-format.md: a 20-byte header, then frames of size u32 — the bytes
+/// after it — crc u32, version u8, kind u8, offset u64, body), up to the first that runs past the end.
+private func walkFrames(_ bytes: [UInt8]) -> [(start: Int, size: Int)] {
+    var frames: [(start: Int, size: Int)] = []
+    var position = 20
+    while position + 4 <= bytes.count {
+        let size = Int(readU32(bytes, position))
+        guard size >= 14, position + 4 + size <= bytes.count else { break }
+        frames.append((position, size))
+        position += 4 + size
+    }
+    return frames
+}
+
+private func readU32(_ bytes: [UInt8], _ at: Int) -> UInt64 { bytes[at..<at + 4].reduce(0) { $0 << 8 | UInt64($1) } }
+private func readU64(_ bytes: [UInt8], _ at: Int) -> UInt64 { bytes[at..<at + 8].reduce(0) { $0 << 8 | UInt64($1) } }
