@@ -75,7 +75,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .executableTarget(name: "sluice", dependencies: ["SluiceCLI"]),
+        .executableTarget(name: "sluice", dependencies: ["SluiceCLI", "SluiceKit"]),
         .target(name: "SluiceConformance", dependencies: ["SluiceKit", "SluiceLog"]),
         // The benchmark: scripts/bench.sh builds and runs it (see BENCHMARKS.md).
         .executableTarget(name: "sluice-bench", dependencies: ["SluiceWire", "PGOutput"]),

@@ -292,6 +292,7 @@ final class Flusher: @unchecked Sendable {
             let fd = activeFD
             topic.state.unlock()
 
+            Failpoint.hit("log.before_fsync")
             var error: (any Error)?
             for old in toRetire {
                 if error == nil && fdatasync(old) != 0 { error = LogError.io("fdatasync failed in", topic.directory) }
@@ -299,6 +300,7 @@ final class Flusher: @unchecked Sendable {
             }
             if error == nil && fdatasync(fd) != 0 { error = LogError.io("fdatasync failed in", topic.directory) }
             if !toRetire.isEmpty { SegmentFile.syncDirectory(topic.directory) }
+            if error == nil { Failpoint.hit("log.after_fsync") }
 
             topic.state.lock()
             if let error {

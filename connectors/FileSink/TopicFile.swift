@@ -104,6 +104,7 @@ final class TopicFile {
         let next = directory + "/" + Self.name(topic, sequence + 1)
         let newFD = open(next, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard newFD >= 0 else { return }
+        Failpoint.hit("sink.file.rotate")
         let dir = open(directory, O_RDONLY)
         if dir >= 0 { fsync(dir); close(dir) }
         close(fd)

@@ -70,6 +70,7 @@ struct BulkLoad {
         }
         try encoder.buffer.withUnsafeBytes { try connection.putCopyData($0) }
         encoder.removeAll()
+        Failpoint.hit("sink.postgres.mid_copy")
     }
 
     /// Ends the run: the rows reach the table, and the pipeline is back.

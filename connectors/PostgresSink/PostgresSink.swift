@@ -156,8 +156,10 @@ public final class PostgresSink: Sink {
                 parameters.append(String(position.commitTime))
                 try pipeline!.send(prepared: "sluice_offset", parameters)
             }
+            Failpoint.hit("sink.postgres.before_commit")
             try pipeline!.send("COMMIT")
             try pipeline!.sync()
+            Failpoint.hit("sink.postgres.after_commit")
         }
     }
 

@@ -173,6 +173,7 @@ final class BackfillDriver {
         var index: [String: Int] = [:]
         try source.wrap {
             try emit("low " + id)
+            Failpoint.hit("backfill.after_low_watermark")
             try sql.copyOut("COPY (\(query)) TO STDOUT") { line in
                 var body = RecordBody()
                 try CopyText.appendTuple(line, columns: schema.columns.count, into: &body)
@@ -181,6 +182,7 @@ final class BackfillDriver {
                 }
                 rows.append(body.bytes)
             }
+            Failpoint.hit("backfill.before_high_watermark")
             try emit("high " + id)
         }
         chunk = Chunk(id: id, tableIndex: tableIndex, schema: schema, keyColumns: keyColumns, rows: rows, index: index,
@@ -198,6 +200,7 @@ final class BackfillDriver {
         guard let ready = unsaved.lastIndex(where: { entry in
             entry.needs.map { needed in durable.map { needed <= $0 } ?? false } ?? true
         }) else { return }
+        Failpoint.hit("backfill.before_save_progress")
         try? BackfillFiles.write(unsaved[ready].progress, directory: directory, name: BackfillProgress.fileName)
         unsaved.removeFirst(ready + 1)
     }

@@ -197,6 +197,7 @@ final class StreamLoop {
                                         allDurable: allDurable, idle: idle, force: force)
         }
         guard case let .send(written, flushed) = decision else { return }
+        Failpoint.hit("source.before_confirm")
         try stream { try replication.sendStatus(written: written, flushed: flushed, applied: flushed) }
         let now = DispatchTime.now()
         progress.sent(flushed: flushed, now: now.uptimeNanoseconds)

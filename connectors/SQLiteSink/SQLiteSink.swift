@@ -125,8 +125,10 @@ public final class SQLiteSink: Sink {
                 saveOffset!.bind(5, text: String(position.commitTime))
                 try saveOffset!.run()
             }
+            Failpoint.hit("sink.sqlite.before_commit")
             try database!.execute("COMMIT")
             inBatch = false
+            Failpoint.hit("sink.sqlite.after_commit")
         }
     }
 

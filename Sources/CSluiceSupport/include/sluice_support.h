@@ -3,6 +3,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "sluice_failpoints.h"
 
 /// CRC32C (Castagnoli) of `length` bytes, continuing from `crc` (0 to start).
 /// Uses the SSE4.2 instruction when the CPU has it, a table otherwise.
