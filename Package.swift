@@ -14,6 +14,8 @@ let package = Package(
         .library(name: "PGOutput", targets: ["PGOutput"]),
         // The whole command line, so a custom build can register its own connectors.
         .library(name: "SluiceCLI", targets: ["SluiceCLI"]),
+        // The built-in connectors, registered: `ConnectorRegistry.builtin`.
+        .library(name: "SluiceConnectors", targets: ["SluiceConnectors"]),
         // A conformance check any sink can run in its tests: ordering, replays, crashes.
         .library(name: "SluiceConformance", targets: ["SluiceConformance"]),
     ],
@@ -57,13 +59,17 @@ let package = Package(
         .target(name: "SQLiteSink", dependencies: ["SluiceKit", "SluiceWire"],
                 path: "connectors/SQLiteSink"),
         .target(name: "FileSink", dependencies: ["SluiceKit"], path: "connectors/FileSink"),
-        .target(name: "ExecSink", dependencies: ["SluiceKit"], path: "connectors/ExecSink"),
+        // The exec connectors: a plugin in any language as a sink or a source (JSON lines over pipes).
+        .target(name: "ExecConnectors", dependencies: ["SluiceKit"], path: "connectors/Exec"),
         .target(name: "HTTPSink", dependencies: ["SluiceKit"], path: "connectors/HTTPSink"),
 
-        // Runtime: config, wiring, sink loops, checkpoints, retries, shutdown.
+        // The built-in connectors' registration: a custom build may register others instead.
+        .target(name: "SluiceConnectors", dependencies: [
+            "SluiceKit", "PostgresSource", "PostgresSink", "SQLiteSink", "FileSink", "ExecConnectors", "HTTPSink",
+        ]),
+        // Runtime: wiring, sink loops, checkpoints, retries, shutdown. Depends on the SDK and the log only.
         .target(name: "SluiceRuntime", dependencies: [
-            "SluiceKit", "SluiceLog", "SluiceWire",
-            "PostgresSource", "PostgresSink", "SQLiteSink", "FileSink", "ExecSink", "HTTPSink",
+            "SluiceKit", "SluiceLog",
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
@@ -71,7 +77,7 @@ let package = Package(
             .product(name: "FlyingFox", package: "FlyingFox"),
         ]),
         .target(name: "SluiceCLI", dependencies: [
-            "SluiceRuntime", "SluiceKit", "SluiceLog",
+            "SluiceRuntime", "SluiceKit", "SluiceConnectors",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -83,13 +89,13 @@ let package = Package(
         .testTarget(name: "PGOutputTests", dependencies: ["PGOutput"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "SluiceLogTests", dependencies: ["SluiceLog", "SluiceKit"]),
-        .testTarget(name: "SluiceKitTests", dependencies: ["SluiceKit", "SluiceRuntime"]),
+        .testTarget(name: "SluiceKitTests", dependencies: ["SluiceKit", "SluiceRuntime", "SluiceConnectors"]),
         .testTarget(name: "PostgresSourceTests", dependencies: ["PostgresSource"]),
         .testTarget(name: "SluiceRuntimeTests", dependencies: ["SluiceRuntime", "SluiceKit"]),
         // Runs the real `sluice` binary against real PostgreSQL clusters and SQLite files.
         .testTarget(name: "IntegrationTests", dependencies: [
             "sluice", "SluiceWire", "SluiceKit", "SluiceLog", "SluiceConformance",
-            "PostgresSink", "SQLiteSink", "FileSink", "ExecSink",
+            "PostgresSink", "SQLiteSink", "FileSink", "ExecConnectors",
         ], exclude: ["Fixtures"]),
     ]
 )

@@ -2,7 +2,6 @@ import ArgumentParser
 import Foundation
 import Logging
 import SluiceKit
-import SluiceLog
 import SluiceRuntime
 
 struct Backfill: ParsableCommand {
@@ -31,51 +30,22 @@ struct Backfill: ParsableCommand {
         LogSetup.bootstrap(format: config.logFormat, level: config.logLevel ?? "warning")
         let logger = Logger(label: "sluice")
         guard let section = try chooseSource(config) else { return }
-        guard let backfillable = try SluiceMain.registry.sources[section.type]!.init(config: section) as? any BackfillSource else {
-            throw UsageError(message: "source \(section.name) (type \(section.type)) cannot backfill")
-        }
-        let tables: [String]
+        let job: BackfillJob
         do {
-            tables = try backfillable.backfillTables(self.tables)
+            job = try BackfillJob(config: config, registry: SluiceMain.registry, source: section, tables: tables, logger: logger)
         } catch let error as ConnectorError {
             if case .misconfigured(let reason) = error { throw UsageError(message: reason) }
             throw RuntimeFailure(message: error.description)
         }
-        guard !tables.isEmpty else { throw UsageError(message: "source \(section.name) captures no table to backfill") }
-        let stateDirectory = config.dataDirectory + "/sources/" + section.name
-        let active = BackfillFiles.read(BackfillProgress.self, directory: stateDirectory, name: BackfillProgress.fileName)
-        if let active, !active.isFinished, Set(tables).isSubset(of: Set(active.tables.map(\.table))) {
-            FileHandle.standardError.write(Data("resuming backfill \(active.id) of \(active.tables.map(\.table).joined(separator: ", "))\n".utf8))
-        } else {
-            try BackfillFiles.write(BackfillRequest(tables: tables), directory: stateDirectory, name: BackfillRequest.fileName)
+        if let resumed = try job.request() {
+            FileHandle.standardError.write(Data("resuming backfill \(resumed)\n".utf8))
         }
-
-        // Without a daemon on this data directory, run the pipeline here until the copy is applied.
-        var pipeline: Pipeline?
-        var exitCode: Int32 = 0
-        let pipelineDone = DispatchSemaphore(value: 0)
-        if DataDirectoryLock.isHeld(dataDirectory: config.dataDirectory) == nil {
-            let local = try Pipeline(config: config, registry: SluiceMain.registry, logger: logger)
-            pipeline = local
-            Signals.onStop { local.requestStop() }
-            let box = ExitBox()
-            Thread {
-                box.code = local.run()
-                pipelineDone.signal()
-            }.start()
-            withExtendedLifetime(box) {}
-            let finished = try follow(config: config, source: section, tables: tables, stateDirectory: stateDirectory,
-                                      isRunning: { box.code == nil })
-            local.requestStop()
-            pipelineDone.wait()
-            exitCode = finished ? (box.code ?? 1) : (box.code == 0 ? 1 : box.code ?? 1)
-        } else {
+        if job.daemonRunning {
             Signals.onStop { Foundation.exit(130) }
-            let finished = try follow(config: config, source: section, tables: tables, stateDirectory: stateDirectory,
-                                      isRunning: { DataDirectoryLock.isHeld(dataDirectory: config.dataDirectory) != nil })
-            exitCode = finished ? 0 : 1
+        } else {
+            Signals.onStop { job.stop() }
         }
-        withExtendedLifetime(pipeline) {}
+        let exitCode = try job.run(observer: ProgressDisplay())
         if exitCode != 0 { throw ExitCode(exitCode) }
     }
 
@@ -91,53 +61,10 @@ struct Backfill: ParsableCommand {
         }
         return config.sources[0]
     }
-
-    /// Shows progress until the copy is finished and every sink of the source's topic has applied it.
-    /// Returns false if the pipeline stopped first.
-    private func follow(config: SluiceConfig, source: ConnectorConfig, tables: [String], stateDirectory: String,
-                        isRunning: () -> Bool) throws -> Bool {
-        let sinks = try config.sinks.filter { $0.topics.contains(source.name) }.map {
-            ($0.config.name, try SluiceMain.registry.sinks[$0.config.type]!.init(config: $0.config))
-        }
-        let display = ProgressDisplay()
-        var lastSinkCheck = Date.distantPast
-        var applied = false
-        while true {
-            let progress = BackfillFiles.read(BackfillProgress.self, directory: stateDirectory, name: BackfillProgress.fileName)
-            let ours = progress.flatMap { Set(tables).isSubset(of: Set($0.tables.map(\.table))) ? $0 : nil }
-            let pending = FileManager.default.fileExists(atPath: stateDirectory + "/" + BackfillRequest.fileName)
-            if let ours, !pending {
-                display.show(ours)
-                if ours.isFinished, Date().timeIntervalSince(lastSinkCheck) > 0.2 {
-                    lastSinkCheck = Date()
-                    applied = sinks.allSatisfy { name, sink in
-                        guard let needed = ours.finalOffset else { return true }
-                        let offset = (try? sink.readPositions())??[source.name]?.offset
-                        return offset.map { $0 >= needed } ?? false
-                    }
-                    if applied {
-                        display.finish(ours, sinks: sinks.map(\.0))
-                        return true
-                    }
-                }
-            } else {
-                display.waiting()
-            }
-            guard isRunning() else {
-                display.stopped()
-                return false
-            }
-            usleep(100_000)
-        }
-    }
-}
-
-final class ExitBox: @unchecked Sendable {
-    var code: Int32?
 }
 
 /// A progress bar on a terminal (stderr), plain lines every few seconds otherwise.
-final class ProgressDisplay {
+final class ProgressDisplay: BackfillObserver {
     let terminal = isatty(STDERR_FILENO) == 1
     private var lastLine = Date.distantPast
     private var samples: [(Date, UInt64)] = []
@@ -153,7 +80,7 @@ final class ProgressDisplay {
         write((terminal ? "\n" : "") + "backfill: the pipeline stopped before the copy was applied; run the command again to resume\n")
     }
 
-    func show(_ progress: BackfillProgress) {
+    func progress(_ progress: BackfillProgress) {
         let now = Date()
         samples.append((now, progress.copiedRows))
         samples.removeAll { now.timeIntervalSince($0.0) > 10 }
@@ -175,7 +102,7 @@ final class ProgressDisplay {
         }
     }
 
-    func finish(_ progress: BackfillProgress, sinks: [String]) {
+    func finished(_ progress: BackfillProgress, sinks: [String]) {
         write((terminal ? "\n" : "") + "backfill: copied \(progress.copiedRows) rows of \(progress.tables.map(\.table).joined(separator: ", ")); applied by \(sinks.isEmpty ? "no sink (the topic holds it)" : sinks.joined(separator: ", "))\n")
     }
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import SluiceKit
+import SluiceConnectors
 import SluiceRuntime
 
 /// The `sluice` command line. A custom build registers its own connectors and calls

@@ -2,7 +2,6 @@ import ArgumentParser
 import Foundation
 import Logging
 import SluiceKit
-import SluiceLog
 import SluiceRuntime
 
 struct Tail: ParsableCommand {
@@ -44,8 +43,7 @@ struct Tail: ParsableCommand {
         guard config.topics.contains(topic) else {
             throw UsageError(message: "\(options.config): there is no topic '\(topic)'; topics are named after sources: \(config.topics.joined(separator: ", "))")
         }
-        let directory = config.dataDirectory + "/topics/" + topic
-        let logTopic = EmbeddedTopic.openForReading(name: topic, directory: directory, logger: Logger(label: "sluice"))
+        let logTopic = try TopicStores.make(config, logger: Logger(label: "sluice")).topic(topic)
         if !follow && logTopic.durableCommit == nil { return }
         if follow { Signals.onStop { Foundation.exit(0) } }
 
@@ -70,7 +68,7 @@ struct Tail: ParsableCommand {
 
 /// Finds where the last N transactions of a topic begin, reading only the newest segments' worth.
 enum TransactionStarts {
-    static func lastBegin(topic: EmbeddedTopic, count: Int, end: UInt64) throws -> UInt64 {
+    static func lastBegin(topic: any Topic, count: Int, end: UInt64) throws -> UInt64 {
         guard count > 0 else { return end + 1 }
         // Walk back from the end in growing windows until enough begin records are seen.
         var window: UInt64 = UInt64(count) * 64

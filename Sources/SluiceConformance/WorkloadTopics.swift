@@ -17,7 +17,7 @@ final class WorkloadTopics {
     init(directory: String, transactions: [WorkloadTransaction], logger: Logger) throws {
         log = EmbeddedLog(dataDirectory: directory, logger: logger)
         self.transactions = transactions
-        var writers: [String: (topic: EmbeddedTopicWriter, transactions: TransactionWriter)] = [:]
+        var writers: [String: (topic: any TopicWriter, transactions: TransactionWriter)] = [:]
         var nextLSN: [String: UInt64] = [:]
         for (index, transaction) in transactions.enumerated() {
             if writers[transaction.topic] == nil {

@@ -31,7 +31,7 @@ public final class EmbeddedTopicWriter: TopicWriter {
     static let pendingLimit = 1 << 20
 
     /// Opens `topic` for appending after recovering its directory.
-    public init(topic: EmbeddedTopic, segmentBytes: UInt64 = 256 << 20) throws {
+    public init(topic: EmbeddedTopic, segmentBytes: UInt64 = RetentionPolicy.defaultSegmentBytes) throws {
         embedded = topic
         self.segmentBytes = segmentBytes
         try FileManager.default.createDirectory(atPath: topic.directory, withIntermediateDirectories: true)

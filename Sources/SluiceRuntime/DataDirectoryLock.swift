@@ -1,4 +1,5 @@
 import Foundation
+import SluiceKit
 
 /// An exclusive lock on a data directory (`<data_dir>/sluice.lock`), held while a process captures into it.
 public final class DataDirectoryLock {
@@ -8,7 +9,7 @@ public final class DataDirectoryLock {
     /// Takes the lock, or returns nil with the holder's pid when another process has it.
     public static func acquire(dataDirectory: String) throws -> Result<DataDirectoryLock, HeldBy> {
         try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
-        let path = dataDirectory + "/sluice.lock"
+        let path = DataDirectory(dataDirectory).lockFile
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: path]) }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
@@ -27,7 +28,7 @@ public final class DataDirectoryLock {
 
     /// True when some process holds the lock (a daemon is running on this data directory).
     public static func isHeld(dataDirectory: String) -> Int32? {
-        let path = dataDirectory + "/sluice.lock"
+        let path = DataDirectory(dataDirectory).lockFile
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }

@@ -1,4 +1,5 @@
 import Foundation
+import SluiceKit
 
 /// Free space under `data_dir`, and a small reserve file that a full disk gives back, so the status
 /// file and the source's state can still be written while the topic waits for room.
@@ -11,7 +12,7 @@ final class DiskSpace: @unchecked Sendable {
 
     init(dataDirectory: String) {
         directory = dataDirectory
-        reservePath = dataDirectory + "/space-reserve"
+        reservePath = DataDirectory(dataDirectory).spaceReserve
     }
 
     /// Bytes available to this process and the filesystem's size, or nil if unknown.

@@ -2,7 +2,6 @@ import Foundation
 import Logging
 import Metrics
 import SluiceKit
-import SluiceLog
 
 /// Every source and sink of a configuration file, running concurrently: `sluice run`.
 ///
@@ -13,7 +12,7 @@ public final class Pipeline: @unchecked Sendable {
     let logger: Logger
     let sources: [(name: String, source: any Source)]
     let sinks: [(section: SluiceConfig.SinkSection, sink: any Sink)]
-    public let log: EmbeddedLog
+    public let store: any TopicStore
     public let health = ConnectorHealth()
     public private(set) var sinkProgress: [SinkProgress] = []
 
@@ -34,7 +33,7 @@ public final class Pipeline: @unchecked Sendable {
         sinks = try config.sinks.map { section in
             (section, try registry.sinks[section.config.type]!.init(config: section.config))
         }
-        log = EmbeddedLog(dataDirectory: config.dataDirectory, logger: logger)
+        store = try TopicStores.make(config, logger: logger)
     }
 
     /// Every connector's prerequisites, probed without changing anything (`sluice check`).
@@ -109,15 +108,15 @@ public final class Pipeline: @unchecked Sendable {
         let space = DiskSpace(dataDirectory: config.dataDirectory)
         let retentionWanted = StopSignal()
         let sourceRunners = sources.map { name, source in
-            SourceRunner(source: source, name: name, log: log, segmentBytes: config.retention.segmentBytes,
-                         stateDirectory: config.dataDirectory + "/sources/" + name, stop: stopSources,
+            SourceRunner(source: source, name: name, store: store,
+                         stateDirectory: DataDirectory(config.dataDirectory).sourceState(name), stop: stopSources,
                          health: health, logger: logger.with("source", name), space: space,
                          onDiskFull: { retentionWanted.stop() }) { [weak self] in self?.fail($0, code: $1) }
         }
         let sinkRunners = sinks.map { section, sink in
             let progress = SinkProgress(sink: section.config.name)
             sinkProgress.append(progress)
-            return SinkRunner(sink: sink, name: section.config.name, topics: section.topics.map { log.topic($0) },
+            return SinkRunner(sink: sink, name: section.config.name, topics: section.topics.map { store.topic($0) },
                               drain: drainSinks, health: health, logger: logger.with("sink", section.config.name),
                               progress: progress) { [weak self] in self?.fail($0, code: $1) }
         }
@@ -128,12 +127,12 @@ public final class Pipeline: @unchecked Sendable {
         writeStatus()
         sourceRunners.forEach { $0.start() }
         sinkRunners.forEach { $0.start() }
-        let gauges = LagGauges(progress: progress, topics: sinks.map { section, _ in section.topics.map { log.topic($0) } })
+        let gauges = LagGauges(progress: progress, topics: sinks.map { section, _ in section.topics.map { store.topic($0) } })
         var readers: [String: [SinkProgress]] = [:]
         for (index, (section, _)) in sinks.enumerated() {
             for topic in section.topics { readers[topic, default: []].append(progress[index]) }
         }
-        let retention = Retention(policy: config.retention, topics: config.topics.map { log.topic($0) }, readers: readers,
+        let retention = Retention(store: store, policy: config.retention, topics: config.topics.map { store.topic($0) }, readers: readers,
                                   logger: logger)
         let reporter = Thread { [stopSources] in
             var ticks = 0
@@ -173,7 +172,7 @@ extension Logger {
 /// Sink lag as gauges, refreshed every second: `sluice_sink_lag_events` and `sluice_sink_lag_seconds`.
 struct LagGauges: @unchecked Sendable {
     let progress: [SinkProgress]
-    let topics: [[EmbeddedTopic]]
+    let topics: [[any Topic]]
 
     func update() {
         for (sink, topics) in zip(progress, topics) {

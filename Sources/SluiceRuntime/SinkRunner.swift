@@ -2,7 +2,6 @@ import Foundation
 import Logging
 import Metrics
 import SluiceKit
-import SluiceLog
 
 /// Runs one sink on its own thread: reads its topics from the positions stored in the target,
 /// hands it batches of whole transactions, and retries a failing target with capped backoff.
@@ -255,7 +254,7 @@ public final class SinkProgress: @unchecked Sendable {
 
     /// Events committed to `topic` but not applied yet, and how long the oldest of them has waited.
     /// Nil until the sink has read its position.
-    public func lag(in topic: EmbeddedTopic) -> (events: UInt64, seconds: Double)? {
+    public func lag(in topic: any Topic) -> (events: UInt64, seconds: Double)? {
         lock.lock()
         let entry = entries[topic.name]
         lock.unlock()

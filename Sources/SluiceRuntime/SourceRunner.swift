@@ -2,15 +2,13 @@ import Foundation
 import Logging
 import Metrics
 import SluiceKit
-import SluiceLog
 
 /// Runs one source on its own thread: opens its topic, calls `run`, retries transient failures
 /// with capped backoff after dropping the interrupted transaction.
 final class SourceRunner: @unchecked Sendable {
     let source: any Source
     let name: String
-    let log: EmbeddedLog
-    let segmentBytes: UInt64
+    let store: any TopicStore
     let stop: StopSignal
     let health: ConnectorHealth
     let logger: Logger
@@ -24,15 +22,14 @@ final class SourceRunner: @unchecked Sendable {
     private lazy var retries = Counter(label: "sluice_retries_total", dimensions: [("connector", "source"), ("name", name)])
     private let finished = DispatchSemaphore(value: 0)
 
-    init(source: any Source, name: String, log: EmbeddedLog, segmentBytes: UInt64, stateDirectory: String,
+    init(source: any Source, name: String, store: any TopicStore, stateDirectory: String,
          stop: StopSignal, health: ConnectorHealth, logger: Logger, space: DiskSpace,
          onDiskFull: @escaping @Sendable () -> Void, onFatal: @escaping @Sendable (String, Int32) -> Void) {
         self.space = space
         self.onDiskFull = onDiskFull
         self.source = source
         self.name = name
-        self.log = log
-        self.segmentBytes = segmentBytes
+        self.store = store
         self.stateDirectory = stateDirectory
         self.stop = stop
         self.health = health
@@ -63,7 +60,7 @@ final class SourceRunner: @unchecked Sendable {
                                         let state = state == .running ? supervisor.with { $0.healthy(at: Date()) } : state
                                         health.set("source", name, state, logger: logger)
                                     })
-        var writer: EmbeddedTopicWriter?
+        var writer: (any TopicWriter)?
         /// Set by a full disk until the topic has started a segment retention can free.
         var needsRoom = false
         defer { writer?.close() }
@@ -71,7 +68,7 @@ final class SourceRunner: @unchecked Sendable {
             var transactions: TransactionWriter?
             let failure: Supervisor.Failure
             do {
-                if writer == nil { writer = try log.openWriter(name, segmentBytes: segmentBytes) }
+                if writer == nil { writer = try store.openWriter(name) }
                 if needsRoom {
                     try writer!.makeRoom()
                     needsRoom = false

@@ -29,7 +29,7 @@ public struct StatusFile: Codable, Sendable {
     /// Sinks whose stored positions the daemon has read: for them `positions` is the whole truth.
     public var knownSinks: [String]? = []
 
-    public static func path(dataDirectory: String) -> String { dataDirectory + "/status.json" }
+    public static func path(dataDirectory: String) -> String { DataDirectory(dataDirectory).statusFile }
 
     public static func read(dataDirectory: String) -> StatusFile? {
         guard let data = FileManager.default.contents(atPath: path(dataDirectory: dataDirectory)) else { return nil }

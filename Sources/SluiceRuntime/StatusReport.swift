@@ -1,7 +1,6 @@
 import Foundation
 import Logging
 import SluiceKit
-import SluiceLog
 
 /// Everything `sluice status` shows, gathered from the stores themselves (topic files, source and
 /// target databases), so it works whether or not the daemon runs; the daemon's status file adds
@@ -72,10 +71,10 @@ public struct StatusReport {
             report.sources.append(Source(name: section.name, type: section.type, state: current, error: error,
                                          status: source.status()))
         }
-        var topics: [String: EmbeddedTopic] = [:]
+        let store = try TopicStores.make(config, logger: logger)
+        var topics: [String: any SluiceKit.Topic] = [:]
         for name in config.topics {
-            let topic = EmbeddedTopic.openForReading(name: name, directory: config.dataDirectory + "/topics/" + name,
-                                                     logger: logger)
+            let topic = store.topic(name)
             topics[name] = topic
             let durable = topic.durableCommit
             report.topics.append(Topic(name: name, firstOffset: topic.firstOffset, endOffset: durable?.offset,

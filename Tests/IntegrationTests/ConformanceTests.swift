@@ -1,4 +1,4 @@
-import ExecSink
+import ExecConnectors
 import FileSink
 import Foundation
 import PostgresSink

@@ -1,5 +1,6 @@
 import Foundation
 import SluiceKit
+import SluiceConnectors
 import SluiceRuntime
 import XCTest
 

@@ -29,6 +29,45 @@ final class ImportBoundaryTests: XCTestCase {
         XCTAssertGreaterThan(imports, files.count, "import statements were recognised")
     }
 
+    /// The layers of the picture in DESIGN.md, as what each module may import. An arrow the wrong way
+    /// (the runtime reaching for a connector or the wire layer, the CLI for the embedded log) fails here.
+    static let layers: [(folder: String, allowed: Set<String>, exceptions: [String: Set<String>])] = {
+        let system: Set<String> = ["Foundation", "FoundationNetworking", "Glibc", "Darwin", "Dispatch"]
+        return [
+            ("Sources/SluiceKit", system.union(["Logging", "Metrics", "CSluiceSupport"]), [:]),
+            ("Sources/PGOutput", system, [:]),
+            ("Sources/SluiceWire", system.union(["CLibPQ", "CSQLite", "PGOutput"]), [:]),
+            ("Sources/SluiceLog", system.union(["SluiceKit", "CSluiceSupport", "Logging", "Metrics"]), [:]),
+            // The runtime: the SDK, and the embedded log only where topic backends are wired.
+            ("Sources/SluiceRuntime", system.union(["SluiceKit", "Logging", "Metrics", "Yams", "Prometheus", "FlyingFox"]),
+             ["TopicStores.swift": ["SluiceLog"]]),
+            ("Sources/SluiceConnectors", system.union(["SluiceKit", "PostgresSource", "PostgresSink", "SQLiteSink", "FileSink",
+                                                       "ExecConnectors", "HTTPSink"]), [:]),
+            // The CLI: arguments and output, through the runtime and the SDK.
+            ("Sources/SluiceCLI", system.union(["SluiceKit", "SluiceRuntime", "SluiceConnectors", "ArgumentParser", "Logging"]), [:]),
+            // The conformance kit builds its workload topics in an embedded log of its own.
+            ("Sources/SluiceConformance", system.union(["SluiceKit", "Logging"]), ["WorkloadTopics.swift": ["SluiceLog"]]),
+        ]
+    }()
+
+    func testEachLayerImportsOnlyWhatItsLayerMay() throws {
+        for layer in Self.layers {
+            let root = kitRepositoryRoot + "/" + layer.folder
+            let files = try swiftFiles(under: root)
+            XCTAssertFalse(files.isEmpty, "\(layer.folder) has sources")
+            for file in files {
+                let name = String(file.split(separator: "/").last!)
+                let allowed = layer.allowed.union(layer.exceptions[name] ?? [])
+                let text = try String(contentsOfFile: file, encoding: .utf8)
+                for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+                    guard let statement = Self.importStatement(line) else { continue }
+                    XCTAssertTrue(allowed.contains(statement.module),
+                                  "\(layer.folder)/\(name):\(number + 1) imports \(statement.module); this layer may import only \(allowed.sorted().joined(separator: ", "))")
+                }
+            }
+        }
+    }
+
     /// The parser sees through attributes, kinds and submodules, and ignores comments and strings.
     func testImportStatementParsing() {
         XCTAssertEqual(Self.importStatement("import SluiceKit")?.module, "SluiceKit")

@@ -7,7 +7,7 @@ final class AppendReadTests: LogTestCase {
     func testEmptyTopic() throws {
         let log = try makeLog()
         XCTAssertFalse(log.exists(Fixture.topic))
-        let writer = try log.openWriter(Fixture.topic)
+        let writer = try log.embeddedWriter(Fixture.topic)
         defer { writer.close() }
         XCTAssertTrue(log.exists(Fixture.topic))
         XCTAssertEqual(writer.nextOffset, 0)
@@ -26,7 +26,7 @@ final class AppendReadTests: LogTestCase {
     func testAppendReadAndReopen() throws {
         let log = try makeLog()
         var model: [Expected] = []
-        var writer = try log.openWriter(Fixture.topic)
+        var writer = try log.embeddedWriter(Fixture.topic)
         var transactions = TransactionWriter(writer: writer)
         var written: [WrittenTransaction] = []
         for xid in UInt32(700)..<705 {
@@ -44,7 +44,7 @@ final class AppendReadTests: LogTestCase {
 
         // Reopen: recovery finds the last commit marker; nothing was lost or added.
         capture.clear()
-        writer = try log.openWriter(Fixture.topic)
+        writer = try log.embeddedWriter(Fixture.topic)
         XCTAssertEqual(writer.nextOffset, UInt64(model.count))
         XCTAssertEqual(writer.lastCommit?.offset, written.last?.commit)
         XCTAssertEqual(writer.lastCommit?.commit.totalEvents, 1 + 2 + 3 + 4 + 1)
@@ -75,7 +75,7 @@ final class AppendReadTests: LogTestCase {
     func testFilesMatchTheDocumentedFormat() throws {
         let log = try makeLog()
         var model: [Expected] = []
-        let writer = try log.openWriter(Fixture.topic)
+        let writer = try log.embeddedWriter(Fixture.topic)
         let transactions = TransactionWriter(writer: writer)
         try transactions.writeTransaction(xid: 42, rows: 2, expected: &model)
         try writer.flush()
@@ -126,7 +126,7 @@ final class AppendReadTests: LogTestCase {
 
     /// Writes ~100 KiB transactions into 150 KB segments: several segments, each with index entries.
     private func writeManySegments(_ log: EmbeddedLog, model: inout [Expected]) throws -> [UInt64] {
-        let writer = try log.openWriter(Fixture.topic, segmentBytes: 150_000)
+        let writer = try log.embeddedWriter(Fixture.topic, segmentBytes: 150_000)
         let transactions = TransactionWriter(writer: writer)
         for xid in UInt32(1)...24 {
             // 40 rows of ~1 KiB; some transactions are bigger than the pending limit.
@@ -212,7 +212,7 @@ final class AppendReadTests: LogTestCase {
     func testReaderCreatedAtTheEndSeesLaterRecords() throws {
         let log = try makeLog()
         var model: [Expected] = []
-        let writer = try log.openWriter(Fixture.topic, segmentBytes: 4_000)
+        let writer = try log.embeddedWriter(Fixture.topic, segmentBytes: 4_000)
         let transactions = TransactionWriter(writer: writer)
         let t1 = try transactions.writeTransaction(xid: 1, rows: 2, expected: &model)
         try writer.flush()
@@ -245,7 +245,7 @@ final class AppendReadTests: LogTestCase {
     func testReadersNeverSeeUncommittedRecords() throws {
         let log = try makeLog()
         var model: [Expected] = []
-        let writer = try log.openWriter(Fixture.topic)
+        let writer = try log.embeddedWriter(Fixture.topic)
         let transactions = TransactionWriter(writer: writer)
         let topic = writer.topic
         let reader = try topic.makeReader(from: 0)
@@ -305,7 +305,7 @@ final class AppendReadTests: LogTestCase {
     func testCommitsBecomeDurableWithoutFlush() throws {
         let log = try makeLog()
         var model: [Expected] = []
-        let writer = try log.openWriter(Fixture.topic)
+        let writer = try log.embeddedWriter(Fixture.topic)
         let transactions = TransactionWriter(writer: writer)
         var last: WrittenTransaction?
         for xid in UInt32(1)...50 { last = try transactions.writeTransaction(xid: xid, rows: 2, expected: &model) }
@@ -320,7 +320,7 @@ final class AppendReadTests: LogTestCase {
     func testWaitForCommitWithAWriterInProcess() throws {
         let log = try makeLog()
         var model: [Expected] = []
-        let writer = try log.openWriter(Fixture.topic)
+        let writer = try log.embeddedWriter(Fixture.topic)
         let transactions = TransactionWriter(writer: writer)
         let topic = writer.topic
 
@@ -365,7 +365,7 @@ final class AppendReadTests: LogTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: directory), "reading creates nothing")
         XCTAssertFalse(scanner.waitForCommit(after: nil, timeoutMillis: 60))
 
-        let writer = try log.openWriter(Fixture.topic, segmentBytes: 20_000)
+        let writer = try log.embeddedWriter(Fixture.topic, segmentBytes: 20_000)
         let transactions = TransactionWriter(writer: writer)
         XCTAssertNil(scanner.durableCommit, "an empty segment has no commit")
         let t1 = try transactions.writeTransaction(xid: 1, rows: 3, expected: &model)
@@ -411,7 +411,7 @@ final class AppendReadTests: LogTestCase {
         let log = try makeLog()
         var model: [Expected] = []
         let directory = log.directory(of: Fixture.topic)
-        var writer = try log.openWriter(Fixture.topic)
+        var writer = try log.embeddedWriter(Fixture.topic)
         let transactions = TransactionWriter(writer: writer)
         let t1 = try transactions.writeTransaction(xid: 1, rows: 4, expected: &model)
         try writer.flush()
@@ -442,7 +442,7 @@ final class AppendReadTests: LogTestCase {
         assertRecords(try readAll(writer.topic), match: model)
         writer.close()
 
-        writer = try log.openWriter(Fixture.topic)
+        writer = try log.embeddedWriter(Fixture.topic)
         XCTAssertEqual(writer.nextOffset, t4.commit! + 1)
         assertRecords(try readAll(writer.topic), match: model)
         XCTAssertEqual(Files.frames(try Files.bytes(Files.segment(directory, 0))).validEnd,
@@ -454,7 +454,7 @@ final class AppendReadTests: LogTestCase {
         let log = try makeLog()
         var model: [Expected] = []
         let directory = log.directory(of: Fixture.topic)
-        let writer = try log.openWriter(Fixture.topic)
+        let writer = try log.embeddedWriter(Fixture.topic)
         let transactions = TransactionWriter(writer: writer)
         var ignored: [Expected] = []
         try transactions.writeTransaction(xid: 1, rows: 1_500, padding: 1_000, commit: false, expected: &ignored)
@@ -471,7 +471,7 @@ final class AppendReadTests: LogTestCase {
     func testFailedEncoderAppendsNothing() throws {
         let log = try makeLog()
         var model: [Expected] = []
-        let writer = try log.openWriter(Fixture.topic)
+        let writer = try log.embeddedWriter(Fixture.topic)
         let transactions = TransactionWriter(writer: writer)
         try transactions.writeTransaction(xid: 1, rows: 1, expected: &model)
         struct Boom: Error {}

@@ -6,7 +6,7 @@ import XCTest
 final class RecoveryTests: LogTestCase {
     private func writeTransactions(_ log: EmbeddedLog, xids: ClosedRange<UInt32>, rows: Int = 3,
                                    model: inout [Expected]) throws -> [WrittenTransaction] {
-        let writer = try log.openWriter(Fixture.topic)
+        let writer = try log.embeddedWriter(Fixture.topic)
         let transactions = TransactionWriter(writer: writer)
         var written: [WrittenTransaction] = []
         for xid in xids { written.append(try transactions.writeTransaction(xid: xid, rows: rows, expected: &model)) }
@@ -28,7 +28,7 @@ final class RecoveryTests: LogTestCase {
             let fullSize = Files.size(path)
             try Files.truncate(path, to: fullSize - UInt64(cut))
 
-            let writer = try log.openWriter(Fixture.topic)
+            let writer = try log.embeddedWriter(Fixture.topic)
             XCTAssertEqual(writer.nextOffset, written[2].begin, "cut \(cut): the third transaction is gone")
             XCTAssertEqual(writer.lastCommit?.offset, written[1].commit)
             XCTAssertEqual(writer.lastCommit?.commit.xid, 2)
@@ -65,7 +65,7 @@ final class RecoveryTests: LogTestCase {
         let cleanSize = Files.size(path)
         try Files.append([0xDE, 0xAD, 0xBE, 0xEF, 0x00, 0x11, 0x22], to: path)
 
-        let writer = try log.openWriter(Fixture.topic)
+        let writer = try log.embeddedWriter(Fixture.topic)
         XCTAssertEqual(Files.size(path), cleanSize)
         XCTAssertEqual(writer.nextOffset, written[1].commit! + 1, "no committed record is lost")
         XCTAssertEqual(writer.lastCommit?.commit.xid, 2)
@@ -85,7 +85,7 @@ final class RecoveryTests: LogTestCase {
     func testTransactionWithoutCommitMarkerIsDroppedAndLogged() throws {
         let log = try makeLog()
         var model: [Expected] = []
-        let writer = try log.openWriter(Fixture.topic)
+        let writer = try log.embeddedWriter(Fixture.topic)
         let transactions = TransactionWriter(writer: writer)
         let t1 = try transactions.writeTransaction(xid: 1, rows: 2, expected: &model)
         try writer.flush()
@@ -101,7 +101,7 @@ final class RecoveryTests: LogTestCase {
         try Files.copyDirectory(directory, to: copy + "/topics/" + Fixture.topic)
         let recoveredCapture = LogCapture()
         let recoveredLog = EmbeddedLog(dataDirectory: copy, logger: recoveredCapture.logger)
-        let recovered = try recoveredLog.openWriter(Fixture.topic)
+        let recovered = try recoveredLog.embeddedWriter(Fixture.topic)
         XCTAssertEqual(recovered.nextOffset, t1.commit! + 1)
         XCTAssertEqual(recovered.lastCommit?.offset, t1.commit)
         XCTAssertEqual(recovered.lastCommit?.commit.totalEvents, 2)
@@ -139,7 +139,7 @@ final class RecoveryTests: LogTestCase {
         bytes[victim.body.lowerBound + 20] ^= 0x04
         try Files.write(bytes, to: path)
 
-        let writer = try log.openWriter(Fixture.topic)
+        let writer = try log.embeddedWriter(Fixture.topic)
         XCTAssertEqual(writer.lastCommit?.offset, written[1].commit)
         XCTAssertEqual(writer.nextOffset, written[2].begin)
         XCTAssertEqual(Files.size(path), UInt64(frames.first { $0.offset == written[2].begin }!.position))
@@ -159,7 +159,7 @@ final class RecoveryTests: LogTestCase {
         let commit = try XCTUnwrap(Files.frames(bytes).frames.first { $0.offset == written[1].commit })
         bytes[commit.position + 12] ^= 0xFF   // inside the offset field
         try Files.write(bytes, to: path)
-        let writer = try log.openWriter(Fixture.topic)
+        let writer = try log.embeddedWriter(Fixture.topic)
         XCTAssertEqual(writer.lastCommit?.offset, written[0].commit)
         XCTAssertEqual(writer.nextOffset, written[1].begin)
         writer.close()
@@ -178,7 +178,7 @@ final class RecoveryTests: LogTestCase {
         Frame.seal(&copy, at: 0, kind: copy[9], offset: 999)
         bytes.replaceSubrange(frame.position..<(frame.position + frame.length), with: copy)
         try Files.write(bytes, to: path)
-        let writer = try log.openWriter(Fixture.topic)
+        let writer = try log.embeddedWriter(Fixture.topic)
         XCTAssertEqual(writer.lastCommit?.offset, written[1].commit)
         XCTAssertEqual(writer.nextOffset, written[2].begin)
         XCTAssertEqual(recoveryWarnings().first?.metadata["reason"], "offset 999 where \(written[2].begin + 1) was expected")
@@ -191,7 +191,7 @@ final class RecoveryTests: LogTestCase {
         let log = try makeLog()
         var model: [Expected] = []
         let directory = log.directory(of: Fixture.topic)
-        var writer = try log.openWriter(Fixture.topic, segmentBytes: 10_000)
+        var writer = try log.embeddedWriter(Fixture.topic, segmentBytes: 10_000)
         var transactions = TransactionWriter(writer: writer)
         var written: [WrittenTransaction] = []
         for xid in UInt32(1)...3 {
@@ -207,7 +207,7 @@ final class RecoveryTests: LogTestCase {
         bytes[20 + 19] ^= 0x01
         try Files.write(bytes, to: Files.segment(directory, victimBase))
 
-        writer = try log.openWriter(Fixture.topic, segmentBytes: 10_000)
+        writer = try log.embeddedWriter(Fixture.topic, segmentBytes: 10_000)
         XCTAssertEqual(SegmentFile.list(directory), [0, bases[1]], "the empty newest and the corrupt segment are gone")
         XCTAssertFalse(FileManager.default.fileExists(atPath: Files.index(directory, victimBase)))
         XCTAssertEqual(writer.lastCommit?.offset, written[1].commit)
@@ -227,7 +227,7 @@ final class RecoveryTests: LogTestCase {
         let log = try makeLog()
         var model: [Expected] = []
         let directory = log.directory(of: Fixture.topic)
-        let writer = try log.openWriter(Fixture.topic, segmentBytes: 1_000)
+        let writer = try log.embeddedWriter(Fixture.topic, segmentBytes: 1_000)
         let t1 = try TransactionWriter(writer: writer).writeTransaction(xid: 1, rows: 2, padding: 600, expected: &model)
         try writer.flush()
         writer.close()
@@ -235,7 +235,7 @@ final class RecoveryTests: LogTestCase {
         XCTAssertEqual(SegmentFile.list(directory), [0, newest])
         try Files.truncate(Files.segment(directory, newest), to: 7)
 
-        let reopened = try log.openWriter(Fixture.topic, segmentBytes: 1_000)
+        let reopened = try log.embeddedWriter(Fixture.topic, segmentBytes: 1_000)
         XCTAssertEqual(SegmentFile.list(directory), [0])
         XCTAssertEqual(reopened.nextOffset, newest)
         XCTAssertEqual(reopened.lastCommit?.offset, t1.commit)
@@ -247,13 +247,13 @@ final class RecoveryTests: LogTestCase {
         let log = try makeLog()
         var model: [Expected] = []
         let directory = log.directory(of: Fixture.topic)
-        var writer = try log.openWriter(Fixture.topic)
+        var writer = try log.embeddedWriter(Fixture.topic)
         try TransactionWriter(writer: writer).writeTransaction(xid: 1, rows: 300, padding: 1_000, expected: &model)
         try writer.flush()
         writer.close()
         try Files.write([0xFF, 0xFF, 0xFF], to: Files.index(directory, 0))   // garbage cache
 
-        writer = try log.openWriter(Fixture.topic)
+        writer = try log.embeddedWriter(Fixture.topic)
         let entries = try Files.indexEntries(Files.index(directory, 0))
         XCTAssertEqual(entries.first?.offset, 0, "recovery indexes the first record")
         XCTAssertEqual(entries.first?.position, 20)

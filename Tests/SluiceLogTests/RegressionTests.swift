@@ -17,7 +17,7 @@ final class RegressionTests: LogTestCase {
     func testRecoveryWipesASegmentWithAnotherFormatVersion() throws {
         let log = try makeLog()
         var model: [Expected] = []
-        let writer = try log.openWriter(Fixture.topic)
+        let writer = try log.embeddedWriter(Fixture.topic)
         try TransactionWriter(writer: writer).writeTransaction(xid: 1, rows: 3, expected: &model)
         try writer.flush()
         writer.close()
@@ -31,7 +31,7 @@ final class RegressionTests: LogTestCase {
             XCTAssertTrue("\(error)".contains("version 2"), "\(error)")
         }
         var reopened: EmbeddedTopicWriter?
-        XCTAssertThrowsError(reopened = try log.openWriter(Fixture.topic), "a newer format must not be recovered")
+        XCTAssertThrowsError(reopened = try log.embeddedWriter(Fixture.topic), "a newer format must not be recovered")
         reopened?.close()
         XCTAssertEqual(Files.size(path), UInt64(bytes.count), "the segment's records must survive")
         XCTAssertEqual(try Files.bytes(path).prefix(12), bytes.prefix(12), "the header must not be rewritten")
@@ -56,7 +56,7 @@ final class RegressionTests: LogTestCase {
     func testIndexEntriesOfAnAbortedTransactionOutliveTheTruncation() throws {
         let log = try makeLog()
         var model: [Expected] = []
-        let writer = try log.openWriter(Fixture.topic)
+        let writer = try log.embeddedWriter(Fixture.topic)
         let transactions = TransactionWriter(writer: writer)
         try transactions.writeTransaction(xid: 1, rows: 1, expected: &model)
         try writer.flush()
@@ -98,7 +98,7 @@ final class RegressionTests: LogTestCase {
     func testReaderReturnsStaleReadAheadAfterAbort() throws {
         let log = try makeLog()
         var model: [Expected] = []
-        let writer = try log.openWriter(Fixture.topic)
+        let writer = try log.embeddedWriter(Fixture.topic)
         let transactions = TransactionWriter(writer: writer)
         let t1 = try transactions.writeTransaction(xid: 1, rows: 1, expected: &model)
         try writer.flush()
@@ -132,7 +132,7 @@ final class RegressionTests: LogTestCase {
     func testRetentionCanDeleteTheLastCommitMarker() throws {
         let log = try makeLog()
         var model: [Expected] = []
-        var writer = try log.openWriter(Fixture.topic, segmentBytes: 5_000)
+        var writer = try log.embeddedWriter(Fixture.topic, segmentBytes: 5_000)
         let transactions = TransactionWriter(writer: writer)
         try transactions.writeTransaction(xid: 1, rows: 6, padding: 1_000, expected: &model)
         let t2 = try transactions.writeTransaction(xid: 2, rows: 6, padding: 1_000, expected: &model)
@@ -141,7 +141,7 @@ final class RegressionTests: LogTestCase {
         XCTAssertEqual(topic.deleteSegments(before: writer.nextOffset), 1, "the segment with the last commit marker stays")
         writer.close()
 
-        writer = try log.openWriter(Fixture.topic, segmentBytes: 5_000)
+        writer = try log.embeddedWriter(Fixture.topic, segmentBytes: 5_000)
         XCTAssertEqual(writer.nextOffset, t2.commit! + 1, "offsets continue")
         XCTAssertEqual(writer.lastCommit?.offset, t2.commit, "the last commit is known after a restart")
         XCTAssertEqual(writer.topic.durableCommit?.offset, t2.commit)

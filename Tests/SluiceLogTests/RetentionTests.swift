@@ -8,7 +8,7 @@ final class RetentionTests: LogTestCase {
     private func fourSegments(_ log: EmbeddedLog, model: inout [Expected])
         throws -> (writer: EmbeddedTopicWriter, transactions: TransactionWriter, bases: [UInt64])
     {
-        let writer = try log.openWriter(Fixture.topic, segmentBytes: 10_000)
+        let writer = try log.embeddedWriter(Fixture.topic, segmentBytes: 10_000)
         let transactions = TransactionWriter(writer: writer)
         for xid in UInt32(1)...4 {
             try transactions.writeTransaction(xid: xid, rows: 12, padding: 1_000, expected: &model)

@@ -53,7 +53,7 @@ public final class PostgresSource: BackfillSource {
         initialSnapshot = try config.choice("snapshot", ["initial", "never"], default: "initial") == "initial"
         heartbeatMillis = try config.durationMillis("heartbeat_interval", default: 10_000)
         retainedWALWarning = try config.bytes("retained_wal_warning", default: 1 << 30) ?? (1 << 30)
-        stateDirectory = config.dataDirectory + "/sources/" + config.name
+        stateDirectory = DataDirectory(config.dataDirectory).sourceState(config.name)
         backfillChunkSize = try config.int("backfill_chunk_size", default: 20_000, range: 1...1_000_000)
         try config.rejectUnknownKeys()
     }
@@ -237,8 +237,8 @@ public final class PostgresSource: BackfillSource {
 
     /// `<data_dir>/topics/<topic>`, for messages.
     func topicDirectory(_ context: SourceContext) -> String {
-        URL(fileURLWithPath: context.stateDirectory).deletingLastPathComponent().deletingLastPathComponent().path
-            + "/topics/" + context.name
+        DataDirectory(URL(fileURLWithPath: context.stateDirectory).deletingLastPathComponent().deletingLastPathComponent().path)
+            .topic(context.name)
     }
 
     // MARK: Errors

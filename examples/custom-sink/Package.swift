@@ -14,6 +14,7 @@ let package = Package(
         .executableTarget(name: "my-sluice", dependencies: [
             .product(name: "SluiceKit", package: "Sluice"),
             .product(name: "SluiceCLI", package: "Sluice"),
+            .product(name: "SluiceConnectors", package: "Sluice"),
         ]),
     ]
 )

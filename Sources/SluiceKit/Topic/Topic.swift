@@ -50,6 +50,8 @@ public protocol Topic: AnyObject, Sendable {
     func makeReader(from offset: UInt64) throws -> any TopicReader
     /// Reads the record at `offset` if it is a commit marker (for lag in events and seconds).
     func commitMarker(at offset: UInt64) throws -> CommitRecord?
+    /// The durable record at `offset`, or nil when there is none (not yet written, or deleted).
+    func record(at offset: UInt64) throws -> TopicRecord?
     /// Why the topic is known to have lost committed transactions after its last commit marker
     /// (recorded by its source, which refuses to capture over the gap); nil when it is whole.
     /// A sink applies everything before the gap, then stops instead of reporting itself caught up.
@@ -82,6 +84,8 @@ public protocol TopicWriter: AnyObject {
     func abortTransaction() throws
     /// Makes every appended commit durable before returning.
     func flush() throws
+    /// Makes what is committed durable and releases the topic; the writer is not used afterwards.
+    func close()
     /// Called when the storage is full, with no transaction open: arrange for what every reader has
     /// passed to become deletable by retention (the embedded log starts a new segment).
     func makeRoom() throws

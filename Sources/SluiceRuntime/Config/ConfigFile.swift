@@ -27,17 +27,6 @@ public struct SluiceConfig {
 }
 
 /// How long topics keep segments that every sink has passed, and optional hard limits.
-public struct RetentionPolicy: Sendable {
-    /// Delete a topic's oldest segments beyond this many bytes, even if a sink still needs them.
-    public var maxBytes: UInt64?
-    /// Delete segments whose newest record is older than this, even if a sink still needs them.
-    public var maxAgeMillis: Int?
-    /// Segment size at which the writer starts a new file.
-    public var segmentBytes: UInt64
-
-    public static let `default` = RetentionPolicy(maxBytes: nil, maxAgeMillis: nil, segmentBytes: 128 << 20)
-}
-
 enum ConfigLoader {
     static let topLevelKeys = ["data_dir", "sources", "sinks", "metrics", "logging", "retention"]
 

@@ -1,4 +1,5 @@
 import SluiceCLI
+import SluiceConnectors
 import SluiceKit
 
 // Every built-in connector, plus ours; then the whole `sluice` command line.

@@ -1,4 +1,4 @@
-import ExecSink
+import ExecConnectors
 import FileSink
 import HTTPSink
 import PostgresSink
@@ -18,12 +18,5 @@ extension ConnectorRegistry {
         registry.register(ExecSink.self)
         registry.register(HTTPSink.self)
         return registry
-    }
-}
-
-extension SluiceConfig {
-    /// Loads and validates a configuration file against the connectors of `registry`.
-    public static func load(path: String, registry: ConnectorRegistry) throws -> SluiceConfig {
-        try ConfigLoader.load(path: path, registry: registry)
     }
 }
