@@ -68,7 +68,8 @@ enum LogSetup {
     static func bootstrap(format: String?, level: String?) {
         guard !done else { return }
         done = true
-        let chosen = StderrLogHandler.Format(rawValue: format ?? (isatty(STDERR_FILENO) == 1 ? "human" : "human")) ?? .human
+        // Human lines unless the config asks for JSON (colours only on a terminal, see `colors`).
+        let chosen = StderrLogHandler.Format(rawValue: format ?? "human") ?? .human
         let parsed = Logger.Level(rawValue: level ?? ProcessInfo.processInfo.environment["SLUICE_LOG_LEVEL"] ?? "info") ?? .info
         LoggingSystem.bootstrap { label in StderrLogHandler(label: label, format: chosen, level: parsed) }
     }

@@ -4,11 +4,11 @@ import SluiceKit
 import XCTest
 
 /// Regression tests for defects found while writing this suite, each fixed since. Each comment
-/// describes the scenario as it failed then, and what is expected now.
+/// describes the scenario as it failed then (by function, as the code stood), and what is expected now.
 final class RegressionTests: LogTestCase {
-    /// Recovery.swift:80-87 — `scanSegment` treats *any* SegmentReader failure as "a segment created
+    /// Recovery.swift — `scanSegment` treats *any* SegmentReader failure as "a segment created
     /// but never written" and recreates the file with `O_TRUNC`. SegmentReader also fails on a complete
-    /// header with another format version (SegmentFile.swift:47), a wrong magic, or a base offset that
+    /// header with another format version, a wrong magic, or a base offset that
     /// disagrees with the file name. Opening a newer-format topic with this binary therefore empties the
     /// newest segment and then (unless it is the only one) deletes it, instead of refusing. No warning is
     /// logged: `scan.fileSize` is reset to the header size, so recover() sees an empty segment. A bit flip
@@ -37,20 +37,19 @@ final class RegressionTests: LogTestCase {
         XCTAssertEqual(try Files.bytes(path).prefix(12), bytes.prefix(12), "the header must not be rewritten")
     }
 
-    /// EmbeddedTopicWriter.swift:163-167 with :96-100 and :150-160 — `append` queues an index entry for
+    /// EmbeddedTopicWriter.swift — `append` queues an index entry for
     /// every record, committed or not, and `flush()` writes all queued entries, including those of an
     /// open transaction. If that transaction is then aborted, its entries stay in the `.idx` file, pointing
     /// at positions that the next transaction fills with different frames, or that lie past the end of
-    /// the file (the comment at :125 says entries "never point past a truncation"). `SegmentIndex.load`
+    /// the file (the writer's comment said entries "never point past a truncation"). `SegmentIndex.load`
     /// stops at the first later entry that does not increase, so the stale entries win.
-    /// EmbeddedTopicReader's fallback (:30-32) handles only a *valid* frame with a wrong offset: a stale
-    /// position past the end of the file takes the `.end` branch (:33-37), which moves the reader *back*
+    /// EmbeddedTopicReader's fallback handles only a *valid* frame with a wrong offset: a stale
+    /// position past the end of the file takes the `.end` branch, which moves the reader *back*
     /// to the entry's offset without a segment, so `next` throws "no segment holds offset" (this test);
     /// a stale position inside a frame throws "cannot find offset", after SegmentReader has allocated and
     /// zero-filled whatever size the bytes there claim (up to 2 GiB; 0x70707070 from text took minutes in
     /// a debug build). Recovery on the next start rewrites the index, so this lasts until a restart.
-    /// Latent today: the current callers flush only after a commit or after an abort
-    /// (StreamLoop.swift:67-68, InitialSnapshot.swift:50-51), but the TopicWriter contract allows
+    /// The callers then flushed only after a commit or an abort, but the TopicWriter contract allows
     /// `flush()` at any time.
     /// Expected: a reader from any committed offset works.
     func testIndexEntriesOfAnAbortedTransactionOutliveTheTruncation() throws {
@@ -84,7 +83,7 @@ final class RegressionTests: LogTestCase {
         writer.close()
     }
 
-    /// SegmentReader.swift:62-65 — `fill` reads ahead as much as its 1 MiB buffer holds, past the
+    /// SegmentReader.swift — `fill` reads ahead as much as its 1 MiB buffer holds, past the
     /// committed end, and EmbeddedTopicReader keeps that buffer. When the writer then aborts a transaction
     /// whose records had reached the file (past the 1 MiB pending limit) and writes another one at the
     /// same offsets, a reader returns the aborted transaction's records from its buffer: their checksums
@@ -92,7 +91,7 @@ final class RegressionTests: LogTestCase {
     /// that truncates a torn tail.) If the replacement happens to be byte-identical — a source re-sending
     /// the same transaction — nothing is visible; otherwise readers deliver changes that were rolled back
     /// in the topic, or fail on a frame whose first half is stale ("invalid record … below the committed
-    /// end", which SinkRunner treats as fatal). SourceRunner.swift:71/81 aborts on every source error, so
+    /// end", which SinkRunner treats as fatal). SourceRunner.swift/81 aborts on every source error, so
     /// a connection drop in the middle of a transaction over 1 MiB sets this up.
     /// Expected: the reader returns transaction 3's records.
     func testReaderReturnsStaleReadAheadAfterAbort() throws {
@@ -121,13 +120,13 @@ final class RegressionTests: LogTestCase {
         writer.close()
     }
 
-    /// EmbeddedTopic.swift:86-99 with Recovery.swift:30-61 — after a roll the active segment is empty
+    /// EmbeddedTopic.swift with Recovery.swift — after a roll the active segment is empty
     /// until the next commit. `deleteSegments(before:)` may then delete every older segment, i.e. every
     /// commit marker. On the next start recovery finds no commit marker: `lastCommit` is nil, the topic's
     /// `durableCommit` is nil and `TransactionWriter` restarts `totalEvents` at 0. PostgresSource treats a
     /// nil `lastCommit` as a new topic (its `if let last = writer.lastCommit … else createSlotAndSnapshot`)
     /// and SinkRunner's checkResumable declares the topic "deleted or recreated" (stored offset past a nil
-    /// end). Latent until retention is wired up: nothing calls `deleteSegments` yet.
+    /// end). Retention (Retention.apply through EmbeddedLog.applyRetention) calls `deleteSegments` every 10 s.
     /// Expected: the last commit survives retention (keep the segment that holds the last commit marker).
     func testRetentionCanDeleteTheLastCommitMarker() throws {
         let log = try makeLog()

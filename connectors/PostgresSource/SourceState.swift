@@ -1,4 +1,5 @@
 import Foundation
+import SluiceKit
 
 /// What the source remembers about its database between runs, in `<data_dir>/sources/<name>/state.json`.
 struct SourceState: Codable, Equatable {
@@ -33,14 +34,6 @@ struct SourceState: Codable, Equatable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         let data = try encoder.encode(self)
-        let temp = directory + "/state.json.tmp"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw CocoaError(.fileWriteUnknown) }
-        _ = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        fsync(fd)
-        close(fd)
-        guard rename(temp, directory + "/state.json") == 0 else { throw CocoaError(.fileWriteUnknown) }
-        let dir = open(directory, O_RDONLY)
-        if dir >= 0 { fsync(dir); close(dir) }
+        try AtomicFile.write(data, to: directory + "/state.json")
     }
 }
