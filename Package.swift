@@ -67,6 +67,8 @@ let package = Package(
         .target(name: "SluiceConnectors", dependencies: [
             "SluiceKit", "PostgresSource", "PostgresSink", "SQLiteSink", "FileSink", "ExecConnectors", "HTTPSink",
         ]),
+        // The JetStream topic backend: topics as NATS JetStream streams, shared by processes on many hosts.
+        .target(name: "SluiceJetStream", dependencies: ["SluiceKit", "CSluiceSupport"]),
         // Runtime: wiring, sink loops, checkpoints, retries, shutdown. Depends on the SDK and the log only.
         .target(name: "SluiceRuntime", dependencies: [
             "SluiceKit", "SluiceLog",
@@ -91,6 +93,7 @@ let package = Package(
         .testTarget(name: "SluiceLogTests", dependencies: ["SluiceLog", "SluiceKit"]),
         .testTarget(name: "SluiceKitTests", dependencies: ["SluiceKit", "SluiceRuntime", "SluiceConnectors"]),
         .testTarget(name: "PostgresSourceTests", dependencies: ["PostgresSource"]),
+        .testTarget(name: "SluiceJetStreamTests", dependencies: ["SluiceJetStream", "SluiceKit"]),
         .testTarget(name: "SluiceRuntimeTests", dependencies: ["SluiceRuntime", "SluiceKit"]),
         // Runs the real `sluice` binary against real PostgreSQL clusters and SQLite files.
         .testTarget(name: "IntegrationTests", dependencies: [

@@ -54,3 +54,36 @@ public struct DataDirectory: Sendable, Equatable {
     public var statusFile: String { path + "/status.json" }
     public var spaceReserve: String { path + "/space-reserve" }
 }
+
+/// Where topics live, from the configuration's `topics:` section.
+public enum TopicBackend: Sendable, Equatable {
+    /// The embedded log under `data_dir` (the default).
+    case embedded
+    case jetstream(JetStreamSettings)
+}
+
+/// `topics: {backend: jetstream, servers: […], replicas: N, stream_prefix: …}`.
+public struct JetStreamSettings: Sendable, Equatable {
+    public var servers: [String]
+    /// Replicas of each topic's stream (1–5).
+    public var replicas: Int
+    /// Topic `app` lives in stream `<prefix>_app`, subjects `<prefix>.app.*`.
+    public var streamPrefix: String
+    public var credentials: String?
+    public var caFile: String?
+    public var user: String?
+    public var password: String?
+    public var token: String?
+
+    public init(servers: [String], replicas: Int = 1, streamPrefix: String = "SLUICE", credentials: String? = nil,
+                caFile: String? = nil, user: String? = nil, password: String? = nil, token: String? = nil) {
+        self.servers = servers
+        self.replicas = replicas
+        self.streamPrefix = streamPrefix
+        self.credentials = credentials
+        self.caFile = caFile
+        self.user = user
+        self.password = password
+        self.token = token
+    }
+}

@@ -22,13 +22,19 @@ public struct SluiceConfig {
     public var logFormat: String?
     public var logLevel: String?
     public var retention: RetentionPolicy
+    public var topicBackend: TopicBackend = .embedded
 
-    public var topics: [String] { sources.map(\.name) }
+    /// Every topic this process touches: its sources' and those its sinks read.
+    public var topics: [String] {
+        var names = sources.map(\.name)
+        for sink in sinks { for topic in sink.topics where !names.contains(topic) { names.append(topic) } }
+        return names
+    }
 }
 
 /// How long topics keep segments that every sink has passed, and optional hard limits.
 enum ConfigLoader {
-    static let topLevelKeys = ["data_dir", "sources", "sinks", "metrics", "logging", "retention"]
+    static let topLevelKeys = ["data_dir", "sources", "sinks", "metrics", "logging", "retention", "topics"]
 
     static func load(path: String, registry: ConnectorRegistry,
                      environment: [String: String] = ProcessInfo.processInfo.environment) throws -> SluiceConfig {
@@ -73,10 +79,14 @@ enum ConfigLoader {
                 .standardizedFileURL.path
         }
 
+        let backend = try topicBackend(value("topics"), file: file, baseDirectory: baseDirectory)
+        // With a shared broker a process may hold only sinks (a split deployment).
+        let shared = backend != .embedded
         let sources = try sections(value("sources"), key: "sources", file: file, dataDirectory: dataDirectory,
-                                   baseDirectory: baseDirectory, required: true)
-        guard !sources.isEmpty else {
-            throw ConfigError(file: file, line: value("sources")?.line, key: "sources", message: "needs at least one source")
+                                   baseDirectory: baseDirectory, required: !shared)
+        guard !sources.isEmpty || (shared && value("sinks") != nil) else {
+            throw ConfigError(file: file, line: value("sources")?.line, key: "sources",
+                              message: shared ? "needs at least one source, or sinks: for a sink-only process" : "needs at least one source")
         }
         for source in sources where registry.sources[source.type] == nil {
             throw source.error("type", "unknown source type '\(source.type)' (known: \(registry.sources.keys.sorted().joined(separator: ", ")))")
@@ -89,9 +99,18 @@ enum ConfigLoader {
                 throw sink.error("type", "unknown sink type '\(sink.type)' (known: \(registry.sinks.keys.sorted().joined(separator: ", ")))")
             }
             let wanted = try sink.stringList("topics") ?? topics
-            guard !wanted.isEmpty else { throw sink.error("topics", "must name at least one topic") }
+            guard !wanted.isEmpty else {
+                throw sink.error("topics", topics.isEmpty ? "is required in a sink-only process: name the topics (sources) to read"
+                                                          : "must name at least one topic")
+            }
             for topic in wanted where !topics.contains(topic) {
-                throw sink.error("topics", "'\(topic)' is not a topic; topics are named after sources: \(topics.joined(separator: ", "))")
+                // A shared broker holds topics other processes' sources write; the stream is checked at start.
+                guard shared else {
+                    throw sink.error("topics", "'\(topic)' is not a topic; topics are named after sources: \(topics.joined(separator: ", "))")
+                }
+                guard topic.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") }), topic.count <= 64 else {
+                    throw sink.error("topics", "'\(topic)' is not a topic name (letters, digits, _ and -)")
+                }
             }
             guard Set(wanted).count == wanted.count else { throw sink.error("topics", "lists a topic twice") }
             sinks.append(.init(config: sink, topics: wanted))
@@ -102,7 +121,7 @@ enum ConfigLoader {
                             logFormat: try logging(value("logging"), file: file, key: "format", choices: ["human", "json"]),
                             logLevel: try logging(value("logging"), file: file, key: "level",
                                                   choices: ["trace", "debug", "info", "notice", "warning", "error"]),
-                            retention: try retention(value("retention"), file: file))
+                            retention: try retention(value("retention"), file: file), topicBackend: backend)
     }
 
     /// The `sources:` or `sinks:` list: each entry a mapping with a unique `name` and a `type`.
@@ -178,6 +197,91 @@ enum ConfigLoader {
         }
         _ = line
         return text
+    }
+
+    /// The `topics:` section: `backend: embedded` (default) or `backend: jetstream` with its servers.
+    static func topicBackend(_ raw: ConfigValue?, file: String, baseDirectory: String) throws -> TopicBackend {
+        guard let raw else { return .embedded }
+        guard case let .map(entries, line) = raw else {
+            throw ConfigError(file: file, line: raw.line, key: "topics", message: "must be a mapping, e.g. {backend: jetstream, servers: [nats://127.0.0.1:4222]}")
+        }
+        let known = ["backend", "servers", "replicas", "stream_prefix", "credentials", "ca_file", "user", "password", "token"]
+        for entry in entries where !known.contains(entry.key) {
+            throw ConfigError(file: file, line: entry.value.line, key: "topics.\(entry.key)",
+                              message: "unknown key (known: \(known.joined(separator: ", ")))")
+        }
+        func scalar(_ key: String) throws -> String? {
+            guard let value = entries.first(where: { $0.key == key })?.value else { return nil }
+            guard case let .scalar(text, _) = value, !text.isEmpty else {
+                throw ConfigError(file: file, line: value.line, key: "topics.\(key)", message: "must be a non-empty value")
+            }
+            return text
+        }
+        let backend = try scalar("backend") ?? "embedded"
+        switch backend {
+        case "embedded":
+            for entry in entries where entry.key != "backend" {
+                throw ConfigError(file: file, line: entry.value.line, key: "topics.\(entry.key)",
+                                  message: "applies to backend: jetstream only; the embedded log keeps topics in data_dir")
+            }
+            return .embedded
+        case "jetstream":
+            break
+        default:
+            throw ConfigError(file: file, line: line, key: "topics.backend", message: "'\(backend)' is not a backend (embedded, jetstream)")
+        }
+        let serversValue = entries.first(where: { $0.key == "servers" })?.value
+        var servers: [String] = []
+        switch serversValue {
+        case let .scalar(text, _)?: servers = [text]
+        case let .list(items, _)?:
+            for item in items {
+                guard case let .scalar(text, _) = item else {
+                    throw ConfigError(file: file, line: item.line, key: "topics.servers", message: "must be a list of nats://host:port URLs")
+                }
+                servers.append(text)
+            }
+        case nil: break
+        case let other?:
+            throw ConfigError(file: file, line: other.line, key: "topics.servers", message: "must be a list of nats://host:port URLs")
+        }
+        guard !servers.isEmpty else {
+            throw ConfigError(file: file, line: line, key: "topics.servers", message: "is required for backend: jetstream, e.g. [nats://127.0.0.1:4222]")
+        }
+        for server in servers {
+            guard let url = URLComponents(string: server), ["nats", "tls"].contains(url.scheme ?? ""), url.host?.isEmpty == false else {
+                throw ConfigError(file: file, line: serversValue?.line, key: "topics.servers",
+                                  message: "'\(server)' is not a nats://host:port (or tls://host:port) URL")
+            }
+        }
+        var settings = JetStreamSettings(servers: servers)
+        if let text = try scalar("replicas") {
+            guard let replicas = Int(text), (1...5).contains(replicas) else {
+                throw ConfigError(file: file, line: line, key: "topics.replicas", message: "'\(text)' must be a number from 1 to 5")
+            }
+            settings.replicas = replicas
+        }
+        if let prefix = try scalar("stream_prefix") {
+            guard prefix.count <= 32, prefix.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") }) else {
+                throw ConfigError(file: file, line: line, key: "topics.stream_prefix",
+                                  message: "'\(prefix)' may use only letters, digits, _ and - (at most 32)")
+            }
+            settings.streamPrefix = prefix
+        }
+        func path(_ key: String) throws -> String? {
+            guard let text = try scalar(key) else { return nil }
+            let full = text.hasPrefix("/") ? text : baseDirectory + "/" + text
+            guard FileManager.default.fileExists(atPath: full) else {
+                throw ConfigError(file: file, line: line, key: "topics.\(key)", message: "'\(text)' does not exist")
+            }
+            return full
+        }
+        settings.credentials = try path("credentials")
+        settings.caFile = try path("ca_file")
+        settings.user = try scalar("user")
+        settings.password = try scalar("password")
+        settings.token = try scalar("token")
+        return .jetstream(settings)
     }
 
     static func retention(_ raw: ConfigValue?, file: String) throws -> RetentionPolicy {
