@@ -54,14 +54,19 @@ struct RuntimeFailure: Error {
     let message: String
 }
 
+/// The release this binary was built from (`sluice --version`).
+public let sluiceVersion = "0.8.0"
+
 struct SluiceCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sluice",
         abstract: "Change-data-capture for PostgreSQL: logical replication into durable topics, applied exactly once to your targets.",
         discussion: """
             Exit status: 0 success, 1 runtime failure, 2 bad usage or bad configuration.
-            Documentation: README.md and DESIGN.md in the source tree.
+            Documentation: README.md in the source tree (every command, key and guarantee), \
+            examples/sluice.yml (every configuration key), docs/ (formats, failpoints, scaling).
             """,
+        version: sluiceVersion,
         subcommands: [Run.self, Backfill.self, Status.self, Tail.self, Check.self])
 }
 
