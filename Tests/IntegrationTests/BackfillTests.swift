@@ -5,7 +5,7 @@ import XCTest
 /// `sluice backfill`: copies the current rows of tables into every sink of the source, consistently
 /// with the live stream, with or without a running daemon; resumes after SIGKILL; refuses tables it
 /// cannot copy with exit 2.
-final class BackfillTests: OpsPipelineTestCase {
+final class BackfillTests: SinkTestCase {
     override var fixtureName: String { "backfill" }
 
     var stateDirectory: String { dataDirectory + "/sources/app" }
@@ -31,7 +31,7 @@ final class BackfillTests: OpsPipelineTestCase {
     /// Rows of public.t in the PostgreSQL target (0 while the table does not exist there).
     func targetRows() throws -> Int {
         guard try target.scalar("SELECT to_regclass('public.t')::text") != nil else { return 0 }
-        return try count(target, "public.t")
+        return try target.count("public.t")
     }
 
     // MARK: (a) with the daemon running, under a concurrent workload
@@ -46,11 +46,12 @@ final class BackfillTests: OpsPipelineTestCase {
 
         // Updates, deletes, inserts and re-inserts on the rows being copied, in small transactions.
         let url = source.url
-        let stats = OpsCounter()
-        let workload = OpsWorkload("backfill-writer") { workload in
-            guard let db = try? PGConnection(url: url) else { stats.add("connect failed"); return }
+        let stats = SinkTestStats()
+        let stopWriting = SinkTestFlag()
+        let workload = SinkTestWorker("backfill-writer", stop: stopWriting) {
+            guard let db = try? PGConnection(url: url) else { stats.count("connect failed"); return }
             var sequence = 0
-            while !workload.isStopped {
+            while !stopWriting.isSet {
                 sequence += 1
                 let id = Int.random(in: 1...rows)
                 do {
@@ -64,9 +65,9 @@ final class BackfillTests: OpsPipelineTestCase {
                     try db.execute("INSERT INTO t VALUES (\(rows + sequence), \(sequence), 'new \(sequence)', 1.75, NULL)")
                     if sequence % 4 == 0 { try db.execute("UPDATE t SET b = 'bulk \(sequence)' WHERE id BETWEEN \(id) AND \(id + 20)") }
                     try db.execute("COMMIT")
-                    stats.add("committed")
+                    stats.count("committed")
                 } catch {
-                    stats.add("failed")
+                    stats.count("failed")
                     _ = try? db.execute("ROLLBACK")
                 }
                 usleep(2_000)
@@ -77,7 +78,7 @@ final class BackfillTests: OpsPipelineTestCase {
         XCTAssertLessThan(try targetRows(), rows / 2, "before the backfill the target holds only streamed rows")
 
         let started = Date()
-        let result = try opsSluice(["backfill", "--config", configPath, "--table", "public.t"], timeout: 240)
+        let result = try sluice(["backfill", "--config", configPath, "--table", "public.t"], timeout: 240)
         let took = Date().timeIntervalSince(started)
         XCTAssertEqual(result.status, 0, result.describe + logTail)
         XCTAssertTrue(result.err.contains("backfill: copied"), result.describe)
@@ -96,10 +97,10 @@ final class BackfillTests: OpsPipelineTestCase {
         XCTAssertEqual(stats["failed"], 0, stats.summary)
         let marker = try commitMarked("UPDATE t SET b = 'final' WHERE id = (SELECT min(id) FROM t)")
         try waitForTargets(lsn: marker, timeout: 120)
-        let sourceCount = try count(source, "t")
-        XCTAssertEqual(try count(target, "t"), sourceCount)
-        XCTAssertEqual(try sqliteCount("t"), sourceCount)
-        try assertTargetsEqualSource("t")
+        let sourceCount = try source.count("t")
+        XCTAssertEqual(try target.count("t"), sourceCount)
+        XCTAssertEqual(try sqliteCount("public.t"), sourceCount)
+        try assertTargetsEqualSource("public.t")
         print("backfill with daemon: \(took) s, workload \(stats.summary), copied \(copiedRows(finished)) rows")
         XCTAssertEqual(daemon.terminate(), 0, logTail)
     }
@@ -120,20 +121,20 @@ final class BackfillTests: OpsPipelineTestCase {
             INSERT INTO t SELECT i, 0, 'added while stopped', 2.5, NULL FROM generate_series(\(rows + 1), \(rows + 500)) i;
             """)
 
-        let result = try opsSluice(["backfill", "--config", configPath], timeout: 180)
+        let result = try sluice(["backfill", "--config", configPath], timeout: 180)
         XCTAssertEqual(result.status, 0, result.describe)
         XCTAssertTrue(result.err.contains("backfill: copied"), result.describe)
         XCTAssertFalse(result.err.contains("ERROR") || result.err.contains("error:"), result.describe)
         // The pipeline it ran is gone, and the targets equal the source with no daemon involved.
-        let status = OpsStatusView(try opsStatus(configPath))
+        let status = try sluiceStatus(configPath)
         XCTAssertEqual(status.daemonRunning, false, status.text)
         XCTAssertEqual(status.source("app")?["slot_active"] as? Bool, false, status.text)
         XCTAssertTrue(status.caughtUp("replica", "app") && status.caughtUp("local", "app"), status.text)
-        let sourceCount = try count(source, "t")
+        let sourceCount = try source.count("t")
         XCTAssertEqual(sourceCount, rows - rows / 250 + 500)
-        XCTAssertEqual(try count(target, "t"), sourceCount)
-        XCTAssertEqual(try sqliteCount("t"), sourceCount)
-        try assertTargetsEqualSource("t")
+        XCTAssertEqual(try target.count("t"), sourceCount)
+        XCTAssertEqual(try sqliteCount("public.t"), sourceCount)
+        try assertTargetsEqualSource("public.t")
         XCTAssertNotNil(progress()?["finishedAt"], "\(progress() ?? [:])")
     }
 
@@ -159,7 +160,7 @@ final class BackfillTests: OpsPipelineTestCase {
         XCTAssertEqual(copiedBefore % 2000, 0, "progress is saved per whole chunk: \(before)")
 
         let started = Date()
-        let rerun = try opsSluice(["backfill", "--config", configPath, "--table", "public.t"], timeout: 240)
+        let rerun = try sluice(["backfill", "--config", configPath, "--table", "public.t"], timeout: 240)
         XCTAssertEqual(rerun.status, 0, rerun.describe)
         XCTAssertTrue(rerun.err.contains("resuming backfill \(id)"), "the rerun says it resumes backfill \(id): \(rerun.describe)")
         let after = try XCTUnwrap(progress())
@@ -169,12 +170,12 @@ final class BackfillTests: OpsPipelineTestCase {
         XCTAssertEqual(copiedRows(after), rows, "copiedRows after the resume (was \(copiedBefore) at the kill): \(after)")
         XCTAssertTrue(rerun.err.contains("copied \(rows) rows"), rerun.describe)
 
-        XCTAssertEqual(try count(target, "t"), rows)
-        XCTAssertEqual(try sqliteCount("t"), rows)
+        XCTAssertEqual(try target.count("t"), rows)
+        XCTAssertEqual(try sqliteCount("public.t"), rows)
         XCTAssertEqual(try target.scalar("SELECT count(DISTINCT id) FROM t"), "\(rows)")
-        try assertTargetsEqualSource("t")
+        try assertTargetsEqualSource("public.t")
         // The topic holds each row once, or again only for chunks copied after the last saved progress.
-        let status = OpsStatusView(try opsStatus(configPath))
+        let status = try sluiceStatus(configPath)
         let events = try XCTUnwrap(status.events("app"), status.text)
         XCTAssertGreaterThanOrEqual(events, rows, status.text)
         XCTAssertLessThan(events, rows + copiedBefore + 2 * 2000, "the resumed copy did not start over: \(status.text)")
@@ -200,7 +201,7 @@ final class BackfillTests: OpsPipelineTestCase {
             (["--source", "billing"], ["billing"]),
         ]
         for (arguments, expect) in cases {
-            let result = try opsSluice(["backfill", "--config", configPath] + arguments, timeout: 60)
+            let result = try sluice(["backfill", "--config", configPath] + arguments, timeout: 60)
             let label = "sluice backfill \(arguments.joined(separator: " "))"
             XCTAssertEqual(result.status, 2, "\(label): \(result.describe)")
             for text in expect {

@@ -6,33 +6,17 @@ import XCTest
 /// bad) exit 2, name the offending key or value, and leave every database untouched: no replication
 /// slot, no publication on the source, no table on the PostgreSQL target, no SQLite file.
 /// Passwords in URLs never appear in any output.
-final class BadConfigTests: XCTestCase {
-    var source: PostgresCluster!
-    var target: PostgresCluster!
-    var directory: String!
-    var daemons: [SluiceProcess] = []
-
-    var sqlitePath: String { directory + "/replica.db" }
-    var dataDirectory: String { directory + "/data" }
+final class BadConfigTests: SinkTestCase {
+    override var fixtureName: String { "badconfig" }
 
     override func setUpWithError() throws {
-        directory = scratchDirectory("badconfig")
-        source = try PostgresCluster(name: "badcfg-src")
-        target = try PostgresCluster(name: "badcfg-dst")
+        try super.setUpWithError()
         try source.query("""
             CREATE TABLE orders (id int PRIMARY KEY, note text);
             CREATE TABLE keyless (k int, label text);
             INSERT INTO orders VALUES (1, 'one'), (2, 'two');
             INSERT INTO keyless VALUES (1, 'a');
             """)
-    }
-
-    override func tearDown() {
-        for daemon in daemons where daemon.isRunning { daemon.kill() }
-        daemons.removeAll()
-        source?.destroy()
-        target?.destroy()
-        if let directory { try? FileManager.default.removeItem(atPath: directory) }
     }
 
     // MARK: Config pieces
@@ -150,7 +134,7 @@ final class BadConfigTests: XCTestCase {
             commands.append(("status --json", ["status", "--config", path, "--json"]))
         }
         for (name, arguments) in commands {
-            let result = try opsSluice(arguments, environment: testCase.environment, timeout: 20)
+            let result = try sluice(arguments, environment: testCase.environment, timeout: 20)
             XCTAssertFalse(result.timedOut, "\(label) sluice \(name) did not exit within 20 s: \(result.describe)", file: file, line: line)
             XCTAssertEqual(result.status, 2, "\(label) sluice \(name): exit status: \(result.describe)", file: file, line: line)
             // run reports on stderr; check prints its findings on stdout.
@@ -206,7 +190,7 @@ final class BadConfigTests: XCTestCase {
             .write(toFile: broken, atomically: true, encoding: .utf8)
         for arguments in [["run", "--config", broken], ["check", "--config", broken], ["status", "--config", broken],
                           ["status", "--config", broken, "--json"]] {
-            let result = try opsSluice(arguments, environment: ["SLUICE_LOG_LEVEL": "debug"], timeout: 30)
+            let result = try sluice(arguments, environment: ["SLUICE_LOG_LEVEL": "debug"], timeout: 30)
             XCTAssertFalse(result.timedOut, result.describe)
             outputs.append((arguments.joined(separator: " "), result.all))
         }
@@ -217,20 +201,19 @@ final class BadConfigTests: XCTestCase {
         try config(sources: [sourceBlock(url: sourceURL, extra: ["tables: [public.orders]"])],
                    sinks: [postgresSink(url: deadURL), sqliteSink()])
             .write(toFile: running, atomically: true, encoding: .utf8)
-        let logPath = directory + "/daemon.log"
         let daemon = try SluiceProcess(["run", "--config", running], logPath: logPath, environment: ["SLUICE_LOG_LEVEL": "debug"])
         daemons.append(daemon)
         try eventually(timeout: 60, "the slot to be active\n" + daemon.log) {
             try source.scalar("SELECT bool_or(active)::text FROM pg_replication_slots") == "true"
         }
         try eventually(timeout: 30, "sink replica to be retrying") {
-            OpsStatusView(try opsStatus(running)).state(sink: "replica") == "retrying"
+            try sluiceStatus(running).state(sink: "replica") == "retrying"
         }
-        let status = OpsStatusView(try opsStatus(running))
+        let status = try sluiceStatus(running)
         XCTAssertFalse((status.sink("replica")?["error"] as? String ?? "").isEmpty, "the retrying sink shows its error: \(status.text)")
         for arguments in [["status", "--config", running], ["status", "--config", running, "--json"],
                           ["check", "--config", running], ["tail", "app", "--config", running, "--from-beginning"]] {
-            let result = try opsSluice(arguments, timeout: 30)
+            let result = try sluice(arguments, timeout: 30)
             outputs.append((arguments.joined(separator: " "), result.all))
         }
         outputs.append(("status --json while retrying", status.text))

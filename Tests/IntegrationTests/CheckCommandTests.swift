@@ -5,18 +5,13 @@ import XCTest
 /// `sluice check` reports what blocks a run, with the SQL that fixes it, and exits 2; on a good setup
 /// it exits 0 with "Ready to run."; `--file-only` validates the file without connecting.
 /// It never changes anything in the databases it probes.
-final class CheckCommandTests: XCTestCase {
-    var source: PostgresCluster!
-    var target: PostgresCluster!
-    var replicaCluster: OpsCluster?
-    var directory: String!
+final class CheckCommandTests: SinkTestCase {
+    var replicaCluster: PostgresCluster?
 
-    var sqlitePath: String { directory + "/replica.db" }
+    override var fixtureName: String { "check" }
 
     override func setUpWithError() throws {
-        directory = scratchDirectory("check")
-        source = try PostgresCluster(name: "check-src")
-        target = try PostgresCluster(name: "check-dst")
+        try super.setUpWithError()
         try source.query("""
             CREATE TABLE accounts (id int PRIMARY KEY, owner text);
             CREATE TABLE ledger (k int, amount numeric);
@@ -25,22 +20,20 @@ final class CheckCommandTests: XCTestCase {
             """)
         if name.contains("WalLevel") {
             // wal_level=replica: the server logical replication cannot use.
-            replicaCluster = try OpsCluster(name: "check-replica", settings: [("wal_level", "replica")])
+            replicaCluster = try PostgresCluster(name: "check-replica", settings: [("wal_level", "replica")])
         }
     }
 
     override func tearDown() {
         replicaCluster?.destroy()
-        source?.destroy()
-        target?.destroy()
-        if let directory { try? FileManager.default.removeItem(atPath: directory) }
+        super.tearDown()
     }
 
     @discardableResult
     func writeConfig(sourceURL: String, tables: [String], targetURL: String? = nil, name: String = "sluice.yml") throws -> String {
         let path = directory + "/" + name
         try """
-            data_dir: \(directory!)/data
+            data_dir: \(dataDirectory)
             sources:
               - name: app
                 type: postgres
@@ -88,7 +81,7 @@ final class CheckCommandTests: XCTestCase {
         XCTAssertEqual(try cluster.scalar("SHOW wal_level"), "replica")
         try cluster.query("CREATE TABLE accounts (id int PRIMARY KEY, owner text)")
         let config = try writeConfig(sourceURL: cluster.url, tables: ["public.accounts"])
-        let result = try opsSluice(["check", "--config", config])
+        let result = try sluice(["check", "--config", config])
         XCTAssertEqual(result.status, 2, result.describe)
         XCTAssertEqual(lines(result.out, "ERROR", containing: "wal_level").count, 1, "one ERROR line about wal_level: \(result.describe)")
         XCTAssertTrue(result.out.contains("replica"), "the current wal_level is shown: \(result.describe)")
@@ -104,7 +97,7 @@ final class CheckCommandTests: XCTestCase {
         try assertTargetUntouched()
 
         // `run` refuses the same server with exit 2 and the same explanation, creating nothing.
-        let run = try opsSluice(["run", "--config", config], timeout: 30)
+        let run = try sluice(["run", "--config", config], timeout: 30)
         XCTAssertEqual(run.status, 2, run.describe)
         XCTAssertTrue(run.err.contains("wal_level"), run.describe)
         try assertUntouched({ try cluster.query($0) }, "replica cluster after run")
@@ -112,7 +105,7 @@ final class CheckCommandTests: XCTestCase {
 
     func testKeylessTableWithoutReplicaIdentityFullIsReported() throws {
         let config = try writeConfig(sourceURL: source.url, tables: ["public.accounts", "public.ledger", "public.audit"])
-        let result = try opsSluice(["check", "--config", config])
+        let result = try sluice(["check", "--config", config])
         XCTAssertEqual(result.status, 2, result.describe)
         let errors = result.out.split(separator: "\n").filter { $0.hasPrefix("ERROR") }
         XCTAssertEqual(errors.count, 1, "only the keyless table is a problem: \(result.describe)")
@@ -130,7 +123,7 @@ final class CheckCommandTests: XCTestCase {
         // The fix it prints works: after applying it, check passes.
         let sql = String(fixLine.dropFirst("fix:".count)).components(separatedBy: "--")[0]
         try source.query(sql)
-        let fixed = try opsSluice(["check", "--config", config])
+        let fixed = try sluice(["check", "--config", config])
         XCTAssertEqual(fixed.status, 0, "after running the printed fix: \(fixed.describe)")
         XCTAssertTrue(fixed.out.contains("Ready to run."), fixed.describe)
     }
@@ -141,7 +134,7 @@ final class CheckCommandTests: XCTestCase {
             GRANT SELECT ON ALL TABLES IN SCHEMA public TO plain;
             """)
         let config = try writeConfig(sourceURL: "postgresql://plain@127.0.0.1:\(source.port)/postgres", tables: ["public.accounts"])
-        let result = try opsSluice(["check", "--config", config])
+        let result = try sluice(["check", "--config", config])
         XCTAssertEqual(result.status, 2, result.describe)
         XCTAssertEqual(lines(result.out, "ERROR", containing: "replication").count, 1, result.describe)
         XCTAssertTrue(lines(result.out, "ERROR", containing: "plain").count >= 1, "the role is named: \(result.describe)")
@@ -153,7 +146,7 @@ final class CheckCommandTests: XCTestCase {
 
     func testGoodSetupIsReadyToRun() throws {
         let config = try writeConfig(sourceURL: source.url, tables: ["public.accounts", "public.audit"])
-        let result = try opsSluice(["check", "--config", config])
+        let result = try sluice(["check", "--config", config])
         XCTAssertEqual(result.status, 0, result.describe)
         XCTAssertTrue(result.out.hasSuffix("Ready to run.\n"), result.describe)
         XCTAssertFalse(result.out.contains("ERROR"), result.describe)
@@ -175,7 +168,7 @@ final class CheckCommandTests: XCTestCase {
         let config = try writeConfig(sourceURL: deadSource, tables: ["public.accounts"], targetURL: deadTarget)
 
         let started = Date()
-        let fileOnly = try opsSluice(["check", "--config", config, "--file-only"], timeout: 30)
+        let fileOnly = try sluice(["check", "--config", config, "--file-only"], timeout: 30)
         XCTAssertEqual(fileOnly.status, 0, fileOnly.describe)
         XCTAssertTrue(fileOnly.out.contains("The configuration file is valid."), fileOnly.describe)
         XCTAssertTrue(fileOnly.out.contains(config), "names the file: \(fileOnly.describe)")
@@ -183,7 +176,7 @@ final class CheckCommandTests: XCTestCase {
         XCTAssertLessThan(Date().timeIntervalSince(started), 10)
 
         // Without --file-only the same file fails: the URLs really are unreachable.
-        let full = try opsSluice(["check", "--config", config], timeout: 60)
+        let full = try sluice(["check", "--config", config], timeout: 60)
         XCTAssertEqual(full.status, 2, full.describe)
         XCTAssertFalse(lines(full.out, "ERROR", containing: "source app").isEmpty, full.describe)
         XCTAssertFalse(lines(full.out, "ERROR", containing: "sink replica").isEmpty, full.describe)
@@ -191,7 +184,7 @@ final class CheckCommandTests: XCTestCase {
         // --file-only still rejects a bad file.
         try "data_dir: x\nsources:\n  - name: app\n    type: postgres\n    url: \(deadSource)\n    snapshot: always\n"
             .write(toFile: config, atomically: true, encoding: .utf8)
-        let bad = try opsSluice(["check", "--config", config, "--file-only"])
+        let bad = try sluice(["check", "--config", config, "--file-only"])
         XCTAssertEqual(bad.status, 2, bad.describe)
         XCTAssertTrue(bad.err.contains("snapshot") && bad.err.contains("'always'"), bad.describe)
     }

@@ -27,12 +27,12 @@ final class DamagedTopicTests: SinkTestCase {
         // Sink replica falls behind; T reaches the topic, the SQLite target and the slot.
         target.stop()
         let t = try commitMarked("INSERT INTO accounts VALUES (9999, 1)", on: db)
-        try eventually(timeout: 60, "the SQLite target to apply T (at or after \(opsLSN(t)))" + logTail) {
+        try eventually(timeout: 60, "the SQLite target to apply T (at or after \(lsnText(t)))" + logTail) {
             try sqliteTargetLSN() ?? 0 >= t
         }
         try eventually(timeout: 60, "the slot to confirm T" + logTail) {
             try source.scalar("SELECT (confirmed_flush_lsn >= $1::pg_lsn)::text FROM pg_replication_slots WHERE slot_name = 'sluice_app'",
-                              [opsLSN(t)]) == "true"
+                              [lsnText(t)]) == "true"
         }
         XCTAssertEqual(daemon.terminate(), 0, "clean exit on SIGTERM" + logTail)
 
@@ -61,7 +61,7 @@ final class DamagedTopicTests: SinkTestCase {
         let firstRefusal = try startRefusing("daemon-refused-1.log", tCommitLSN: tCommitLSN, slot: slotBefore)
 
         // No sink is reported caught up on the damaged topic.
-        let status = OpsStatusView(try opsStatus(configPath))
+        let status = try sluiceStatus(configPath)
         let replica = try XCTUnwrap(status.sink("replica"), status.text)
         let state = replica["state"] as? String
         let error = (replica["error"] as? String ?? "").lowercased()
@@ -69,13 +69,13 @@ final class DamagedTopicTests: SinkTestCase {
                        "sink replica must not look caught up on a topic that lost a transaction: \(status.text)")
         XCTAssertTrue(state == "failed" || error.contains("lost") || error.contains("damaged"),
                       "sink replica is failed or its error names the lost/damaged topic: \(status.text)")
-        let human = try opsSluice(["status", "--config", configPath])
+        let human = try sluice(["status", "--config", configPath])
         XCTAssertEqual(human.status, 0, human.describe)
         XCTAssertTrue(human.out.lowercased().contains("lost"), "`sluice status` mentions the lost transactions: \(human.describe)")
 
         // The PostgreSQL target was not marked past T, nor given T from nowhere.
         let replicaLSN = try XCTUnwrap(postgresTargetLSN(), "the PostgreSQL target keeps its offset")
-        XCTAssertLessThan(replicaLSN, t, "sink replica's stored LSN (\(opsLSN(replicaLSN))) stays below T (\(opsLSN(t)))")
+        XCTAssertLessThan(replicaLSN, t, "sink replica's stored LSN (\(lsnText(replicaLSN))) stays below T (\(lsnText(t)))")
         XCTAssertGreaterThanOrEqual(replicaLSN, first, "sink replica keeps what it applied before the outage")
         XCTAssertEqual(try target.scalar("SELECT count(*) FROM accounts WHERE id = 9999"), "0",
                        "the lost transaction did not reach the PostgreSQL target")
@@ -97,7 +97,7 @@ final class DamagedTopicTests: SinkTestCase {
         daemons.append(daemon)
         func log() -> String { (try? String(contentsOfFile: logFile, encoding: .utf8)) ?? "" }
         try eventually(timeout: 60, "the daemon to refuse and exit (\(logName)):\n\(log())", file: file, line: line) { !daemon.isRunning }
-        let status = daemon.child.wait()
+        let status = daemon.wait()
         let text = log()
         print("--- \(logName) (exit \(status)) ---\n\(text)--- end of \(logName) ---")
         XCTAssertNotEqual(status, 0, "the daemon exits with a failure status (\(logName)):\n\(text)", file: file, line: line)
@@ -108,8 +108,8 @@ final class DamagedTopicTests: SinkTestCase {
         XCTAssertFalse(lostLines.isEmpty, "the log says transactions were lost (\(logName)):\n\(text)", file: file, line: line)
         let named = lostLines.flatMap { lsns(in: String($0)) }
         XCTAssertTrue(named.contains { $0 >= tCommitLSN && $0 <= slot },
-                      "the lost range named in the log reaches T (commit \(opsLSN(tCommitLSN))) and not beyond the slot "
-                      + "(\(opsLSN(slot))); LSNs named: \(named.map(opsLSN)) (\(logName)):\n\(text)", file: file, line: line)
+                      "the lost range named in the log reaches T (commit \(lsnText(tCommitLSN))) and not beyond the slot "
+                      + "(\(lsnText(slot))); LSNs named: \(named.map(lsnText)) (\(logName)):\n\(text)", file: file, line: line)
         return status
     }
 

@@ -11,7 +11,6 @@ final class DiskFullTests: SinkTestCase {
     override var fixtureName: String { "diskfull" }
 
     private var mountPoint: String?
-    private var dataDirectory: String { directory + "/data" }
     private var topicDirectory: String { dataDirectory + "/topics/app" }
 
     override func tearDown() {
@@ -79,7 +78,7 @@ final class DiskFullTests: SinkTestCase {
         }
         func assertRunning(_ when: String, file: StaticString = #filePath, line: UInt = #line) throws {
             guard daemon.isRunning else {
-                XCTFail("the daemon exited (status \(daemon.child.wait())) \(when)" + logTail, file: file, line: line)
+                XCTFail("the daemon exited (status \(daemon.wait())) \(when)" + logTail, file: file, line: line)
                 throw TestFailure("the daemon exited \(when)")
             }
         }
@@ -119,9 +118,9 @@ final class DiskFullTests: SinkTestCase {
             let current = lsnValue(try XCTUnwrap(source.scalar("SELECT pg_current_wal_lsn()::text")))
             let problems = [
                 isDiskFull(health) ? nil : "/health no longer reports the full disk: \(health)",
-                confirmed <= topicEnd ? nil : "the slot is confirmed (\(opsLSN(confirmed))) beyond the topic's last commit marker "
-                    + "(end LSN \(opsLSN(topicEnd))): transactions not in the topic were acknowledged",
-                confirmed < current ? nil : "capture is not paused: the slot (\(opsLSN(confirmed))) reached the source's WAL end",
+                confirmed <= topicEnd ? nil : "the slot is confirmed (\(lsnText(confirmed))) beyond the topic's last commit marker "
+                    + "(end LSN \(lsnText(topicEnd))): transactions not in the topic were acknowledged",
+                confirmed < current ? nil : "capture is not paused: the slot (\(lsnText(confirmed))) reached the source's WAL end",
             ].compactMap { $0 }
             if !problems.isEmpty {
                 XCTFail("while the disk is full (check \(round), \(written >> 20) MB written): " + problems.joined(separator: "; ")
@@ -132,7 +131,7 @@ final class DiskFullTests: SinkTestCase {
         print("the disk stayed full over \(round) checks; \(written >> 20) MB written by then")
         var statusText = ""
         try eventually(timeout: 30, "`sluice status` to mention the full disk (last: \(statusText))" + logTail) {
-            let result = try opsSluice(["status", "--config", configPath])
+            let result = try sluice(["status", "--config", configPath])
             statusText = result.describe
             return result.status == 0 && result.out.lowercased().contains("disk full")
         }
@@ -151,8 +150,8 @@ final class DiskFullTests: SinkTestCase {
             try assertRunning("while the backlog drained")
             if let pg = try? postgresTargetLSN(), pg >= final, let lite = try? sqliteTargetLSN(), lite >= final { break }
             guard Date() < drainDeadline else {
-                XCTFail("both targets to reach LSN \(opsLSN(final)) (postgres: \((try? postgresTargetLSN())?.map(opsLSN) ?? "none"), "
-                        + "sqlite: \((try? sqliteTargetLSN())?.map(opsLSN) ?? "none"), slot: \((try? slotConfirmedLSN()).map(opsLSN) ?? "?")); "
+                XCTFail("both targets to reach LSN \(lsnText(final)) (postgres: \((try? postgresTargetLSN())?.map(lsnText) ?? "none"), "
+                        + "sqlite: \((try? sqliteTargetLSN())?.map(lsnText) ?? "none"), slot: \((try? slotConfirmedLSN()).map(lsnText) ?? "?")); "
                         + "data_dir: \(filesystemUsage(dataDirectory))" + logTail)
                 return
             }

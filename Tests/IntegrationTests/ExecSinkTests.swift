@@ -30,11 +30,18 @@ final class ExecSinkTests: PluginSinkTestCase {
         return lines
     }
 
-    /// Fixture plugin starts made by `daemon` (not by `sluice status`, which starts one to read positions).
-    func startsBy(_ daemon: SluiceProcess) -> Int {
+    /// The times (the plugin's clock, seconds) of the fixture plugin's starts by `daemon` (not by
+    /// `sluice status`, which starts one to read positions), in order.
+    func startTimes(by daemon: SluiceProcess) -> [Double] {
         let text = (try? String(contentsOfFile: startsPath, encoding: .utf8)) ?? ""
-        return text.split(separator: "\n").filter { $0.split(separator: " ").dropFirst().first == Substring("\(daemon.pid)") }.count
+        let parent = "\(daemon.pid)"
+        return text.split(separator: "\n").compactMap { line -> Double? in
+            let fields = line.split(separator: " ").map(String.init)
+            return fields.count == 4 && fields[1] == parent ? Double(fields[3]) : nil
+        }
     }
+
+    func startsBy(_ daemon: SluiceProcess) -> Int { startTimes(by: daemon).count }
 
     func readOutput(file: StaticString = #filePath, line: UInt = #line) throws -> TopicDump {
         let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
@@ -99,7 +106,7 @@ final class ExecSinkTests: PluginSinkTestCase {
         // The last kill may have been noticed just now: the restarted plugin shows `running` within a
         // second or two (the daemon rewrites its status file every second).
         try eventually(timeout: 15, "sink py to be running: \(status.text)" + logTail) {
-            status = try pluginStatus(configPath)
+            status = try sluiceStatus(configPath)
             return status.state(sink: "py") == "running" && status.caughtUp("py", "app")
         }
         XCTAssertNil(status.error(sink: "py"), status.text)
@@ -123,9 +130,9 @@ final class ExecSinkTests: PluginSinkTestCase {
         workload.run(1...5)
         XCTAssertNil(workload.error)
 
-        var last: OpsStatusView?
+        var last: StatusView?
         try eventually(timeout: 30, "status to show sink bad retrying with the line: \(last?.text ?? "-")" + logTail) {
-            let status = try pluginStatus(configPath)
+            let status = try sluiceStatus(configPath)
             last = status
             guard status.state(sink: "bad") == "retrying", let error = status.error(sink: "bad") else { return false }
             return error.contains("sink bad") && error.contains("MALFORMED-MARKER-7731")
@@ -150,14 +157,23 @@ final class ExecSinkTests: PluginSinkTestCase {
         workload.run(1...5)
         XCTAssertNil(workload.error)
         try eventually(timeout: 30, "the plugin to be started" + logTail) { startsBy(daemon) >= 1 }
-        let first = startsBy(daemon)
-        sleep(5)
-        let restarts = startsBy(daemon) - first
+        // The window is measured by the plugin's own start times: the 5 s after its first start are over
+        // once a start is later than that (and at least four starts are in, to compare pauses).
+        var times: [Double] = []
+        try eventually(timeout: 60, "a plugin start more than 5 s after the first; starts at \(times)" + logTail) {
+            times = startTimes(by: daemon)
+            return times.count >= 4 && times.last! > times[0] + 5
+        }
+        let restarts = times.filter { $0 > times[0] && $0 <= times[0] + 5 }.count
+        let pauses = zip(times, times.dropFirst()).map { String(format: "%.2f", $1 - $0) }
         // With 0.2 s doubling pauses (jittered down to half: 0.1, 0.2, 0.4, 0.8, 1.6, 3.2 s), 5 s hold at most 6.
-        print("malformed plugin restarted \(restarts) times in 5 s")
+        print("malformed plugin restarted \(restarts) times in 5 s; pauses between starts: \(pauses)")
         XCTAssertLessThanOrEqual(restarts, 7, "a plugin that fails every batch is restarted with growing backoff, "
-                                 + "not \(restarts) times in 5 s" + logTail)
+                                 + "not \(restarts) times in 5 s (pauses \(pauses))" + logTail)
         XCTAssertGreaterThanOrEqual(restarts, 2, "the plugin is restarted" + logTail)
+        // The first pause may include waiting for the first batch; from the second on they grow.
+        let gaps = zip(times, times.dropFirst()).map { $1 - $0 }
+        XCTAssertGreaterThan(gaps.last!, gaps[1], "the pauses between restarts grow: \(pauses)" + logTail)
         XCTAssertEqual(daemon.terminate(), 0, logTail)
     }
 
@@ -171,10 +187,10 @@ final class ExecSinkTests: PluginSinkTestCase {
         workload.run(1...20)
         XCTAssertNil(workload.error)
 
-        var last: OpsStatusView?
+        var last: StatusView?
         var seen: [String] = []
         try eventually(timeout: 60, "status to show sink slow retrying with a timeout; saw \(seen.suffix(10))" + logTail) {
-            let status = try pluginStatus(configPath)
+            let status = try sluiceStatus(configPath)
             last = status
             seen.append("\(status.state(sink: "slow") ?? "-"): \(status.error(sink: "slow") ?? "-")")
             guard status.state(sink: "slow") == "retrying", let error = status.error(sink: "slow") else { return false }
@@ -212,12 +228,25 @@ final class ExecSinkTests: PluginSinkTestCase {
         workload.run(1...5)
         XCTAssertNil(workload.error)
         try eventually(timeout: 30, "the first ack timeout" + logTail) { daemon.log.contains("no answer from the plugin within 1 s") }
-        sleep(1)  // the status file is rewritten every second
-        var samples: [String] = []
-        let until = Date().addingTimeInterval(4)
-        while Date() < until {
-            let status = try pluginStatus(configPath)
-            samples.append("\(status.state(sink: "slow") ?? "-"): \(status.error(sink: "slow") ?? "-")")
+        func sample() throws -> String {
+            let status = try sluiceStatus(configPath)
+            return "\(status.state(sink: "slow") ?? "-"): \(status.error(sink: "slow") ?? "-")"
+        }
+        var first = ""
+        try eventually(timeout: 15, "status to show the first timeout (last: \(first))" + logTail) {
+            first = try sample()
+            return first.hasPrefix("retrying: sink slow: no answer from the plugin")
+        }
+        // Sampled over three more attempts, each a plugin start, an ack timeout and a pause.
+        var samples = [first]
+        let startsBefore = startsBy(daemon)
+        let deadline = Date().addingTimeInterval(60)
+        while startsBy(daemon) < startsBefore + 3 {
+            guard Date() < deadline else {
+                XCTFail("the plugin was not restarted 3 times within 60 s: \(startsBy(daemon) - startsBefore) restarts" + logTail)
+                break
+            }
+            samples.append(try sample())
             usleep(200_000)
         }
         let retrying = samples.filter { $0.hasPrefix("retrying: sink slow: no answer from the plugin") }.count
@@ -242,17 +271,16 @@ final class ExecSinkTests: PluginSinkTestCase {
         // plugin be restarted again and again as before (each attempt: 2 s, then a pause of at most 10 s).
         try eventually(timeout: 40, "the plugin to be restarted twice more once the big batch is sent, "
                        + "after \(before) starts before it" + logTail) { startsBy(daemon) >= before + 2 }
-        let status = try pluginStatus(configPath)
+        let status = try sluiceStatus(configPath)
         XCTAssertEqual(status.state(sink: "stall"), "retrying", status.text)
         XCTAssertTrue(status.error(sink: "stall")?.contains("2 s") ?? false,
                       "the error names the 2 s ack_timeout: \(status.text)")
         XCTAssertTrue(daemon.isRunning, logTail)
         // SIGTERM stops the daemon gracefully even though this plugin never reads again.
-        daemon.child.signal(SIGTERM)
-        let deadline = Date().addingTimeInterval(15)
-        while daemon.isRunning && Date() < deadline { usleep(50_000) }
-        XCTAssertFalse(daemon.isRunning, "SIGTERM stops the daemon within 15 s although its plugin stopped reading" + logTail)
-        if daemon.isRunning { daemon.kill() } else { XCTAssertEqual(daemon.child.wait(), 0, logTail) }
+        daemon.signal(SIGTERM)
+        let exit = daemon.wait(timeout: 15)
+        XCTAssertNotNil(exit, "SIGTERM stops the daemon within 15 s although its plugin stopped reading" + logTail)
+        if let exit { XCTAssertEqual(exit, 0, logTail) } else { daemon.kill() }
     }
 
     // MARK: (d) a fatal plugin error
@@ -270,9 +298,9 @@ final class ExecSinkTests: PluginSinkTestCase {
         workload.run(1...30)
         XCTAssertNil(workload.error)
 
-        var last: OpsStatusView?
+        var last: StatusView?
         try eventually(timeout: 30, "status to show sink strict failed: \(last?.text ?? "-")" + logTail) {
-            let status = try pluginStatus(configPath)
+            let status = try sluiceStatus(configPath)
             last = status
             return status.state(sink: "strict") == "failed"
         }

@@ -4,24 +4,17 @@ import XCTest
 /// `type: exec` sources: examples/exec-source/jsonl_source.py follows a JSON-lines file into a topic,
 /// and an SQLite sink applies it. Positions are the plugin's and live in the topic, so SIGKILLs of the
 /// daemon and of the plugin leave every line in the target exactly once.
-final class ExecSourceTests: XCTestCase {
-    var directory: String!
-    var daemons: [SluiceProcess] = []
+final class ExecSourceTests: DaemonTestCase {
+    override var fixtureName: String { "execsource" }
+    override var startsSourceCluster: Bool { false }
 
-    var configPath: String { directory + "/sluice.yml" }
     var inputPath: String { directory + "/incoming.jsonl" }
     var sqlitePath: String { directory + "/replica.db" }
-    var logPath: String { directory + "/daemon.log" }
-    var logTail: String {
-        let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "(no daemon.log)"
-        return "\n--- daemon.log ---\n" + String(text.suffix(10_000)) + "\n--- end ---"
-    }
 
     override func setUpWithError() throws {
-        directory = NSTemporaryDirectory() + "sluice-test-execsource-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try super.setUpWithError()
         try """
-            data_dir: \(directory!)/data
+            data_dir: \(dataDirectory)
             sources:
               - name: feed
                 type: exec
@@ -36,18 +29,7 @@ final class ExecSourceTests: XCTestCase {
                 path: \(sqlitePath)
                 topics: [feed]
             """.write(toFile: configPath, atomically: true, encoding: .utf8)
-        FileManager.default.createFile(atPath: inputPath, contents: nil)
-    }
-
-    override func tearDown() {
-        for daemon in daemons where daemon.isRunning { daemon.kill() }
-        try? FileManager.default.removeItem(atPath: directory)
-    }
-
-    func startDaemon() throws -> SluiceProcess {
-        let daemon = try SluiceProcess(["run", "--config", configPath], logPath: logPath)
-        daemons.append(daemon)
-        return daemon
+        XCTAssertTrue(FileManager.default.createFile(atPath: inputPath, contents: nil), inputPath)
     }
 
     func appendLines(_ ids: ClosedRange<Int>) throws { try Self.append(ids, to: inputPath) }
@@ -63,7 +45,7 @@ final class ExecSourceTests: XCTestCase {
     }
 
     func targetRows() -> [String] {
-        (try? opsSQLiteRows(path: sqlitePath, table: "events", columns: ["id", "body", "tags"])) ?? []
+        (try? sqliteRows(path: sqlitePath, table: "events", columns: ["id", "body", "tags"])) ?? []
     }
 
     func testKillingTheDaemonAndThePluginLeavesEveryLineOnceInTheTarget() throws {
@@ -88,8 +70,11 @@ final class ExecSourceTests: XCTestCase {
             usleep(UInt32.random(in: 100_000...400_000))
             if kills == 2 {
                 // The plugin alone: the daemon restarts it and resumes from the topic's last position.
-                let plugins = pluginChildren(of: daemon.pid, commandContaining: "jsonl_source.py")
-                XCTAssertFalse(plugins.isEmpty, "the plugin runs under the daemon" + logTail)
+                var plugins: [Int32] = []
+                try eventually(timeout: 30, "the plugin to run under the daemon" + logTail) {
+                    plugins = pluginChildren(of: daemon.pid, commandContaining: "jsonl_source.py")
+                    return !plugins.isEmpty
+                }
                 for pid in plugins { kill(pid, SIGKILL) }
             } else {
                 daemon.kill()
@@ -108,10 +93,10 @@ final class ExecSourceTests: XCTestCase {
         }
         XCTAssertEqual(daemon.terminate(), 0, logTail)
         let rows = targetRows()
-        XCTAssertNil(opsDifference(expected: expected, actual: rows), "every line once, values intact" + logTail)
+        XCTAssertNil(rowsDifference(expected: expected, actual: rows), "every line once, values intact" + logTail)
 
         // The topic holds each line as one transaction, exactly once, positions in order.
-        let tail = try opsSluice(["tail", "feed", "--config", configPath, "--from-beginning", "--json"])
+        let tail = try sluice(["tail", "feed", "--config", configPath, "--from-beginning", "--json"])
         XCTAssertEqual(tail.status, 0, tail.all)
         let commits = tail.out.split(separator: "\n").filter { $0.contains("\"kind\":\"commit\"") }
         XCTAssertEqual(commits.count, total, "one transaction per line in the topic")
@@ -146,19 +131,20 @@ final class ExecSourceTests: XCTestCase {
                 tx({"op": "update", "after": {"id": i, "done": True}})
             tx(*[{"op": "delete", "before": {"id": i}} for i in range(11, 21)])
             tx({"op": "update", "before": {"id": 21}, "after": {"id": 121, "label": "moved", "done": True, "meta": None}})
+            send({"kind": "log", "message": "RESENT-ALL-7316"})
             for line in sys.stdin:
                 if json.loads(line)["kind"] == "shutdown":
                     break
             """.write(toFile: script, atomically: true, encoding: .utf8)
         let hellos = directory + "/hellos.txt"
         try """
-            data_dir: \(directory!)/data
+            data_dir: \(dataDirectory)
             sources:
               - {name: items, type: exec, command: [\(pluginPython), \(script), \(hellos)]}
             sinks:
               - {name: local, type: sqlite, path: \(sqlitePath), topics: [items]}
             """.write(toFile: configPath, atomically: true, encoding: .utf8)
-        func rows() -> [String] { (try? opsSQLiteRows(path: sqlitePath, table: "items", columns: ["id", "label", "done", "meta"])) ?? [] }
+        func rows() -> [String] { (try? sqliteRows(path: sqlitePath, table: "items", columns: ["id", "label", "done", "meta"])) ?? [] }
         var expected = (1...50).filter { !(11...20).contains($0) && $0 != 21 }.map { id in
             "'\(id)' | 'item \(id)' | '\(id <= 10 ? 1 : 0)' | '{\"n\": \(id)}'"
         }
@@ -168,16 +154,20 @@ final class ExecSourceTests: XCTestCase {
         for round in 1...3 {
             let daemon = try startDaemon()
             try eventually(timeout: 30, "round \(round): the plugin to start" + logTail) { starts() == round }
-            sleep(1)  // the plugin sends everything again at once: give the daemon time to take it in
+            // The plugin's log line after its last transaction reaches the daemon's log only once the
+            // daemon has read (and dropped or written) everything the plugin sent before it.
+            try eventually(timeout: 30, "round \(round): the daemon to take in everything the plugin sent" + logTail) {
+                daemon.log.components(separatedBy: "RESENT-ALL-7316").count - 1 == round
+            }
             try eventually(timeout: 30, "round \(round): the target to hold every change; has \(rows())" + logTail) {
-                opsDifference(expected: expected, actual: rows()) == nil
+                rowsDifference(expected: expected, actual: rows()) == nil
             }
             if round < 3 { daemon.kill() } else { XCTAssertEqual(daemon.terminate(), 0, logTail) }
         }
         let positions = try String(contentsOfFile: hellos, encoding: .utf8).split(separator: "\n")
         XCTAssertEqual(positions.first, "None", "the first start has no position")
         XCTAssertEqual(positions.last, "620", "later starts are told the last stored position")
-        let tail = try opsSluice(["tail", "items", "--config", configPath, "--from-beginning", "--json"])
+        let tail = try sluice(["tail", "items", "--config", configPath, "--from-beginning", "--json"])
         XCTAssertEqual(tail.status, 0, tail.all)
         let commits = tail.out.split(separator: "\n").filter { $0.contains("\"kind\":\"commit\"") }
         XCTAssertEqual(commits.count, 62, "each transaction once in the topic although sent three times")
@@ -189,7 +179,7 @@ final class ExecSourceTests: XCTestCase {
             .write(toFile: script, atomically: true, encoding: .utf8)
         chmod(script, 0o755)
         try """
-            data_dir: \(directory!)/data
+            data_dir: \(dataDirectory)
             sources:
               - {name: bad, type: exec, command: [\(script)]}
             sinks:
@@ -199,7 +189,7 @@ final class ExecSourceTests: XCTestCase {
         try eventually(timeout: 30, "the bad line in the log" + logTail) {
             daemon.log.contains("source bad is retrying") && daemon.log.contains("GARBAGE-LINE-5521")
         }
-        let status = try opsSluice(["status", "--config", configPath, "--json"])
+        let status = try sluice(["status", "--config", configPath, "--json"])
         XCTAssertEqual(status.status, 0, status.all)
         XCTAssertTrue(status.out.contains("GARBAGE-LINE-5521"), "status names the line: \(status.out)")
         XCTAssertTrue(daemon.isRunning, "a misbehaving plugin is retried, not fatal" + logTail)

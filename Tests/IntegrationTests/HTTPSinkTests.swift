@@ -229,10 +229,15 @@ final class HTTPSinkTests: PluginSinkTestCase {
         }
 
         let receiver = try XCTUnwrap(helpers.last)
-        receiver.signal(SIGKILL)
-        receiver.wait()
+        receiver.kill()
         workload.run(259...268, pauseMicros: 20_000)
-        sleep(2)
+        // The sink has met the outage (a refused connection) before the receiver comes back.
+        var refused: StatusView?
+        try eventually(timeout: 30, "sink hook to retry while the receiver is down: \(refused?.text ?? "-")" + logTail) {
+            let status = try sluiceStatus(configPath, environment: environment)
+            refused = status
+            return status.state(sink: "hook") == "retrying"
+        }
         try "".write(toFile: receiverOutput, atomically: true, encoding: .utf8)
         _ = try startHelper([pluginPython, pluginFixture("http_receiver.py"), String(port), requestLog, "20261", "0.3",
                              controlPath], output: receiverOutput)
@@ -263,9 +268,9 @@ final class HTTPSinkTests: PluginSinkTestCase {
         try "reject\n".write(toFile: controlPath, atomically: true, encoding: .utf8)
         workload.run(269...278)
         XCTAssertNil(workload.error)
-        var last: OpsStatusView?
+        var last: StatusView?
         try eventually(timeout: 30, "sink hook to fail: \(last?.text ?? "-")" + logTail) {
-            let status = try pluginStatus(configPath, environment: environment)
+            let status = try sluiceStatus(configPath, environment: environment)
             last = status
             return status.state(sink: "hook") == "failed"
         }
@@ -281,8 +286,18 @@ final class HTTPSinkTests: PluginSinkTestCase {
         XCTAssertEqual(after.state(sink: "files"), "running", after.text)
         XCTAssertEqual(after.state(sink: "hook"), "failed", after.text)
         XCTAssertEqual(after.committedOffset("hook", "app"), outageEnd, "the rejected batch is not acknowledged")
-        sleep(1)
-        XCTAssertEqual(try requests().filter { $0.status == 400 }.count, 1, "a 400 is not retried")
+
+        // No retry of the 400, over a window bounded by events: the file sink applies a batch committed
+        // after hook failed, then the daemon exits; the receiver got nothing after the 400 in between.
+        workload.run(279...283)
+        XCTAssertNil(workload.error)
+        let later = try waitForCaughtUp(["files"], environment: environment)
+        XCTAssertGreaterThan(later.committedOffset("files", "app") ?? 0, after.committedOffset("files", "app") ?? 0, later.text)
+        XCTAssertEqual(later.state(sink: "hook"), "failed", later.text)
         XCTAssertEqual(daemon.terminate(), 0, logTail)
+        let answered = try requests()
+        XCTAssertEqual(answered.filter { $0.status == 400 }.count, 1, "a 400 is not retried")
+        XCTAssertEqual(answered.max { $0.n < $1.n }?.status, 400,
+                       "the receiver got nothing after the 400: \(answered.suffix(3).map { ($0.n, $0.status) })")
     }
 }

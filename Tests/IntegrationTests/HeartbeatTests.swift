@@ -5,21 +5,8 @@ import XCTest
 /// With `heartbeat_interval: 1s`, a source whose captured table is idle still advances its slot's
 /// confirmed_flush_lsn while another (uncaptured) table takes writes, so the slot never pins WAL; the
 /// topic receives nothing for the uncaptured table.
-final class HeartbeatTests: XCTestCase {
-    var source: PostgresCluster!
-    var directory: String!
-    var daemon: SluiceProcess?
-
-    override func setUpWithError() throws {
-        directory = scratchDirectory("heartbeat")
-        source = try PostgresCluster(name: "heartbeat")
-    }
-
-    override func tearDown() {
-        if let daemon, daemon.isRunning { daemon.kill() }
-        source?.destroy()
-        if let directory { try? FileManager.default.removeItem(atPath: directory) }
-    }
+final class HeartbeatTests: DaemonTestCase {
+    override var fixtureName: String { "heartbeat" }
 
     func slotPositions() throws -> (confirmed: UInt64, current: UInt64) {
         let row = try XCTUnwrap(try source.query(
@@ -33,9 +20,9 @@ final class HeartbeatTests: XCTestCase {
             INSERT INTO quiet VALUES (1, 'before');
             CREATE TABLE busy (id bigserial PRIMARY KEY, payload text);
             """)
-        let config = directory + "/sluice.yml"
+        let config = configPath
         try """
-            data_dir: \(directory!)/data
+            data_dir: \(dataDirectory)
             sources:
               - name: app
                 type: postgres
@@ -43,9 +30,7 @@ final class HeartbeatTests: XCTestCase {
                 tables: [public.quiet]
                 heartbeat_interval: 1s
             """.write(toFile: config, atomically: true, encoding: .utf8)
-        let daemon = try SluiceProcess(["run", "--config", config], logPath: directory + "/run.log",
-                                       environment: ["SLUICE_LOG_LEVEL": "debug"])
-        self.daemon = daemon
+        let daemon = try startDaemon(environment: ["SLUICE_LOG_LEVEL": "debug"])
         try eventually(timeout: 60, "the slot to be active\n" + daemon.log) {
             try source.scalar("SELECT active::text FROM pg_replication_slots WHERE slot_name = 'sluice_app'") == "true"
         }
@@ -55,25 +40,40 @@ final class HeartbeatTests: XCTestCase {
 
         // ~10 s of writes to the uncaptured table, ~1 KB each, in small transactions.
         let url = source.url
-        let written = OpsCounter()
-        let workload = OpsWorkload("busy-writer") { workload in
+        let written = SinkTestStats()
+        let stopWriting = SinkTestFlag()
+        let workload = SinkTestWorker("busy-writer", stop: stopWriting) {
             guard let db = try? PGConnection(url: url) else { return }
-            while !workload.isStopped {
+            while !stopWriting.isSet {
                 do {
                     try db.execute("INSERT INTO busy (payload) SELECT repeat(md5(random()::text), 32) FROM generate_series(1, 20)")
-                    written.add("rows", 20)
+                    written.count("rows", 20)
                 } catch {
-                    written.add("failed")
+                    written.count("failed")
                 }
                 usleep(5_000)
             }
         }
         defer { workload.stop() }
 
+        // Ten rounds, each bounded by events: the busy table writes another 512 kB of WAL past the last
+        // mark, then the slot confirms that mark (heartbeats carry it, nothing captured is written).
         var samples: [(confirmed: UInt64, current: UInt64)] = []
-        for _ in 0..<10 {
-            sleep(1)
-            samples.append(try slotPositions())
+        var mark = start.current
+        for round in 1...10 {
+            var position = try slotPositions()
+            try eventually(timeout: 30, "round \(round): the busy table to write 512 kB of WAL past \(lsnText(mark)) "
+                           + "(at \(lsnText(position.current)); \(written.summary))") {
+                position = try slotPositions()
+                return position.current >= mark + 512 << 10
+            }
+            mark = position.current
+            try eventually(timeout: 10, "round \(round): the idle slot to confirm \(lsnText(mark)) while the busy table takes "
+                           + "writes (confirmed \(lsnText(position.confirmed)))\n" + daemon.log.suffix(5000)) {
+                position = try slotPositions()
+                return position.confirmed >= mark
+            }
+            samples.append(position)
         }
         workload.stop()
         let endOfWrites = try slotPositions().current
@@ -81,24 +81,24 @@ final class HeartbeatTests: XCTestCase {
         XCTAssertEqual(written["failed"], 0)
         XCTAssertGreaterThan(producedWAL, 4 << 20, "the busy table produced several MB of WAL (\(written["rows"]) rows)")
 
-        // During the writes the confirmed position kept moving and stayed close to the server's.
+        // During the writes the confirmed position kept moving (each round confirmed a later mark) and
+        // stayed close to the server's.
         let confirmedDuring = samples.map(\.confirmed)
         XCTAssertEqual(confirmedDuring, confirmedDuring.sorted(), "confirmed_flush_lsn never goes back")
-        let advancing = zip(confirmedDuring, confirmedDuring.dropFirst()).filter { $0.1 > $0.0 }.count
-        XCTAssertGreaterThanOrEqual(advancing, 5,
-                                    "confirmed_flush_lsn advanced in most seconds: \(confirmedDuring.map(opsLSN))\n" + daemon.log.suffix(5000))
+        XCTAssertEqual(Set(confirmedDuring).count, samples.count,
+                       "confirmed_flush_lsn advanced in every round: \(confirmedDuring.map(lsnText))\n" + daemon.log.suffix(5000))
         let lastSample = try XCTUnwrap(samples.last)
         XCTAssertGreaterThan(lastSample.confirmed, start.confirmed + producedWAL / 2,
-                             "the slot confirmed most of the WAL written (start \(opsLSN(start.confirmed)), now \(opsLSN(lastSample.confirmed)), "
-                             + "server \(opsLSN(lastSample.current)))\n" + daemon.log.suffix(5000))
+                             "the slot confirmed most of the WAL written (start \(lsnText(start.confirmed)), now \(lsnText(lastSample.confirmed)), "
+                             + "server \(lsnText(lastSample.current)))\n" + daemon.log.suffix(5000))
         let worstLag = samples.dropFirst(3).map { $0.current - $0.confirmed }.max() ?? 0
-        XCTAssertLessThan(worstLag, 4 << 20, "the slot stays within 4 MB of the server's WAL (confirmed/current each second: "
-                          + "\(samples.map { "\(opsLSN($0.confirmed))/\(opsLSN($0.current))" }))")
+        XCTAssertLessThan(worstLag, 4 << 20, "the slot stays within 4 MB of the server's WAL (confirmed/current each round: "
+                          + "\(samples.map { "\(lsnText($0.confirmed))/\(lsnText($0.current))" }))")
         // Once the writes stop, a heartbeat or two brings it to the end of what was written.
-        try eventually(timeout: 15, "the slot to confirm \(opsLSN(endOfWrites)) (at \((try? slotPositions()).map { opsLSN($0.confirmed) } ?? "?"))") {
+        try eventually(timeout: 15, "the slot to confirm \(lsnText(endOfWrites)) (at \((try? slotPositions()).map { lsnText($0.confirmed) } ?? "?"))") {
             try slotPositions().confirmed >= endOfWrites
         }
-        let status = OpsStatusView(try opsStatus(config))
+        let status = try sluiceStatus(config)
 
         // The topic holds only the initial snapshot of quiet: no transaction for busy, no heartbeat.
         let dump = try TopicDump.read(topic: "app", config: config)

@@ -5,7 +5,7 @@ import XCTest
 /// `metrics: {listen: …}`: Prometheus counters at /metrics that move with the workload and end equal
 /// to what the topic holds; /health 200 while everything runs, 503 naming the sink while its target
 /// is down, 200 again once it is back.
-final class MetricsHealthTests: OpsPipelineTestCase {
+final class MetricsHealthTests: SinkTestCase {
     override var fixtureName: String { "metrics" }
 
     func scrape(_ port: Int, file: StaticString = #filePath, line: UInt = #line) throws -> [OpsSample] {
@@ -28,21 +28,22 @@ final class MetricsHealthTests: OpsPipelineTestCase {
 
         // A steady workload: every transaction inserts two rows and updates one.
         let url = source.url
-        let committed = OpsCounter()
-        let workload = OpsWorkload("metrics-writer") { workload in
+        let committed = SinkTestStats()
+        let stopWriting = SinkTestFlag()
+        let workload = SinkTestWorker("metrics-writer", stop: stopWriting) {
             guard let db = try? PGConnection(url: url) else { return }
             var sequence = 0
-            while !workload.isStopped {
+            while !stopWriting.isSet {
                 sequence += 1
                 do {
                     try db.execute("BEGIN")
                     try db.execute("INSERT INTO orders VALUES (\(1000 + 2 * sequence), 1, 'w'), (\(1001 + 2 * sequence), 2, 'w')")
                     try db.execute("UPDATE orders SET qty = qty + 1 WHERE id = \(sequence % 200 + 1)")
                     try db.execute("COMMIT")
-                    committed.add("transactions")
-                    committed.add("events", 3)
+                    committed.count("transactions")
+                    committed.count("events", 3)
                 } catch {
-                    committed.add("failed")
+                    committed.count("failed")
                 }
                 usleep(10_000)
             }
@@ -51,30 +52,37 @@ final class MetricsHealthTests: OpsPipelineTestCase {
 
         try eventually(timeout: 30, "the workload to commit") { committed["transactions"] >= 20 }
         let first = try scrape(port)
-        sleep(2)
-        let second = try scrape(port)
         let sourceEvents = { (samples: [OpsSample]) in opsMetric(samples, "sluice_source_events_total", ["topic": "app"]) ?? -1 }
         let sinkEvents = { (samples: [OpsSample], sink: String) in
             opsMetric(samples, "sluice_sink_events_total", ["sink": sink, "topic": "app"]) ?? -1
         }
-        XCTAssertGreaterThan(sourceEvents(second), sourceEvents(first), "sluice_source_events_total moves")
-        XCTAssertGreaterThan(opsMetric(second, "sluice_source_transactions_total") ?? -1,
-                             opsMetric(first, "sluice_source_transactions_total") ?? -1, "sluice_source_transactions_total moves")
-        for sink in ["replica", "local"] {
-            XCTAssertGreaterThan(sinkEvents(second, sink), sinkEvents(first, sink), "sluice_sink_events_total for \(sink) moves")
-            XCTAssertGreaterThan(opsMetric(second, "sluice_sink_transactions_total", ["sink": sink]) ?? -1,
-                                 opsMetric(first, "sluice_sink_transactions_total", ["sink": sink]) ?? -1)
+        // Every counter moves with the workload: scraped again until each of them has (or 30 s pass).
+        let moving: [(name: String, value: ([OpsSample]) -> Double)] = [
+            ("sluice_source_events_total", sourceEvents),
+            ("sluice_source_transactions_total", { opsMetric($0, "sluice_source_transactions_total") ?? -1 }),
+            ("sluice_topic_bytes_total", { opsMetric($0, "sluice_topic_bytes_total", ["topic": "app"]) ?? -1 }),
+        ] + ["replica", "local"].flatMap { sink -> [(name: String, value: ([OpsSample]) -> Double)] in
+            [("sluice_sink_events_total for \(sink)", { sinkEvents($0, sink) }),
+             ("sluice_sink_transactions_total for \(sink)", { opsMetric($0, "sluice_sink_transactions_total", ["sink": sink]) ?? -1 })]
         }
-        XCTAssertGreaterThan(opsMetric(second, "sluice_topic_bytes_total", ["topic": "app"]) ?? -1,
-                             opsMetric(first, "sluice_topic_bytes_total", ["topic": "app"]) ?? -1, "sluice_topic_bytes_total moves")
+        var second = first
+        var still: [String] = []
+        try eventually(timeout: 30, "every counter to move with the workload; still: \(still)" + logTail) {
+            second = try scrape(port)
+            still = moving.filter { $0.value(second) <= $0.value(first) }.map(\.name)
+            return still.isEmpty
+        }
+        for counter in moving {
+            XCTAssertGreaterThan(counter.value(second), counter.value(first), "\(counter.name) moves")
+        }
         workload.stop()
         XCTAssertEqual(committed["failed"], 0)
 
         // Caught up: the counters equal the topic's event count.
         let expectedEvents = 200 + committed["events"]
-        var status = OpsStatusView([:])
+        var status = StatusView([:])
         try eventually(timeout: 60, "both sinks to catch up: \(status.text)" + logTail) {
-            status = OpsStatusView(try opsStatus(configPath))
+            status = try sluiceStatus(configPath)
             return status.events("app") == expectedEvents && status.caughtUp("replica", "app") && status.caughtUp("local", "app")
         }
         var final: [OpsSample] = []

@@ -163,7 +163,7 @@ final class PartitionedTableTests: SinkTestCase {
         // copy of every partition's rows makes them exact again.
         try target.query("DELETE FROM public.measurements WHERE id % 5 = 1; UPDATE public.measurements SET note = 'damaged' WHERE id % 5 = 2")
         try lite.execute("DELETE FROM measurements WHERE id % 5 = 1; UPDATE measurements SET note = 'damaged' WHERE id % 5 = 2")
-        let result = try opsSluice(["backfill", "--config", configPath, "--table", "public.measurements"], timeout: 240)
+        let result = try sluice(["backfill", "--config", configPath, "--table", "public.measurements"], timeout: 240)
         XCTAssertEqual(result.status, 0, "sluice backfill --table public.measurements: " + result.describe + logTail)
         XCTAssertTrue(daemon.isRunning, "the daemon keeps running through the backfill" + logTail)
         // It copied the root's rows: every partition's, once.
@@ -191,12 +191,12 @@ final class PartitionedTableTests: SinkTestCase {
         try source.query("CREATE PUBLICATION mine FOR TABLE measurements")
         try writeConfig(tables: ["public.measurements"], sourceExtra: ["publication: mine"])
 
-        let check = try opsSluice(["check", "--config", configPath], timeout: 60)
+        let check = try sluice(["check", "--config", configPath], timeout: 60)
         XCTAssertEqual(check.status, 2, "sluice check must refuse a publication that publishes the partitions: " + check.describe)
         XCTAssertTrue(check.all.contains("publish_via_partition_root"), "check names the option: " + check.describe)
         XCTAssertTrue(check.all.contains("ALTER PUBLICATION"), "check prints the SQL that fixes it: " + check.describe)
 
-        let run = try opsSluice(["run", "--config", configPath], timeout: 60)
+        let run = try sluice(["run", "--config", configPath], timeout: 60)
         XCTAssertFalse(run.timedOut, "sluice run must stop by itself: " + run.describe)
         XCTAssertEqual(run.status, 2, "sluice run must exit 2 (bad configuration): " + run.describe)
         XCTAssertTrue(run.all.contains("publish_via_partition_root"), "run names the option: " + run.describe)
@@ -208,7 +208,7 @@ final class PartitionedTableTests: SinkTestCase {
 
         // The fix it names makes the configuration good.
         try source.query("ALTER PUBLICATION mine SET (publish_via_partition_root = true)")
-        let fixed = try opsSluice(["check", "--config", configPath], timeout: 60)
+        let fixed = try sluice(["check", "--config", configPath], timeout: 60)
         XCTAssertEqual(fixed.status, 0, "after ALTER PUBLICATION mine SET (publish_via_partition_root = true): " + fixed.describe)
     }
 

@@ -107,13 +107,13 @@ final class QuotedNameTests: SinkTestCase {
     // MARK: Comparing
 
     private func sourceRows(_ cluster: PostgresCluster, _ table: Table) throws -> [String] {
-        try cluster.query("SELECT \(table.columnList) FROM \(table.qualified)").map(sinkTestRowLine).sorted()
+        try cluster.query("SELECT \(table.columnList) FROM \(table.qualified)").map(rowLine).sorted()
     }
 
     private func sqliteRows(_ table: Table) throws -> [String] {
         let db = try SQLiteDatabase(path: sqlitePath)
         let list = table.columnNames.map(SQLiteDatabase.quoteIdentifier).joined(separator: ", ")
-        return try db.query("SELECT \(list) FROM \(SQLiteDatabase.quoteIdentifier(table.sqliteName))").map(sinkTestRowLine).sorted()
+        return try db.query("SELECT \(list) FROM \(SQLiteDatabase.quoteIdentifier(table.sqliteName))").map(rowLine).sorted()
     }
 
     /// Both targets hold exactly the source's rows and columns of every table, and no other tables.
@@ -133,7 +133,7 @@ final class QuotedNameTests: SinkTestCase {
                 """, [table.qualified]).map { $0[0]! }
             XCTAssertEqual(Set(key), Set(table.key), "\(label): the PostgreSQL target's primary key", file: file, line: line)
             let expected = try sourceRows(source, table)
-            if let diff = sinkTestDifference(expected: expected, actual: try sourceRows(target, table)) {
+            if let diff = rowsDifference(expected: expected, actual: try sourceRows(target, table)) {
                 XCTFail("\(label): the PostgreSQL target differs from the source: \(diff)" + logTail, file: file, line: line)
             }
             // The SQLite target.
@@ -141,7 +141,7 @@ final class QuotedNameTests: SinkTestCase {
             XCTAssertEqual(Set(liteColumns), Set(table.columnNames), "\(label): the SQLite target's columns of table \(table.sqliteName)" + logTail,
                            file: file, line: line)
             guard !liteColumns.isEmpty else { continue }
-            if let diff = sinkTestDifference(expected: expected, actual: try sqliteRows(table)) {
+            if let diff = rowsDifference(expected: expected, actual: try sqliteRows(table)) {
                 XCTFail("\(label): the SQLite target (table \(table.sqliteName)) differs from the source: \(diff)" + logTail, file: file, line: line)
             }
         }
@@ -164,7 +164,7 @@ final class QuotedNameTests: SinkTestCase {
         try createTables(rows: 30)
         try writeConfig(tables: tables.map(\.entry))
 
-        let check = try opsSluice(["check", "--config", configPath], timeout: 60)
+        let check = try sluice(["check", "--config", configPath], timeout: 60)
         let configText = try String(contentsOfFile: configPath, encoding: .utf8)
         XCTAssertEqual(check.status, 0, "sluice check before the first run:\n" + configText + check.describe)
 
@@ -178,7 +178,7 @@ final class QuotedNameTests: SinkTestCase {
         try assertTargetsEqualSource()
 
         // With the publication in place, check finds every configured table in it.
-        let checkAgain = try opsSluice(["check", "--config", configPath], timeout: 60)
+        let checkAgain = try sluice(["check", "--config", configPath], timeout: 60)
         XCTAssertEqual(checkAgain.status, 0, "sluice check with the daemon running: " + checkAgain.describe)
 
         // Inserts into every table in one transaction.
@@ -209,7 +209,7 @@ final class QuotedNameTests: SinkTestCase {
         let lite = try SQLiteDatabase(path: sqlitePath)
         let liteName = SQLiteDatabase.quoteIdentifier(ab.sqliteName), liteKey = SQLiteDatabase.quoteIdentifier("a.b")
         try lite.execute("DELETE FROM \(liteName) WHERE \(liteKey) % 4 = 1; UPDATE \(liteName) SET \(SQLiteDatabase.quoteIdentifier("x y")) = 'damaged' WHERE \(liteKey) % 4 = 2")
-        let backfill = try opsSluice(["backfill", "--config", configPath, "--table", #""My Schema"."a.b""#], timeout: 240)
+        let backfill = try sluice(["backfill", "--config", configPath, "--table", #""My Schema"."a.b""#], timeout: 240)
         XCTAssertEqual(backfill.status, 0, #"sluice backfill --table '"My Schema"."a.b"': "# + backfill.describe + logTail)
         XCTAssertTrue(daemon.isRunning, "the daemon keeps running through the backfill" + logTail)
         let copied = backfill.err.range(of: #"backfill: copied (\d+) rows"#, options: .regularExpression)
@@ -230,7 +230,7 @@ final class QuotedNameTests: SinkTestCase {
     private func refused(_ command: String, entries: [String], naming needles: [String],
                          file: StaticString = #filePath, line: UInt = #line) throws {
         try writeConfig(tables: entries)
-        let result = try opsSluice([command, "--config", configPath], timeout: 60)
+        let result = try sluice([command, "--config", configPath], timeout: 60)
         let context = "sluice \(command) with tables: [\(entries.joined(separator: ", "))]: " + result.describe
         XCTAssertFalse(result.timedOut, context, file: file, line: line)
         XCTAssertEqual(result.status, 2, context, file: file, line: line)
@@ -260,7 +260,7 @@ final class QuotedNameTests: SinkTestCase {
 
         // Unquoted, it folds to lower case: T is table public.t.
         try writeConfig(tables: ["T"])
-        let check = try opsSluice(["check", "--config", configPath], timeout: 60)
+        let check = try sluice(["check", "--config", configPath], timeout: 60)
         XCTAssertEqual(check.status, 0, "tables: [T] names table public.t: " + check.describe)
     }
 }

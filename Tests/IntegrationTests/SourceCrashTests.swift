@@ -1,30 +1,20 @@
 import Foundation
+import SluiceWire
 import XCTest
 
 /// SIGKILL `sluice run` at random moments while thousands of small transactions commit; afterwards
 /// the topic holds every committed transaction exactly once, in commit order, and nothing rolled back.
-final class SourceCrashTests: XCTestCase {
-    var source: PostgresCluster!
-    var directory: String!
-
-    override func setUpWithError() throws {
-        source = try PostgresCluster(name: "crash")
-        directory = scratchDirectory("crash")
-    }
-
-    override func tearDown() {
-        source?.destroy()
-        if let directory { try? FileManager.default.removeItem(atPath: directory) }
-    }
+final class SourceCrashTests: DaemonTestCase {
+    override var fixtureName: String { "crash" }
 
     func testKillingTheDaemonRepeatedlyLosesAndDuplicatesNothing() throws {
         try source.query("""
             CREATE TABLE ledger (id bigint PRIMARY KEY, seq int NOT NULL, payload text);
             CREATE TABLE audit (id bigserial PRIMARY KEY, seq int NOT NULL);
             """)
-        let config = directory + "/sluice.yml"
+        let config = configPath
         try """
-            data_dir: \(directory!)/data
+            data_dir: \(dataDirectory)
             sources:
               - name: app
                 type: postgres
@@ -43,7 +33,7 @@ final class SourceCrashTests: XCTestCase {
         let workload = Workload()
         let url = source.url
         let writer = Thread {
-            let db = try! PostgresCluster.connect(url: url)
+            let db = try! PGConnection(url: url)
             var seq = 0
             while seq < 4000 {
                 seq += 1
@@ -63,7 +53,7 @@ final class SourceCrashTests: XCTestCase {
             workload.lock.lock(); workload.done = true; workload.lock.unlock()
         }
 
-        var daemon = try SluiceProcess(["run", "--config", config], logPath: directory + "/run.log")
+        var daemon = try startDaemon()
         try eventually("the slot to exist") { try source.scalar("SELECT count(*) FROM pg_replication_slots") == "1" }
         writer.start()
         var kills = 0
@@ -75,7 +65,7 @@ final class SourceCrashTests: XCTestCase {
             usleep(UInt32.random(in: 150_000...700_000))
             daemon.kill()
             kills += 1
-            daemon = try SluiceProcess(["run", "--config", config], logPath: directory + "/run.log")
+            daemon = try startDaemon()
         }
         XCTAssertGreaterThanOrEqual(kills, 5)
 
@@ -112,9 +102,3 @@ final class SourceCrashTests: XCTestCase {
         XCTAssertTrue(seqs.isDisjoint(with: workload.rolledBack), "nothing from rolled-back transactions")
     }
 }
-
-extension PostgresCluster {
-    static func connect(url: String) throws -> PGConnection { try PGConnection(url: url) }
-}
-
-import SluiceWire

@@ -3,24 +3,13 @@ import XCTest
 
 /// The PostgreSQL source captures committed transactions into the topic: complete, in commit order,
 /// framed by begin and commit markers.
-final class SourceToTopicTests: XCTestCase {
-    var source: PostgresCluster!
-    var directory: String!
-
-    override func setUpWithError() throws {
-        source = try PostgresCluster(name: "source")
-        directory = scratchDirectory("source")
-    }
-
-    override func tearDown() {
-        source?.destroy()
-        if let directory { try? FileManager.default.removeItem(atPath: directory) }
-    }
+final class SourceToTopicTests: DaemonTestCase {
+    override var fixtureName: String { "source" }
 
     func writeConfig(tables: [String]) throws -> String {
-        let path = directory + "/sluice.yml"
+        let path = configPath
         try """
-            data_dir: \(directory!)/data
+            data_dir: \(dataDirectory)
             sources:
               - name: app
                 type: postgres
@@ -37,8 +26,7 @@ final class SourceToTopicTests: XCTestCase {
             INSERT INTO accounts VALUES (1, 'ada', 100), (2, 'bob', 50);
             """)
         let config = try writeConfig(tables: ["public.accounts", "public.events"])
-        let daemon = try SluiceProcess(["run", "--config", config], logPath: directory + "/run.log")
-        defer { daemon.terminate() }
+        let daemon = try startDaemon()
         try eventually("the slot to exist") { try source.scalar("SELECT count(*) FROM pg_replication_slots") == "1" }
 
         let db = try source.connect()

@@ -5,7 +5,7 @@ import XCTest
 /// `sluice status`: per source the slot, per topic the end offset and event count, per sink the
 /// committed offset, state and lag — with the daemon running, while a target is down, and without
 /// a daemon.
-final class StatusCommandTests: OpsPipelineTestCase {
+final class StatusCommandTests: SinkTestCase {
     override var fixtureName: String { "status" }
 
     func testStatusFollowsSinksThroughATargetOutageAndWithoutDaemon() throws {
@@ -30,9 +30,9 @@ final class StatusCommandTests: OpsPipelineTestCase {
         }
         XCTAssertEqual(events, 160)
 
-        var status = OpsStatusView([:])
+        var status = StatusView([:])
         try eventually(timeout: 60, "both sinks to catch up with \(events) events: \(status.text)" + logTail) {
-            status = OpsStatusView(try opsStatus(configPath))
+            status = try sluiceStatus(configPath)
             return status.events("app") == events && status.caughtUp("replica", "app") && status.caughtUp("local", "app")
                 && status.state(sink: "replica") == "running" && status.state(sink: "local") == "running"
         }
@@ -61,10 +61,10 @@ final class StatusCommandTests: OpsPipelineTestCase {
             XCTAssertEqual(status.sink(sink)?["lag_seconds"] as? Double, 0, status.text)
             XCTAssertEqual(status.sinkTopic(sink, "app")?["lsn"] as? String, topic["last_commit_lsn"] as? String, status.text)
         }
-        XCTAssertEqual(try count(target, "items"), try count(source, "items"))
+        XCTAssertEqual(try target.count("items"), try source.count("items"))
 
         // The human form: a table naming every connector.
-        let human = try opsSluice(["status", "--config", configPath])
+        let human = try sluice(["status", "--config", configPath])
         XCTAssertEqual(human.status, 0, human.describe)
         XCTAssertTrue(human.out.contains("running (pid \(daemon.pid))"), human.describe)
         for expected in ["SOURCE", "TOPIC", "SINK", "sluice_app", "replica", "local", "\(end)"] {
@@ -83,11 +83,10 @@ final class StatusCommandTests: OpsPipelineTestCase {
             try db.execute("COMMIT")
             outageEvents += 3
         }
-        sleep(3)
         try eventually(timeout: 30, "sink replica to be retrying with \(outageEvents) events of lag: \(status.text)" + logTail) {
-            status = OpsStatusView(try opsStatus(configPath))
+            status = try sluiceStatus(configPath)
             return status.events("app") == events + outageEvents && status.state(sink: "replica") == "retrying"
-                && status.caughtUp("local", "app")
+                && status.sink("replica")?["lag_events"] as? Int == outageEvents && status.caughtUp("local", "app")
         }
         let replica = try XCTUnwrap(status.sink("replica"), status.text)
         XCTAssertFalse((replica["error"] as? String ?? "").isEmpty, "a retrying sink shows its error: \(status.text)")
@@ -99,7 +98,7 @@ final class StatusCommandTests: OpsPipelineTestCase {
         XCTAssertEqual(status.state(sink: "local"), "running", status.text)
         XCTAssertEqual(status.source("app")?["state"] as? String, "running", status.text)
         XCTAssertEqual(status.sink("local")?["lag_events"] as? Int, 0, status.text)
-        let humanOutage = try opsSluice(["status", "--config", configPath])
+        let humanOutage = try sluice(["status", "--config", configPath])
         XCTAssertEqual(humanOutage.status, 0, humanOutage.describe)
         XCTAssertTrue(humanOutage.out.split(separator: "\n").contains { $0.hasPrefix("replica") && $0.contains("retrying") },
                       humanOutage.describe)
@@ -107,19 +106,19 @@ final class StatusCommandTests: OpsPipelineTestCase {
         // The target comes back: caught up again.
         try target.start()
         try eventually(timeout: 60, "sink replica to catch up after the outage: \(status.text)" + logTail) {
-            status = OpsStatusView(try opsStatus(configPath))
+            status = try sluiceStatus(configPath)
             return status.state(sink: "replica") == "running" && status.caughtUp("replica", "app") && status.caughtUp("local", "app")
         }
         XCTAssertTrue(status.sink("replica")?["error"] is NSNull, status.text)
         XCTAssertEqual(status.sink("replica")?["lag_seconds"] as? Double, 0, status.text)
         let finalEnd = try XCTUnwrap(status.endOffset("app"))
         XCTAssertEqual(status.events("app"), events + outageEvents)
-        XCTAssertEqual(try count(target, "items"), try count(source, "items"))
-        try assertTargetsEqualSource("items")
+        XCTAssertEqual(try target.count("items"), try source.count("items"))
+        try assertTargetsEqualSource("public.items")
 
         // Stopped daemon: status reads the stores alone.
         XCTAssertEqual(daemon.terminate(), 0, "clean exit on SIGTERM" + logTail)
-        status = OpsStatusView(try opsStatus(configPath))
+        status = try sluiceStatus(configPath)
         XCTAssertEqual(status.daemonRunning, false, status.text)
         XCTAssertTrue(status.daemon["pid"] is NSNull, status.text)
         XCTAssertEqual(status.source("app")?["state"] as? String, "stopped", status.text)
@@ -132,7 +131,7 @@ final class StatusCommandTests: OpsPipelineTestCase {
         }
         XCTAssertEqual(status.endOffset("app"), finalEnd, status.text)
         XCTAssertEqual(status.events("app"), events + outageEvents, status.text)
-        let humanStopped = try opsSluice(["status", "--config", configPath])
+        let humanStopped = try sluice(["status", "--config", configPath])
         XCTAssertEqual(humanStopped.status, 0, humanStopped.describe)
         XCTAssertTrue(humanStopped.out.contains("not running"), humanStopped.describe)
         for sink in ["replica", "local"] {
@@ -142,7 +141,7 @@ final class StatusCommandTests: OpsPipelineTestCase {
 
         // Without a daemon, a change committed since is lag for both sinks.
         try source.query("INSERT INTO items VALUES (3000, 3, 'after stop')")
-        status = OpsStatusView(try opsStatus(configPath))
+        status = try sluiceStatus(configPath)
         XCTAssertEqual(status.events("app"), events + outageEvents, "the topic does not move without a daemon: \(status.text)")
     }
 }

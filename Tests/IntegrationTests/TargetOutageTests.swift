@@ -15,7 +15,17 @@ final class TargetOutageTests: SinkTestCase {
             CREATE TABLE events (k int, label text);
             ALTER TABLE events REPLICA IDENTITY FULL;
             """)
-        try writeConfig(tables: ["public.orders", "public.events"])
+        // Metrics only to count the connectors' retries: each outage lasts until the daemon has met it.
+        let port = try freePort()
+        try writeConfig(tables: ["public.orders", "public.events"], topExtra: ["metrics:", "  listen: \"127.0.0.1:\(port)\""])
+        func retries(_ connector: String, _ name: String) throws -> Double {
+            let response = try opsHTTPGet(port: port, path: "/metrics")
+            guard response.status == 200 else { throw TestFailure("/metrics answered \(response.status): \(response.body)") }
+            return opsMetric(opsParseMetrics(response.body), "sluice_retries_total", ["connector": connector, "name": name]) ?? 0
+        }
+        func describeRetries(_ connector: String, _ name: String) -> String {
+            (try? retries(connector, name)).map { "\(Int($0))" } ?? "?"
+        }
         let daemon = try startDaemon()
         try waitForSlotActive()
 
@@ -59,17 +69,22 @@ final class TargetOutageTests: SinkTestCase {
             let lite = try SQLiteDatabase(path: sqlitePath)
             return try lite.query("SELECT count(*) FROM orders").first?[0].flatMap { Int($0) } ?? 0 >= 1000
         }
-        sleep(1)
+        // Streaming into both targets: they hold everything committed so far.
+        try waitForTargets(lsn: lsnValue(try XCTUnwrap(source.scalar("SELECT pg_current_wal_insert_lsn()::text"))))
 
-        // The PostgreSQL target goes away for ~5 s.
+        // The PostgreSQL target goes away until its sink has failed 5 times (pauses of 0.2 s doubling,
+        // jittered down to half: 3 to 6 s, about the 5 s this outage lasted when it was timed), while
+        // the SQLite sink goes on.
+        let sinkRetriesBefore = try retries("sink", "replica")
         target.stop()
-        let outageStarted = Date()
         let sqliteBefore = try XCTUnwrap(sqliteTargetLSN())
-        try eventually(timeout: 5, "the SQLite target to keep advancing while the PostgreSQL target is down" + logTail) {
+        try eventually(timeout: 60, "sink replica to fail 5 times while its target is down (retries: \(describeRetries("sink", "replica")), "
+                       + "\(Int(sinkRetriesBefore)) before)" + logTail) {
+            try retries("sink", "replica") >= sinkRetriesBefore + 5
+        }
+        try eventually(timeout: 30, "the SQLite target to keep advancing while the PostgreSQL target is down" + logTail) {
             try sqliteTargetLSN() ?? 0 > sqliteBefore
         }
-        let remaining = 5 - Date().timeIntervalSince(outageStarted)
-        if remaining > 0 { usleep(UInt32(remaining * 1_000_000)) }
         let sqliteDuring = try XCTUnwrap(sqliteTargetLSN())
         XCTAssertGreaterThan(sqliteDuring, sqliteBefore, "the SQLite sink went on during the outage")
         XCTAssertTrue(daemon.isRunning, "the daemon survives a target outage" + logTail)
@@ -80,14 +95,21 @@ final class TargetOutageTests: SinkTestCase {
         try waitForTargets(lsn: afterOutage, timeout: 90)
         XCTAssertTrue(daemon.isRunning, logTail)
 
-        // The source restarts (~3 s down).
+        // The source restarts, down until its connector has failed twice (once it lost the stream, once
+        // reconnecting).
+        let sourceRetriesBefore = try retries("source", "app")
         source.stop()
-        sleep(3)
+        try eventually(timeout: 60, "source app to fail twice while the source is down (retries: \(describeRetries("source", "app")), "
+                       + "\(Int(sourceRetriesBefore)) before)" + logTail) {
+            try retries("source", "app") >= sourceRetriesBefore + 2
+        }
         try source.start()
         let committedBefore = stats["committed"]
         try eventually(timeout: 30, "the workload to resume on the restarted source") { stats["committed"] > committedBefore + 20 }
         try waitForSlotActive(timeout: 60)
-        sleep(1)
+        // The workload goes on while the daemon streams again.
+        let committedStreaming = stats["committed"]
+        try eventually(timeout: 30, "the workload to commit on the streaming source") { stats["committed"] > committedStreaming + 20 }
         stop.set()
         writer.join()
         XCTAssertTrue(daemon.isRunning, "the daemon survives a source restart" + logTail)

@@ -10,7 +10,7 @@ Its hello config chooses what it does on `flush`:
 
 While the file named by `flag` exists, it behaves instead: appends the batch's lines to `path`,
 fsyncs, and acks, resuming from the last commit line of `path` like examples/exec-sink/jsonl_sink.py.
-Each start appends "<pid> <parent pid> <mode>" to `starts` and the hello message to `hello` (when given).
+Each start appends "<pid> <parent pid> <mode> <unix time>" to `starts` and the hello message to `hello` (when given).
 """
 import json
 import os
@@ -64,7 +64,7 @@ def main():
             f.write(json.dumps(hello) + "\n")
     if starts:
         with open(starts, "a") as f:
-            f.write("%d %d %s\n" % (os.getpid(), os.getppid(), mode))
+            f.write("%d %d %s %.3f\n" % (os.getpid(), os.getppid(), mode, time.time()))
     behave = bool(flag) and os.path.exists(flag)
     send({"kind": "log", "message": "fixture plugin started in mode %s (behaving: %s)" % (mode, behave)})
     send({"kind": "ready", "protocol": 1, "positions": recover(path) if behave else {}})

@@ -1,16 +1,27 @@
 import Foundation
 import XCTest
 
-/// A source cluster, a scratch directory and the `sluice run` daemons a test starts; all torn down
-/// after. Subclasses create `source` and add their own targets.
+/// Base for tests that run `sluice run`: a scratch directory, a source cluster and the daemons the test
+/// starts, all torn down after. `SinkTestCase` adds the PostgreSQL and SQLite targets,
+/// `PluginSinkTestCase` the plugin workload's tables.
 class DaemonTestCase: XCTestCase {
     var source: PostgresCluster!
     var directory: String!
     var daemons: [SluiceProcess] = []
 
+    /// A short name for clusters and directories.
     var fixtureName: String { "daemon" }
+    /// False for tests whose sources are not PostgreSQL: no source cluster is started.
+    var startsSourceCluster: Bool { true }
+
     var configPath: String { directory + "/sluice.yml" }
+    var dataDirectory: String { directory + "/data" }
     var logPath: String { directory + "/daemon.log" }
+
+    override func setUpWithError() throws {
+        directory = scratchDirectory(fixtureName)
+        if startsSourceCluster { source = try PostgresCluster(name: fixtureName + "-src") }
+    }
 
     override func tearDown() {
         for daemon in daemons where daemon.isRunning { daemon.kill() }
@@ -19,18 +30,23 @@ class DaemonTestCase: XCTestCase {
         if let directory { try? FileManager.default.removeItem(atPath: directory) }
     }
 
-    func startDaemon(environment: [String: String] = [:]) throws -> SluiceProcess {
-        let daemon = try SluiceProcess(["run", "--config", configPath], logPath: logPath, environment: environment)
+    /// Starts `sluice run` on the config (or `program run`: a build of sluice of its own), its output
+    /// appended to `daemon.log`; killed at teardown if still running.
+    func startDaemon(program: String = sluiceBinary, environment: [String: String] = [:]) throws -> SluiceProcess {
+        let daemon = try SluiceProcess(program: program, ["run", "--config", configPath], logPath: logPath, environment: environment)
         daemons.append(daemon)
         return daemon
     }
 
+    /// The end of the daemon's log, for failure messages.
     var logTail: String {
         let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "(no daemon.log)"
-        return "\n--- daemon.log (last \(min(20_000, text.count)) of \(text.count) chars) ---\n" + String(text.suffix(20_000))
-            + "\n--- end of daemon.log ---"
+        let limit = 30_000
+        return "\n--- daemon.log (last \(min(limit, text.count)) of \(text.count) chars) ---\n"
+            + String(text.suffix(limit)) + "\n--- end of daemon.log ---"
     }
 
+    /// Waits until the daemon streams: its replication slot is active.
     func waitForSlotActive(timeout: TimeInterval = 60, file: StaticString = #filePath, line: UInt = #line) throws {
         try eventually(timeout: timeout, "the replication slot to be active" + logTail, file: file, line: line) {
             try source.scalar("SELECT bool_or(active)::text FROM pg_replication_slots") == "true"

@@ -3,7 +3,7 @@ import SluiceWire
 import XCTest
 
 // Helpers for the file, exec and http sink tests: a numbered workload whose transactions record their
-// xids, parsing of JSON-lines output, `status --json` with an environment, and child-process lookup.
+// xids, parsing of JSON-lines output, and child-process lookup.
 
 // MARK: Workload
 
@@ -207,43 +207,21 @@ func pluginChildren(of parent: Int32, commandContaining needle: String) -> [Int3
     }
 }
 
-// MARK: Status
-
-/// `sluice status --config F --json` with an environment, parsed.
-func pluginStatus(_ config: String, environment: [String: String] = [:],
-                  file: StaticString = #filePath, line: UInt = #line) throws -> OpsStatusView {
-    let result = try opsSluice(["status", "--config", config, "--json"], environment: environment, timeout: 60)
-    guard result.status == 0,
-          let object = try JSONSerialization.jsonObject(with: Data(result.out.utf8)) as? [String: Any] else {
-        throw TestFailure("sluice status --json failed: \(result.describe)")
-    }
-    return OpsStatusView(object)
-}
-
-/// A sink's `error` in `status --json`.
-extension OpsStatusView {
-    func error(sink: String) -> String? { self.sink(sink)?["error"] as? String }
-}
-
 // MARK: Test base
 
 /// One source cluster with the workload's tables and a scratch directory, both torn down after.
 class PluginSinkTestCase: DaemonTestCase {
-    var helpers: [Child] = []
+    var helpers: [SluiceProcess] = []
 
     override var fixtureName: String { "plugin" }
 
     override func setUpWithError() throws {
-        directory = scratchDirectory(fixtureName)
-        source = try PostgresCluster(name: fixtureName)
+        try super.setUpWithError()
         try source.query(PluginWorkload.schema)
     }
 
     override func tearDown() {
-        for helper in helpers where helper.isRunning {
-            helper.signal(SIGKILL)
-            helper.wait()
-        }
+        for helper in helpers where helper.isRunning { helper.kill() }
         helpers.removeAll()
         super.tearDown()
     }
@@ -252,7 +230,7 @@ class PluginSinkTestCase: DaemonTestCase {
     /// as items of `sinks:`).
     func writeConfig(_ sinkLines: [String]) throws {
         let lines = [
-            "data_dir: \(directory!)/data",
+            "data_dir: \(dataDirectory)",
             "sources:",
             "  - name: app",
             "    type: postgres",
@@ -267,16 +245,16 @@ class PluginSinkTestCase: DaemonTestCase {
     /// live state, not `starting`), after the topic
     /// itself holds every transaction committed so far (the slot confirmed the current WAL position).
     func waitForCaughtUp(_ sinks: [String], environment: [String: String] = [:], timeout: TimeInterval = 60,
-                         file: StaticString = #filePath, line: UInt = #line) throws -> OpsStatusView {
+                         file: StaticString = #filePath, line: UInt = #line) throws -> StatusView {
         let end = try XCTUnwrap(source.scalar("SELECT pg_current_wal_insert_lsn()::text"))
         try eventually(timeout: timeout, "the slot to confirm \(end)" + logTail, file: file, line: line) {
             let confirmed = try source.scalar("SELECT confirmed_flush_lsn::text FROM pg_replication_slots") ?? "0/0"
             return lsnValue(confirmed) >= lsnValue(end)
         }
-        var last: OpsStatusView?
+        var last: StatusView?
         try eventually(timeout: timeout, "sinks \(sinks) to catch up: \(last?.text ?? "no status")" + logTail,
                        file: file, line: line) {
-            let status = try pluginStatus(configPath, environment: environment)
+            let status = try sluiceStatus(configPath, environment: environment)
             last = status
             // A restarted daemon reports its connectors' states within a second.
             return sinks.allSatisfy { status.caughtUp($0, "app") && status.state(sink: $0) != "starting" }
@@ -285,9 +263,9 @@ class PluginSinkTestCase: DaemonTestCase {
     }
 
     /// Starts a helper process (a receiver), killed at teardown; its output goes to `output`.
-    func startHelper(_ arguments: [String], output: String) throws -> Child {
-        let child = try Child(arguments, output: output)
-        helpers.append(child)
-        return child
+    func startHelper(_ arguments: [String], output: String) throws -> SluiceProcess {
+        let helper = try SluiceProcess(program: arguments[0], Array(arguments.dropFirst()), logPath: output)
+        helpers.append(helper)
+        return helper
     }
 }

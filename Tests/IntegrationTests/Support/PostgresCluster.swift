@@ -2,24 +2,58 @@ import Foundation
 import SluiceWire
 import XCTest
 
-/// A throwaway PostgreSQL cluster (wal_level=logical) started by scripts/pg-cluster.sh for one test case.
+/// A throwaway PostgreSQL cluster for one test case: initdb'd in a temporary directory, listening on
+/// 127.0.0.1 at a free port, with the server settings of scripts/pg-cluster.sh (wal_level=logical, 20
+/// WAL senders and slots, fsync on) and any a test chooses (`settings: [("wal_level", "replica")]`).
+/// Settings go on the server's command line, which ALTER SYSTEM cannot override; pg-cluster.sh takes
+/// none, so the cluster is started here the way that script starts it.
 final class PostgresCluster {
     let directory: String
     let port: Int
+    /// Server settings (`-c name=value`), the defaults first; a later one wins.
+    let settings: [(String, String)]
     var url: String { "postgresql://postgres@127.0.0.1:\(port)/postgres" }
 
-    init(name: String) throws {
+    static let defaultSettings = [("listen_addresses", "127.0.0.1"), ("wal_level", "logical"), ("max_wal_senders", "20"),
+                                  ("max_replication_slots", "20"), ("fsync", "on"), ("shared_buffers", "128MB")]
+
+    init(name: String, settings: [(String, String)] = []) throws {
         port = try freePort()
         directory = NSTemporaryDirectory() + "sluice-test-pg-\(name)-\(port)-\(UUID().uuidString.prefix(8))"
+        self.settings = Self.defaultSettings + settings
         try start()
     }
 
+    /// As scripts/pg-cluster.sh: PostgreSQL's newest installed binaries, run as the postgres user when
+    /// root (initdb refuses root).
+    private static let prelude = """
+        set -euo pipefail
+        bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+        [ -x "$bin/initdb" ] || { echo "PostgreSQL server binaries not found (scripts/setup.sh installs them)" >&2; exit 1; }
+        as_owner() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+        """
+
+    /// Starts the server (initdb first when the directory holds no cluster yet).
     func start() throws {
-        try run([repositoryRoot + "/scripts/pg-cluster.sh", "start", directory, String(port)])
+        let options = (["-p \(port)", "-k \(directory)"] + settings.map { "-c \($0.0)=\($0.1)" }).joined(separator: " ")
+        try run(["/bin/bash", "-c", Self.prelude + """
+            dir='\(directory)'
+            mkdir -p "$dir"
+            if [ "$(id -u)" = 0 ]; then chown postgres: "$dir"; fi
+            if [ ! -f "$dir/PG_VERSION" ]; then
+                as_owner "$bin/initdb" -D "$dir" -U postgres --auth=trust -E UTF8 --no-instructions >/dev/null
+            fi
+            as_owner "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 -o '\(options)' start >/dev/null
+            """])
     }
 
+    /// Stops the server (fast shutdown); the cluster stays and `start()` brings it back.
     func stop() {
-        _ = try? run([repositoryRoot + "/scripts/pg-cluster.sh", "stop", directory])
+        _ = try? run(["/bin/bash", "-c", Self.prelude + """
+            dir='\(directory)'
+            if [ -f "$dir/postmaster.pid" ]; then as_owner "$bin/pg_ctl" -D "$dir" -m fast -w stop >/dev/null || true; fi
+            """])
     }
 
     func destroy() {
@@ -39,6 +73,11 @@ final class PostgresCluster {
 
     func scalar(_ sql: String, _ parameters: [String?] = []) throws -> String? {
         try query(sql, parameters).first?.first ?? nil
+    }
+
+    /// The number of rows of `table`.
+    func count(_ table: String) throws -> Int {
+        Int(try scalar("SELECT count(*) FROM \(table)") ?? "0") ?? 0
     }
 }
 
@@ -74,17 +113,4 @@ func freePort() throws -> Int {
 struct TestFailure: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
-}
-
-/// Runs a command to completion; throws with its output if it fails.
-@discardableResult
-func run(_ arguments: [String], environment: [String: String] = [:]) throws -> String {
-    let path = NSTemporaryDirectory() + "sluice-run-\(UUID().uuidString)"
-    defer { try? FileManager.default.removeItem(atPath: path) }
-    let status = try Child(arguments, output: path, environment: environment).wait()
-    let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
-    guard status == 0 else {
-        throw TestFailure("\(arguments.joined(separator: " ")) exited \(status): \(text)")
-    }
-    return text
 }

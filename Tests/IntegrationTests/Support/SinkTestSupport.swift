@@ -2,41 +2,30 @@ import Foundation
 import SluiceWire
 import XCTest
 
-/// Base for end-to-end sink tests: a source cluster, a target cluster, a scratch directory, and a
-/// config that streams the source's topic `app` into the PostgreSQL target (sink `replica`) and an
-/// SQLite file (sink `local`).
-class SinkTestCase: XCTestCase {
-    var source: PostgresCluster!
+/// Base for end-to-end sink tests: `DaemonTestCase`'s source cluster and scratch directory, plus a
+/// PostgreSQL target cluster and an SQLite file; `writeConfig` streams the source's topic `app` into
+/// both (sinks `replica` and `local`).
+class SinkTestCase: DaemonTestCase {
     var target: PostgresCluster!
-    var directory: String!
-    var daemons: [SluiceProcess] = []
 
+    override var fixtureName: String { "sink" }
     var sqlitePath: String { directory + "/replica.db" }
-    var configPath: String { directory + "/sluice.yml" }
-    var logPath: String { directory + "/daemon.log" }
-
-    /// A short name for clusters and directories.
-    var fixtureName: String { "sink" }
 
     override func setUpWithError() throws {
-        directory = scratchDirectory(fixtureName)
-        source = try PostgresCluster(name: fixtureName + "-src")
+        try super.setUpWithError()
         target = try PostgresCluster(name: fixtureName + "-dst")
     }
 
     override func tearDown() {
-        for daemon in daemons where daemon.isRunning { daemon.kill() }
-        daemons.removeAll()
-        source?.destroy()
+        super.tearDown()
         target?.destroy()
-        if let directory { try? FileManager.default.removeItem(atPath: directory) }
     }
 
-    /// Writes the config; `tables: nil` leaves the key out (publication FOR ALL TABLES).
+    /// Writes the config: source `app` (`tables: nil` leaves the key out: publication FOR ALL TABLES,
+    /// `sourceExtra` lines go into it) and the two sinks; `topExtra` lines at the top level.
     @discardableResult
-    func writeConfig(tables: [String]?, sourceExtra: [String] = []) throws -> String {
-        var lines = [
-            "data_dir: \(directory!)/data",
+    func writeConfig(tables: [String]?, sourceExtra: [String] = [], topExtra: [String] = []) throws -> String {
+        var lines = ["data_dir: \(dataDirectory)"] + topExtra + [
             "sources:",
             "  - name: app",
             "    type: postgres",
@@ -59,33 +48,13 @@ class SinkTestCase: XCTestCase {
         return configPath
     }
 
-    /// Starts `sluice run` on the config, its output appended to `daemon.log`.
-    func startDaemon() throws -> SluiceProcess {
-        let daemon = try SluiceProcess(["run", "--config", configPath], logPath: logPath)
-        daemons.append(daemon)
-        return daemon
-    }
-
-    /// The end of the daemon's log, for failure messages.
-    var logTail: String {
-        let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "(no daemon.log)"
-        let limit = 30_000
-        return "\n--- daemon.log (last \(min(limit, text.count)) of \(text.count) chars) ---\n"
-            + String(text.suffix(limit)) + "\n--- end of daemon.log ---"
-    }
-
-    /// Waits until the daemon streams: its replication slot is active.
-    func waitForSlotActive(timeout: TimeInterval = 60, file: StaticString = #filePath, line: UInt = #line) throws {
-        try eventually(timeout: timeout, "the replication slot to be active" + logTail, file: file, line: line) {
-            try source.scalar("SELECT bool_or(active)::text FROM pg_replication_slots") == "true"
-        }
-    }
-
-    /// Runs `statements` in one transaction on `connection` and returns an LSN the transaction's commit
-    /// record is at or after (read just before COMMIT): once a target's stored LSN reaches it, the
-    /// target has applied this transaction and everything committed before it.
+    /// Runs `statements` in one transaction on `connection` (a new one to the source by default) and
+    /// returns an LSN the transaction's commit record is at or after (read just before COMMIT): once a
+    /// target's stored LSN reaches it, the target has applied this transaction and everything
+    /// committed before it.
     @discardableResult
-    func commitMarked(_ statements: String, on connection: PGConnection) throws -> UInt64 {
+    func commitMarked(_ statements: String, on connection: PGConnection? = nil) throws -> UInt64 {
+        let connection = try connection ?? source.connect()
         try connection.execute("BEGIN")
         try connection.execute(statements)
         let lsn = try XCTUnwrap(connection.execute("SELECT pg_current_wal_insert_lsn()::text").string(0, 0))
@@ -101,7 +70,7 @@ class SinkTestCase: XCTestCase {
     /// The LSN stored in the SQLite target's `sluice_offsets` for sink `local`, if any.
     func sqliteTargetLSN() throws -> UInt64? {
         guard FileManager.default.fileExists(atPath: sqlitePath) else { return nil }
-        let db = try SQLiteDatabase(path: sqlitePath)
+        let db = try SQLiteDatabase(path: sqlitePath, readOnly: true)
         let rows = try db.query("SELECT lsn FROM sluice_offsets WHERE sink = 'local' AND topic = 'app'")
         guard let first = rows.first, let text = first[0] else { return nil }
         return lsnValue(text)
@@ -109,21 +78,21 @@ class SinkTestCase: XCTestCase {
 
     /// Waits until both targets have applied everything up to `lsn`.
     func waitForTargets(lsn: UInt64, timeout: TimeInterval = 120, file: StaticString = #filePath, line: UInt = #line) throws {
-        let wanted = String(format: "%X/%X", lsn >> 32, lsn & 0xFFFF_FFFF)
-        try eventually(timeout: timeout, "both targets to reach LSN \(wanted) (postgres: \(describe(try? postgresTargetLSN())), "
-                       + "sqlite: \(describe(try? sqliteTargetLSN())))" + logTail, file: file, line: line) {
+        try eventually(timeout: timeout, "both targets to reach LSN \(lsnText(lsn)) (postgres: \((try? postgresTargetLSN())?.map(lsnText) ?? "none"), "
+                       + "sqlite: \((try? sqliteTargetLSN())?.map(lsnText) ?? "none"))" + logTail, file: file, line: line) {
             guard let pg = try postgresTargetLSN(), pg >= lsn else { return false }
             guard let lite = try sqliteTargetLSN(), lite >= lsn else { return false }
             return true
         }
     }
 
-    private func describe(_ lsn: UInt64??) -> String {
-        guard let lsn = lsn ?? nil else { return "none" }
-        return String(format: "%X/%X", lsn >> 32, lsn & 0xFFFF_FFFF)
-    }
-
     // MARK: Contents
+
+    /// The number of rows of the SQLite target's `table`.
+    func sqliteCount(_ table: String) throws -> Int {
+        let db = try SQLiteDatabase(path: sqlitePath, readOnly: true)
+        return Int(try db.query("SELECT count(*) FROM \(SQLiteDatabase.quoteIdentifier(sqliteName(table)))").first?[0] ?? "0") ?? 0
+    }
 
     /// The source table's columns in order, with their `format_type`.
     func sourceColumns(_ table: String) throws -> [(name: String, type: String)] {
@@ -159,7 +128,7 @@ class SinkTestCase: XCTestCase {
     /// Every row of a PostgreSQL table as one line of its columns' text forms, sorted (a multiset).
     func postgresRows(_ cluster: PostgresCluster, _ table: String, columns: [String]) throws -> [String] {
         let list = columns.map(PGConnection.quoteIdentifier).joined(separator: ", ")
-        return try cluster.query("SELECT \(list) FROM \(table)").map(sinkTestRowLine).sorted()
+        return try cluster.query("SELECT \(list) FROM \(table)").map(rowLine).sorted()
     }
 
     /// The source rows as the SQLite sink must store them, for tables of integers, numerics, text
@@ -173,7 +142,7 @@ class SinkTestCase: XCTestCase {
             default: return quoted
             }
         }.joined(separator: ", ")
-        return try source.query("SELECT \(list) FROM \(table)").map { sinkTestRowLine(normalizingFloats($0, columns)) }.sorted()
+        return try source.query("SELECT \(list) FROM \(table)").map { rowLine(normalizingFloats($0, columns)) }.sorted()
     }
 
     /// Every row of the SQLite table (same columns, blobs as hex), sorted.
@@ -188,7 +157,7 @@ class SinkTestCase: XCTestCase {
             }
         }.joined(separator: ", ")
         return try db.query("SELECT \(list) FROM \(SQLiteDatabase.quoteIdentifier(sqliteName(table)))")
-            .map { sinkTestRowLine(normalizingFloats($0, columns)) }.sorted()
+            .map { rowLine(normalizingFloats($0, columns)) }.sorted()
     }
 
     /// Floats in one spelling for both sides (PostgreSQL prints `Infinity`, SQLite `Inf`; SQLite keeps
@@ -219,24 +188,31 @@ class SinkTestCase: XCTestCase {
                        "\(table): the SQLite target's columns" + logTail, file: file, line: line)
         let expected = try postgresRows(source, table, columns: names)
         let replica = try postgresRows(target, table, columns: names)
-        if let diff = sinkTestDifference(expected: expected, actual: replica) {
+        if let diff = rowsDifference(expected: expected, actual: replica) {
             XCTFail("\(table): the PostgreSQL target differs from the source: \(diff)" + logTail, file: file, line: line)
         }
         let expectedLite = try expectedSQLiteRows(table, columns: columns)
         let lite = try sqliteRows(table, columns: columns)
-        if let diff = sinkTestDifference(expected: expectedLite, actual: lite) {
+        if let diff = rowsDifference(expected: expectedLite, actual: lite) {
             XCTFail("\(table): the SQLite target differs from the source: \(diff)" + logTail, file: file, line: line)
         }
     }
 }
 
+/// Every row of an SQLite table as one line of its columns, sorted (a multiset).
+func sqliteRows(path: String, table: String, columns: [String]) throws -> [String] {
+    let db = try SQLiteDatabase(path: path, readOnly: true)
+    let list = columns.map(SQLiteDatabase.quoteIdentifier).joined(separator: ", ")
+    return try db.query("SELECT \(list) FROM \(SQLiteDatabase.quoteIdentifier(table))").map(rowLine).sorted()
+}
+
 /// One row as a line: cells separated by ` | `, NULL as `NULL` (strings quoted to tell them apart).
-func sinkTestRowLine(_ row: [String?]) -> String {
+func rowLine(_ row: [String?]) -> String {
     row.map { $0.map { "'" + $0 + "'" } ?? "NULL" }.joined(separator: " | ")
 }
 
 /// nil when the sorted lists are equal; otherwise what is missing and what is extra (with counts).
-func sinkTestDifference(expected: [String], actual: [String], examples: Int = 8) -> String? {
+func rowsDifference(expected: [String], actual: [String], examples: Int = 8) -> String? {
     guard expected != actual else { return nil }
     var counts: [String: Int] = [:]
     for row in expected { counts[row, default: 0] += 1 }
@@ -276,10 +252,14 @@ final class SinkTestStats: @unchecked Sendable {
     var summary: String { lock.lock(); defer { lock.unlock() }; return "\(counts.sorted { $0.key < $1.key })" }
 }
 
-/// Runs `body` on a new thread; `join()` waits for it (and may be called more than once).
+/// Runs `body` on a new thread; `join()` waits for it (and may be called more than once). A body that
+/// loops until `stop` is set ends with `stop()` (share one flag between workers to stop them together).
 final class SinkTestWorker: @unchecked Sendable {
     private let done = DispatchGroup()
-    init(_ name: String, _ body: @escaping @Sendable () -> Void) {
+    private let flag: SinkTestFlag
+
+    init(_ name: String, stop: SinkTestFlag = SinkTestFlag(), _ body: @escaping @Sendable () -> Void) {
+        flag = stop
         done.enter()
         let thread = Thread { [done] in
             body()
@@ -288,5 +268,12 @@ final class SinkTestWorker: @unchecked Sendable {
         thread.name = name
         thread.start()
     }
+
     func join() { done.wait() }
+
+    /// Sets the stop flag and waits for the body to return.
+    func stop() {
+        flag.set()
+        join()
+    }
 }

@@ -63,3 +63,6 @@ func lsnValue(_ text: String) -> UInt64 {
     let parts = text.split(separator: "/")
     return UInt64(parts[0], radix: 16)! << 32 | UInt64(parts[1], radix: 16)!
 }
+
+/// An LSN printed as `X/Y`.
+func lsnText(_ value: UInt64) -> String { String(format: "%X/%X", value >> 32, value & 0xFFFF_FFFF) }
