@@ -100,7 +100,11 @@ final class SinkRunner: @unchecked Sendable {
     }
 
     private func runConnected(supervisor: inout Supervisor) throws {
-        let positions = try sink.open(context: SinkContext(name: name, logger: logger))
+        let health = self.health, name = self.name, logger = self.logger
+        let context = SinkContext(name: name, logger: logger) { reason in
+            health.set("sink", name, reason.map { .retrying($0) } ?? .running, logger: logger)
+        }
+        let positions = try sink.open(context: context)
         var readers: [(topic: any Topic, reader: any TopicReader)] = []
         for topic in topics {
             let stored = positions[topic.name]
@@ -127,6 +131,8 @@ final class SinkRunner: @unchecked Sendable {
             health.set("sink", name, supervisor.healthy(at: Date()), logger: logger)
         }
         if health.state("sink", name).map({ if case .starting = $0 { return true } else { return false } }) ?? true {
+            // The first start counts as running only once the target answers.
+            try sink.probe()
             healthy()
         }
         var idleSince = DispatchTime.now()

@@ -10,8 +10,10 @@ import SluiceKit
 /// Body: `{"sink": …, "transactions": [{"topic", "offset", "begin": {…}, "changes": [{…}], "commit": {…}}]}`,
 /// each object as `sluice tail --json` prints it. Header `Idempotency-Key: <sink>:<topic>:<first offset>-<last offset>`:
 /// a retry of the same batch carries the same key, so a receiver can drop duplicates (per transaction, use
-/// each commit's `offset`). Network errors, 408, 429 and 5xx are retried with capped backoff; any other
-/// 4xx stops the sink with the response in the message. The position acknowledged by a 2xx is kept in
+/// each commit's `offset`). An endpoint that does not answer is an outage: the runtime retries it with
+/// capped backoff and reports the sink as retrying at once. 408, 429 and 5xx answers are retried here
+/// for up to `retry_for`, then handed to the runtime the same way; any other 4xx stops the sink with
+/// the response in the message. The position acknowledged by a 2xx is kept in
 /// `<data_dir>/sinks/<name>/position.json`. Batches are spooled to a temporary file, not held in memory.
 public final class HTTPSink: Sink {
     public static let typeName = "http"
@@ -30,6 +32,7 @@ public final class HTTPSink: Sink {
     private var changesInTransaction = 0
     private var renderers: [String: RecordJSON] = [:]
     private var logger = Logger(label: "sluice")
+    private var retrying: @Sendable (String?) -> Void = { _ in }
     private let session: URLSession
 
     public init(config: ConnectorConfig) throws {
@@ -59,6 +62,7 @@ public final class HTTPSink: Sink {
 
     public func open(context: SinkContext) throws -> [String: SinkPosition] {
         logger = context.logger
+        retrying = context.retrying
         try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
         return try readPositions() ?? [:]
     }
@@ -122,6 +126,21 @@ public final class HTTPSink: Sink {
         }, directory: stateDirectory, name: "position.json")
     }
 
+    /// Connects (sends nothing): an unreachable endpoint shows as retrying before any batch waits on it.
+    public func probe() throws {
+        if let reason = unreachable() {
+            throw ConnectorError.transient("cannot connect to \(endpoint): \(reason)")
+        }
+    }
+
+    var endpoint: String { "\(url.host ?? "?"):\(url.port ?? (url.scheme?.lowercased() == "https" ? 443 : 80))" }
+
+    private func unreachable() -> String? {
+        guard let host = url.host else { return "no host" }
+        let port = url.port ?? (url.scheme?.lowercased() == "https" ? 443 : 80)
+        return tcpUnreachable(host: host, port: port, timeoutMillis: Int32(min(5000, max(200, timeoutSeconds * 1000))))
+    }
+
     /// POSTs the spooled batch until a 2xx, retrying what may pass, for up to `retry_for`.
     private func deliver(key: String) throws {
         var request = URLRequest(url: url, timeoutInterval: timeoutSeconds)
@@ -134,36 +153,43 @@ public final class HTTPSink: Sink {
         var attempt = 0
         while true {
             attempt += 1
-            let (status, body, failure) = post(request)
-            if let status, (200..<300).contains(status) { return }
+            let (status, body, failure, refused) = post(request)
+            if let status, (200..<300).contains(status) {
+                if attempt > 1 { retrying(nil) }
+                return
+            }
             if let status, (400..<500).contains(status), status != 408, status != 429 {
                 throw ConnectorError.fatal("sink \(name): POST \(url.absoluteString) answered \(status): \(body.prefix(300))")
             }
             let reason = status.map { "answered \($0): \(body.prefix(200))" } ?? failure ?? "failed"
+            // Refused: nothing listens, nothing was delivered; the runtime reports it and backs off.
+            if refused { throw ConnectorError.transient("POST \(url.absoluteString) \(reason)") }
+            retrying("POST \(url.absoluteString) \(reason); retrying the same batch")
             if attempt == 1 || attempt % 10 == 0 {
                 logger.warning("POST failed; retrying the same batch", metadata: ["sink": "\(name)", "reason": "\(reason)",
                                                                                    "idempotency_key": "\(key)"])
             }
             guard Date().addingTimeInterval(pause) < deadline else {
-                throw ConnectorError.transient("sink \(name): POST \(url.absoluteString) \(reason)")
+                throw ConnectorError.transient("POST \(url.absoluteString) \(reason)")
             }
             Thread.sleep(forTimeInterval: pause * Double.random(in: 0.5...1))
             pause = min(pause * 2, 10)
         }
     }
 
-    private func post(_ request: URLRequest) -> (Int?, String, String?) {
+    private func post(_ request: URLRequest) -> (Int?, String, String?, Bool) {
         let done = DispatchSemaphore(value: 0)
         let result = ResultBox()
         let task = session.uploadTask(with: request, fromFile: URL(fileURLWithPath: spoolPath)) { data, response, error in
             result.status = (response as? HTTPURLResponse)?.statusCode
             result.body = data.map { String(decoding: $0, as: UTF8.self) } ?? ""
             result.error = error.map { "\($0.localizedDescription)" }
+            result.refused = (error as? URLError)?.code == .cannotConnectToHost
             done.signal()
         }
         task.resume()
         done.wait()
-        return (result.status, result.body, result.error)
+        return (result.status, result.body, result.error, result.refused)
     }
 
     public func rollbackBatch() {
@@ -178,7 +204,11 @@ public final class HTTPSink: Sink {
     }
 
     public func check(logger: Logger) -> [CheckFinding] {
-        [CheckFinding(.ok, "sink \(name)", "POSTs batches to \(url.absoluteString)")]
+        if let reason = unreachable() {
+            return [CheckFinding(.error, "sink \(name)", "cannot connect to \(endpoint) for \(url.absoluteString): \(reason)",
+                                 fix: "start the receiver, or correct url")]
+        }
+        return [CheckFinding(.ok, "sink \(name)", "\(endpoint) accepts connections; POSTs batches to \(url.absoluteString)")]
     }
 }
 
@@ -186,4 +216,5 @@ private final class ResultBox: @unchecked Sendable {
     var status: Int?
     var body = ""
     var error: String?
+    var refused = false
 }

@@ -52,10 +52,14 @@ public struct Change: Sendable {
 public struct SinkContext: Sendable {
     public let name: String
     public let logger: Logger
+    /// For a sink that retries inside a call (the same batch again): report the failure of an attempt,
+    /// so `status` and `/health` show the sink retrying at once, and nil once an attempt succeeds.
+    public let retrying: @Sendable (String?) -> Void
 
-    public init(name: String, logger: Logger) {
+    public init(name: String, logger: Logger, retrying: @escaping @Sendable (String?) -> Void = { _ in }) {
         self.name = name
         self.logger = logger
+        self.retrying = retrying
     }
 }
 
