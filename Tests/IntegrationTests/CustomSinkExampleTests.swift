@@ -27,18 +27,7 @@ final class CustomSinkExampleTests: DaemonTestCase {
         try source.query("CREATE TABLE orders (id int PRIMARY KEY, note text)")
         try source.query("INSERT INTO orders SELECT g, 'initial' FROM generate_series(1, 3) g")
         let counts = directory + "/counts.json"
-        try """
-            data_dir: \(dataDirectory)
-            sources:
-              - name: app
-                type: postgres
-                url: \(source.url)
-                tables: [public.orders]
-            sinks:
-              - name: counts
-                type: counter
-                path: counts.json
-            """.write(toFile: configPath, atomically: true, encoding: .utf8)
+        try writeSourceConfig(tables: ["public.orders"], sinks: ["  - name: counts", "    type: counter", "    path: counts.json"])
 
         // The initial snapshot (3 reads), then one transaction of each kind.
         var daemon = try startDaemon(program: binary)

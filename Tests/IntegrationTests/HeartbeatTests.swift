@@ -20,16 +20,7 @@ final class HeartbeatTests: DaemonTestCase {
             INSERT INTO quiet VALUES (1, 'before');
             CREATE TABLE busy (id bigserial PRIMARY KEY, payload text);
             """)
-        let config = configPath
-        try """
-            data_dir: \(dataDirectory)
-            sources:
-              - name: app
-                type: postgres
-                url: \(source.url)
-                tables: [public.quiet]
-                heartbeat_interval: 1s
-            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let config = try writeSourceConfig(tables: ["public.quiet"], sourceExtra: ["heartbeat_interval: 1s"])
         let daemon = try startDaemon(environment: ["SLUICE_LOG_LEVEL": "debug"])
         try eventually(timeout: 60, "the slot to be active\n" + daemon.log) {
             try source.scalar("SELECT active::text FROM pg_replication_slots WHERE slot_name = 'sluice_app'") == "true"

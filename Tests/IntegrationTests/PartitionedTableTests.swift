@@ -221,27 +221,8 @@ final class PartitionedTableTests: SinkTestCase {
             CREATE PUBLICATION mine FOR TABLE kept, other;
             """)
         let port = try freePort()
-        let lines = [
-            "data_dir: \(directory!)/data",
-            "metrics:",
-            "  listen: \"127.0.0.1:\(port)\"",
-            "sources:",
-            "  - name: app",
-            "    type: postgres",
-            "    url: \(source.url)",
-            "    tables: [public.kept]",
-            "    publication: mine",
-            "sinks:",
-            "  - name: replica",
-            "    type: postgres",
-            "    url: \(target.url)",
-            "    topics: [app]",
-            "  - name: local",
-            "    type: sqlite",
-            "    path: \(sqlitePath)",
-            "    topics: [app]",
-        ]
-        try (lines.joined(separator: "\n") + "\n").write(toFile: configPath, atomically: true, encoding: .utf8)
+        try writeConfig(tables: ["public.kept"], sourceExtra: ["publication: mine"],
+                        topExtra: ["metrics:", "  listen: \"127.0.0.1:\(port)\""])
         let daemon = try startDaemon()
         try waitForSlotActive()
         let db = try source.connect()

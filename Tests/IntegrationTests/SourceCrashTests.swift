@@ -12,15 +12,7 @@ final class SourceCrashTests: DaemonTestCase {
             CREATE TABLE ledger (id bigint PRIMARY KEY, seq int NOT NULL, payload text);
             CREATE TABLE audit (id bigserial PRIMARY KEY, seq int NOT NULL);
             """)
-        let config = configPath
-        try """
-            data_dir: \(dataDirectory)
-            sources:
-              - name: app
-                type: postgres
-                url: \(source.url)
-                tables: [public.ledger, public.audit]
-            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let config = try writeSourceConfig(tables: ["public.ledger", "public.audit"])
 
         // The workload: numbered transactions on one connection (so commit order is ours); every
         // tenth rolls back; some touch both tables, some update or delete earlier rows.

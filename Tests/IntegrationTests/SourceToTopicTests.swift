@@ -6,26 +6,13 @@ import XCTest
 final class SourceToTopicTests: DaemonTestCase {
     override var fixtureName: String { "source" }
 
-    func writeConfig(tables: [String]) throws -> String {
-        let path = configPath
-        try """
-            data_dir: \(dataDirectory)
-            sources:
-              - name: app
-                type: postgres
-                url: \(source.url)
-                tables: [\(tables.joined(separator: ", "))]
-            """.write(toFile: path, atomically: true, encoding: .utf8)
-        return path
-    }
-
     func testWorkloadAppearsInTailCompleteAndInCommitOrder() throws {
         try source.query("""
             CREATE TABLE accounts (id int PRIMARY KEY, owner text, balance numeric(12,2));
             CREATE TABLE events (id bigserial PRIMARY KEY, account int, note text);
             INSERT INTO accounts VALUES (1, 'ada', 100), (2, 'bob', 50);
             """)
-        let config = try writeConfig(tables: ["public.accounts", "public.events"])
+        let config = try writeSourceConfig(tables: ["public.accounts", "public.events"])
         let daemon = try startDaemon()
         try eventually("the slot to exist") { try source.scalar("SELECT count(*) FROM pg_replication_slots") == "1" }
 

@@ -30,6 +30,25 @@ class DaemonTestCase: XCTestCase {
         if let directory { try? FileManager.default.removeItem(atPath: directory) }
     }
 
+    /// Writes the config: source `app` streaming this test's cluster (`tables: nil` leaves the key out:
+    /// publication FOR ALL TABLES) with `sourceExtra` lines in it, then `sinks` (items of `sinks:`,
+    /// indented already; no `sinks:` key when empty); `topExtra` lines go at the top level.
+    @discardableResult
+    func writeSourceConfig(tables: [String]?, sourceExtra: [String] = [], topExtra: [String] = [],
+                           sinks: [String] = []) throws -> String {
+        var lines = ["data_dir: \(dataDirectory)"] + topExtra + [
+            "sources:",
+            "  - name: app",
+            "    type: postgres",
+            "    url: \(source.url)",
+        ]
+        if let tables { lines.append("    tables: [\(tables.joined(separator: ", "))]") }
+        lines += sourceExtra.map { "    " + $0 }
+        if !sinks.isEmpty { lines += ["sinks:"] + sinks }
+        try (lines.joined(separator: "\n") + "\n").write(toFile: configPath, atomically: true, encoding: .utf8)
+        return configPath
+    }
+
     /// Starts `sluice run` on the config (or `program run`: a build of sluice of its own), its output
     /// appended to `daemon.log`; killed at teardown if still running.
     func startDaemon(program: String = sluiceBinary, environment: [String: String] = [:]) throws -> SluiceProcess {

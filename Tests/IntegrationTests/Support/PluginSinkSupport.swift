@@ -229,16 +229,7 @@ class PluginSinkTestCase: DaemonTestCase {
     /// Writes the config: source `app` over the workload's tables, then `sinkLines` (already indented
     /// as items of `sinks:`).
     func writeConfig(_ sinkLines: [String]) throws {
-        let lines = [
-            "data_dir: \(dataDirectory)",
-            "sources:",
-            "  - name: app",
-            "    type: postgres",
-            "    url: \(source.url)",
-            "    tables: [\(PluginWorkload.tables.joined(separator: ", "))]",
-            "sinks:",
-        ] + sinkLines
-        try (lines.joined(separator: "\n") + "\n").write(toFile: configPath, atomically: true, encoding: .utf8)
+        try writeSourceConfig(tables: PluginWorkload.tables, sinks: sinkLines)
     }
 
     /// Waits until `status --json` says each sink applied everything topic `app` holds (and shows its

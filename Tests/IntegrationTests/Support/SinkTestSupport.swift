@@ -21,20 +21,11 @@ class SinkTestCase: DaemonTestCase {
         target?.destroy()
     }
 
-    /// Writes the config: source `app` (`tables: nil` leaves the key out: publication FOR ALL TABLES,
-    /// `sourceExtra` lines go into it) and the two sinks; `topExtra` lines at the top level.
+    /// Writes the config: source `app` (see `writeSourceConfig`) into sinks `replica` (the PostgreSQL
+    /// target) and `local` (the SQLite file).
     @discardableResult
     func writeConfig(tables: [String]?, sourceExtra: [String] = [], topExtra: [String] = []) throws -> String {
-        var lines = ["data_dir: \(dataDirectory)"] + topExtra + [
-            "sources:",
-            "  - name: app",
-            "    type: postgres",
-            "    url: \(source.url)",
-        ]
-        if let tables { lines.append("    tables: [\(tables.joined(separator: ", "))]") }
-        lines += sourceExtra.map { "    " + $0 }
-        lines += [
-            "sinks:",
+        try writeSourceConfig(tables: tables, sourceExtra: sourceExtra, topExtra: topExtra, sinks: [
             "  - name: replica",
             "    type: postgres",
             "    url: \(target.url)",
@@ -43,9 +34,7 @@ class SinkTestCase: DaemonTestCase {
             "    type: sqlite",
             "    path: \(sqlitePath)",
             "    topics: [app]",
-        ]
-        try (lines.joined(separator: "\n") + "\n").write(toFile: configPath, atomically: true, encoding: .utf8)
-        return configPath
+        ])
     }
 
     /// Runs `statements` in one transaction on `connection` (a new one to the source by default) and
