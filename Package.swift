@@ -31,10 +31,13 @@ let package = Package(
         // C libraries from Debian's -dev packages.
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CNATS", pkgConfig: "libnats", providers: [.apt(["libnats-dev"])]),
         .target(name: "CSluiceSupport"),
 
         // Wire layer: libpq connections, the replication stream, COPY, pipeline mode; sqlite3.
         .target(name: "SluiceWire", dependencies: ["CLibPQ", "CSQLite", "PGOutput"]),
+        // Wire layer for NATS JetStream: connections, streams, publish, read, purge (libnats).
+        .target(name: "SluiceNATS", dependencies: ["CNATS"]),
         // Pure pgoutput decoder: bytes in, messages out, no I/O.
         .target(name: "PGOutput"),
         // Connector SDK: event model, record codec, Source/Sink protocols, registry, config helpers.
@@ -68,10 +71,12 @@ let package = Package(
             "SluiceKit", "PostgresSource", "PostgresSink", "SQLiteSink", "FileSink", "ExecConnectors", "HTTPSink",
         ]),
         // The JetStream topic backend: topics as NATS JetStream streams, shared by processes on many hosts.
-        .target(name: "SluiceJetStream", dependencies: ["SluiceKit", "CSluiceSupport"]),
+        .target(name: "SluiceJetStream", dependencies: [
+            "SluiceKit", "CSluiceSupport", "SluiceNATS", .product(name: "Logging", package: "swift-log"),
+        ]),
         // Runtime: wiring, sink loops, checkpoints, retries, shutdown. Depends on the SDK and the log only.
         .target(name: "SluiceRuntime", dependencies: [
-            "SluiceKit", "SluiceLog",
+            "SluiceKit", "SluiceLog", "SluiceJetStream",
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
@@ -91,6 +96,8 @@ let package = Package(
         .testTarget(name: "PGOutputTests", dependencies: ["PGOutput"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "SluiceLogTests", dependencies: ["SluiceLog", "SluiceKit"]),
+        // Runs real nats-server processes (one node, and a three-node cluster).
+        .testTarget(name: "SluiceNATSTests", dependencies: ["SluiceNATS"]),
         .testTarget(name: "SluiceKitTests", dependencies: ["SluiceKit", "SluiceRuntime", "SluiceConnectors"]),
         .testTarget(name: "PostgresSourceTests", dependencies: ["PostgresSource"]),
         .testTarget(name: "SluiceJetStreamTests", dependencies: ["SluiceJetStream", "SluiceKit"]),

@@ -90,6 +90,12 @@ struct Batcher {
         committedLast = nil
     }
 
+    /// Another message took the next sequence (the damage note): only with nothing pending.
+    mutating func skipSequence() {
+        precondition(outgoing.isEmpty && committed.count == 0 && open.count == 0 && chunks == nil)
+        nextSequence += 1
+    }
+
     /// The messages handed off since the last call, in sequence order.
     mutating func takeOutgoing() -> [Outgoing] {
         defer { outgoing.removeAll(keepingCapacity: true) }

@@ -114,31 +114,34 @@ struct MessageBatch: Equatable {
 
     /// Walks the records of a checked body: (kind, body range within `bytes`).
     struct Records: Sequence, IteratorProtocol {
-        let bytes: UnsafeRawBufferPointer
+        let bytes: [UInt8]
         var position = MessageBatch.headerSize
-        var remaining: Int
-        var failure: DecodeError?
+        private(set) var remaining: Int
+        private(set) var failure: DecodeError?
 
-        init(_ bytes: UnsafeRawBufferPointer, count: Int) {
-            precondition(bytes.count >= MessageBatch.headerSize)
+        init(_ bytes: [UInt8], count: Int) {
             self.bytes = bytes
-            remaining = count
+            remaining = bytes.count >= MessageBatch.headerSize ? count : 0
         }
 
         mutating func next() -> (kind: UInt8, body: Range<Int>)? {
             guard remaining > 0 else {
-                if position != bytes.count && failure == nil { failure = DecodeError(reason: "trailing bytes after the last record") }
+                if position != bytes.count && bytes.count >= MessageBatch.headerSize && failure == nil {
+                    failure = DecodeError(reason: "trailing bytes after the last record")
+                }
                 return nil
             }
             guard position + MessageBatch.recordHeaderSize <= bytes.count else {
                 failure = DecodeError(reason: "record header past the end")
+                remaining = 0
                 return nil
             }
             let kind = bytes[position]
-            let length = Int(UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: position + 1, as: UInt32.self)))
+            let length = bytes.withUnsafeBytes { Int(UInt32(bigEndian: $0.loadUnaligned(fromByteOffset: position + 1, as: UInt32.self))) }
             let start = position + MessageBatch.recordHeaderSize
             guard length <= bytes.count - start else {
                 failure = DecodeError(reason: "record body past the end")
+                remaining = 0
                 return nil
             }
             position = start + length

@@ -102,6 +102,24 @@ public final class Pipeline: @unchecked Sendable {
             }
         }
 
+        // A sink may read a topic no source here writes (a split deployment): it must exist already.
+        let written = Set(sources.map(\.name))
+        for topic in config.topics where !written.contains(topic) {
+            do {
+                guard try store.exists(topic) else {
+                    logger.error("""
+                        topic \(topic) does not exist in \(store.location): no source in \(config.file) writes it, so its \
+                        stream must have been created by the process that runs source \(topic). Start that one first, or \
+                        correct the sink's topics:
+                        """)
+                    return 2
+                }
+            } catch {
+                logger.error("cannot look up topic \(topic) in \(store.location): \(error)")
+                return 1
+            }
+        }
+
         logger.info("starting", metadata: ["sources": "\(sources.map(\.name).joined(separator: ","))",
                                            "sinks": "\(sinks.map(\.section.config.name).joined(separator: ","))",
                                            "data_dir": "\(config.dataDirectory)"])

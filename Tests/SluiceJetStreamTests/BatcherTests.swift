@@ -34,7 +34,7 @@ final class BatcherTests: XCTestCase {
                         try chunk.body.withUnsafeBytes { raw in
                             let chunkHeader = try MessageBatch.decodeHeader(raw)
                             XCTAssertEqual(chunkHeader.kind, .chunk)
-                            for record in MessageBatch.Records(raw, count: chunkHeader.count) {
+                            for record in MessageBatch.Records(chunk.body, count: chunkHeader.count) {
                                 out.append((MessageBatch.offset(base: base, index: index), record.kind))
                                 index += 1
                             }
@@ -42,7 +42,7 @@ final class BatcherTests: XCTestCase {
                     }
                     XCTAssertEqual(index, header.chunkRecords)
                 }
-                var records = MessageBatch.Records(raw, count: header.count)
+                var records = MessageBatch.Records(message.body, count: header.count)
                 while let record = records.next() {
                     out.append((MessageBatch.offset(base: base, index: index), record.kind))
                     index += 1
@@ -124,7 +124,7 @@ final class BatcherTests: XCTestCase {
         var bytes = message.encoded()
         try bytes.withUnsafeBytes { raw in
             XCTAssertEqual(try MessageBatch.decodeHeader(raw), .init(kind: .batch, chunks: 5...7, chunkRecords: 12, count: 1))
-            let records = Array(MessageBatch.Records(raw, count: 1))
+            let records = Array(MessageBatch.Records(bytes, count: 1))
             XCTAssertEqual(records.map(\.kind), [4])
             XCTAssertEqual(records.first.map { Array(raw[$0.body]) }, Array("abc".utf8))
         }

@@ -38,9 +38,11 @@ final class ImportBoundaryTests: XCTestCase {
             ("Sources/PGOutput", system, [:]),
             ("Sources/SluiceWire", system.union(["CLibPQ", "CSQLite", "PGOutput"]), [:]),
             ("Sources/SluiceLog", system.union(["SluiceKit", "CSluiceSupport", "Logging", "Metrics"]), [:]),
+            ("Sources/SluiceNATS", system.union(["CNATS"]), [:]),
+            ("Sources/SluiceJetStream", system.union(["SluiceKit", "SluiceNATS", "CSluiceSupport", "Logging"]), [:]),
             // The runtime: the SDK, and the embedded log only where topic backends are wired.
             ("Sources/SluiceRuntime", system.union(["SluiceKit", "Logging", "Metrics", "Yams", "Prometheus", "FlyingFox"]),
-             ["TopicStores.swift": ["SluiceLog"]]),
+             ["TopicStores.swift": ["SluiceLog", "SluiceJetStream"]]),
             ("Sources/SluiceConnectors", system.union(["SluiceKit", "PostgresSource", "PostgresSink", "SQLiteSink", "FileSink",
                                                        "ExecConnectors", "HTTPSink"]), [:]),
             // The CLI: arguments and output, through the runtime and the SDK.

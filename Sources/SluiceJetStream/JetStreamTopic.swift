@@ -1,0 +1,264 @@
+import Foundation
+import SluiceKit
+import SluiceNATS
+
+/// One topic's stream, for every thread of a process. With this process's writer open, the durable
+/// commit is what its publisher last had acknowledged; otherwise it is the stream's last batch,
+/// asked of the server (and cached for a moment, since sinks ask often).
+final class JetStreamTopic: Topic, @unchecked Sendable {
+    let name: String
+    let store: JetStreamStore
+    let stream: String
+    let subjects: Subjects
+
+    // Guarded by `state`.
+    let state = NSCondition()
+    var writerDurable: CommittedPosition?
+    var hasWriter = false
+    private var cached: (at: UInt64, durable: CommittedPosition?)?
+    /// Queries from any thread go through one connection, one at a time.
+    private var queries: JetStream?
+
+    static let cacheNanos: UInt64 = 50_000_000
+
+    init(name: String, store: JetStreamStore) {
+        self.name = name
+        self.store = store
+        stream = store.streamName(name)
+        subjects = Subjects(store: store, topic: name)
+    }
+
+    /// Runs `body` with the shared query context, reconnecting after a failure.
+    func query<T>(_ what: @autoclosure () -> String, _ body: (JetStream) throws -> T) throws -> T {
+        state.lock()
+        defer { state.unlock() }
+        if queries == nil { queries = try store.context(purpose: "query") }
+        do {
+            let jetStream = queries!
+            return try store.wrap(what()) { try body(jetStream) }
+        } catch {
+            if queries?.connection.state == .closed { queries = nil }
+            throw error
+        }
+    }
+
+    var durableCommit: CommittedPosition? {
+        state.lock()
+        if hasWriter {
+            defer { state.unlock() }
+            return writerDurable
+        }
+        let now = DispatchTime.now().uptimeNanoseconds
+        if let cached, now - cached.at < Self.cacheNanos {
+            state.unlock()
+            return cached.durable
+        }
+        state.unlock()
+        guard let message = try? query("read the last batch of \(stream)", { try $0.lastMessage(stream, subject: subjects.batches, direct: true) })
+        else { return cachedDurable }
+        let durable = try? lastCommit(of: message)
+        state.lock()
+        cached = (now, durable)
+        state.unlock()
+        return durable
+    }
+
+    private var cachedDurable: CommittedPosition? {
+        state.lock()
+        defer { state.unlock() }
+        return cached?.durable ?? nil
+    }
+
+    func info() throws -> StreamInfo? {
+        try query("look up stream \(stream)") { try $0.streamInfo(stream) }
+    }
+
+    var firstOffset: UInt64 {
+        guard let first = try? info()?.state.firstSequence, first > 1 else { return 0 }
+        return MessageBatch.offset(base: first, index: 0)
+    }
+
+    var sizeBytes: UInt64 { (try? info()?.state.bytes) ?? 0 }
+
+    func waitForCommit(after offset: UInt64?, timeoutMillis: Int) -> Bool {
+        let deadline = Date(timeIntervalSinceNow: Double(timeoutMillis) / 1000)
+        while true {
+            if let durable = durableCommit, offset.map({ durable.offset > $0 }) ?? true { return true }
+            state.lock()
+            if hasWriter {
+                let woke = state.wait(until: deadline)
+                state.unlock()
+                if !woke { return false }
+            } else {
+                state.unlock()
+                if Date() >= deadline { return false }
+                usleep(20_000)
+            }
+        }
+    }
+
+    func makeReader(from offset: UInt64) throws -> any TopicReader {
+        try JetStreamTopicReader(topic: self, from: offset)
+    }
+
+    func record(at offset: UInt64) throws -> TopicRecord? {
+        guard let end = durableCommit?.offset, offset <= end else { return nil }
+        let reader = try JetStreamTopicReader(topic: self, from: offset)
+        guard let raw = try reader.next(limit: end + 1) else { return nil }
+        return try raw.decode()
+    }
+
+    func commitMarker(at offset: UInt64) throws -> CommitRecord? {
+        guard let end = durableCommit?.offset, offset <= end else { return nil }
+        let reader = try JetStreamTopicReader(topic: self, from: offset)
+        guard let raw = try reader.next(limit: end + 1), raw.offset == offset,
+              case let .commit(commit) = try raw.decode() else { return nil }
+        return commit
+    }
+
+    var damage: String? {
+        guard let message = try? query("read the damage note of \(stream)", { try $0.lastMessage(stream, subject: subjects.damage, direct: true) }),
+              !message.data.isEmpty else { return nil }
+        return String(decoding: message.data, as: UTF8.self)
+    }
+
+    /// Purges what every reader passed: messages below the batch that holds `floor`, never the last batch.
+    func purge(below floor: UInt64) -> String? {
+        guard let durable = durableCommit else { return nil }
+        let keep = min(MessageBatch.base(of: floor), MessageBatch.base(of: durable.offset))
+        guard let first = try? info()?.state.firstSequence, keep > first else { return nil }
+        do {
+            try query("purge \(stream)") { try $0.purge(stream, below: keep) }
+            return "messages below sequence \(keep)"
+        } catch {
+            return nil
+        }
+    }
+}
+
+/// Reads a topic's batches in order from an offset, with its own connection (on the reader's thread).
+/// A batch that closes chunks yields the chunks' records first, one chunk in memory at a time.
+final class JetStreamTopicReader: TopicReader {
+    let topic: JetStreamTopic
+    private(set) var position: UInt64
+    private var jetStream: JetStream?
+    /// The next sequence to fetch.
+    private var sequence: UInt64
+    /// The stream's last sequence as last seen: a missing message below it was purged or deleted.
+    private var knownLast: UInt64 = 0
+    private var current: Current?
+
+    /// The records being handed out: a chunk's, then its batch's own.
+    struct Current {
+        var data: [UInt8]
+        var records: MessageBatch.Records
+        var base: UInt64
+        var index: Int
+        /// Chunks still to read before the batch's own records, and the batch itself.
+        var pendingChunks: ClosedRange<UInt64>?
+        var batch: JetStreamMessage?
+    }
+
+    init(topic: JetStreamTopic, from offset: UInt64) throws {
+        self.topic = topic
+        position = offset
+        sequence = max(1, MessageBatch.base(of: offset))
+        if let info = try topic.info() {
+            knownLast = info.state.lastSequence
+            // Purged by retention: the reader starts at what is left (the runtime then says it fell behind).
+            if info.state.firstSequence > 1 && sequence < info.state.firstSequence {
+                sequence = info.state.firstSequence
+                position = max(position, MessageBatch.offset(base: sequence, index: 0))
+            }
+        }
+    }
+
+    private func context() throws -> JetStream {
+        if let jetStream, jetStream.connection.state != .closed { return jetStream }
+        let made = try topic.store.context(purpose: "reader")
+        jetStream = made
+        return made
+    }
+
+    private func fetch(_ sequence: UInt64) throws -> JetStreamMessage? {
+        let js = try context()
+        return try topic.store.wrap("read \(topic.stream) sequence \(sequence)") {
+            try js.message(topic.stream, sequence: sequence, direct: true)
+        }
+    }
+
+    func next(limit: UInt64) throws -> RawRecord? {
+        while true {
+            if var current {
+                if let record = current.records.next() {
+                    let offset = MessageBatch.offset(base: current.base, index: current.index)
+                    guard offset < limit else { return nil }
+                    current.index += 1
+                    self.current = current
+                    guard offset >= position else { continue }
+                    position = offset + 1
+                    return RawRecord(offset: offset, kind: record.kind, storage: current.data, body: record.body)
+                }
+                if let failure = current.records.failure {
+                    throw ConnectorError.fatal("topic \(topic.name): \(failure)")
+                }
+                try advance(&current)
+                self.current = current
+                if current.records.remaining == 0 && current.pendingChunks == nil && current.batch == nil { self.current = nil }
+                continue
+            }
+            // Nothing new can be below the limit once the reader is past the durable end.
+            if let end = topic.durableCommit?.offset, position > end { return nil }
+            guard let message = try fetch(sequence) else {
+                if sequence > knownLast {
+                    knownLast = try topic.info()?.state.lastSequence ?? knownLast
+                    if sequence > knownLast { return nil }
+                }
+                sequence += 1
+                continue
+            }
+            sequence = message.sequence + 1
+            guard message.subject == topic.subjects.batches else { continue }
+            let header = try decode(message.data, at: message.sequence)
+            let base = header.chunks?.lowerBound ?? message.sequence
+            if MessageBatch.offset(base: base, index: header.chunkRecords + header.count) <= position { continue }
+            var next = Current(data: [], records: MessageBatch.Records([], count: 0),
+                               base: base, index: 0, pendingChunks: header.chunks, batch: message)
+            try advance(&next)
+            current = next
+        }
+    }
+
+    /// Moves to the next chunk, or to the batch's own records once the chunks are done.
+    private func advance(_ current: inout Current) throws {
+        if let chunks = current.pendingChunks {
+            guard let chunk = try fetch(chunks.lowerBound) else {
+                throw ConnectorError.fatal("topic \(topic.name): chunk \(chunks.lowerBound) of a committed transaction is missing (purged by the stream's limits?)")
+            }
+            let header = try decode(chunk.data, at: chunk.sequence)
+            guard header.kind == .chunk else {
+                throw ConnectorError.fatal("topic \(topic.name): sequence \(chunk.sequence) is not a chunk")
+            }
+            current.pendingChunks = chunks.lowerBound < chunks.upperBound ? (chunks.lowerBound + 1)...chunks.upperBound : nil
+            current.data = chunk.data
+            current.records = records(of: current.data, count: header.count)
+            return
+        }
+        if let batch = current.batch {
+            let header = try decode(batch.data, at: batch.sequence)
+            current.data = batch.data
+            current.records = records(of: current.data, count: header.count)
+            current.batch = nil
+        }
+    }
+
+    private func records(of data: [UInt8], count: Int) -> MessageBatch.Records { MessageBatch.Records(data, count: count) }
+
+    private func decode(_ data: [UInt8], at sequence: UInt64) throws -> MessageBatch.Header {
+        do {
+            return try data.withUnsafeBytes { try MessageBatch.decodeHeader($0) }
+        } catch {
+            throw ConnectorError.fatal("topic \(topic.name), stream \(topic.stream) sequence \(sequence): \(error)")
+        }
+    }
+}

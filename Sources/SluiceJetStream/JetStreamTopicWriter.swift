@@ -1,0 +1,228 @@
+import Foundation
+import SluiceKit
+import SluiceNATS
+
+/// Appends a source's transactions to its topic's stream. The source's thread fills a ``Batcher``;
+/// a publisher thread with its own connection sends the messages in order, each with a deterministic
+/// `Nats-Msg-Id` and the expected last sequence, and publishes the durable commit once the server
+/// acknowledged the batch holding it. While the publisher is busy, committed transactions gather
+/// into the next batch (group commit); at most `maxQueued` messages wait, which throttles the source.
+final class JetStreamTopicWriter: TopicWriter, @unchecked Sendable {
+    let jetStreamTopic: JetStreamTopic
+    var topic: any Topic { jetStreamTopic }
+    private let subjects: Subjects
+
+    // Guarded by `state` (the topic's condition).
+    private var batcher: Batcher
+    private var queue: [Batcher.Outgoing] = []
+    private var failure: ConnectorError?
+    private var stopping = false
+    private var publisherDone = false
+    private(set) var lastCommit: CommittedPosition?
+    private var publisher: Thread?
+
+    static let maxQueued = 8
+    var nextOffset: UInt64 {
+        state.lock()
+        defer { state.unlock() }
+        return MessageBatch.offset(base: batcher.nextSequence, index: batcher.committed.count + batcher.open.count)
+    }
+
+    private var state: NSCondition { jetStreamTopic.state }
+
+    /// Connects, creates the stream if missing (or refuses one with other settings), and finds the
+    /// last commit marker: the source resumes after it.
+    init(topic: JetStreamTopic) throws {
+        jetStreamTopic = topic
+        subjects = topic.subjects
+        let store = topic.store
+        let jetStream = try store.context(purpose: "writer")
+        let wanted = store.streamConfig(topic.name)
+        var info = try store.wrap("look up stream \(topic.stream)") { try jetStream.streamInfo(topic.stream) }
+        if let existing = info {
+            let config = existing.config
+            if config.replicas != wanted.replicas || Set(config.subjects) != Set(wanted.subjects) {
+                throw ConnectorError.misconfigured("""
+                    stream \(topic.stream) exists with replicas \(config.replicas) and subjects \
+                    \(config.subjects.joined(separator: ", ")), but the configuration asks for replicas \(wanted.replicas) \
+                    and subjects \(wanted.subjects.joined(separator: ", ")). Sluice does not change an existing stream: \
+                    edit it (nats stream edit \(topic.stream)), or set topics.replicas / stream_prefix to match
+                    """)
+            }
+        } else {
+            info = try store.wrap("create stream \(topic.stream) (replicas \(wanted.replicas))") { try jetStream.addStream(wanted) }
+            store.logger.info("created stream", metadata: ["stream": "\(topic.stream)", "replicas": "\(wanted.replicas)"])
+        }
+        let batches = topic.subjects.batches
+        let last = try store.wrap("read the last batch of \(topic.stream)") {
+            try jetStream.lastMessage(topic.stream, subject: batches)
+        }
+        let recovered: CommittedPosition?
+        do {
+            recovered = try last.flatMap(lastCommit(of:))
+        } catch {
+            throw ConnectorError.fatal("topic \(topic.name): the last batch of stream \(topic.stream) is unreadable: \(error)")
+        }
+        batcher = Batcher(nextSequence: (info?.state.lastSequence ?? 0) + 1, maxBytes: JetStreamStore.maxMessageBytes)
+        lastCommit = recovered
+        topic.state.lock()
+        topic.hasWriter = true
+        topic.writerDurable = recovered
+        topic.state.unlock()
+        // The context moves to the publisher thread; this thread does not touch it again.
+        let handOff = Confined(jetStream)
+        let thread = Thread { [self] in publish(using: handOff.value) }
+        thread.name = "sluice-publish-\(topic.name)"
+        publisher = thread
+        thread.start()
+    }
+
+    deinit { close() }
+
+    private var closed = false
+
+    func close() {
+        guard !closed else { return }
+        closed = true
+        try? flush()
+        state.lock()
+        stopping = true
+        state.broadcast()
+        while !publisherDone { state.wait() }
+        jetStreamTopic.hasWriter = false
+        state.unlock()
+    }
+
+    @discardableResult
+    func append(_ kind: RecordKind, _ encode: (inout RecordBody) throws -> Void) throws -> UInt64 {
+        var body = RecordBody()
+        try encode(&body)
+        state.lock()
+        defer { state.unlock() }
+        if let failure { throw failure }
+        let offset = try body.bytes.withUnsafeBytes { try batcher.append(kind: kind, body: $0) }
+        if kind == .commit {
+            var cursor = RecordCursor(body.bytes, range: 0..<body.bytes.count)
+            let commit = try CommitRecord.decode(&cursor)
+            batcher.committed(commit, offset: offset)
+            lastCommit = CommittedPosition(offset: offset, commit: commit)
+            // An idle publisher takes the batch at once; a busy one lets transactions gather.
+            if queue.isEmpty || batcher.committedBytes >= JetStreamStore.maxMessageBytes / 2 { batcher.handOffCommitted() }
+        }
+        try enqueue()
+        return offset
+    }
+
+    /// Moves handed-off messages to the queue, waiting while it is full.
+    private func enqueue() throws {
+        queue += batcher.takeOutgoing()
+        state.broadcast()
+        while queue.count > Self.maxQueued {
+            if let failure { throw failure }
+            state.wait()
+        }
+    }
+
+    func abortTransaction() throws {
+        state.lock()
+        defer { state.unlock() }
+        batcher.abort()
+    }
+
+    func flush() throws {
+        state.lock()
+        defer { state.unlock() }
+        batcher.handOffCommitted()
+        try enqueue()
+        guard let target = lastCommit?.offset else { return }
+        while (jetStreamTopic.writerDurable?.offset ?? 0) < target {
+            if let failure { throw failure }
+            if publisherDone { throw ConnectorError.transient("topic \(topic.name): the publisher stopped") }
+            state.wait()
+        }
+    }
+
+    func recordDamage(_ reason: String?) throws {
+        guard reason != nil || jetStreamTopic.damage != nil else { return }
+        let jetStream = try jetStreamTopic.store.context(purpose: "damage")
+        // Not in the batches' sequence order: the next publish learns the new last sequence.
+        _ = try jetStreamTopic.store.wrap("record the damage of \(topic.name)") {
+            try jetStream.publish(subjects.damage, Array((reason ?? "").utf8))
+        }
+        state.lock()
+        batcher.skipSequence()
+        state.unlock()
+    }
+
+    // MARK: Publisher thread
+
+    private func publish(using jetStream: JetStream) {
+        var pause = 50
+        state.lock()
+        while true {
+            while queue.isEmpty && !stopping {
+                if batcher.hasCommitted {
+                    batcher.handOffCommitted()
+                    queue += batcher.takeOutgoing()
+                } else {
+                    state.wait()
+                }
+            }
+            if queue.isEmpty && stopping { break }
+            let message = queue[0]
+            state.unlock()
+            let subject = message.kind == .batch ? subjects.batches : subjects.chunks
+            let result: Result<PubAck, NATSError>
+            do {
+                result = .success(try jetStream.publish(subject, message.body, messageID: "\(jetStreamTopic.stream):\(message.sequence)",
+                                                        expectedLastSequence: message.sequence - 1))
+            } catch {
+                result = .failure(error)
+            }
+            state.lock()
+            switch result {
+            case let .success(ack) where ack.sequence == message.sequence:
+                queue.removeFirst()
+                if let commit = message.lastCommit { jetStreamTopic.writerDurable = commit }
+                pause = 50
+                state.broadcast()
+            case let .success(ack):
+                fail(.fatal("topic \(topic.name): stream \(jetStreamTopic.stream) stored message \(message.sequence) as sequence \(ack.sequence): another process writes this topic"))
+            case let .failure(error) where error.kind == .wrongLastSequence:
+                fail(.fatal("""
+                    topic \(topic.name): stream \(jetStreamTopic.stream) has last sequence \(error.lastSequence.map(String.init) ?? "?") \
+                    where \(message.sequence - 1) was expected: another process writes this topic (one source per topic)
+                    """))
+            case let .failure(error) where error.isTransient || error.kind == .noResponders:
+                // Retried with the same message id: a lost acknowledgement comes back as a duplicate.
+                if failure == nil && pause >= 1600 {
+                    failure = .transient("JetStream publish to \(jetStreamTopic.stream): \(error)")
+                    state.broadcast()
+                }
+                if stopping && failure != nil { break }
+                state.unlock()
+                usleep(useconds_t(pause * 1000))
+                pause = min(pause * 2, 2000)
+                state.lock()
+            case let .failure(error):
+                fail(.fatal("JetStream publish to \(jetStreamTopic.stream): \(error)"))
+            }
+            if case .fatal? = failure { break }
+        }
+        publisherDone = true
+        state.broadcast()
+        state.unlock()
+    }
+
+    /// Called with `state` locked.
+    private func fail(_ error: ConnectorError) {
+        failure = error
+        state.broadcast()
+    }
+}
+
+/// A handle moved to another thread, which alone uses it from then on.
+final class Confined<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}
