@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what building, the demo and the tests need, if it is missing: PostgreSQL 15 (server,
-# client, libpq-dev), libsqlite3-dev, the sqlite3 shell, pkg-config, Python 3 and docker-compose
-# (used only to validate docker-compose.yml). Safe to run again.
+# client, libpq-dev), libsqlite3-dev, the sqlite3 shell, pkg-config, Python 3, docker-compose
+# (used only to validate docker-compose.yml), and nats-server and libnats-dev (the JetStream topic
+# backend and its tests). Safe to run again.
 set -euo pipefail
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in postgresql libpq-dev libsqlite3-dev sqlite3 pkg-config python3 docker-compose; do
+for pkg in postgresql libpq-dev libsqlite3-dev sqlite3 pkg-config python3 docker-compose nats-server libnats-dev; do
     have_pkg "$pkg" || need+=("$pkg")
 done
 # A PostgreSQL server from anywhere (not only the Debian package) is fine.
