@@ -147,10 +147,12 @@ private func lastConnectionError(_ connection: OpaquePointer?, _ what: String) -
 
 private let onDisconnected: natsConnectionHandler = { connection, closure in
     guard let box = connectionEventBoxes.box(closure) else { return }
+    // libnats often keeps no error for a dropped socket (it is already reconnecting): say so anyway.
     let error = lastConnectionError(connection, "disconnected")
+        ?? NATSError("disconnected: the connection to the server was lost", status: NATS_CONNECTION_DISCONNECTED)
     box.update {
         $0.disconnects += 1
-        if let error { $0.lastError = error }
+        $0.lastError = error
     }
 }
 

@@ -163,19 +163,29 @@ class NATSTestCase: XCTestCase {
     }
 
     /// Retries `body` while it throws a transient error (no stream leader yet, reconnecting), up to `timeout`.
-    func retrying<R>(timeout: TimeInterval = 30, _ what: String, _ body: () throws -> R) throws -> R {
+    func retrying<R>(timeout: TimeInterval = 30, _ what: String, _ body: () throws(NATSError) -> R) throws -> R {
         let deadline = Date().addingTimeInterval(timeout)
         while true {
-            do {
-                return try body()
-            } catch let error as NATSError where error.isTransient && Date() < deadline {
+            let result = Result(catching: body)
+            switch result {
+            case .success(let value):
+                return value
+            case .failure(let error) where error.isTransient && Date() < deadline:
                 usleep(50_000)
-            } catch let error as NATSError where error.jetStreamCode == 10008 && Date() < deadline {
-                usleep(50_000)
-            } catch {
+            case .failure(let error):
                 throw TestFailure("\(what): \(error)")
             }
         }
+    }
+}
+
+/// The error `body` threw, or nil.
+func failure(_ body: () throws(NATSError) -> Void) -> NATSError? {
+    do throws(NATSError) {
+        try body()
+        return nil
+    } catch {
+        return error
     }
 }
 
