@@ -2,6 +2,7 @@ internal import CNATS
 import Foundation
 
 /// Settings of a JetStream context: request timeouts and the bound on asynchronous publishes.
+/// A value (Sendable); `onAsyncAck` must be `@Sendable`, as libnats calls it on its own thread.
 public struct JetStreamOptions: Sendable {
     /// How long a JetStream API request (stream info, get, purge, a synchronous publish) waits for
     /// its answer.

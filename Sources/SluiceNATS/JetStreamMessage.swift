@@ -2,7 +2,8 @@ internal import CNATS
 import Foundation
 
 /// Message headers: ordered name/value pairs, names case-sensitive (as libnats 3 stores them), a
-/// name may repeat. A value.
+/// name may repeat. A value (Sendable, any thread); nothing here throws — libnats refuses a bad
+/// header name when the message is published (a `NATSError` from `publish`).
 public struct NATSHeaders: Sendable, Equatable, ExpressibleByDictionaryLiteral {
     public private(set) var fields: [(name: String, value: String)] = []
 

@@ -3,12 +3,13 @@ import Foundation
 
 /// Where a connection stands. libnats reconnects by itself; this is what a caller polls to tell
 /// "retry soon" (`reconnecting`) from "give up" (`closed`: the reconnect attempts ran out, or
-/// `close()` was called).
+/// `close()` was called). A value (Sendable).
 public enum NATSConnectionState: String, Sendable {
     case connecting, connected, reconnecting, disconnected, draining, closed
 }
 
-/// What the connection's callbacks saw since it was opened: a value, safe to send anywhere.
+/// What the connection's callbacks saw since it was opened: a value (Sendable), copied out of the
+/// locked box libnats' threads write.
 public struct NATSConnectionEvents: Sendable, Equatable {
     /// Times the connection was lost (each starts a round of reconnection).
     public var disconnects = 0

@@ -2,8 +2,9 @@ internal import CNATS
 import Foundation
 
 /// How to reach a NATS server or cluster: the server URLs, credentials, TLS and reconnection.
-/// A value: build it anywhere, hand it to `NATSConnection(options:)` on the thread that will own the
-/// connection.
+/// A value (Sendable): build it anywhere, hand it to `NATSConnection(options:)` on the thread that
+/// will own the connection. Nothing is checked until then: a bad URL or an unreadable credentials or
+/// CA file is a `NATSError` from `NATSConnection.init`.
 public struct NATSOptions: Sendable {
     /// `nats://host:port` (or `tls://host:port`) of one or more servers; the client also learns the
     /// other members of a cluster from the servers themselves.

@@ -1,6 +1,6 @@
 internal import CNATS
 
-/// The server's acknowledgement of a stored message.
+/// The server's acknowledgement of a stored message. A value (Sendable, any thread).
 public struct PubAck: Sendable, Equatable {
     public var stream: String
     /// The sequence the message got — or, for a duplicate, the sequence it got the first time.
@@ -15,7 +15,9 @@ public struct PubAck: Sendable, Equatable {
     }
 }
 
-/// How an asynchronous publish ended: the caller's `tag`, its message id, and the ack or error.
+/// How an asynchronous publish ended: the caller's `tag`, its message id, and the ack or the
+/// `NATSError` (a timed-out one may still have been stored: republish with the same id). A value
+/// (Sendable): made on libnats' reply thread, read on the owner's.
 public struct AsyncPublishAck: Sendable {
     public var tag: UInt64
     public var messageID: String?

@@ -2,8 +2,10 @@ internal import CNATS
 import Foundation
 
 /// A JetStream stream's configuration: what `JetStream.addStream` creates and `streamInfo` reports.
-/// A value; limits left nil are unlimited.
+/// A value (Sendable, any thread); limits left nil are unlimited. The server checks it: a refused
+/// configuration is a `NATSError` from `addStream`/`updateStream`, never from here.
 public struct StreamConfig: Sendable, Equatable {
+    /// Where the server keeps the messages: files (survive a restart) or memory.
     public enum Storage: Sendable, Equatable { case file, memory }
 
     public var name: String
@@ -70,7 +72,7 @@ public struct StreamConfig: Sendable, Equatable {
     }
 }
 
-/// What a stream holds now: a value copied out of libnats' `jsStreamState`.
+/// What a stream holds now: a value (Sendable, any thread) copied out of libnats' `jsStreamState`.
 public struct StreamState: Sendable, Equatable {
     public var messages: UInt64
     public var bytes: UInt64
@@ -97,8 +99,10 @@ public struct StreamState: Sendable, Equatable {
     }
 }
 
-/// Who holds a replicated stream: its Raft group's leader and the other replicas.
+/// Who holds a replicated stream: its Raft group's leader and the other replicas. A value
+/// (Sendable, any thread), as it was when `streamInfo` asked.
 public struct StreamClusterInfo: Sendable, Equatable {
+    /// One follower of the stream's leader.
     public struct Replica: Sendable, Equatable {
         public var name: String
         /// Caught up with the leader.
@@ -128,7 +132,8 @@ public struct StreamClusterInfo: Sendable, Equatable {
     }
 }
 
-/// A stream's configuration, state and (in a cluster) placement, as one value.
+/// A stream's configuration, state and (in a cluster) placement, as one value (Sendable, any
+/// thread): a snapshot, never refreshed; `JetStream.streamInfo` takes a new one.
 public struct StreamInfo: Sendable, Equatable {
     public var config: StreamConfig
     public var state: StreamState

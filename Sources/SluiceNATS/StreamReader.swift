@@ -4,14 +4,17 @@ internal import CNATS
 /// needs no acks (AckNone): the server forgets it shortly after the reader is dropped.
 ///
 /// Two ways to get the messages, same results:
+/// - `.orderedPush` (the default, the fastest): an ordered push consumer; the server streams with
+///   flow control and libnats recreates the consumer from the last sequence seen if it detects a
+///   gap. 1 KB messages from one local server: 100–200k msg/s, against 45–70k for `.pull(batch: 100)`
+///   and 80–150k for `.pull(batch: 1000)` (ThroughputTests, release build, 2 shared cores).
 /// - `.pull(batch:)`: a pull consumer; each `next` call fetches up to `batch` messages (one round
 ///   trip per batch). Nothing is sent that was not asked for.
-/// - `.orderedPush`: an ordered push consumer; the server streams with flow control and libnats
-///   recreates the consumer from the last sequence seen if it detects a gap.
 ///
 /// Confinement: the connection's rule (one thread at a time; keeps its `JetStream` alive).
 /// Errors: `NATSError`; `next` returns an empty array, not an error, when nothing arrived in time.
 public final class StreamReader {
+    /// How messages are fetched (see the type's comment for which is faster).
     public enum Mode: Sendable, Equatable {
         case pull(batch: Int)
         case orderedPush
@@ -27,7 +30,7 @@ public final class StreamReader {
     /// A reader of `stream` from `startSequence` (1 = from the beginning), of the messages on
     /// `subject` (the stream's subjects, or a narrower filter).
     public init(_ jetStream: JetStream, stream: String, subject: String, startSequence: UInt64,
-                mode: Mode = .pull(batch: 512)) throws(NATSError) {
+                mode: Mode = .orderedPush) throws(NATSError) {
         self.jetStream = jetStream
         self.stream = stream
         self.mode = mode

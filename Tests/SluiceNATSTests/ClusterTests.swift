@@ -7,7 +7,8 @@ import XCTest
 final class ClusterTests: NATSTestCase {
     func testPublishingResumesAfterTheStreamLeaderIsKilled() throws {
         let cluster = try startCluster()
-        let connection = try connect(cluster.urls)
+        let connection = try connect([cluster.urls[0]])   // it learns the other two from the cluster
+        try eventually("the client to know all three servers") { connection.knownServers.count == 3 }
         var jsOptions = JetStreamOptions()
         jsOptions.requestTimeoutMilliseconds = 2_000
         let js = try connection.jetStream(options: jsOptions)

@@ -21,6 +21,8 @@ final class NATSServer {
     let logPath: String
     /// For a cluster member: the cluster's name, this node's route port and every node's route port.
     let cluster: (name: String, port: Int, routes: [Int])?
+    /// More command-line options (`--user`, `--auth`, …).
+    var extraArguments: [String] = []
     private(set) var pid: pid_t?
 
     var url: String { "nats://127.0.0.1:\(port)" }
@@ -40,7 +42,7 @@ final class NATSServer {
             arguments += ["--cluster", "nats://127.0.0.1:\(cluster.port)", "--cluster_name", cluster.name,
                           "--routes", cluster.routes.filter { $0 != cluster.port }.map { "nats://127.0.0.1:\($0)" }.joined(separator: ",")]
         }
-        return arguments
+        return arguments + extraArguments
     }
 
     /// Starts the server and waits until it accepts client connections (its INFO line arrives).
@@ -140,8 +142,9 @@ class NATSTestCase: XCTestCase {
     }
 
     /// A started single server, killed at teardown.
-    func startServer(name: String = "n1") throws -> NATSServer {
+    func startServer(name: String = "n1", arguments: [String] = []) throws -> NATSServer {
         let server = try NATSServer(name: name, directory: directory)
+        server.extraArguments = arguments
         servers.append(server)
         try server.start()
         return server
