@@ -46,10 +46,10 @@ public final class JetStreamStore: TopicStore, @unchecked Sendable {
         try JetStreamTopicWriter(topic: jetStreamTopic(name))
     }
 
-    public func applyRetention(_ topic: any Topic, floor: UInt64?, policy: RetentionPolicy) -> String? {
-        guard let topic = topic as? JetStreamTopic, let floor else { return nil }
-        return topic.purge(below: floor)
-    }
+    /// Nothing here: sinks in other processes (or hosts) may read the same stream, so what this
+    /// process's sinks passed proves nothing. `retention:` is the stream's own limits (max_bytes,
+    /// max_age), which the server enforces; a sink behind them fails saying so.
+    public func applyRetention(_ topic: any Topic, floor: UInt64?, policy: RetentionPolicy) -> String? { nil }
 
     // MARK: Connections
 

@@ -121,19 +121,6 @@ final class JetStreamTopic: Topic, @unchecked Sendable {
               !message.data.isEmpty else { return nil }
         return String(decoding: message.data, as: UTF8.self)
     }
-
-    /// Purges what every reader passed: messages below the batch that holds `floor`, never the last batch.
-    func purge(below floor: UInt64) -> String? {
-        guard let durable = durableCommit else { return nil }
-        let keep = min(MessageBatch.base(of: floor), MessageBatch.base(of: durable.offset))
-        guard let first = try? info()?.state.firstSequence, keep > first else { return nil }
-        do {
-            try query("purge \(stream)") { try $0.purge(stream, below: keep) }
-            return "messages below sequence \(keep)"
-        } catch {
-            return nil
-        }
-    }
 }
 
 /// Reads a topic's batches in order from an offset, with its own connection (on the reader's thread).
