@@ -82,25 +82,25 @@ public final class JetStream {
     /// with another configuration is an error (JetStream 10058).
     @discardableResult
     public func addStream(_ config: StreamConfig) throws(NATSError) -> StreamInfo {
-        try config.withC { (cConfig) throws(NATSError) -> StreamInfo in
-            var info: UnsafeMutablePointer<jsStreamInfo>?
-            var code = jsErrCode(0)
-            let status = js_AddStream(&info, context, &cConfig, nil, &code)
-            try check(status, "cannot create stream \(config.name)", jetStreamCode: code)
-            guard let info else { throw NATSError("no stream info for \(config.name)") }
-            defer { jsStreamInfo_Destroy(info) }
-            return StreamInfo(info.pointee)
-        }
+        try configure(config, js_AddStream, "create")
     }
 
     /// Changes a stream's limits (replicas, max bytes/age, …); the name and storage cannot change.
     @discardableResult
     public func updateStream(_ config: StreamConfig) throws(NATSError) -> StreamInfo {
+        try configure(config, js_UpdateStream, "update")
+    }
+
+    private typealias StreamCall = (UnsafeMutablePointer<UnsafeMutablePointer<jsStreamInfo>?>?, OpaquePointer?,
+                                    UnsafeMutablePointer<jsStreamConfig>?, UnsafeMutablePointer<jsOptions>?,
+                                    UnsafeMutablePointer<jsErrCode>?) -> natsStatus
+
+    private func configure(_ config: StreamConfig, _ call: StreamCall, _ verb: String) throws(NATSError) -> StreamInfo {
         try config.withC { (cConfig) throws(NATSError) -> StreamInfo in
             var info: UnsafeMutablePointer<jsStreamInfo>?
             var code = jsErrCode(0)
-            let status = js_UpdateStream(&info, context, &cConfig, nil, &code)
-            try check(status, "cannot update stream \(config.name)", jetStreamCode: code)
+            let status = call(&info, context, &cConfig, nil, &code)
+            try check(status, "cannot \(verb) stream \(config.name)", jetStreamCode: code)
             guard let info else { throw NATSError("no stream info for \(config.name)") }
             defer { jsStreamInfo_Destroy(info) }
             return StreamInfo(info.pointee)

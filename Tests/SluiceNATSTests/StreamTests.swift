@@ -37,6 +37,15 @@ final class StreamTests: NATSTestCase {
         XCTAssertGreaterThan(info.state.bytes, 3 * 64)
         XCTAssertNil(info.cluster?.leader, "a server outside a cluster has no stream leader")
 
+        // Limits change in place (retention: maps to them).
+        var larger = config
+        larger.maxBytes = 128 * 1024 * 1024
+        larger.maxAge = nil
+        let updated = try js.updateStream(larger)
+        XCTAssertEqual(updated.config.maxBytes, 128 * 1024 * 1024)
+        XCTAssertNil(updated.config.maxAge)
+        XCTAssertEqual(updated.state.messages, 3)
+
         XCTAssertTrue(try js.deleteStream("APP"))
         XCTAssertFalse(try js.deleteStream("APP"))
         XCTAssertNil(try js.streamInfo("APP"))
