@@ -51,6 +51,49 @@ public final class JetStreamStore: TopicStore, @unchecked Sendable {
     /// max_age), which the server enforces; a sink behind them fails saying so.
     public func applyRetention(_ topic: any Topic, floor: UInt64?, policy: RetentionPolicy) -> String? { nil }
 
+    public func check(topics: [String]) -> [CheckFinding] {
+        let subject = "topics"
+        let servers = settings.servers.map(redactNATSURL).joined(separator: ", ")
+        let connection: NATSConnection
+        do {
+            connection = try NATSConnection(options: options(purpose: "check"))
+        } catch {
+            return [CheckFinding(.error, subject, "cannot connect to the NATS servers \(servers): \(error)",
+                                 fix: "start nats-server with -js on those addresses, or correct topics.servers")]
+        }
+        guard let jetStream = try? connection.jetStream() else {
+            return [CheckFinding(.error, subject, "cannot open a JetStream context on \(servers)")]
+        }
+        var findings = [CheckFinding(.ok, subject, "connected to \(connection.connectedURL.map(redactNATSURL) ?? servers)")]
+        let nodes = Set(connection.knownServers + settings.servers).count
+        for topic in topics {
+            let stream = streamName(topic)
+            do {
+                if let info = try jetStream.streamInfo(stream) {
+                    if info.config.replicas != settings.replicas {
+                        findings.append(CheckFinding(.error, subject, "stream \(stream) has replicas \(info.config.replicas), the configuration asks for \(settings.replicas)",
+                                                     fix: "nats stream edit \(stream) --replicas \(settings.replicas), or set topics.replicas: \(info.config.replicas)"))
+                    } else {
+                        let leader = info.cluster?.leader.map { ", leader \($0)" } ?? ""
+                        findings.append(CheckFinding(.ok, subject, "stream \(stream) exists (replicas \(info.config.replicas)\(leader), \(info.state.messages) messages)"))
+                    }
+                } else {
+                    findings.append(CheckFinding(.ok, subject, "stream \(stream) will be created with replicas \(settings.replicas)"))
+                }
+            } catch let error where error.kind == .noResponders || error.kind == .timeout {
+                return findings + [CheckFinding(.error, subject, "JetStream does not answer on \(servers) (\(error))",
+                                                fix: "start nats-server with -js (JetStream enabled); with replicas > 1, a cluster with a quorum up")]
+            } catch {
+                findings.append(CheckFinding(.error, subject, "cannot look up stream \(stream): \(error)"))
+            }
+        }
+        if settings.replicas > 1 && nodes < settings.replicas {
+            findings.append(CheckFinding(.warning, subject, "replicas is \(settings.replicas), but only \(nodes) NATS server(s) are known",
+                                         fix: "run a cluster of at least \(settings.replicas) JetStream nodes, or lower topics.replicas"))
+        }
+        return findings
+    }
+
     // MARK: Connections
 
     func options(purpose: String) -> NATSOptions {

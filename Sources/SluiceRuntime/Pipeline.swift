@@ -38,7 +38,8 @@ public final class Pipeline: @unchecked Sendable {
 
     /// Every connector's prerequisites, probed without changing anything (`sluice check`).
     public func check() -> [CheckFinding] {
-        sources.flatMap { $0.source.check(logger: logger) } + sinks.flatMap { $0.sink.check(logger: logger) }
+        store.check(topics: config.topics)
+            + sources.flatMap { $0.source.check(logger: logger) } + sinks.flatMap { $0.sink.check(logger: logger) }
     }
 
     /// Asks the pipeline to stop gracefully (SIGINT/SIGTERM).

@@ -19,6 +19,12 @@ public protocol TopicStore: AnyObject, Sendable {
     /// Deletes what every reader has passed (below `floor`, when known) and what `policy` no longer
     /// keeps; the last commit marker always stays. Returns a description of what was deleted, if anything.
     func applyRetention(_ topic: any Topic, floor: UInt64?, policy: RetentionPolicy) -> String?
+    /// What `sluice check` says about the store and these topics (reachable, able to hold them).
+    func check(topics: [String]) -> [CheckFinding]
+}
+
+extension TopicStore {
+    public func check(topics: [String]) -> [CheckFinding] { [] }
 }
 
 /// How long a topic keeps what its sinks have already applied (and, past the limits, what they have not).
