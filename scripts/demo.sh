@@ -3,7 +3,11 @@
 # It builds sluice, starts a cluster with some rows, runs `sluice run`, writes a stream of changes,
 # kills the daemon with SIGKILL mid-stream and restarts it, then checks the target against the source.
 #   KEEP=1 scripts/demo.sh   leaves the cluster and files in place to explore
+#   scripts/demo.sh --jetstream   topics in a local three-node NATS JetStream cluster (replicas 3)
+#                                 instead of the embedded log; a NATS node is killed with the daemon
 set -euo pipefail
+jetstream=0
+[ "${1:-}" = "--jetstream" ] && jetstream=1
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 echo "==> building sluice (release)"
@@ -14,8 +18,10 @@ demo=$(mktemp -d /tmp/sluice-demo.XXXXXX)
 chmod 755 "$demo"
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 daemon=""
+nats_pids=()
 cleanup() {
     [ -n "$daemon" ] && kill "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null || true
+    for pid in "${nats_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     if [ "${KEEP:-0}" = 1 ]; then
         echo "kept: $demo (stop the cluster with: scripts/pg-cluster.sh stop $demo/postgres)"
     else
@@ -34,8 +40,29 @@ INSERT INTO accounts (owner, balance) SELECT 'owner-' || i, 1000 FROM generate_s
 INSERT INTO orders (account_id, amount, status) SELECT 1 + i % 500, i % 97, 'new' FROM generate_series(1, 2000) i;
 SQL
 
+topics_section=""
+if [ "$jetstream" = 1 ]; then
+    free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+    client=() route=()
+    for k in 1 2 3; do client+=("$(free_port)"); route+=("$(free_port)"); done
+    start_nats() {  # node index 0..2
+        local k=$1 routes=""
+        for j in 0 1 2; do [ "$j" != "$k" ] && routes+="${routes:+,}nats://127.0.0.1:${route[$j]}"; done
+        nats-server -js -sd "$demo/nats$k" -a 127.0.0.1 -p "${client[$k]}" --cluster "nats://127.0.0.1:${route[$k]}" \
+            --routes "$routes" --cluster_name demo --name "n$k" >>"$demo/nats$k.log" 2>&1 &
+        nats_pids[$k]=$!
+    }
+    echo "==> starting a three-node NATS JetStream cluster on 127.0.0.1:${client[0]},${client[1]},${client[2]}"
+    for k in 0 1 2; do start_nats "$k"; done
+    for k in 0 1 2; do
+        for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/${client[$k]}") 2>/dev/null && break; sleep 0.1; done
+    done
+    topics_section="topics: {backend: jetstream, replicas: 3, servers: [nats://127.0.0.1:${client[0]}, nats://127.0.0.1:${client[1]}, nats://127.0.0.1:${client[2]}]}"
+fi
+
 cat > "$demo/sluice.yml" <<YAML
 data_dir: $demo/data
+$topics_section
 sources:
   - name: app
     type: postgres
@@ -89,11 +116,16 @@ writer=$!
 sleep 0.3
 kill -9 "$daemon"; wait "$daemon" 2>/dev/null || true
 echo "   killed pid $daemon"
+if [ "$jetstream" = 1 ]; then
+    kill -9 "${nats_pids[1]}"; wait "${nats_pids[1]}" 2>/dev/null || true
+    echo "   killed NATS node n1 too (the stream keeps a quorum of two); it rejoins below"
+fi
 wait "$writer"
 workload 20
 counts
 start_daemon
 echo "   restarted as pid $daemon"
+[ "$jetstream" = 1 ] && start_nats 1 && echo "   restarted NATS node n1"
 for _ in $(seq 1 30); do
     sleep 0.5
     src=$(psql -qtA "$url" -c "SELECT md5(string_agg(id || ':' || balance, ',' ORDER BY id)) FROM accounts")
