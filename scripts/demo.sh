@@ -9,7 +9,7 @@ set -euo pipefail
 jetstream=0
 [ "${1:-}" = "--jetstream" ] && jetstream=1
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh demo
 echo "==> building sluice (release)"
 swift build -c release --product sluice 2>&1 | tail -n 1
 bin=$PWD/.build/release/sluice

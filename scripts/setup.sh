@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# Installs what building, the demo and the tests need, if it is missing: PostgreSQL 15 (server,
-# client, libpq-dev), libsqlite3-dev, the sqlite3 shell, pkg-config, Python 3, docker-compose
-# (used only to validate docker-compose.yml), and nats-server and libnats-dev (the JetStream topic
-# backend and its tests). Safe to run again.
+# Installs what is missing, with apt-get. Safe to run again.
+#   scripts/setup.sh demo   what building and the demo need: PostgreSQL 15 (server, client, libpq-dev),
+#                           libsqlite3-dev and the sqlite3 shell, pkg-config, Python 3 (free ports),
+#                           libnats-dev (the JetStream backend is built in) and nats-server
+#                           (for scripts/demo.sh --jetstream)
+#   scripts/setup.sh        the above and what the tests add: docker-compose (only to validate
+#                           docker-compose.yml)
 set -euo pipefail
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in postgresql libpq-dev libsqlite3-dev sqlite3 pkg-config python3 docker-compose nats-server libnats-dev; do
+packages=(postgresql libpq-dev libsqlite3-dev sqlite3 pkg-config python3 nats-server libnats-dev)
+[ "${1:-}" = demo ] || packages+=(docker-compose)
+for pkg in "${packages[@]}"; do
     have_pkg "$pkg" || need+=("$pkg")
 done
 # A PostgreSQL server from anywhere (not only the Debian package) is fine.
