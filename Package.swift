@@ -12,6 +12,8 @@ let package = Package(
         .library(name: "SluiceWire", targets: ["SluiceWire"]),
         // The pgoutput decoder, for sources that read PostgreSQL's logical replication stream.
         .library(name: "PGOutput", targets: ["PGOutput"]),
+        // A thin libnats wrapper for JetStream, for connectors that publish to or read from NATS.
+        .library(name: "SluiceNATS", targets: ["SluiceNATS"]),
         // The whole command line, so a custom build can register its own connectors.
         .library(name: "SluiceCLI", targets: ["SluiceCLI"]),
         // The built-in connectors, registered: `ConnectorRegistry.builtin`.
@@ -65,10 +67,12 @@ let package = Package(
         // The exec connectors: a plugin in any language as a sink or a source (JSON lines over pipes).
         .target(name: "ExecConnectors", dependencies: ["SluiceKit"], path: "connectors/Exec"),
         .target(name: "HTTPSink", dependencies: ["SluiceKit"], path: "connectors/HTTPSink"),
+        // Publishes each change to a NATS JetStream stream, for consumers that are not Sluice.
+        .target(name: "NATSSink", dependencies: ["SluiceKit", "SluiceNATS"], path: "connectors/NATSSink"),
 
         // The built-in connectors' registration: a custom build may register others instead.
         .target(name: "SluiceConnectors", dependencies: [
-            "SluiceKit", "PostgresSource", "PostgresSink", "SQLiteSink", "FileSink", "ExecConnectors", "HTTPSink",
+            "SluiceKit", "PostgresSource", "PostgresSink", "SQLiteSink", "FileSink", "ExecConnectors", "HTTPSink", "NATSSink",
         ]),
         // The JetStream topic backend: topics as NATS JetStream streams, shared by processes on many hosts.
         .target(name: "SluiceJetStream", dependencies: [
@@ -105,7 +109,7 @@ let package = Package(
         // Runs the real `sluice` binary against real PostgreSQL clusters and SQLite files.
         .testTarget(name: "IntegrationTests", dependencies: [
             "sluice", "SluiceWire", "SluiceKit", "SluiceLog", "SluiceConformance",
-            "PostgresSink", "SQLiteSink", "FileSink", "ExecConnectors",
+            "PostgresSink", "SQLiteSink", "FileSink", "ExecConnectors", "SluiceNATS",
         ], exclude: ["Fixtures"]),
     ]
 )

@@ -1,6 +1,7 @@
 import ExecConnectors
 import FileSink
 import HTTPSink
+import NATSSink
 import PostgresSink
 import PostgresSource
 import SluiceKit
@@ -17,6 +18,7 @@ extension ConnectorRegistry {
         registry.register(FileSink.self)
         registry.register(ExecSink.self)
         registry.register(HTTPSink.self)
+        registry.register(NATSSink.self)
         return registry
     }
 }

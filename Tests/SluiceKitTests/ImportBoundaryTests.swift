@@ -2,11 +2,11 @@ import Foundation
 import XCTest
 
 /// Built-in connectors use only what a third-party author can use: the SDK (SluiceKit), the wire
-/// wrappers and the pgoutput decoder (library products), Foundation, swift-log and swift-metrics,
+/// wrappers, the NATS wrapper and the pgoutput decoder (library products), Foundation, swift-log and swift-metrics,
 /// and the C library. Never the runtime, the log, the command line, or internals through `@testable`.
 final class ImportBoundaryTests: XCTestCase {
     static let allowed: Set<String> = [
-        "SluiceKit", "SluiceWire", "PGOutput", "Foundation", "FoundationNetworking", "Logging", "Metrics", "Glibc", "Dispatch",
+        "SluiceKit", "SluiceWire", "PGOutput", "SluiceNATS", "Foundation", "FoundationNetworking", "Logging", "Metrics", "Glibc", "Dispatch",
     ]
 
     func testConnectorsImportOnlyWhatThirdPartiesCan() throws {
@@ -44,7 +44,7 @@ final class ImportBoundaryTests: XCTestCase {
             ("Sources/SluiceRuntime", system.union(["SluiceKit", "Logging", "Metrics", "Yams", "Prometheus", "FlyingFox"]),
              ["TopicStores.swift": ["SluiceLog", "SluiceJetStream"]]),
             ("Sources/SluiceConnectors", system.union(["SluiceKit", "PostgresSource", "PostgresSink", "SQLiteSink", "FileSink",
-                                                       "ExecConnectors", "HTTPSink"]), [:]),
+                                                       "ExecConnectors", "HTTPSink", "NATSSink", "SluiceNATS"]), [:]),
             // The CLI: arguments and output, through the runtime and the SDK.
             ("Sources/SluiceCLI", system.union(["SluiceKit", "SluiceRuntime", "SluiceConnectors", "ArgumentParser", "Logging"]), [:]),
             // The conformance kit builds its workload topics in an embedded log of its own.
