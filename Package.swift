@@ -95,7 +95,7 @@ let package = Package(
         .executableTarget(name: "sluice", dependencies: ["SluiceCLI", "SluiceKit"]),
         .target(name: "SluiceConformance", dependencies: ["SluiceKit", "SluiceLog"]),
         // The benchmark: scripts/bench.sh builds and runs it (see BENCHMARKS.md).
-        .executableTarget(name: "sluice-bench", dependencies: ["SluiceWire", "PGOutput"]),
+        .executableTarget(name: "sluice-bench", dependencies: ["SluiceWire", "PGOutput", "SluiceNATS"]),
 
         .testTarget(name: "PGOutputTests", dependencies: ["PGOutput"],
                     resources: [.copy("Fixtures")]),

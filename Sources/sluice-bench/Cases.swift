@@ -47,12 +47,15 @@ final class Bench {
         target.stop()
     }
 
+    /// A Sluice config: the source, `sinks`, and with `topics` a `topics:` section (another backend
+    /// than the embedded log, e.g. `{backend: jetstream, …}`).
     func config(_ name: String, source url: String, slot: String, sinks: [String],
-                tables: [String] = ["public.bench", "public.done"], dataDirectory: String? = nil) throws -> String {
+                tables: [String] = ["public.bench", "public.done"], dataDirectory: String? = nil,
+                topics: String? = nil) throws -> String {
         let path = scratch + "/\(name).yml"
         var text = """
             data_dir: \(dataDirectory ?? scratch + "/\(name)-data")
-            logging: {level: warning}
+            logging: {level: warning}\(topics.map { "\ntopics: \($0)" } ?? "")
             sources:
               - name: bench
                 type: postgres
@@ -113,16 +116,9 @@ final class Bench {
             guard reference.status == 0 else { throw BenchError("pg_recvlogical exited \(reference.status)") }
             return (now() - started, reference)
         }
-        func runOurs(_ name: String, slot: String) throws -> (Double, Child.Usage) {
-            let config = try config(name, source: url, slot: slot, sinks: [])
-            try Workload.settle(url: url)
-            return try runSluice(config) {
-                lsn(try db.execute("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = '\(slot)'").string(0, 0)) >= end
-            }
-        }
         let referenceA = try runReference("reference_a")
-        let oursA = try runOurs("capture", slot: "sluice")
-        let oursB = try runOurs("capture_b", slot: "sluice_b")
+        let oursA = try captureRun("capture", url: url, slot: "sluice", end: end)
+        let oursB = try captureRun("capture_b", url: url, slot: "sluice_b", end: end)
         let referenceB = try runReference("reference_b")
         captured = url
         results.append(Result(name: "capture (source → topic)", events: events, seconds: (oursA.0 + oursB.0) / 2,
@@ -132,6 +128,17 @@ final class Bench {
                                             oursA.0, oursB.0, referenceA.0, referenceB.0,
                                             Double(max(referenceA.1.peakRSSKilobytes, referenceB.1.peakRSSKilobytes)) / 1024,
                                             (referenceA.1.cpuSeconds + referenceB.1.cpuSeconds) / 2)))
+    }
+
+    /// One timed capture side: `sluice run` (source only) from start until slot `slot` confirms `end`.
+    /// Its topic is written under `<scratch>/<name>-data` (the embedded log) or to `topics`.
+    func captureRun(_ name: String, url: String, slot: String, end: UInt64, topics: String? = nil) throws -> (Double, Child.Usage) {
+        let db = try PGConnection(url: url)
+        let config = try config(name, source: url, slot: slot, sinks: [], topics: topics)
+        try Workload.settle(url: url)
+        return try runSluice(config) {
+            lsn(try db.execute("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = '\(slot)'").string(0, 0)) >= end
+        }
     }
 
     /// Source → topic → PostgreSQL, against a COPY pipe between the same databases.

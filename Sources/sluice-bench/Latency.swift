@@ -7,15 +7,18 @@ extension Bench {
     /// Each row carries `clock_timestamp()` from the source session that commits it; a trigger on the
     /// target records `clock_timestamp()` when the sink writes the row, inside the sink's transaction
     /// (it commits right after). Both clocks are this machine's.
-    func latency(seconds: Int, rate: Int) throws {
-        let url = try Workload.database("latency", on: source, publication: false)
+    ///
+    /// `name` names the databases, slot and files; `topics` another topic backend than the embedded
+    /// log; `label` starts the result's name.
+    func latency(seconds: Int, rate: Int, name: String = "latency", topics: String? = nil, label: String = "latency") throws {
+        let url = try Workload.database(name, on: source, publication: false)
         let db = try PGConnection(url: url)
         try db.execute("""
             CREATE TABLE lat (id bigint PRIMARY KEY, created_at timestamptz NOT NULL);
             CREATE PUBLICATION bench_pub FOR TABLE lat, done;
             """)
-        try db.execute("SELECT pg_create_logical_replication_slot('latency', 'pgoutput')")
-        let targetURL = try Workload.database("latency", on: target, publication: false)
+        try db.execute("SELECT pg_create_logical_replication_slot('\(name)', 'pgoutput')")
+        let targetURL = try Workload.database(name, on: target, publication: false)
         let targetDB = try PGConnection(url: targetURL)
         try targetDB.execute("""
             DROP TABLE bench; DROP TABLE done;
@@ -25,11 +28,11 @@ extension Bench {
             BEGIN INSERT INTO lat_applied VALUES (NEW.id, clock_timestamp()); RETURN NEW; END $$;
             CREATE TRIGGER note_applied AFTER INSERT ON lat FOR EACH ROW EXECUTE FUNCTION note_applied();
             """)
-        let config = try self.config("latency", source: url, slot: "latency", sinks: [postgresSink(targetURL)],
-                                     tables: ["public.lat", "public.done"])
-        let daemon = try Child([sluice, "run", "--config", config], output: scratch + "/latency.log")
+        let config = try self.config(name, source: url, slot: name, sinks: [postgresSink(targetURL)],
+                                     tables: ["public.lat", "public.done"], topics: topics)
+        let daemon = try Child([sluice, "run", "--config", config], output: scratch + "/\(name).log")
         try waitUntil("the slot to be active") {
-            try db.execute("SELECT active FROM pg_replication_slots WHERE slot_name = 'latency'").string(0, 0) == "t"
+            try db.execute("SELECT active FROM pg_replication_slots WHERE slot_name = '\(name)'").string(0, 0) == "t"
         }
 
         // Two writers, each paced on an absolute schedule so the rate does not drift.
@@ -72,9 +75,19 @@ extension Bench {
         let p50 = Double(stats.string(0, 1) ?? "0") ?? 0
         let p99 = Double(stats.string(0, 2) ?? "0") ?? 0
         let max = Double(stats.string(0, 3) ?? "0") ?? 0
-        guard count == total else { throw BenchError("latency: \(count) of \(total) rows applied") }
-        results.append(Result(name: "latency, \(rate) tx/s for \(seconds) s", events: total, seconds: Double(seconds),
-                               peakRSSMB: Double(usage.peakRSSKilobytes) / 1024, cpuSeconds: usage.cpuSeconds,
-                               note: String(format: "commit→applied p50 %.1f ms, p99 %.1f ms, max %.1f ms", p50, p99, max)))
+        var note = String(format: "commit→applied p50 %.1f ms, p99 %.1f ms, max %.1f ms", p50, p99, max)
+        var lost: String?
+        if count != total {
+            // The sink's transactions commit in order: a row missing while the end marker arrived is lost.
+            let missing = try targetDB.execute("""
+                SELECT g FROM generate_series(1, \(total)) g WHERE NOT EXISTS (SELECT 1 FROM lat_applied a WHERE a.id = g) ORDER BY g LIMIT 10
+                """)
+            let ids = (0..<missing.rowCount).compactMap { missing.string($0, 0) }.joined(separator: ", ")
+            lost = "\(name): \(count) of \(total) rows applied, \(total - count) lost (ids \(ids)\(total - count > 10 ? ", …" : ""))"
+            note = "LOST \(total - count) of \(total) rows (ids \(ids)\(total - count > 10 ? ", …" : "")); of the rest: " + note
+        }
+        results.append(Result(name: "\(label), \(rate) tx/s for \(seconds) s", events: total, seconds: Double(seconds),
+                               peakRSSMB: Double(usage.peakRSSKilobytes) / 1024, cpuSeconds: usage.cpuSeconds, note: note))
+        if let lost { throw BenchError(lost) }
     }
 }

@@ -1,7 +1,7 @@
 import Foundation
 
 // sluice-bench [--quick | --full] [--only case,case] [--keep]
-// Starts two throwaway PostgreSQL clusters, runs each case and its reference on identical seeded
+// Starts two throwaway PostgreSQL clusters (and, for the JetStream cases, nats-servers), runs each case and its reference on identical seeded
 // workloads in this run, and prints one table. See BENCHMARKS.md.
 
 let arguments = Array(CommandLine.arguments.dropFirst())
@@ -40,6 +40,21 @@ step("memory") {
     try bench.memory(rows: events)
 }
 step("backfill") { try bench.backfill(rows: full ? 2_000_000 : 200_000) }
+// Topics in JetStream: quick mode keeps them tiny (10,000 events, 2 s of latency).
+let jetStream = JetStreamCases(bench: bench, full: full)
+var skipped: [String] = []
+if let reason = JetStreamCases.unavailable {
+    let names = ["capture-js", "stage-js", "latency-js"].filter(wanted)
+    if !names.isEmpty {
+        skipped.append("\(names.joined(separator: ", ")): \(reason)")
+        print("sluice-bench: skipping \(skipped[0])")
+    }
+} else {
+    step("capture-js") { try jetStream.capture() }
+    step("stage-js") { try jetStream.applyStage() }
+    step("latency-js") { try jetStream.latency(seconds: full ? 30 : 2, rate: 2000) }
+}
+jetStream.shutdown()
 bench.shutdown()
 if !keep { try? FileManager.default.removeItem(atPath: scratch) }
 
@@ -53,6 +68,7 @@ for result in bench.results {
         + "\(result.referenceName ?? "–") | \(cell(referenceRate, "%.0f")) | \(cell(result.ratio, "%.2f")) | "
         + "\(cell(result.peakRSSMB, "%.1f")) | \(cell(result.cpuSeconds, "%.2f")) | \(result.note) |")
 }
+for line in skipped { print("\nskipped: " + line) }
 if !failures.isEmpty {
     print("\nfailed: " + failures.joined(separator: "; "))
     exit(1)
