@@ -106,7 +106,11 @@ SQL
 
 echo "==> sluice run: initial snapshot, then streaming (log: $demo/sluice.log)"
 start_daemon
-sleep 2
+# The initial snapshot reaches the target (a new replicated stream first elects its leader).
+for _ in $(seq 1 120); do
+    [ "$(sqlite3 "$demo/replica.db" "SELECT count(*) FROM accounts" 2>/dev/null || echo 0)" -ge 500 ] && break
+    sleep 0.5
+done
 counts
 echo "==> writing changes while sluice runs"
 for round in 1 2 3; do workload 20; counts; done
@@ -126,7 +130,7 @@ counts
 start_daemon
 echo "   restarted as pid $daemon"
 [ "$jetstream" = 1 ] && start_nats 1 && echo "   restarted NATS node n1"
-for _ in $(seq 1 30); do
+for _ in $(seq 1 120); do
     sleep 0.5
     src=$(psql -qtA "$url" -c "SELECT md5(string_agg(id || ':' || balance, ',' ORDER BY id)) FROM accounts")
     dst=$(sqlite3 "$demo/replica.db" "SELECT group_concat(id || ':' || balance, ',') FROM (SELECT id, balance FROM accounts ORDER BY id)" | tr -d '\n' | md5sum | cut -d' ' -f1)

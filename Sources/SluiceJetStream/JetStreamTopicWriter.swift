@@ -53,6 +53,12 @@ final class JetStreamTopicWriter: TopicWriter, @unchecked Sendable {
             info = try store.wrap("create stream \(topic.stream) (replicas \(wanted.replicas))") { try jetStream.addStream(wanted) }
             store.logger.info("created stream", metadata: ["stream": "\(topic.stream)", "replicas": "\(wanted.replicas)"])
         }
+        // A replicated stream answers only once its group has a leader (just created, or failing over).
+        let deadline = Date(timeIntervalSinceNow: 30)
+        while wanted.replicas > 1, info?.cluster?.leader == nil, Date() < deadline {
+            usleep(100_000)
+            info = (try? jetStream.streamInfo(topic.stream)) ?? info
+        }
         let batches = topic.subjects.batches
         let last = try store.wrap("read the last batch of \(topic.stream)") {
             try jetStream.lastMessage(topic.stream, subject: batches)

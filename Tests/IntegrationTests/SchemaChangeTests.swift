@@ -18,7 +18,7 @@ final class SchemaChangeTests: SinkTestCase {
             ALTER TABLE notes REPLICA IDENTITY FULL;
             INSERT INTO notes SELECT i % 5, 'dup', 'w' FROM generate_series(1, 20) i;  -- four identical rows per k
             """)
-        try writeConfig(tables: nil)  // no tables key: the publication is FOR ALL TABLES
+        try writeConfig(tables: nil, sourceExtra: ["tables: all"])  // opt-in: the publication is FOR ALL TABLES
         let daemon = try startDaemon()
         try waitForSlotActive()
         let db = try source.connect()

@@ -19,6 +19,8 @@ public final class PostgresSource: BackfillSource {
     let publication: String
     /// The configured tables; nil means every table of the publication.
     let tables: [TableName]?
+    /// `tables: all`: the user opted in to a FOR ALL TABLES publication (see ``Prerequisites``).
+    let allTables: Bool
     let initialSnapshot: Bool
     let heartbeatMillis: Int
     let retainedWALWarning: UInt64
@@ -38,15 +40,22 @@ public final class PostgresSource: BackfillSource {
         }
         publication = try config.string("publication", default: defaultName)
         guard publication.count <= 63 else { throw config.error("publication", "'\(publication)' is longer than 63 characters") }
-        tables = try config.stringList("tables").map { list in
-            try list.map { entry in
-                do {
-                    return try TableName.parse(entry)
-                } catch {
-                    throw config.error("tables", """
-                        '\(entry)' \(error). Write schema.table, e.g. public.orders; quote names with capitals, \
-                        spaces or dots as SQL does: "My Schema"."Order.Items"
-                        """)
+        // `tables: all` (a bare word, not a list) opts in to a FOR ALL TABLES publication.
+        if case let .scalar(text, _)? = config.value("tables"), text == "all" {
+            allTables = true
+            tables = nil
+        } else {
+            allTables = false
+            tables = try config.stringList("tables").map { list in
+                try list.map { entry in
+                    do {
+                        return try TableName.parse(entry)
+                    } catch {
+                        throw config.error("tables", """
+                            '\(entry)' \(error). Write schema.table, e.g. public.orders; quote names with capitals, \
+                            spaces or dots as SQL does: "My Schema"."Order.Items"
+                            """)
+                    }
                 }
             }
         }

@@ -72,7 +72,21 @@ struct Prerequisites {
     func publication() throws -> [CheckFinding] {
         let name = source.publication
         guard try publicationExists() else {
-            return [CheckFinding(.ok, subject, "publication \(name) will be created FOR \(publicationTarget)")]
+            guard source.tables != nil || source.allTables else {
+                return [CheckFinding(.error, subject, """
+                    publication \(name) does not exist and tables: is not set. Sluice does not create a FOR ALL TABLES \
+                    publication unasked: once it exists, every table created later without a primary key or REPLICA \
+                    IDENTITY FULL makes the application's own UPDATE and DELETE on it fail
+                    """, fix: "list the tables to capture (tables: [public.orders, ...]), or opt in with tables: all")]
+            }
+            var findings = [CheckFinding(.ok, subject, "publication \(name) will be created FOR \(publicationTarget)")]
+            if source.allTables {
+                findings.append(CheckFinding(.warning, subject, """
+                    tables: all creates publication \(name) FOR ALL TABLES: any table created later without a primary key \
+                    or REPLICA IDENTITY FULL will make UPDATE and DELETE on it fail at the source
+                    """))
+            }
+            return findings
         }
         var findings: [CheckFinding] = []
         if let partitioned = try partitionedWithoutRoot() {
