@@ -24,12 +24,21 @@ struct Backfill: ParsableCommand {
     @Option(name: .customLong("table"), help: "A table to copy, as schema.table (repeat for several; default: every captured table).")
     var tables: [String] = []
 
+    @Flag(help: "Drop a pending backfill request and stop a running backfill of the source (the chunks copied so far stay).")
+    var cancel = false
+
     func run() throws {
         Signals.install()
         let config = try options.load()
         LogSetup.bootstrap(format: config.logFormat, level: config.logLevel ?? "warning")
         let logger = Logger(label: "sluice")
         guard let section = try chooseSource(config) else { return }
+        if cancel {
+            let job = try BackfillJob(config: config, registry: SluiceMain.registry, source: section, tables: [], logger: logger,
+                                      checkTables: false)
+            print("backfill: " + (try job.cancel()))
+            return
+        }
         let job: BackfillJob
         do {
             job = try BackfillJob(config: config, registry: SluiceMain.registry, source: section, tables: tables, logger: logger)
@@ -74,6 +83,10 @@ final class ProgressDisplay: BackfillObserver {
         guard !waitingShown else { return }
         waitingShown = true
         write("backfill: waiting for the source to start copying…\n")
+    }
+
+    func failed(_ progress: BackfillProgress, reason: String) {
+        write((terminal ? "\n" : "") + "backfill: stopped after \(progress.copiedRows) rows, streaming goes on: \(reason)\n")
     }
 
     func stopped() {

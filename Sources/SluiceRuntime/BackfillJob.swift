@@ -11,6 +11,8 @@ public protocol BackfillObserver: AnyObject {
     func finished(_ progress: BackfillProgress, sinks: [String])
     /// The pipeline stopped before the copy was applied.
     func stopped()
+    /// The source gave the backfill up (it failed alone) or it was cancelled.
+    func failed(_ progress: BackfillProgress, reason: String)
 }
 
 /// `sluice backfill`: leaves a request for the source's running daemon, or, without one, runs the
@@ -30,12 +32,14 @@ public final class BackfillJob: @unchecked Sendable {
     /// Checks the request against the source (captured tables with keys); throws
     /// ``ConnectorError/misconfigured(_:)`` for a bad request.
     public init(config: SluiceConfig, registry: ConnectorRegistry, source: ConnectorConfig, tables requested: [String],
-                logger: Logger) throws {
+                logger: Logger, checkTables: Bool = true) throws {
         guard let backfillable = try registry.sources[source.type]!.init(config: source) as? any BackfillSource else {
             throw ConnectorError.misconfigured("source \(source.name) (type \(source.type)) cannot backfill")
         }
-        let tables = try backfillable.backfillTables(requested)
-        guard !tables.isEmpty else { throw ConnectorError.misconfigured("source \(source.name) captures no table to backfill") }
+        let tables = checkTables ? try backfillable.backfillTables(requested) : requested
+        guard !tables.isEmpty || !checkTables else {
+            throw ConnectorError.misconfigured("source \(source.name) captures no table to backfill")
+        }
         self.config = config
         self.source = source
         self.tables = tables
@@ -56,6 +60,25 @@ public final class BackfillJob: @unchecked Sendable {
         }
         try BackfillFiles.write(BackfillRequest(tables: tables), directory: stateDirectory, name: BackfillRequest.fileName)
         return nil
+    }
+
+    /// `--cancel`: drops a pending request, and asks the source to stop a running backfill.
+    public func cancel() throws -> String {
+        let active = BackfillFiles.read(BackfillProgress.self, directory: stateDirectory, name: BackfillProgress.fileName)
+        let pending = FileManager.default.fileExists(atPath: stateDirectory + "/" + BackfillRequest.fileName)
+        BackfillFiles.remove(directory: stateDirectory, name: BackfillRequest.fileName)
+        guard let active, !active.isFinished else {
+            return pending ? "dropped the pending backfill request" : "no backfill is pending or running"
+        }
+        if daemonRunning {
+            try BackfillFiles.write(BackfillRequest(tables: []), directory: stateDirectory, name: BackfillRequest.cancelFileName)
+            return "asked the running daemon to stop backfill \(active.id) (the chunks copied so far stay)"
+        }
+        var cancelled = active
+        cancelled.failure = "cancelled by sluice backfill --cancel"
+        cancelled.finishedAt = Date()
+        try BackfillFiles.write(cancelled, directory: stateDirectory, name: BackfillProgress.fileName)
+        return "cancelled backfill \(active.id) (the chunks copied so far stay)"
     }
 
     /// Runs until the copy is applied (0) or the pipeline stops first (its exit code, or 1).
@@ -107,6 +130,10 @@ public final class BackfillJob: @unchecked Sendable {
             let progress = BackfillFiles.read(BackfillProgress.self, directory: stateDirectory, name: BackfillProgress.fileName)
             let ours = progress.flatMap { Set(tables).isSubset(of: Set($0.tables.map(\.table))) ? $0 : nil }
             let pending = FileManager.default.fileExists(atPath: stateDirectory + "/" + BackfillRequest.fileName)
+            if let ours, !pending, let failure = ours.failure {
+                observer.failed(ours, reason: failure)
+                return false
+            }
             if let ours, !pending {
                 observer.progress(ours)
                 if ours.isFinished, Date().timeIntervalSince(lastSinkCheck) > 0.2 {

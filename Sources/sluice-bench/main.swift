@@ -40,7 +40,7 @@ step("memory") {
     try bench.memory(rows: events)
 }
 step("backfill") { try bench.backfill(rows: full ? 2_000_000 : 200_000) }
-// Topics in JetStream: quick mode keeps them tiny (10,000 events, 2 s of latency).
+// Topics in JetStream: quick mode keeps them tiny (5,000 events, 1 s of latency).
 let jetStream = JetStreamCases(bench: bench, full: full)
 var skipped: [String] = []
 if let reason = JetStreamCases.unavailable {
@@ -52,7 +52,7 @@ if let reason = JetStreamCases.unavailable {
 } else {
     step("capture-js") { try jetStream.capture() }
     step("stage-js") { try jetStream.applyStage() }
-    step("latency-js") { try jetStream.latency(seconds: full ? 30 : 2, rate: 2000) }
+    step("latency-js") { try jetStream.latency(seconds: full ? 30 : 1, rate: 2000) }
 }
 jetStream.shutdown()
 bench.shutdown()

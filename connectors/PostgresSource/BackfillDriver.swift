@@ -55,6 +55,11 @@ final class BackfillDriver {
     /// Between transactions: persist what is durable, adopt requests, and start the next chunk.
     func tick() throws {
         persistDurable()
+        if FileManager.default.fileExists(atPath: directory + "/" + BackfillRequest.cancelFileName) {
+            BackfillFiles.remove(directory: directory, name: BackfillRequest.cancelFileName)
+            BackfillFiles.remove(directory: directory, name: BackfillRequest.fileName)
+            if progress.map({ !$0.isFinished }) ?? false { stop("cancelled by sluice backfill --cancel") }
+        }
         let now = DispatchTime.now()
         if now.uptimeNanoseconds - lastRequestCheck.uptimeNanoseconds > 500_000_000 {
             lastRequestCheck = now
@@ -70,8 +75,27 @@ final class BackfillDriver {
             persistDurable()
             return
         }
-        try startChunk(&current, tableIndex: tableIndex)
+        do {
+            try startChunk(&current, tableIndex: tableIndex)
+            progress = current
+        } catch let ConnectorError.fatal(reason) {
+            // A backfill that cannot proceed (no SELECT privilege, a dropped table) fails alone.
+            progress = current
+            stop(reason)
+        }
+    }
+
+    /// Ends the backfill without copying the rest; streaming goes on. Recorded at once (the
+    /// chunks written so far stay valid: each was consistent with the stream).
+    private func stop(_ reason: String) {
+        guard var current = progress else { return }
+        chunk = nil
+        current.failure = reason
+        current.finishedAt = Date()
         progress = current
+        unsaved.removeAll()
+        try? BackfillFiles.write(current, directory: directory, name: BackfillProgress.fileName)
+        context.logger.error("backfill stopped; streaming goes on", metadata: ["id": "\(current.id)", "reason": "\(reason)"])
     }
 
     /// A logical decoding message from the stream: opens or closes a chunk's window.

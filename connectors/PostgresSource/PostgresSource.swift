@@ -103,6 +103,16 @@ public final class PostgresSource: BackfillSource {
             guard key.string(0, 1) == "t" else {
                 throw ConnectorError.misconfigured("table \(table) does not exist in \(redactURL(url))")
             }
+            let read = try wrap {
+                try sql.execute("SELECT has_table_privilege(to_regclass($1), 'SELECT'), current_user", [table.sql])
+            }
+            guard read.string(0, 0) == "t" else {
+                let role = read.string(0, 1) ?? "?"
+                throw ConnectorError.misconfigured("""
+                    role \(role) may not read table \(table), so it cannot be copied. \
+                    Fix: GRANT SELECT ON \(table.sql) TO \(PGConnection.quoteIdentifier(role));
+                    """)
+            }
             guard key.string(0, 0) == "t" else {
                 throw ConnectorError.misconfigured("""
                     table \(table) has no primary key: backfill copies tables in primary-key order. Add a primary key, \

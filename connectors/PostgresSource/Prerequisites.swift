@@ -172,6 +172,14 @@ struct Prerequisites {
                                     fix: "ALTER TABLE \(table.sql) REPLICA IDENTITY FULL; -- or add a primary key")
             }
             let how = hasKey ? "primary key" : identity == "f" ? "REPLICA IDENTITY FULL" : "REPLICA IDENTITY USING INDEX"
+            let read = try sql.execute("SELECT has_table_privilege(to_regclass($1), 'SELECT'), current_user", [table.sql])
+            guard read.string(0, 0) == "t" else {
+                let role = read.string(0, 1) ?? "?"
+                return CheckFinding(.warning, subject, """
+                    table \(table) identifies rows by its \(how), but role \(role) may not SELECT from it: streaming works, \
+                    the initial snapshot and sluice backfill of it cannot
+                    """, fix: "GRANT SELECT ON \(table.sql) TO \(PGConnection.quoteIdentifier(role));")
+            }
             return CheckFinding(.ok, subject, "table \(table) identifies rows by its \(how)")
         }
     }

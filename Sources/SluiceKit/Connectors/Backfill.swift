@@ -23,6 +23,8 @@ public struct BackfillRequest: Codable, Sendable, Equatable {
     }
 
     public static let fileName = "backfill-request.json"
+    /// Left by `sluice backfill --cancel`: the source drops the pending or running backfill.
+    public static let cancelFileName = "backfill-cancel.json"
 }
 
 /// The progress of a source's backfill, written by the source after each chunk is durable in
@@ -46,8 +48,10 @@ public struct BackfillProgress: Codable, Sendable, Equatable {
     /// The offset of the last commit marker the backfill needed (nil if it needed none), set when
     /// every table is copied. The backfill is complete for a sink once its committed offset reaches it.
     public var finalOffset: UInt64?
-    /// Set when every table is copied.
+    /// Set when every table is copied, or when the backfill failed or was cancelled.
     public var finishedAt: Date?
+    /// Why the backfill stopped without copying everything (it failed alone; streaming went on).
+    public var failure: String?
 
     public init(id: String, tables: [String], startedAt: Date = Date()) {
         self.id = id
