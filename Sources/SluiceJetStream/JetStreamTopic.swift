@@ -167,10 +167,12 @@ final class JetStreamTopicReader: TopicReader {
         return made
     }
 
+    /// The message at `sequence` as the stream's leader has it: a direct get may be answered by a
+    /// replica still catching up, whose "not found" would look like a deleted message and skip it.
     private func fetch(_ sequence: UInt64) throws -> JetStreamMessage? {
         let js = try context()
         return try topic.store.wrap("read \(topic.stream) sequence \(sequence)") {
-            try js.message(topic.stream, sequence: sequence, direct: true)
+            try js.message(topic.stream, sequence: sequence, direct: false)
         }
     }
 
