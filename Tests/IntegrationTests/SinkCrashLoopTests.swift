@@ -64,7 +64,16 @@ final class SinkCrashLoopTests: SinkTestCase {
         let started = Date()
         while kills < 10 || Date().timeIntervalSince(started) < 15 {
             daemon = try startDaemon()
-            usleep(UInt32.random(in: 300_000...1_500_000))
+            if killsWhileApplying < 3 {
+                // Until three have, an incarnation is first seen applying transactions (a target's stored
+                // position moves), so its kill lands mid-stream however slow the machine is.
+                try eventually(timeout: 120, "incarnation \(kills + 1) to apply transactions" + logTail) {
+                    [try? postgresTargetLSN(), try? sqliteTargetLSN()] != lastPositions
+                }
+                usleep(UInt32.random(in: 0...300_000))
+            } else {
+                usleep(UInt32.random(in: 300_000...1_500_000))
+            }
             daemon.kill()
             kills += 1
             // Did this incarnation apply anything (so the kill likely hit a sink mid-stream)?

@@ -59,7 +59,7 @@ class SinkTestCase: DaemonTestCase {
     /// The LSN stored in the SQLite target's `sluice_offsets` for sink `local`, if any.
     func sqliteTargetLSN() throws -> UInt64? {
         guard FileManager.default.fileExists(atPath: sqlitePath) else { return nil }
-        let db = try SQLiteDatabase(path: sqlitePath, readOnly: true)
+        let db = try SQLiteDatabase(path: sqlitePath)
         let rows = try db.query("SELECT lsn FROM sluice_offsets WHERE sink = 'local' AND topic = 'app'")
         guard let first = rows.first, let text = first[0] else { return nil }
         return lsnValue(text)
