@@ -82,7 +82,8 @@ final class SinkRunner: @unchecked Sendable {
             case let .stop(report, exitCode):
                 if let exitCode {
                     health.set("sink", name, report, logger: logger)
-                    onFatal(failure.reason, exitCode)
+                    let named = failure.reason.hasPrefix("sink \(name)") ? failure.reason : "sink \(name): \(failure.reason)"
+                    onFatal(named, exitCode)
                     return
                 }
                 if case .failed = report {

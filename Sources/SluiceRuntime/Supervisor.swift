@@ -8,7 +8,9 @@ import SluiceKit
 /// - A transient failure is retried after a capped exponential backoff (0.2 s doubling to 10 s, with
 ///   jitter). The ladder starts again only after the connector was healthy for `stableMillis`: a
 ///   connector that connects and then fails at once keeps backing off instead of spinning.
-/// - A misconfiguration stops the whole process with exit 2, whoever reports it.
+/// - A misconfiguration stops the whole process with exit 2, whoever reports it — except a sink's
+///   target that worked before and now refuses it (a rotated password): that sink shows as failed and
+///   tries again every `refusedRetryMillis`.
 /// - A fatal failure stops a source's whole process (exit 1: its topic cannot advance); a sink fails
 ///   alone, and the rest of the pipeline goes on.
 /// - While draining (the process is stopping), a sink that cannot reach its target gives up once
@@ -51,6 +53,9 @@ struct Supervisor {
     var backoff = Backoff()
     private var healthySince: Date?
     private var drainStarted: Date?
+    private var everHealthy = false
+    /// How often a sink whose target refuses it (after it once worked: a rotated password) tries again.
+    var refusedRetryMillis = 30_000
 
     init(role: Role, random: @escaping () -> Double = { Double.random(in: 0...1) }) {
         self.role = role
@@ -61,6 +66,7 @@ struct Supervisor {
     /// state to report.
     mutating func healthy(at now: Date) -> ConnectorState {
         if healthySince == nil { healthySince = now }
+        everHealthy = true
         return .running
     }
 
@@ -73,7 +79,12 @@ struct Supervisor {
     mutating func failed(_ failure: Failure, at now: Date) -> Action {
         defer { healthySince = nil }
         switch failure {
-        case .misconfigured:
+        case let .misconfigured(reason):
+            // A target that worked and now refuses (credentials rotated) is not a bad file: the sink
+            // shows as failed and tries again slowly, so a fixed password recovers without a restart.
+            if role == .sink && everHealthy && drainStarted == nil {
+                return .retry(after: refusedRetryMillis, report: .failed(reason))
+            }
             return .stop(report: .stopped, exitCode: 2)
         case let .fatal(reason):
             return role == .source ? .stop(report: .stopped, exitCode: 1) : .stop(report: .failed(reason), exitCode: nil)

@@ -94,7 +94,7 @@ final class ConfigLoaderTests: XCTestCase {
 
     func testBuiltinRegistryHasEveryConnector() {
         XCTAssertEqual(ConnectorRegistry.builtin.sources.keys.sorted(), ["exec", "postgres"])
-        XCTAssertEqual(ConnectorRegistry.builtin.sinks.keys.sorted(), ["exec", "file", "http", "postgres", "sqlite"])
+        XCTAssertEqual(ConnectorRegistry.builtin.sinks.keys.sorted(), ["exec", "file", "http", "nats", "postgres", "sqlite"])
     }
 
     // MARK: Bad files

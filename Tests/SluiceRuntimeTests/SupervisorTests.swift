@@ -59,6 +59,21 @@ final class SupervisorTests: XCTestCase {
         }
     }
 
+    func testATargetThatRefusesASinkAfterWorkingIsRetriedSlowlyAsFailed() {
+        var sink = machine(.sink)
+        _ = sink.healthy(at: t0)
+        XCTAssertEqual(sink.failed(.misconfigured("password authentication failed"), at: at(5)),
+                       .retry(after: 30_000, report: .failed("password authentication failed")))
+        var source = machine(.source)
+        _ = source.healthy(at: t0)
+        XCTAssertEqual(source.failed(.misconfigured("bad"), at: at(5)), .stop(report: .stopped, exitCode: 2),
+                       "a source's misconfiguration always stops the process")
+        var draining = machine(.sink)
+        _ = draining.healthy(at: t0)
+        draining.draining(at: at(1))
+        XCTAssertEqual(draining.failed(.misconfigured("refused"), at: at(2)), .stop(report: .stopped, exitCode: 2))
+    }
+
     func testFatalStopsTheProcessForASourceButOnlyTheSinkForASink() {
         var source = machine(.source)
         XCTAssertEqual(source.failed(.fatal("slot gone"), at: t0), .stop(report: .stopped, exitCode: 1))

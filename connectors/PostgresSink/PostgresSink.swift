@@ -186,14 +186,16 @@ public final class PostgresSink: Sink {
         do {
             return try body()
         } catch let error as PGError {
-            if error.isTransient { throw ConnectorError.transient("sink \(name): \(error.message)") }
-            if error.connectionLost {
-                let permanent = ["password authentication failed", "does not exist", "no pg_hba.conf entry"]
-                if permanent.contains(where: { error.message.contains($0) }) {
-                    throw ConnectorError.misconfigured("sink \(name): \(error.message)")
-                }
-                throw ConnectorError.transient("sink \(name): \(error.message)")
+            // Refused credentials or privileges are not outages: checked before the connection-lost rule.
+            let permanent = ["password authentication failed", "does not exist", "no pg_hba.conf entry", "permission denied"]
+            if error.sqlState.map({ $0.hasPrefix("28") || $0 == "42501" }) ?? false
+                || (error.connectionLost && permanent.contains(where: { error.message.contains($0) })) {
+                throw ConnectorError.misconfigured("""
+                    authentication or authorization refused by \(redactURL(url)): \(error.message). Fix the user, password \
+                    or grants in the url (or the target's pg_hba.conf)
+                    """)
             }
+            if error.isTransient || error.connectionLost { throw ConnectorError.transient("\(error.message)") }
             throw ConnectorError.fatal("sink \(name) (\(redactURL(url))): \(error)")
         }
     }
