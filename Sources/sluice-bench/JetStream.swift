@@ -107,7 +107,10 @@ final class NATSDeployment {
         do {
             for node in nodes { try node.waitAccepting() }
             // A probe stream: the cluster has a metadata leader and places streams with these replicas.
-            let jetStream = try connect()
+            // Short requests: one sent before the metadata leader is elected goes unanswered.
+            var quick = JetStreamOptions()
+            quick.requestTimeoutMilliseconds = 500
+            let jetStream = try connect(quick)
             var probe = StreamConfig(name: "BENCH_PROBE", subjects: ["bench.probe"])
             probe.replicas = replicas
             try retrying("JetStream to accept a stream with \(replicas) replicas") { try jetStream.addStream(probe) }
@@ -207,8 +210,7 @@ final class JetStreamCases {
     /// embedded log, JetStream replicas 1 and JetStream replicas 3 from identical slots. Full mode runs
     /// each side twice in the order E 1 3 3 1 E and takes the means; quick mode once each.
     func capture() throws {
-        let t0 = now(); func mark(_ w: String) { FileHandle.standardError.write(Data(String(format: "   %.2f %@\n", now() - t0, w).utf8)) }
-        let one = try oneNode(); mark("one"); let three = try threeNodes(); mark("three")
+        let one = try oneNode(), three = try threeNodes()
         let url = try Workload.database("capture_js", on: bench.source)
         let db = try PGConnection(url: url)
         typealias Run = (slot: String, deployment: NATSDeployment?)
@@ -218,7 +220,7 @@ final class JetStreamCases {
         for run in runs { try db.execute("SELECT pg_create_logical_replication_slot('\(run.slot)', 'pgoutput')") }
         try Workload.load(url: url, total: events, perTransaction: 100)
         let end = try Workload.flushedEnd(url: url)
-        mark("loaded")
+
         struct Measured { var seconds: Double; var usage: Child.Usage; var natsCPU: Double }
         var measured: [String: Measured] = [:]
         for run in runs {
@@ -227,7 +229,6 @@ final class JetStreamCases {
             let cpu = run.deployment?.cpuSeconds ?? 0
             let (seconds, usage) = try bench.captureRun(name, url: url, slot: run.slot, end: end, topics: topics)
             measured[run.slot] = Measured(seconds: seconds, usage: usage, natsCPU: (run.deployment?.cpuSeconds ?? 0) - cpu)
-            mark("run \(run.slot) \(seconds)")
         }
         captured = Captured(url: url, embedded: ("e_a", bench.scratch + "/capture_js_e_a-data"),
                             jetStream: ("r1_a", bench.scratch + "/capture_js_r1_a-data", one.topics(prefix: prefix("r1_a"))))
@@ -259,7 +260,6 @@ final class JetStreamCases {
                      sluicePeak: sides.map { Double(measured["\(side)_\($0)"]!.usage.peakRSSKilobytes) / 1024 }.max() ?? 0,
                      sluiceCPU: mean(side) { $0.usage.cpuSeconds })
         }
-        mark("bare")
         // Only the stream the apply-stage case replays is kept.
         for run in runs where run.deployment != nil && run.slot != captured?.jetStream.slot {
             let jetStream = try run.deployment!.connect()
