@@ -221,7 +221,7 @@ final class JetStreamTests: SinkTestCase {
         var daemon = try startDaemon()
         try waitForSlotActive()
 
-        let workload = JetStreamWorkload(url: source.url, smallWriters: 2, bulkRows: 20_000)
+        let workload = JetStreamWorkload(url: source.url, smallWriters: 2, bulkRows: 15_000)
         defer { workload.finish() }
         try eventually(timeout: 30, "the workload to start: \(workload.stats.summary)") { workload.stats["committed"] >= 20 }
 
@@ -245,7 +245,7 @@ final class JetStreamTests: SinkTestCase {
               + "incarnation applied transactions; workload \(workload.stats.summary)")
         XCTAssertGreaterThanOrEqual(kills, 5)
         XCTAssertGreaterThanOrEqual(killsAfterApplying, 2, "incarnations applied transactions between kills" + logTail)
-        XCTAssertGreaterThanOrEqual(workload.stats["bulk committed"], 3, "large transactions committed during the loop: \(workload.stats.summary)")
+        XCTAssertGreaterThanOrEqual(workload.stats["bulk committed"], 2, "large transactions committed during the loop: \(workload.stats.summary)")
         XCTAssertEqual(workload.stats["failed"], 0, "\(workload.stats.notes)")
 
         try waitForSlotActive()
@@ -270,7 +270,7 @@ final class JetStreamTests: SinkTestCase {
         let daemon = try startDaemon()
         try waitForSlotActive()
 
-        let workload = JetStreamWorkload(url: source.url, smallWriters: 2, bulkRows: 20_000)
+        let workload = JetStreamWorkload(url: source.url, smallWriters: 2, bulkRows: 15_000)
         defer { workload.finish() }
 
         for round in 1...2 {
@@ -284,10 +284,21 @@ final class JetStreamTests: SinkTestCase {
             let retries = try metricsRetries(port: metricsPort, "source", "app")
             let committed = workload.stats["committed"]
             nats.kill()
-            // The source cannot publish: it reports the outage and retries.
-            try eventually(timeout: 60, "source app to retry while the server is down (round \(round))" + logTail) {
-                try metricsRetries(port: metricsPort, "source", "app") > retries
+            // The source cannot publish: it reports the outage and retries (its publisher gives up on a
+            // message after about 33 s: six attempts of 5 s, with pauses). Waited for up to 60 s; the
+            // server comes back either way, so that the recovery is tested too.
+            let killed = Date()
+            var noticed: TimeInterval?
+            while noticed == nil && Date().timeIntervalSince(killed) < 60 {
+                if let count = try? metricsRetries(port: metricsPort, "source", "app"), count > retries {
+                    noticed = Date().timeIntervalSince(killed)
+                } else {
+                    usleep(200_000)
+                }
             }
+            print("server kill \(round): source app retried \(noticed.map { String(format: "%.1f s", $0) } ?? "not within 60 s") after the kill")
+            XCTAssertLessThanOrEqual(noticed ?? .infinity, 60, "source app retries within 60 s of the server's death (round \(round)); "
+                                     + "status: \((try? sluice(["status", "--config", configPath, "--json"], timeout: 30).out) ?? "?")" + logTail)
             XCTAssertTrue(daemon.isRunning, "the daemon survives the server's death" + logTail)
             XCTAssertGreaterThan(workload.stats["committed"], committed, "the source database took transactions while the server was down")
             try nats.start()
@@ -324,7 +335,7 @@ final class JetStreamTests: SinkTestCase {
         let first = try XCTUnwrap(try cluster.nodes[0].stream(streamName))
         XCTAssertEqual(first.replicas.count + 1, 3, "the stream has three replicas: \(first.text)")
 
-        let workload = JetStreamWorkload(url: source.url, smallWriters: 2, bulkRows: 20_000)
+        let workload = JetStreamWorkload(url: source.url, smallWriters: 2, bulkRows: 15_000)
         defer { workload.finish() }
         try waitForTargetsToCatchUp("streaming on the cluster")
 
@@ -362,7 +373,7 @@ final class JetStreamTests: SinkTestCase {
         try eventually(timeout: 30, "a large transaction to commit while \(oldLeader) is down: \(workload.stats.summary)") {
             workload.stats["bulk committed"] > bulkBeforeLeader
         }
-        try waitForTargetsToCatchUp("leader \(oldLeader) down", timeout: 150)
+        try waitForTargetsToCatchUp("leader \(oldLeader) down", timeout: 90)
         XCTAssertTrue(daemon.isRunning, "the daemon survives the stream leader's death" + logTail)
         try oldLeaderNode.start()
         try cluster.waitForMetaLeader()
@@ -447,7 +458,7 @@ final class JetStreamTests: SinkTestCase {
         try eventually(timeout: 30, "the source process to create stream \(streamName)" + logTail) { try nats.stream(streamName) != nil }
         processes += [try launch(1), try launch(2)]
 
-        let workload = JetStreamWorkload(url: source.url, smallWriters: 2, bulkRows: 20_000)
+        let workload = JetStreamWorkload(url: source.url, smallWriters: 2, bulkRows: 15_000)
         defer { workload.finish() }
         try waitForTargetsToCatchUp("split deployment streaming")
 
@@ -592,7 +603,7 @@ final class JetStreamWorkload: @unchecked Sendable {
                     """, [String(batch), String(rows)])
                 try db.execute("UPDATE bulk SET payload = 'updated in ' || $1 WHERE batch = $1::int - 1 AND id % 5 = 0", [String(batch)])
                 try db.execute("DELETE FROM bulk WHERE batch = $1::int - 2 AND id % 2 = 0", [String(batch)])
-                if batch % 4 == 0 {
+                if batch % 5 == 0 {
                     try db.execute("ROLLBACK")
                     stats.count("bulk rolled back")
                 } else {
@@ -605,7 +616,7 @@ final class JetStreamWorkload: @unchecked Sendable {
                 stats.note("bulk writer: \(error)")
             }
             // A pause, in slices so that a stop is seen at once.
-            let until = Date().addingTimeInterval(Double.random(in: 0.5...1.5))
+            let until = Date().addingTimeInterval(Double.random(in: 2.0...3.5))
             while !stop.isSet && Date() < until { usleep(20_000) }
         }
     }
