@@ -477,7 +477,39 @@ final class NATSSinkTests: PluginSinkTestCase {
         XCTAssertEqual(Set(positions.keys), ["app", "audit"])
     }
 
-    // MARK: (f) configuration
+    // MARK: (f) the NATS server goes away
+
+    /// nats-server is SIGKILLed while transactions flow and started again (same store and port) after
+    /// a few seconds: the sink reports the outage, then resumes from what the stream holds.
+    func testARestartOfTheNATSServerWhileTransactionsFlowLosesAndRepeatsNothing() throws {
+        try writeNATSConfig()
+        let daemon = try startDaemon()
+        try waitForSlotActive()
+        let workload = PluginWorkload(url: source.url)
+        let writer = workload.start(1...400, pauseMicros: 10_000)
+        defer { writer.join() }
+        try eventually(timeout: 60, "the sink to publish" + logTail) { lastSequence() > 50 }
+        for round in 1...2 {
+            nats.kill()
+            try eventually(timeout: 60, "round \(round): status to show the sink retrying" + logTail) {
+                try sluiceStatus(configPath).state(sink: "nats") == "retrying"
+            }
+            sleep(2)
+            try nats.start()
+            try eventually(timeout: 60, "round \(round): the sink to publish again" + logTail) {
+                try sluiceStatus(configPath).state(sink: "nats") == "running"
+            }
+            usleep(500_000)
+        }
+        writer.join()
+        XCTAssertNil(workload.error)
+        _ = try waitForCaughtUp(["nats"], timeout: 120)
+        XCTAssertEqual(daemon.terminate(), 0, logTail)
+        let transactions = try verifyStream(try readStream())
+        pluginAssertExactlyOnce(transactions, workload.committed, logTail)
+    }
+
+    // MARK: (g) configuration
 
     func testFormatDebeziumIsRejectedForNow() throws {
         try writeNATSConfig(["format: debezium"])

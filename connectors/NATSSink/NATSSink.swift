@@ -377,11 +377,13 @@ public final class NATSSink: Sink {
         do {
             (connection, jetStream) = try connect()
         } catch {
-            return [CheckFinding(.error, subject, "cannot reach NATS at \(options.displayServers): \(error)",
+            let reason = "\(error)".replacingOccurrences(of: "sink \(name): ", with: "")
+            return [CheckFinding(.error, subject, "cannot reach NATS: \(reason)",
                                  fix: "start nats-server with JetStream (-js), or correct servers and the credentials")]
         }
         defer { connection.close() }
-        let wanted = subjectPrefix.map { "\($0).>" } ?? "cdc.<topic>.>"
+        let prefixes = subjectPrefix.map { [$0] } ?? (configuredTopics.isEmpty ? ["cdc.<topic>"] : configuredTopics.map(prefix))
+        let wanted = prefixes.map { $0 + ".>" }.joined(separator: ", ")
         do throws(NATSError) {
             guard let info = try jetStream.streamInfo(stream) else {
                 return [CheckFinding(.ok, subject, "NATS \(options.displayServers) answers; stream \(stream) will be created "
@@ -389,8 +391,10 @@ public final class NATSSink: Sink {
             }
             var findings = [CheckFinding(.ok, subject, "NATS \(options.displayServers) answers; stream \(stream) holds "
                                          + "\(info.state.messages) messages, subjects \(info.config.subjects)")]
-            if let subjectPrefix, !NATSSubjects.covers(info.config.subjects, prefix: subjectPrefix) {
-                findings.append(CheckFinding(.warning, subject, "stream \(stream) does not capture \(wanted): the sink will add it"))
+            let missing = prefixes.filter { !$0.contains("<") && !NATSSubjects.covers(info.config.subjects, prefix: $0) }
+            if !missing.isEmpty {
+                findings.append(CheckFinding(.warning, subject, "stream \(stream) does not capture \(missing.map { $0 + ".>" }): "
+                                             + "the sink will add the subjects to it"))
             }
             return findings
         } catch {
