@@ -270,9 +270,9 @@ final class JetStreamTests: SinkTestCase {
         let daemon = try startDaemon()
         try waitForSlotActive()
 
-        // One small writer at about 150 transactions a second, so that what piles up in the source
-        // database while the server is down is taken in quickly once it is back.
-        let workload = JetStreamWorkload(url: source.url, smallWriters: 1, bulkRows: 15_000, smallPause: 2_000...10_000)
+        // The same load as the other tests (two small writers, about 250 transactions a second, and the
+        // large ones): the daemon must notice the outage under load, not only when idle.
+        let workload = JetStreamWorkload(url: source.url, smallWriters: 2, bulkRows: 15_000)
         defer { workload.finish() }
 
         for round in 1...2 {
