@@ -16,8 +16,9 @@ final class JetStreamTopic: Topic, @unchecked Sendable {
     var writerDurable: CommittedPosition?
     var hasWriter = false
     private var cached: (at: UInt64, durable: CommittedPosition?)?
-    /// Queries from any thread go through one connection, one at a time.
+    /// Queries from any thread go through one connection, one at a time (guarded by `queryLock`).
     private var queries: JetStream?
+    private let queryLock = NSLock()
 
     static let cacheNanos: UInt64 = 50_000_000
 
@@ -30,8 +31,9 @@ final class JetStreamTopic: Topic, @unchecked Sendable {
 
     /// Runs `body` with the shared query context, reconnecting after a failure.
     func query<T>(_ what: @autoclosure () -> String, _ body: (JetStream) throws -> T) throws -> T {
-        state.lock()
-        defer { state.unlock() }
+        // Not `state`: a query to a dead server waits seconds, and must not hold up the writer meanwhile.
+        queryLock.lock()
+        defer { queryLock.unlock() }
         if queries == nil { queries = try store.context(purpose: "query") }
         do {
             let jetStream = queries!
