@@ -4,6 +4,7 @@
 #   scripts/bench.sh           quick mode (~100k events)
 #   scripts/bench.sh --full    full mode (≥1M events)
 #   scripts/bench.sh --only capture,latency
+#   scripts/bench.sh --full --only capture-js,stage-js,latency-js   the JetStream cases (nats-server; see BENCHMARKS.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
