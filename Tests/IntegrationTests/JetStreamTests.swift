@@ -229,8 +229,11 @@ final class JetStreamTests: SinkTestCase {
         var killsAfterApplying = 0
         var positions = targetPositions()
         let started = Date()
-        // At least 6 kills and 12 seconds, at most 14 kills.
-        while kills < 6 || (kills < 14 && Date().timeIntervalSince(started) < 12) {
+        // Until at least 6 kills, 3 of them after the incarnation applied something, and 10 seconds;
+        // at most 20 kills or 45 seconds (a loaded machine starts the daemon slowly).
+        func enough() -> Bool { kills >= 6 && killsAfterApplying >= 3 && Date().timeIntervalSince(started) >= 10 }
+        func exhausted() -> Bool { kills >= 20 || Date().timeIntervalSince(started) >= 45 }
+        while !enough() && !exhausted() {
             usleep(UInt32.random(in: 300_000...1_500_000))
             daemon.kill()
             kills += 1
