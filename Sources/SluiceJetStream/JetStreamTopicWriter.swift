@@ -190,6 +190,8 @@ final class JetStreamTopicWriter: TopicWriter, @unchecked Sendable {
             case let .success(ack) where ack.sequence == message.sequence:
                 queue.removeFirst()
                 if let commit = message.lastCommit { jetStreamTopic.writerDurable = commit }
+                // The outage is over: the source may write again (a transient failure must not stick).
+                if case .transient? = failure { failure = nil }
                 pause = 50
                 state.broadcast()
             case let .success(ack):
