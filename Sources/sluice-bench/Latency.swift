@@ -9,8 +9,10 @@ extension Bench {
     /// (it commits right after). Both clocks are this machine's.
     ///
     /// `name` names the databases, slot and files; `topics` another topic backend than the embedded
-    /// log; `label` starts the result's name.
-    func latency(seconds: Int, rate: Int, name: String = "latency", topics: String? = nil, label: String = "latency") throws {
+    /// log; `label` starts the result's name. With `warmUp`, one row (id 0, not counted) is written once
+    /// the slot is active and the timed writes start only after it was applied; the note says how long it took.
+    func latency(seconds: Int, rate: Int, name: String = "latency", topics: String? = nil, label: String = "latency",
+                 warmUp: Bool = false) throws {
         let url = try Workload.database(name, on: source, publication: false)
         let db = try PGConnection(url: url)
         try db.execute("""
@@ -33,6 +35,16 @@ extension Bench {
         let daemon = try Child([sluice, "run", "--config", config], output: scratch + "/\(name).log")
         try waitUntil("the slot to be active") {
             try db.execute("SELECT active FROM pg_replication_slots WHERE slot_name = '\(name)'").string(0, 0) == "t"
+        }
+        var warmUpNote = ""
+        if warmUp {
+            let started = now()
+            try db.execute("INSERT INTO lat VALUES (0, clock_timestamp())")
+            try waitUntil("the first row to be applied") {
+                daemon.sample()
+                return (try? targetDB.execute("SELECT count(*) FROM lat_applied WHERE id = 0").string(0, 0)) == "1"
+            }
+            warmUpNote = String(format: "; a first row, written once the slot was active, was applied %.2f s later (not counted)", now() - started)
         }
 
         // Two writers, each paced on an absolute schedule so the rate does not drift.
@@ -69,13 +81,13 @@ extension Bench {
             SELECT count(*),
                    percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), percentile_cont(0.99) WITHIN GROUP (ORDER BY ms), max(ms)
             FROM (SELECT extract(epoch FROM a.applied_at - l.created_at) * 1000 AS ms
-                  FROM lat l JOIN lat_applied a USING (id)) t
+                  FROM lat l JOIN lat_applied a USING (id) WHERE l.id > 0) t
             """)
         let count = Int(stats.string(0, 0) ?? "0") ?? 0
         let p50 = Double(stats.string(0, 1) ?? "0") ?? 0
         let p99 = Double(stats.string(0, 2) ?? "0") ?? 0
         let max = Double(stats.string(0, 3) ?? "0") ?? 0
-        var note = String(format: "commit→applied p50 %.1f ms, p99 %.1f ms, max %.1f ms", p50, p99, max)
+        var note = String(format: "commit→applied p50 %.1f ms, p99 %.1f ms, max %.1f ms", p50, p99, max) + warmUpNote
         var lost: String?
         if count != total {
             // The sink's transactions commit in order: a row missing while the end marker arrived is lost.
