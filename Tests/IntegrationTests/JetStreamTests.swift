@@ -265,10 +265,11 @@ final class JetStreamTests: SinkTestCase {
     /// committed) and restarted on the same store and port: the daemon notices (its retry counter
     /// moves), never exits, and both targets end exact.
     func testNATSServerKilledAndRestartedMidStream() throws {
-        // Known open defect (issue 11): the source does not yet report a whole-server outage as
-        // retrying within 60 s (recovery itself ends exact). Run with SLUICE_JETSTREAM_OUTAGE_TEST=1.
+        // Passes since the writer clears a transient failure after a successful publish, but takes
+        // over 3 minutes and its two concurrent writers can hit a PostgreSQL deadlock (counted as a
+        // failed write): kept out of CI until the workload is fixed. Run with SLUICE_JETSTREAM_OUTAGE_TEST=1.
         guard ProcessInfo.processInfo.environment["SLUICE_JETSTREAM_OUTAGE_TEST"] == "1" else {
-            throw XCTSkip("known open defect: outage reporting during a whole-server restart (set SLUICE_JETSTREAM_OUTAGE_TEST=1 to run)")
+            throw XCTSkip("slow (3+ min) and its workload can deadlock; set SLUICE_JETSTREAM_OUTAGE_TEST=1 to run")
         }
         let nats = try startNATS()
         try createSchema()
