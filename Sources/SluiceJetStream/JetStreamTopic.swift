@@ -118,7 +118,25 @@ final class JetStreamTopic: Topic, @unchecked Sendable {
         return commit
     }
 
+    /// Asked by idle sinks several times a second: one round trip a second at most.
+    private var damageCache: (at: UInt64, note: String?)?
+
     var damage: String? {
+        let now = DispatchTime.now().uptimeNanoseconds
+        queryLock.lock()
+        if let damageCache, now - damageCache.at < 1_000_000_000 {
+            queryLock.unlock()
+            return damageCache.note
+        }
+        queryLock.unlock()
+        let note = currentDamage
+        queryLock.lock()
+        damageCache = (now, note)
+        queryLock.unlock()
+        return note
+    }
+
+    private var currentDamage: String? {
         guard let message = try? query("read the damage note of \(stream)", { try $0.lastMessage(stream, subject: subjects.damage, direct: true) }),
               !message.data.isEmpty else { return nil }
         return String(decoding: message.data, as: UTF8.self)
