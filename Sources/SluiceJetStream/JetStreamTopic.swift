@@ -51,7 +51,7 @@ final class JetStreamTopic: Topic, @unchecked Sendable {
             return writerDurable
         }
         let now = DispatchTime.now().uptimeNanoseconds
-        if let cached, now - cached.at < Self.cacheNanos {
+        if let cached, now &- cached.at < Self.cacheNanos || now < cached.at {
             state.unlock()
             return cached.durable
         }
@@ -124,7 +124,7 @@ final class JetStreamTopic: Topic, @unchecked Sendable {
     var damage: String? {
         let now = DispatchTime.now().uptimeNanoseconds
         queryLock.lock()
-        if let damageCache, now - damageCache.at < 1_000_000_000 {
+        if let damageCache, now &- damageCache.at < 1_000_000_000 || now < damageCache.at {
             queryLock.unlock()
             return damageCache.note
         }
