@@ -218,8 +218,7 @@ final class FailpointWorkload: @unchecked Sendable {
         var sequence = 0
         while !stop.isSet {
             sequence += 1
-            do {
-                try db.execute("BEGIN")
+            runWorkloadTransaction(on: db, sequence: sequence, stats: stats, label: "") {
                 if sequence % 25 == 0 {
                     try db.execute("INSERT INTO items SELECT i, i % 7, 'bulk ' || i FROM generate_series($1::int, $2::int) i",
                                    [String(nextID + 1), String(nextID + 400)])
@@ -251,17 +250,6 @@ final class FailpointWorkload: @unchecked Sendable {
                                        ["entry \(sequence) " + String(repeating: "x", count: sequence % 150)])
                     }
                 }
-                if sequence % 13 == 0 {
-                    try db.execute("ROLLBACK")
-                    stats.count("rolled back")
-                } else {
-                    try db.execute("COMMIT")
-                    stats.count("committed")
-                }
-            } catch {
-                _ = try? db.execute("ROLLBACK")
-                stats.count("failed")
-                stats.note("\(error)")
             }
             usleep(UInt32.random(in: 1_000...4_000))
         }

@@ -561,8 +561,7 @@ final class JetStreamWorkload: @unchecked Sendable {
         var sequence = 0
         while !stop.isSet {
             sequence += 1
-            do {
-                try db.execute("BEGIN")
+            runWorkloadTransaction(on: db, sequence: sequence, stats: stats, label: "writer \(writer): ") {
                 for _ in 0..<Int.random(in: 1...4) {
                     let id = String(Int.random(in: 1...preloaded))
                     switch Int.random(in: 0..<12) {
@@ -593,17 +592,6 @@ final class JetStreamWorkload: @unchecked Sendable {
                                        [String(writer), "entry \(sequence) " + String(repeating: "x", count: sequence % 200)])
                     }
                 }
-                if sequence % 13 == 0 {
-                    try db.execute("ROLLBACK")
-                    stats.count("rolled back")
-                } else {
-                    try db.execute("COMMIT")
-                    stats.count("committed")
-                }
-            } catch {
-                _ = try? db.execute("ROLLBACK")
-                stats.count("failed")
-                stats.note("writer \(writer): \(error)")
             }
             usleep(UInt32.random(in: pause))
         }

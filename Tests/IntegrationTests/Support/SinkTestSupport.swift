@@ -266,3 +266,25 @@ final class SinkTestWorker: @unchecked Sendable {
         join()
     }
 }
+
+/// One transaction of a writer workload: `body` between BEGIN and COMMIT, except every 13th `sequence`,
+/// which is rolled back (so targets must never show it). Counts "committed", "rolled back" or "failed"
+/// in `stats`, noting a failure's error after `label`.
+func runWorkloadTransaction(on db: PGConnection, sequence: Int, stats: SinkTestStats, label: String,
+                            _ body: () throws -> Void) {
+    do {
+        try db.execute("BEGIN")
+        try body()
+        if sequence % 13 == 0 {
+            try db.execute("ROLLBACK")
+            stats.count("rolled back")
+        } else {
+            try db.execute("COMMIT")
+            stats.count("committed")
+        }
+    } catch {
+        _ = try? db.execute("ROLLBACK")
+        stats.count("failed")
+        stats.note(label + "\(error)")
+    }
+}
