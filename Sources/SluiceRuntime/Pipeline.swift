@@ -17,6 +17,7 @@ public final class Pipeline: @unchecked Sendable {
     public private(set) var sinkProgress: [SinkProgress] = []
 
     private let stopSources = StopSignal()
+    private let stopClock = StopClock(graceMillis: SinkRunner.drainTimeoutMillis)
     private let drainSinks = StopSignal()
     private let done = DispatchSemaphore(value: 0)
     private let failureLock = NSLock()
@@ -44,6 +45,7 @@ public final class Pipeline: @unchecked Sendable {
 
     /// Asks the pipeline to stop gracefully (SIGINT/SIGTERM).
     public func requestStop() {
+        stopClock.start()
         stopSources.stop()
         done.signal()
     }
@@ -137,7 +139,9 @@ public final class Pipeline: @unchecked Sendable {
             sinkProgress.append(progress)
             return SinkRunner(sink: sink, name: section.config.name, topics: section.topics.map { store.topic($0) },
                               drain: drainSinks, health: health, logger: logger.with("sink", section.config.name),
-                              progress: progress) { [weak self] in self?.fail($0, code: $1) }
+                              progress: progress, deadlinePassed: { [stopClock] in stopClock.passed }) { [weak self] in
+                self?.fail($0, code: $1)
+            }
         }
         let dataDirectory = config.dataDirectory
         let progress = sinkProgress
@@ -166,10 +170,24 @@ public final class Pipeline: @unchecked Sendable {
         reporter.start()
 
         done.wait()
-        logger.info("stopping")
-        sourceRunners.forEach { $0.wait() }
+        announceStop()
+        // Past the deadline a runner still busy is left behind: exiting then is no worse than a
+        // SIGKILL, which every connector survives (the open target transaction rolls back).
+        let hardDeadline = stopClock.hardDeadline(extraMillis: 3_000)
+        var abandoned: [String] = []
+        for (runner, (name, _)) in zip(sourceRunners, sources) where !runner.wait(until: hardDeadline) {
+            abandoned.append("source \(name)")
+        }
         drainSinks.stop()
-        sinkRunners.forEach { $0.wait() }
+        for (runner, (section, _)) in zip(sinkRunners, sinks) where !runner.wait(until: hardDeadline) {
+            abandoned.append("sink \(section.config.name)")
+        }
+        if !abandoned.isEmpty {
+            logger.warning("""
+                stopped waiting for \(abandoned.joined(separator: ", ")) at the stop deadline; nothing is lost: \
+                each resumes from its stored position at the next start
+                """)
+        }
         writeStatus()
         failureLock.lock()
         let failed = failure != nil
@@ -177,6 +195,49 @@ public final class Pipeline: @unchecked Sendable {
         failureLock.unlock()
         logger.info(failed ? "stopped after a failure" : "stopped")
         return failed ? code : 0
+    }
+}
+
+extension Pipeline {
+    /// Says once what the stop waits for, and how to cut it short.
+    private func announceStop() {
+        let waitingOn = health.all.filter { $0.kind == "sink" }.compactMap { entry -> String? in
+            switch entry.state {
+            case let .retrying(reason): return "sink \(entry.name) (retrying: \(reason))"
+            case .running, .starting: return "sink \(entry.name)"
+            case .failed, .stopped: return nil
+            }
+        }
+        let seconds = SinkRunner.drainTimeoutMillis / 1000
+        let what = waitingOn.isEmpty ? "sources to finish" : "sources to finish and \(waitingOn.joined(separator: ", ")) to apply what the topics hold"
+        logger.notice("stopping: waiting up to \(seconds) s for \(what); a second signal exits at once (nothing is lost either way)")
+    }
+}
+
+/// When a graceful stop began, and whether its deadline has passed.
+final class StopClock: @unchecked Sendable {
+    private let lock = NSLock()
+    private var began: DispatchTime?
+    let graceMillis: Int
+
+    init(graceMillis: Int) { self.graceMillis = graceMillis }
+
+    func start() {
+        lock.lock()
+        if began == nil { began = .now() }
+        lock.unlock()
+    }
+
+    private var deadline: DispatchTime? {
+        lock.lock()
+        defer { lock.unlock() }
+        return began.map { $0 + .milliseconds(graceMillis) }
+    }
+
+    var passed: Bool { deadline.map { DispatchTime.now() >= $0 } ?? false }
+
+    func hardDeadline(extraMillis: Int) -> DispatchTime {
+        (deadline ?? .now() + .milliseconds(graceMillis)) + .milliseconds(extraMillis)
     }
 }
 

@@ -21,12 +21,16 @@ final class SinkRunner: @unchecked Sendable {
     private let delayTimer: Timer
     private let retries: Counter
 
-    /// How long a draining sink keeps retrying an unreachable target before giving up.
+    /// How long a stop waits for sinks to apply what the topics hold while a target is unreachable.
     static let drainTimeoutMillis = 10_000
+    /// Set by the pipeline: true once a stop's deadline passed (a sink retrying inside a call gives up).
+    let deadlinePassed: @Sendable () -> Bool
 
     init(sink: any Sink, name: String, topics: [any Topic], drain: StopSignal, health: ConnectorHealth,
          logger: Logger, maxBatchEvents: Int = 100_000, progress: SinkProgress,
+         deadlinePassed: @escaping @Sendable () -> Bool = { false },
          onFatal: @escaping @Sendable (String, Int32) -> Void) {
+        self.deadlinePassed = deadlinePassed
         self.sink = sink
         self.name = name
         self.topics = topics
@@ -55,6 +59,9 @@ final class SinkRunner: @unchecked Sendable {
 
     func wait() { finished.wait() }
 
+    /// Waits until `deadline`; false if the runner is still busy then.
+    func wait(until deadline: DispatchTime) -> Bool { finished.wait(timeout: deadline) == .success }
+
     private func run() {
         health.set("sink", name, .starting, logger: logger)
         var supervisor = Supervisor(role: .sink)
@@ -73,7 +80,9 @@ final class SinkRunner: @unchecked Sendable {
             sink.close()
             let draining = drain.isStopped
             if draining { supervisor.draining(at: Date()) }
-            switch supervisor.failed(failure, at: Date()) {
+            var action = supervisor.failed(failure, at: Date())
+            if draining, deadlinePassed(), case .retry = action { action = .stop(report: .stopped, exitCode: nil) }
+            switch action {
             case let .retry(after, report):
                 health.set("sink", name, report, logger: logger)
                 retries.increment()
@@ -102,9 +111,9 @@ final class SinkRunner: @unchecked Sendable {
 
     private func runConnected(supervisor: inout Supervisor) throws {
         let health = self.health, name = self.name, logger = self.logger
-        let context = SinkContext(name: name, logger: logger) { reason in
+        let context = SinkContext(name: name, logger: logger, retrying: { reason in
             health.set("sink", name, reason.map { .retrying($0) } ?? .running, logger: logger)
-        }
+        }, shouldGiveUp: deadlinePassed)
         let positions = try sink.open(context: context)
         var readers: [(topic: any Topic, reader: any TopicReader)] = []
         for topic in topics {

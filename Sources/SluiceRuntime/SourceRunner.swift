@@ -50,6 +50,9 @@ final class SourceRunner: @unchecked Sendable {
 
     func wait() { finished.wait() }
 
+    /// Waits until `deadline`; false if the runner is still busy then.
+    func wait(until deadline: DispatchTime) -> Bool { finished.wait(timeout: deadline) == .success }
+
     private func run() {
         health.set("source", name, .starting, logger: logger)
         let health = self.health, logger = self.logger, name = self.name

@@ -33,6 +33,7 @@ public final class HTTPSink: Sink {
     private var renderers: [String: RecordJSON] = [:]
     private var logger = Logger(label: "sluice")
     private var retrying: @Sendable (String?) -> Void = { _ in }
+    private var shouldGiveUp: @Sendable () -> Bool = { false }
     private let session: URLSession
 
     public init(config: ConnectorConfig) throws {
@@ -63,6 +64,7 @@ public final class HTTPSink: Sink {
     public func open(context: SinkContext) throws -> [String: SinkPosition] {
         logger = context.logger
         retrying = context.retrying
+        shouldGiveUp = context.shouldGiveUp
         try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
         return try readPositions() ?? [:]
     }
@@ -169,10 +171,12 @@ public final class HTTPSink: Sink {
                 logger.warning("POST failed; retrying the same batch", metadata: ["sink": "\(name)", "reason": "\(reason)",
                                                                                    "idempotency_key": "\(key)"])
             }
-            guard Date().addingTimeInterval(pause) < deadline else {
+            // A stop past its deadline abandons the batch: the stored position is safe, a later run resends it.
+            guard Date().addingTimeInterval(pause) < deadline, !shouldGiveUp() else {
                 throw ConnectorError.transient("POST \(url.absoluteString) \(reason)")
             }
-            Thread.sleep(forTimeInterval: pause * Double.random(in: 0.5...1))
+            let wake = Date(timeIntervalSinceNow: pause * Double.random(in: 0.5...1))
+            while Date() < wake && !shouldGiveUp() { Thread.sleep(forTimeInterval: min(0.1, wake.timeIntervalSinceNow)) }
             pause = min(pause * 2, 10)
         }
     }
@@ -180,16 +184,39 @@ public final class HTTPSink: Sink {
     private func post(_ request: URLRequest) -> (Int?, String, String?, Bool) {
         let done = DispatchSemaphore(value: 0)
         let result = ResultBox()
+        let timeoutSeconds = self.timeoutSeconds
         let task = session.uploadTask(with: request, fromFile: URL(fileURLWithPath: spoolPath)) { data, response, error in
             result.status = (response as? HTTPURLResponse)?.statusCode
             result.body = data.map { String(decoding: $0, as: UTF8.self) } ?? ""
-            result.error = error.map { "\($0.localizedDescription)" }
+            result.error = error.map { HTTPSink.describe($0, timeoutSeconds: timeoutSeconds) }
             result.refused = (error as? URLError)?.code == .cannotConnectToHost
             done.signal()
         }
         task.resume()
-        done.wait()
+        while done.wait(timeout: .now() + .milliseconds(100)) == .timedOut {
+            if shouldGiveUp() {
+                task.cancel()
+                done.wait()
+                return (nil, "", "abandoned: the process is stopping", false)
+            }
+        }
         return (result.status, result.body, result.error, result.refused)
+    }
+
+    /// Foundation's URL errors in plain words ("NSURLErrorDomain error -1001" says nothing to an operator).
+    static func describe(_ error: any Error, timeoutSeconds: Double) -> String {
+        guard let url = error as? URLError else { return error.localizedDescription }
+        switch url.code {
+        case .timedOut: return "no answer within \(timeoutSeconds.formatted()) s (the `timeout` key)"
+        case .cannotConnectToHost: return "connection refused: nothing listens there"
+        case .cannotFindHost, .dnsLookupFailed: return "host name not found"
+        case .networkConnectionLost: return "the connection was closed before an answer"
+        case .secureConnectionFailed, .serverCertificateUntrusted, .serverCertificateHasBadDate,
+             .serverCertificateNotYetValid, .serverCertificateHasUnknownRoot:
+            return "TLS failed: \(url.localizedDescription)"
+        case .cancelled: return "cancelled"
+        default: return "\(url.localizedDescription) (URLError \(url.code.rawValue))"
+        }
     }
 
     public func rollbackBatch() {

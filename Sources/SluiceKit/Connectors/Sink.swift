@@ -55,11 +55,16 @@ public struct SinkContext: Sendable {
     /// For a sink that retries inside a call (the same batch again): report the failure of an attempt,
     /// so `status` and `/health` show the sink retrying at once, and nil once an attempt succeeds.
     public let retrying: @Sendable (String?) -> Void
+    /// True once the process is stopping and its deadline has passed: a sink that retries inside a
+    /// call stops retrying and throws (the runtime rolls the batch back; the stored position is safe).
+    public let shouldGiveUp: @Sendable () -> Bool
 
-    public init(name: String, logger: Logger, retrying: @escaping @Sendable (String?) -> Void = { _ in }) {
+    public init(name: String, logger: Logger, retrying: @escaping @Sendable (String?) -> Void = { _ in },
+                shouldGiveUp: @escaping @Sendable () -> Bool = { false }) {
         self.name = name
         self.logger = logger
         self.retrying = retrying
+        self.shouldGiveUp = shouldGiveUp
     }
 }
 
