@@ -47,7 +47,7 @@ struct Backfill: ParsableCommand {
             throw RuntimeFailure(message: error.description)
         }
         if let resumed = try job.request() {
-            FileHandle.standardError.write(Data("resuming backfill \(resumed)\n".utf8))
+            Output.standardError("resuming backfill \(resumed)\n")
         }
         if job.daemonRunning {
             Signals.onStop { Foundation.exit(130) }
@@ -120,6 +120,6 @@ final class ProgressDisplay: BackfillObserver {
     }
 
     private func write(_ text: String) {
-        FileHandle.standardError.write(Data(text.utf8))
+        Output.standardError(text)
     }
 }

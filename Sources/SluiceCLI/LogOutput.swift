@@ -28,24 +28,27 @@ struct StderrLogHandler: LogHandler {
     func log(event: LogEvent) {
         var merged = metadata
         if let extra = event.metadata { merged.merge(extra) { $1 } }
+        // Hidden before encoding, so a secret is found also where JSON would escape it.
+        let message = Secrets.redact(event.message.description)
+        let context = merged.sorted(by: { $0.key < $1.key }).map { ($0.key, Secrets.redact($0.value.description)) }
         let line: String
         switch format {
         case .json:
             var fields = ["\"time\":\(jsonString(formatMicros(nowMicros())))",
                           "\"level\":\(jsonString(event.level.rawValue))",
-                          "\"message\":\(jsonString(event.message.description))"]
-            for (key, value) in merged.sorted(by: { $0.key < $1.key }) {
-                fields.append("\(jsonString(key)):\(jsonString(value.description))")
+                          "\"message\":\(jsonString(message))"]
+            for (key, value) in context {
+                fields.append("\(jsonString(key)):\(jsonString(value))")
             }
             line = "{" + fields.joined(separator: ",") + "}\n"
         case .human:
             let time = formatMicros(nowMicros()).replacingOccurrences(of: "T", with: " ")
             let level = event.level.rawValue.uppercased().padding(toLength: 7, withPad: " ", startingAt: 0)
-            let context = merged.sorted(by: { $0.key < $1.key }).map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+            let pairs = context.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
             let painted = colors ? paint(level, event.level) : level
-            line = "\(time.dropLast(4))Z \(painted) \(event.message)\(context.isEmpty ? "" : "  " + context)\n"
+            line = "\(time.dropLast(4))Z \(painted) \(message)\(pairs.isEmpty ? "" : "  " + pairs)\n"
         }
-        FileHandle.standardError.write(Data(line.utf8))
+        Output.standardError(line)
     }
 
     private func paint(_ text: String, _ level: Logger.Level) -> String {
@@ -72,5 +75,13 @@ enum LogSetup {
         let chosen = StderrLogHandler.Format(rawValue: format ?? "human") ?? .human
         let parsed = Logger.Level(rawValue: level ?? ProcessInfo.processInfo.environment["SLUICE_LOG_LEVEL"] ?? "info") ?? .info
         LoggingSystem.bootstrap { label in StderrLogHandler(label: label, format: chosen, level: parsed) }
+    }
+
+    /// The configuration's warnings, in its log format, whatever level the command logs at.
+    static func warn(_ warnings: [String], format: String?) {
+        guard !warnings.isEmpty else { return }
+        let chosen = StderrLogHandler.Format(rawValue: format ?? "human") ?? .human
+        let logger = Logger(label: "sluice") { StderrLogHandler(label: $0, format: chosen, level: .warning) }
+        for warning in warnings { logger.warning("\(warning)") }
     }
 }

@@ -33,13 +33,13 @@ public enum SluiceMain {
                 exit(0)
             }
             // Bad flags and arguments: the contract's exit status for bad usage is 2.
-            FileHandle.standardError.write(Data((SluiceCommand.fullMessage(for: error) + "\n").utf8))
+            Output.standardError(SluiceCommand.fullMessage(for: error) + "\n")
             exit(code == .validationFailure ? 2 : (code.rawValue == 1 ? 1 : 2))
         }
     }
 
     static func fail(_ message: String, code: Int32) -> Never {
-        FileHandle.standardError.write(Data((message + "\n").utf8))
+        Output.standardError(message + "\n")
         exit(code)
     }
 }
@@ -76,7 +76,9 @@ struct ConfigOption: ParsableArguments {
     var config: String
 
     func load() throws -> SluiceConfig {
-        try SluiceConfig.load(path: config, registry: SluiceMain.registry)
+        let loaded = try SluiceConfig.load(path: config, registry: SluiceMain.registry)
+        LogSetup.warn(loaded.warnings, format: loaded.logFormat)
+        return loaded
     }
 }
 

@@ -29,6 +29,12 @@ public final class ConnectorHealth: @unchecked Sendable {
     /// Records a state; logs only when its kind changes (one line per state change, never per event
     /// or per retry), while the status file always shows the latest reason.
     func set(_ kind: String, _ name: String, _ state: ConnectorState, logger: Logger) {
+        // Reasons are often a driver's error text; hidden here, they are hidden in /health and status too.
+        let state: ConnectorState = switch state {
+        case let .retrying(reason): .retrying(Secrets.redact(reason))
+        case let .failed(reason): .failed(Secrets.redact(reason))
+        default: state
+        }
         lock.lock()
         let key = key(kind, name)
         let previous = entries[key]?.state

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import Metrics
 import Prometheus
+import SluiceKit
 
 /// The optional HTTP listener (`metrics: {listen: "127.0.0.1:9187"}`): Prometheus text at `/metrics`,
 /// and `/health`, 200 when every source and sink runs, 503 with the reasons otherwise.
@@ -26,7 +27,7 @@ final class MetricsServer: @unchecked Sendable {
                 guard unhealthy.isEmpty, !health.all.isEmpty else {
                     let reasons = unhealthy.map { "\($0.kind) \($0.name): \($0.state)" }.joined(separator: "\n")
                     return HTTPResponse(statusCode: .serviceUnavailable, headers: [.contentType: "text/plain"],
-                                        body: Data((reasons.isEmpty ? "starting" : reasons).utf8 + [10]))
+                                        body: Data(Secrets.redact(reasons.isEmpty ? "starting" : reasons).utf8 + [10]))
                 }
                 return HTTPResponse(statusCode: .ok, headers: [.contentType: "text/plain"], body: Data("ok\n".utf8))
             }

@@ -23,6 +23,8 @@ public struct SluiceConfig {
     public var logLevel: String?
     public var retention: RetentionPolicy
     public var topicBackend: TopicBackend = .embedded
+    /// Problems worth a warning that do not stop the load (a secret file others can read).
+    public var warnings: [String] = []
 
     /// Every topic this process touches: its sources' and those its sinks read.
     public var topics: [String] {
@@ -46,12 +48,14 @@ enum ConfigLoader {
         guard let text = String(data: data, encoding: .utf8) else {
             throw ConfigError(file: file, key: "", message: "is not UTF-8 text")
         }
+        let baseDirectory = URL(fileURLWithPath: path).deletingLastPathComponent().standardizedFileURL.path
         let root: ConfigValue
+        var expansion = Expansion(file: file, environment: environment, baseDirectory: baseDirectory)
         do {
             guard let node = try Yams.compose(yaml: text) else {
                 throw ConfigError(file: file, key: "", message: "is empty; it needs at least a sources: list")
             }
-            root = try convert(node, file: file, path: "", environment: environment)
+            root = try convert(node, path: "", expansion: &expansion)
         } catch let error as ConfigError {
             throw error
         } catch let error as YamlError {
@@ -66,7 +70,6 @@ enum ConfigLoader {
         }
         func value(_ key: String) -> ConfigValue? { entries.first { $0.key == key }?.value }
 
-        let baseDirectory = URL(fileURLWithPath: path).deletingLastPathComponent().standardizedFileURL.path
         var dataDirectory = "./sluice-data"
         if let raw = value("data_dir") {
             guard case let .scalar(text, _) = raw, !text.isEmpty else {
@@ -121,7 +124,8 @@ enum ConfigLoader {
                             logFormat: try logging(value("logging"), file: file, key: "format", choices: ["human", "json"]),
                             logLevel: try logging(value("logging"), file: file, key: "level",
                                                   choices: ["trace", "debug", "info", "notice", "warning", "error"]),
-                            retention: try retention(value("retention"), file: file), topicBackend: backend)
+                            retention: try retention(value("retention"), file: file), topicBackend: backend,
+                            warnings: expansion.warnings)
     }
 
     /// The `sources:` or `sinks:` list: each entry a mapping with a unique `name` and a `type`.
@@ -318,16 +322,15 @@ enum ConfigLoader {
         return policy
     }
 
-    static func convert(_ node: Node, file: String, path: String, environment: [String: String]) throws -> ConfigValue {
+    static func convert(_ node: Node, path: String, expansion: inout Expansion) throws -> ConfigValue {
         let line = (node.mark?.line ?? 0)
         switch node {
         case let .scalar(scalar):
             if scalar.style == .plain && ["~", "null", "Null", "NULL", ""].contains(scalar.string) { return .null(line: line) }
-            return .scalar(try expandEnvironment(scalar.string, file: file, line: line, key: path, environment: environment),
-                           line: line)
+            return .scalar(try expansion.expand(scalar.string, line: line, key: path), line: line)
         case let .sequence(sequence):
             return .list(try sequence.enumerated().map { index, item in
-                try convert(item, file: file, path: "\(path)[\(index)]", environment: environment)
+                try convert(item, path: "\(path)[\(index)]", expansion: &expansion)
             }, line: line)
         case let .mapping(mapping):
             var seen: Set<String> = []
@@ -336,39 +339,14 @@ enum ConfigLoader {
                 let key = keyNode.string ?? ""
                 let childPath = path.isEmpty ? key : "\(path).\(key)"
                 guard seen.insert(key).inserted else {
-                    throw ConfigError(file: file, line: keyNode.mark?.line, key: childPath, message: "appears twice")
+                    throw ConfigError(file: expansion.file, line: keyNode.mark?.line, key: childPath, message: "appears twice")
                 }
-                entries.append((key, try convert(valueNode, file: file, path: childPath, environment: environment)))
+                entries.append((key, try convert(valueNode, path: childPath, expansion: &expansion)))
             }
             return .map(entries, line: line)
         case .alias:
-            throw ConfigError(file: file, line: line, key: path, message: "YAML aliases are not supported")
+            throw ConfigError(file: expansion.file, line: line, key: path, message: "YAML aliases are not supported")
         }
-    }
-
-    /// Replaces `${NAME}` with the environment variable; an unset one is an error.
-    static func expandEnvironment(_ text: String, file: String, line: Int, key: String,
-                                  environment: [String: String]) throws -> String {
-        guard text.contains("${") else { return text }
-        var result = ""
-        var rest = Substring(text)
-        while let open = rest.range(of: "${") {
-            result += rest[..<open.lowerBound]
-            guard let close = rest[open.upperBound...].firstIndex(of: "}") else {
-                throw ConfigError(file: file, line: line, key: key, message: "unterminated ${ in a value")
-            }
-            let name = String(rest[open.upperBound..<close])
-            guard !name.isEmpty, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) else {
-                throw ConfigError(file: file, line: line, key: key, message: "'${\(name)}' is not a valid variable reference")
-            }
-            guard let value = environment[name] else {
-                throw ConfigError(file: file, line: line, key: key,
-                                  message: "uses ${\(name)}, but the environment variable \(name) is not set")
-            }
-            result += value
-            rest = rest[rest.index(after: close)...]
-        }
-        return result + rest
     }
 
     static func describe(_ error: YamlError) -> String {

@@ -63,6 +63,14 @@ final class PostgresCluster {
 
     func connect() throws -> PGConnection { try PGConnection(url: url) }
 
+    /// Puts `lines` (pg_hba.conf entries) before the trust entries initdb wrote, and reloads.
+    func prependHBA(_ lines: [String]) throws {
+        let path = directory + "/pg_hba.conf"
+        let current = try String(contentsOfFile: path, encoding: .utf8)
+        try (lines.joined(separator: "\n") + "\n" + current).write(toFile: path, atomically: false, encoding: .utf8)
+        try query("SELECT pg_reload_conf()")
+    }
+
     /// Runs SQL and returns the rows as text.
     @discardableResult
     func query(_ sql: String, _ parameters: [String?] = []) throws -> [[String?]] {
