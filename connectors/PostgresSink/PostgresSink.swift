@@ -19,6 +19,7 @@ public final class PostgresSink: Sink {
     private var statementCounter = 0
     private var bulk: BulkLoad?
     private var logger = Logger(label: "sluice")
+    private lazy var enumTypes = EnumTypes(url: url, applicationName: "sluice-sink-\(name)-types")
 
     struct TableKey: Hashable {
         let topic: String
@@ -110,7 +111,7 @@ public final class PostgresSink: Sink {
             try finishBulk()
             statementCounter += 1
             tables[key] = try PostgresTable(pipeline: pipeline!, schema: relation, statementPrefix: "s\(statementCounter)_",
-                                            logger: logger)
+                                            enumTypes: enumTypes, logger: logger)
         }
     }
 
@@ -177,6 +178,7 @@ public final class PostgresSink: Sink {
     public func close() {
         bulk = nil
         tables.removeAll()
+        enumTypes.close()
         pipeline = nil
     }
 

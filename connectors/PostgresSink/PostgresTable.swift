@@ -23,7 +23,7 @@ final class PostgresTable {
     /// Types without an `=` operator, whose values are matched through their text form.
     static let textCompared: Set<UInt32> = [114, 142, 600, 601, 602, 603, 604, 628, 718, 199, 143, 1017, 1018, 1019, 1020, 1027, 629, 719]
 
-    init(pipeline: PGPipeline, schema: RelationSchema, statementPrefix: String, logger: Logger) throws {
+    init(pipeline: PGPipeline, schema: RelationSchema, statementPrefix: String, enumTypes: EnumTypes, logger: Logger) throws {
         self.pipeline = pipeline
         self.schema = schema
         prefix = statementPrefix
@@ -33,25 +33,37 @@ final class PostgresTable {
         isKeyColumn = schema.columns.indices.map { schema.primaryKey.contains($0) } + [false]
         compareAsText = schema.columns.map { Self.textCompared.contains($0.typeOID) }
         stagingName = PGConnection.quoteIdentifier("sluice_stage_\(statementPrefix)\(schema.id)")
-        try ensureTable(logger: logger)
+        try ensureTable(enumTypes: enumTypes, logger: logger)
     }
 
     // MARK: Schema
 
     /// Creates the schema and table, or adds, drops and retypes columns so the table mirrors the source.
-    private func ensureTable(logger: Logger) throws {
-        let types = try targetTypes(logger: logger)
+    ///
+    /// NOT NULL is kept where it holds for every row the target gets: on created tables, and on added
+    /// columns whose existing rows take a value; a column the source stops requiring loses it here too.
+    private func ensureTable(enumTypes: EnumTypes, logger: Logger) throws {
+        let (types, asText) = try targetTypes(enumTypes: enumTypes, logger: logger)
+        func warnAsText(_ index: Int) {
+            guard asText.contains(index) else { return }
+            logger.warning("type missing in target; column created as text (create the type there first to keep it)",
+                           metadata: ["table": "\(schema.qualifiedName)", "column": "\(schema.columns[index].name)",
+                                      "type": "\(schema.columns[index].typeName)"])
+        }
         var lookup = PGParameters()
         lookup.append(qualifiedName)
         let existing = try pipeline.query("""
-            SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+            SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull FROM pg_attribute a
             WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
             """, lookup)
         if existing.rowCount == 0 {
             if schema.schema != "public" {
                 try pipeline.send("CREATE SCHEMA IF NOT EXISTS \(PGConnection.quoteIdentifier(schema.schema))")
             }
-            var definitions = schema.columns.indices.map { "\(quotedColumns[$0]) \(types[$0])" }
+            var definitions = schema.columns.indices.map {
+                "\(quotedColumns[$0]) \(types[$0])" + (schema.columns[$0].isNotNull ? " NOT NULL" : "")
+            }
+            schema.columns.indices.forEach(warnAsText)
             if !primaryKey.isEmpty {
                 definitions.append("PRIMARY KEY (" + primaryKey.map { quotedColumns[$0] }.joined(separator: ", ") + ")")
             }
@@ -61,17 +73,30 @@ final class PostgresTable {
             return
         }
         var current: [String: String] = [:]
-        for row in 0..<existing.rowCount { current[existing.string(row, 0)!] = existing.string(row, 1)! }
+        var notNull: Set<String> = []
+        for row in 0..<existing.rowCount {
+            current[existing.string(row, 0)!] = existing.string(row, 1)!
+            if existing.string(row, 2) == "t" { notNull.insert(existing.string(row, 0)!) }
+        }
         for (index, column) in schema.columns.enumerated() {
             if let type = current[column.name] {
                 if type != types[index] {
                     try pipeline.send("ALTER TABLE \(qualifiedName) ALTER COLUMN \(quotedColumns[index]) TYPE \(types[index]) USING \(quotedColumns[index])::text::\(types[index])")
                     logger.info("changed column type", metadata: ["table": "\(schema.qualifiedName)", "column": "\(column.name)",
                                                                   "from": "\(type)", "to": "\(types[index])"])
+                    warnAsText(index)
+                }
+                if notNull.contains(column.name) && !column.isNotNull && !primaryKey.contains(index) {
+                    try pipeline.send("ALTER TABLE \(qualifiedName) ALTER COLUMN \(quotedColumns[index]) DROP NOT NULL")
+                    logger.info("column no longer NOT NULL", metadata: ["table": "\(schema.qualifiedName)", "column": "\(column.name)"])
                 }
             } else {
+                // Rows the target already has need a value before the column can be NOT NULL.
+                let required = column.isNotNull && column.existingRowsValue != nil
                 try pipeline.send("ALTER TABLE \(qualifiedName) ADD COLUMN \(quotedColumns[index]) \(types[index])"
-                                  + (column.existingRowsValue.map { " DEFAULT \(PGConnection.quoteLiteral($0))::\(types[index])" } ?? ""))
+                                  + (column.existingRowsValue.map { " DEFAULT \(PGConnection.quoteLiteral($0))::\(types[index])" } ?? "")
+                                  + (required ? " NOT NULL" : ""))
+                warnAsText(index)
                 if column.existingRowsValue != nil {
                     // Existing rows keep the value; new rows always come with every column.
                     try pipeline.send("ALTER TABLE \(qualifiedName) ALTER COLUMN \(quotedColumns[index]) DROP DEFAULT")
@@ -103,21 +128,24 @@ final class PostgresTable {
         try pipeline.sync()
     }
 
-    /// The source's type names; a user-defined type the target lacks (an enum, a domain) becomes text.
-    private func targetTypes(logger: Logger) throws -> [String] {
+    /// The source's type names, with its enums created in the target first; another user-defined type
+    /// the target lacks (a domain, a composite) becomes text (`asText`: warned about where a column is made).
+    private func targetTypes(enumTypes: EnumTypes, logger: Logger) throws -> (types: [String], asText: Set<Int>) {
         var types = schema.columns.map(\.typeName)
         let custom = schema.columns.indices.filter { schema.columns[$0].typeOID >= 16384 }
-        guard !custom.isEmpty else { return types }
-        var names = PGParameters()
-        names.append("{" + custom.map { "\"" + types[$0].replacingOccurrences(of: "\"", with: "\\\"") + "\"" }.joined(separator: ",") + "}")
-        let found = try pipeline.query("SELECT to_regtype(t)::text FROM unnest($1::text[]) WITH ORDINALITY AS u(t, n) ORDER BY n", names)
-        for (row, index) in custom.enumerated() where found.isNull(row, 0) {
-            logger.warning("type missing in target; column created as text (create the type there first to keep it)",
-                           metadata: ["table": "\(schema.qualifiedName)", "column": "\(schema.columns[index].name)",
-                                      "type": "\(types[index])"])
-            types[index] = "text"
+        guard !custom.isEmpty else { return (types, []) }
+        for index in custom {
+            if let type = schema.columns[index].enumType { try enumTypes.ensure(type, logger: logger) }
         }
-        return types
+        var names = PGParameters()
+        names.append("{" + custom.map { "\"" + types[$0].replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }.joined(separator: ",") + "}")
+        let found = try pipeline.query("SELECT to_regtype(t)::text FROM unnest($1::text[]) WITH ORDINALITY AS u(t, n) ORDER BY n", names)
+        var asText: Set<Int> = []
+        for (row, index) in custom.enumerated() where found.isNull(row, 0) {
+            types[index] = "text"
+            asText.insert(index)
+        }
+        return (types, asText)
     }
 
     // MARK: Bulk loading

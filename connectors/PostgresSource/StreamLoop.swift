@@ -18,6 +18,7 @@ final class StreamLoop {
 
     private var decoder = PGOutputDecoder()
     private var relations: [UInt32: RelationSchema] = [:]
+    private var guards: [UInt32: SchemaGuard] = [:]
     /// Relations in the publication that `tables:` does not list: their changes are counted, not written.
     private var ignored: [UInt32: Counter] = [:]
     private var reportedIgnored: Set<TableName> = []
@@ -105,6 +106,7 @@ final class StreamLoop {
         case let .relation(relation):
             let schema = try source.wrap { try catalog.schema(for: relation) }
             let previous = relations.updateValue(schema, forKey: relation.oid)
+            guards[relation.oid] = SchemaGuard(schema)
             let table = TableName(schema: schema.schema, table: schema.table)
             if let tableFilter, !tableFilter.contains(table) {
                 ignored[relation.oid] = Counter(label: "sluice_source_ignored_changes_total",
@@ -123,6 +125,7 @@ final class StreamLoop {
             }
         case let .insert(insert):
             if insert.relationOID == backfill.chunkRelation { backfill.observe(insert.new) }
+            try keepSchemaTrue(insert.relationOID, insert.new)
             guard let relation = try captured(insert.relationOID) else { return }
             try writer.change(.insert, relation: relation, lsn: lsn, new: insert.new.bytes)
         case let .update(update):
@@ -130,6 +133,7 @@ final class StreamLoop {
                 backfill.observe(update.new)
                 if let old = update.old { backfill.observe(old.tuple) }
             }
+            try keepSchemaTrue(update.relationOID, update.new)
             guard let relation = try captured(update.relationOID) else { return }
             let kind: OldValuesKind
             switch update.old {
@@ -152,11 +156,32 @@ final class StreamLoop {
             }
         case let .message(message):
             backfill.observe(message)
-        case .origin, .type:
+        case let .type(type):
+            catalog.typeChanged(type.oid)
+        case .origin:
             break
         case .streamStart, .streamStop, .streamCommit, .streamAbort:
             throw ConnectorError.fatal("source '\(source.name)': received a streamed transaction, which was not requested")
         }
+    }
+
+    /// Relaxes the schema a new row contradicts (see ``SchemaGuard``) and writes it before the row.
+    private func keepSchemaTrue(_ oid: UInt32, _ row: TupleData) throws {
+        guard !progress.skipping, ignored[oid] == nil, let check = guards[oid], var schema = relations[oid],
+              let found = check.violations(row) else { return }
+        for index in found.nulls { schema.columns[index].isNotNull = false }
+        if !found.unknownLabels.isEmpty,
+           let refreshed = try source.wrap({ try catalog.refreshingEnums(schema, used: found.unknownLabels) }) {
+            schema = refreshed
+        }
+        guard schema != relations[oid] else { return }
+        context.logger.info("schema follows a row", metadata: [
+            "table": "\(schema.qualifiedName)", "nulls_in": "\(found.nulls.map { schema.columns[$0].name })",
+            "new_labels": "\(found.unknownLabels.values.flatMap { $0 }.sorted())",
+        ])
+        relations[oid] = schema
+        guards[oid] = SchemaGuard(schema)
+        try writer.relationChanged(schema)
     }
 
     /// The relation of a change to write, or nil when the change is skipped or its table is not captured.

@@ -52,6 +52,7 @@ public struct RecordJSON {
             item.field("name", string: column.name)
             item.field("type", string: column.typeName)
             if column.isPrimaryKey { item.field("primary_key", raw: "true") }
+            if column.isNotNull { item.field("not_null", raw: "true") }
             columns += item.finish()
         }
         out.field("columns", raw: columns + "]")

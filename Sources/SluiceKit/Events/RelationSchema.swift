@@ -16,9 +16,14 @@ public struct RelationSchema: Sendable, Equatable {
         /// The value rows that existed before this column was added take (text form), when the source
         /// knows it: `ADD COLUMN … DEFAULT` fills existing rows without logging a change for each.
         public var existingRowsValue: String?
+        /// Declared NOT NULL at the source (false in topics written before Sluice recorded it).
+        public var isNotNull: Bool
+        /// The enum the column's type is (or, for an array column, its elements are), with its labels.
+        public var enumType: EnumType?
 
         public init(name: String, typeOID: UInt32, typeModifier: Int32, typeName: String,
-                    isPrimaryKey: Bool, isReplicaIdentity: Bool, existingRowsValue: String? = nil) {
+                    isPrimaryKey: Bool, isReplicaIdentity: Bool, existingRowsValue: String? = nil,
+                    isNotNull: Bool = false, enumType: EnumType? = nil) {
             self.name = name
             self.typeOID = typeOID
             self.typeModifier = typeModifier
@@ -26,10 +31,26 @@ public struct RelationSchema: Sendable, Equatable {
             self.isPrimaryKey = isPrimaryKey
             self.isReplicaIdentity = isReplicaIdentity
             self.existingRowsValue = existingRowsValue
+            self.isNotNull = isNotNull
+            self.enumType = enumType
         }
 
         /// The broad family of the type, for targets with fewer types than PostgreSQL.
         public var typeClass: TypeClass { TypeClass(oid: typeOID) }
+    }
+
+    /// A user-defined enum type: a target that lacks it can create it (`CREATE TYPE … AS ENUM`).
+    public struct EnumType: Sendable, Equatable {
+        public var schema: String
+        public var name: String
+        /// In sort order; a value the source used but its catalog did not list (renamed since) comes last.
+        public var labels: [String]
+
+        public init(schema: String, name: String, labels: [String]) {
+            self.schema = schema
+            self.name = name
+            self.labels = labels
+        }
     }
 
     public enum ReplicaIdentity: UInt8, Sendable {

@@ -67,12 +67,19 @@ extension RelationSchema {
         body.u16(UInt16(columns.count))
         for column in columns {
             body.u8((column.isReplicaIdentity ? 1 : 0) | (column.isPrimaryKey ? 2 : 0)
-                    | (column.existingRowsValue != nil ? 4 : 0))
+                    | (column.existingRowsValue != nil ? 4 : 0) | (column.isNotNull ? 8 : 0)
+                    | (column.enumType != nil ? 16 : 0))
             body.string(column.name)
             body.u32(column.typeOID)
             body.i32(column.typeModifier)
             body.string(column.typeName)
             if let value = column.existingRowsValue { body.string(value) }
+            if let type = column.enumType {
+                body.string(type.schema)
+                body.string(type.name)
+                body.u16(UInt16(min(type.labels.count, Int(UInt16.max))))
+                for label in type.labels.prefix(Int(UInt16.max)) { body.string(label) }
+            }
         }
     }
 
@@ -89,10 +96,21 @@ extension RelationSchema {
         columns.reserveCapacity(count)
         for _ in 0..<count {
             let flags = try cursor.u8()
-            columns.append(Column(name: try cursor.string(), typeOID: try cursor.u32(), typeModifier: try cursor.i32(),
-                                  typeName: try cursor.string(), isPrimaryKey: flags & 2 != 0,
-                                  isReplicaIdentity: flags & 1 != 0,
-                                  existingRowsValue: flags & 4 != 0 ? try cursor.string() : nil))
+            var column = Column(name: try cursor.string(), typeOID: try cursor.u32(), typeModifier: try cursor.i32(),
+                                typeName: try cursor.string(), isPrimaryKey: flags & 2 != 0,
+                                isReplicaIdentity: flags & 1 != 0,
+                                existingRowsValue: flags & 4 != 0 ? try cursor.string() : nil,
+                                isNotNull: flags & 8 != 0)
+            if flags & 16 != 0 {
+                let schema = try cursor.string()
+                let name = try cursor.string()
+                let count = Int(try cursor.u16())
+                var labels: [String] = []
+                labels.reserveCapacity(count)
+                for _ in 0..<count { labels.append(try cursor.string()) }
+                column.enumType = EnumType(schema: schema, name: name, labels: labels)
+            }
+            columns.append(column)
         }
         return RelationSchema(id: id, schema: schema, table: table, replicaIdentity: identity, columns: columns)
     }
