@@ -28,6 +28,10 @@ public final class PGConnection {
         guard PQstatus(conn) == CONNECTION_OK else {
             let message = String(cString: PQerrorMessage(conn))
             PQfinish(conn)
+            // A TLS mismatch is a configuration to fix, not an outage to wait out.
+            if let problem = tlsProblem(message) {
+                throw PGError("cannot connect to \(displayURL): \(message) -- TLS: \(problem)", connectionLost: false)
+            }
             throw PGError("cannot connect to \(displayURL): \(message)", connectionLost: true)
         }
         self.conn = conn
@@ -189,6 +193,7 @@ public func connectionURLProblem(_ url: String) -> String? {
         return message.trimmingCharacters(in: .whitespacesAndNewlines)
     }
     defer { PQconninfoFree(options) }
+    if let problem = tlsParameterProblem(options) { return problem }
     // libpq parses a port lazily, at connect time: check it now.
     var option = options
     while let keyword = option.pointee.keyword {

@@ -24,6 +24,10 @@ public struct PGError: Error, CustomStringConvertible, Sendable {
             || state == "53300" || state == "55006"
     }
 
+    /// Connecting failed on TLS (a wrong CA, a host name the certificate does not list, a missing
+    /// file, a server without TLS): the URL or the server must change, retrying cannot help.
+    public var isTLSFailure: Bool { message.contains(" -- TLS: ") }
+
     public var description: String {
         if let sqlState { return "\(message) (SQLSTATE \(sqlState))" }
         return message

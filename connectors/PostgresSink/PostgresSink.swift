@@ -87,7 +87,11 @@ public final class PostgresSink: Sink {
             let canCreate = try connection.execute(
                 "SELECT has_database_privilege(current_user, current_database(), 'CREATE') AND has_schema_privilege(current_user, 'public', 'CREATE')")
                 .string(0, 0) == "t"
-            var findings = [CheckFinding(.ok, subject, "connected to \(redactURL(url)) (server \(connection.serverVersion / 10000))")]
+            var findings = [CheckFinding(.ok, subject, "connected to \(redactURL(url)) (server \(connection.serverVersion / 10000))"),
+                            CheckFinding(.ok, subject, connection.tls.summary)]
+            if let warning = connectionTLSWarning(url) {
+                findings.append(CheckFinding(.warning, subject, warning, fix: "add sslmode=verify-full&sslrootcert=<the server's CA file> to the url"))
+            }
             if !canCreate {
                 let user = try connection.execute("SELECT current_user").string(0, 0) ?? "sluice"
                 findings.append(CheckFinding(.error, subject, "\(user) cannot create schemas and tables in the target",
@@ -188,6 +192,7 @@ public final class PostgresSink: Sink {
         do {
             return try body()
         } catch let error as PGError {
+            if error.isTLSFailure { throw ConnectorError.misconfigured("sink \(name): \(error.message)") }
             // Refused credentials or privileges are not outages: checked before the connection-lost rule.
             let permanent = ["password authentication failed", "does not exist", "no pg_hba.conf entry", "permission denied"]
             if error.sqlState.map({ $0.hasPrefix("28") || $0 == "42501" }) ?? false

@@ -284,7 +284,7 @@ public final class PostgresSource: BackfillSource {
             let permanent = ["password authentication failed", "does not exist", "no pg_hba.conf entry",
                              "must be superuser or replication role", "permission denied", "invalid integer value",
                              "invalid connection option", "invalid sslmode value"]
-            if permanent.contains(where: { error.message.contains($0) }) {
+            if permanent.contains(where: { error.message.contains($0) }) || error.isTLSFailure {
                 throw ConnectorError.misconfigured("source '\(name)': \(error.message)")
             }
             throw ConnectorError.transient("source '\(name)': \(error.message)")

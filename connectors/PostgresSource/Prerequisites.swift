@@ -17,6 +17,10 @@ struct Prerequisites {
             do { findings += try body() } catch { findings.append(CheckFinding(.error, subject, "\(error)")) }
         }
         probe { [try serverVersion()] }
+        findings.append(CheckFinding(.ok, subject, sql.tls.summary))
+        if let warning = connectionTLSWarning(source.url) {
+            findings.append(CheckFinding(.warning, subject, warning, fix: "add sslmode=verify-full&sslrootcert=<the server's CA file> to the url"))
+        }
         probe { [try walLevel()] }
         probe { [try replicationPrivilege()] }
         probe { try publication() }

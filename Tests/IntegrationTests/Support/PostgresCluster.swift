@@ -17,11 +17,29 @@ final class PostgresCluster {
     static let defaultSettings = [("listen_addresses", "127.0.0.1"), ("wal_level", "logical"), ("max_wal_senders", "20"),
                                   ("max_replication_slots", "20"), ("fsync", "on"), ("shared_buffers", "128MB")]
 
-    init(name: String, settings: [(String, String)] = []) throws {
+    /// `tls:` turns ssl on with those certificates and lets TCP clients in only over TLS (`hostssl`).
+    init(name: String, settings: [(String, String)] = [], tls: TLSCertificates? = nil) throws {
         port = try freePort()
         directory = NSTemporaryDirectory() + "sluice-test-pg-\(name)-\(port)-\(UUID().uuidString.prefix(8))"
         self.settings = Self.defaultSettings + settings
         try start()
+        if let tls { try requireTLS(tls) }
+    }
+
+    /// Through ALTER SYSTEM (not the command line), so a test can turn ssl off again on reload.
+    private func requireTLS(_ tls: TLSCertificates) throws {
+        try query("ALTER SYSTEM SET ssl_cert_file = '\(tls.serverCertificate)'")
+        try query("ALTER SYSTEM SET ssl_key_file = '\(tls.serverKey)'")
+        try query("ALTER SYSTEM SET ssl = on")
+        try ("local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl replication all 127.0.0.1/32 trust\n")
+            .write(toFile: directory + "/pg_hba.conf", atomically: false, encoding: .utf8)
+        try query("SELECT pg_reload_conf()")
+        // The postmaster reloads asynchronously: wait until a plain connection is refused.
+        let deadline = Date().addingTimeInterval(30)
+        while (try? PGConnection(url: url + "?sslmode=disable")) != nil {
+            guard Date() < deadline else { throw TestFailure("ssl = on did not take effect within 30 s") }
+            usleep(50_000)
+        }
     }
 
     /// As scripts/pg-cluster.sh: PostgreSQL's newest installed binaries, run as the postgres user when
