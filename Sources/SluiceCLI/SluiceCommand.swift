@@ -13,6 +13,8 @@ public enum SluiceMain {
     public static func run(registry: ConnectorRegistry = .builtin) -> Never {
         self.registry = registry
         signal(SIGPIPE, SIG_IGN)
+        // Files Sluice creates (data_dir, positions, spools, targets it creates) are the owner's only.
+        umask(0o077)
         if ["run", "backfill"].contains(CommandLine.arguments.dropFirst().first) { Signals.install() }
         do {
             var command = try SluiceCommand.parseAsRoot()
@@ -98,6 +100,7 @@ struct Run: ParsableCommand {
         let config = try options.load()
         LogSetup.bootstrap(format: config.logFormat, level: config.logLevel)
         let pipeline = try Pipeline(config: config, registry: SluiceMain.registry, logger: Logger(label: "sluice"))
+        if let warning = DataDirectoryLock.exposure(dataDirectory: config.dataDirectory) { Logger(label: "sluice").warning("\(warning)") }
         Signals.onStop { pipeline.requestStop() }
         let code = pipeline.run()
         throw ExitCode(code)

@@ -66,6 +66,20 @@ final class SecretLeakTests: DaemonTestCase {
         XCTAssertTrue(daemon.log.contains(text), "\(label):\n\(daemon.log)")
     }
 
+    /// data_dir is 0700 and nothing in it may be read by group or others.
+    private func assertOwnerOnly(_ path: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        var checked = 0
+        for name in [""] + (FileManager.default.subpaths(atPath: path) ?? []) {
+            var info = stat()
+            guard lstat(path + "/" + name, &info) == 0, (info.st_mode & S_IFMT) != S_IFLNK else { continue }
+            checked += 1
+            let mode = info.st_mode & 0o777
+            if name.isEmpty { XCTAssertEqual(mode, 0o700, "data_dir's mode", file: file, line: line) }
+            XCTAssertEqual(mode & 0o077, 0, "\(name) has mode \(String(mode, radix: 8))", file: file, line: line)
+        }
+        XCTAssertGreaterThan(checked, 5, "data_dir holds the topic, positions and status", file: file, line: line)
+    }
+
     func testPasswordNeverPrintedOrWritten() throws {
         try source.query("""
             CREATE ROLE \(Self.role) LOGIN SUPERUSER REPLICATION PASSWORD '\(Self.password)';
@@ -109,12 +123,16 @@ final class SecretLeakTests: DaemonTestCase {
         try command("backfill", ["backfill", "--config", configPath, "--table", "public.accounts"], timeout: 120)
         XCTAssertEqual(daemon.terminate(), 0, logTail)
         outputs.append(("run (json, trace)", daemon.log))
+        try assertOwnerOnly(dataDirectory)
 
         // The same configuration with human log lines, then each failure path.
         let human = try writeConfig(sourceURL: url(), sinkURL: sinkURL, metricsPort: try freePort(),
                                     format: "human", to: directory + "/human.yml")
         try source.query("INSERT INTO accounts VALUES (52, 'crash')")
+        chmod(dataDirectory, 0o755)
         try runUntil("run (human, failpoint)", config: human, "failpoint", failpoints: "sink.postgres.after_commit@1")
+        XCTAssertTrue(outputs.last!.1.contains("may be read by other users (mode 755)"), outputs.last!.1)
+        chmod(dataDirectory, 0o700)
         let wrong = try writeConfig(sourceURL: url(password: Self.password + "-wrong"),
                                     sinkURL: url(database: "replica", password: Self.password + "x"),
                                     metricsPort: try freePort(), format: "human", to: directory + "/wrong.yml")

@@ -179,6 +179,7 @@ final class ConfigLoaderTests: XCTestCase {
             ("{name: s, type: file, path: f, max_file_bytes: huge}", "sinks[0] (s).max_file_bytes", "'huge' is not a size"),
             ("{name: s, type: exec, command: [x], ack_timeout: soon}", "sinks[0] (s).ack_timeout", "'soon' is not a duration"),
             ("{name: s, type: http, url: 'ftp://x'}", "sinks[0] (s).url", "is not an http:// or https:// URL"),
+            ("{name: s, type: http, url: 'http://hooks.example.com/x'}", "sinks[0] (s).url", "or set insecure: true"),
             ("{name: s, type: postgres, url: 'postgresql://h/d', topics: [app], extra: 1}", "sinks[0] (s).extra", "unknown key"),
         ]
         for (number, test) in cases.enumerated() {
@@ -189,6 +190,11 @@ final class ConfigLoaderTests: XCTestCase {
                 XCTAssertEqual(error.key, test.key, test.sink)
                 XCTAssertTrue(error.message.contains(test.message), "\(test.sink): \(error)")
             }
+        }
+        for sink in ["{name: s, type: http, url: 'http://hooks.example.com/x', insecure: true}",
+                     "{name: s, type: http, url: 'http://127.0.0.1:8080/x'}", "{name: s, type: http, url: 'https://hooks.example.com/x'}"] {
+            let section = try load(try write("http", Self.source + "\nsinks:\n  - \(sink)\n")).sinks[0].config
+            XCTAssertNoThrow(try ConnectorRegistry.builtin.sinks["http"]!.init(config: section), sink)
         }
         let source = try load(try write("source", Self.source + "\n    heartbeat_interval: soon\n    backfill_chunk_size: 0\n"))
         XCTAssertThrowsError(try ConnectorRegistry.builtin.sources["postgres"]!.init(config: source.sources[0])) { error in

@@ -42,6 +42,14 @@ public final class HTTPSink: Sink {
         guard let url = URL(string: text), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host != nil else {
             throw config.error("url", "'\(text)' is not an http:// or https:// URL")
         }
+        // Batches and headers (a token) in clear text are only for this machine unless asked for.
+        let insecure = try config.bool("insecure", default: false)
+        if url.scheme?.lowercased() == "http", let host = url.host, !Self.isLoopback(host), !insecure {
+            throw config.error("url", """
+                '\(text)' sends batches and headers unencrypted to \(host), which is not this machine: use https://, \
+                or set insecure: true to accept that
+                """)
+        }
         self.url = url
         headers = try config.stringMap("headers")
         timeoutSeconds = Double(try config.durationMillis("timeout", default: 10_000)) / 1000
@@ -52,6 +60,10 @@ public final class HTTPSink: Sink {
         configuration.timeoutIntervalForRequest = timeoutSeconds
         session = URLSession(configuration: configuration)
         try config.rejectUnknownKeys()
+    }
+
+    static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host.hasPrefix("127.") || host == "::1" || host == "[::1]"
     }
 
     struct StoredPosition: Codable {
