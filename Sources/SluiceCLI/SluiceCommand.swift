@@ -22,6 +22,9 @@ public enum SluiceMain {
             exit(0)
         } catch let error as ConfigError {
             fail("error: \(error)", code: 2)
+        } catch let errors as ConfigErrors {
+            fail("error: \(errors.errors.count) mistakes in the configuration:\n"
+                 + errors.errors.map { "  \($0)" }.joined(separator: "\n"), code: 2)
         } catch let error as UsageError {
             fail("error: \(error.message)", code: 2)
         } catch let error as RuntimeFailure {

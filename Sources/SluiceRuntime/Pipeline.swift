@@ -28,12 +28,26 @@ public final class Pipeline: @unchecked Sendable {
     public init(config: SluiceConfig, registry: ConnectorRegistry, logger: Logger) throws {
         self.config = config
         self.logger = logger
-        sources = try config.sources.map { section in
-            (section.name, try registry.sources[section.type]!.init(config: section))
+        // Every connector validates its keys; all their mistakes are reported together.
+        var problems: [ConfigError] = []
+        func build<T>(_ body: () throws -> T) throws -> T? {
+            do {
+                return try body()
+            } catch {
+                guard let found = ConfigErrors.unpack(error) else { throw error }
+                problems += found
+                return nil
+            }
         }
-        sinks = try config.sinks.map { section in
-            (section, try registry.sinks[section.config.type]!.init(config: section.config))
+        let builtSources = try config.sources.map { section in
+            try build { (section.name, try registry.sources[section.type]!.init(config: section)) }
         }
+        let builtSinks = try config.sinks.map { section in
+            try build { (section, try registry.sinks[section.config.type]!.init(config: section.config)) }
+        }
+        try ConfigErrors.throwIfAny(problems)
+        sources = builtSources.compactMap { $0 }
+        sinks = builtSinks.compactMap { $0 }
         store = try TopicStores.make(config, logger: logger)
     }
 

@@ -201,4 +201,81 @@ final class ConfigLoaderTests: XCTestCase {
             XCTAssertEqual((error as? ConfigError)?.key, "sources[0] (app).heartbeat_interval", "\(error)")
         }
     }
+
+    /// Every mistake of a file at once, in file order, with the key meant for a misspelt one.
+    func testEveryMistakeOfAFileAtOnce() throws {
+        let path = try write("many", """
+            sourcs: []
+            sources:
+              - name: app
+                type: postgres
+                url: postgresql://127.0.0.1/app
+              - name: two
+                type: postgress
+            sinks:
+              - name: lite
+                type: sqlite
+                pth: ./x.db
+              - name: pg
+                type: postgres
+                url: postgresql://127.0.0.1/y
+                topic: [app]
+            metrics: {listn: "127.0.0.1:1"}
+            """)
+        XCTAssertThrowsError(try load(path)) { error in
+            guard let errors = (error as? ConfigErrors)?.errors else { return XCTFail("\(error) is not ConfigErrors") }
+            let expected: [(key: String, words: String)] = [
+                ("sourcs", "did you mean 'sources'?"),
+                ("sources[1] (two).type", "did you mean 'postgres'?"),
+                ("sinks[0] (lite).path", "is 'pth' meant to be 'path'?"),
+                ("sinks[1] (pg).topic", "did you mean 'topics'?"),
+                ("metrics.listn", "did you mean 'listen'?"),
+            ]
+            XCTAssertEqual(errors.map(\.key), expected.map(\.key), "\(error)")
+            for (found, wanted) in zip(errors, expected) {
+                XCTAssertTrue(found.message.contains(wanted.words), "\(found) should say \(wanted.words)")
+                XCTAssertEqual(found.file, path)
+            }
+            XCTAssertEqual(errors.map { $0.line ?? 0 }, errors.map { $0.line ?? 0 }.sorted(), "in file order: \(error)")
+        }
+    }
+
+    /// Sizes in any case, decimal-looking or binary suffixes alike.
+    func testSizesAcceptEveryCommonSpelling() {
+        for text in ["64MB", "64mb", "64Mb", "64MiB", "64mib", " 64 MB "] {
+            XCTAssertEqual(parseByteSize(text), 64 << 20, text)
+        }
+        XCTAssertEqual(parseByteSize("1gb"), 1 << 30)
+        XCTAssertEqual(parseByteSize("4096"), 4096)
+        XCTAssertNil(parseByteSize("64 megs"))
+    }
+
+    /// A YAML syntax error names the line, the column and the likely cause in plain words.
+    func testYAMLSyntaxErrorsSayWhereAndWhy() throws {
+        let cases: [(text: String, line: Int, words: String)] = [
+            ("sources:\n  - name: app\n    type: postgres\n   url: x\n", 4, "indentation"),
+            ("sources:\n  - name: app\n\ttype: postgres\n", 3, "tab"),
+            ("sources:\n  - name: app\n    url: postgresql://x: y\n", 3, "put the value in quotes"),
+            ("sources:\n  - name: app\n    tables: [a, b\n", 4, "not closed with ]"),
+        ]
+        for (number, test) in cases.enumerated() {
+            let path = try write("yaml-\(number)", test.text)
+            XCTAssertThrowsError(try load(path)) { error in
+                guard let error = error as? ConfigError else { return XCTFail("\(error)") }
+                XCTAssertTrue(error.message.contains(test.words), "\(test.text): \(error)")
+                XCTAssertTrue(error.message.hasPrefix("is not valid YAML"), "\(error)")
+                if test.line != 4 || number == 0 { XCTAssertEqual(error.line, test.line, "\(error)") }
+            }
+        }
+    }
+
+    /// A YAML number or boolean where table names are expected is an error naming the key.
+    func testWrongYAMLTypeForTables() throws {
+        for value in ["42", "true", "false", "[1, 2]"] {
+            let config = try load(try write("tables-\(value)", Self.source + "\n    tables: \(value)\n"))
+            XCTAssertThrowsError(try ConnectorRegistry.builtin.sources["postgres"]!.init(config: config.sources[0]), value) { error in
+                XCTAssertEqual((error as? ConfigError)?.key, "sources[0] (app).tables", "\(value): \(error)")
+            }
+        }
+    }
 }

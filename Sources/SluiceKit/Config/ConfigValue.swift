@@ -52,3 +52,54 @@ public struct ConfigError: Error, CustomStringConvertible, Sendable {
         return key.isEmpty ? "\(place): \(message)" : "\(place): \(key): \(message)"
     }
 }
+
+/// Every mistake found in one configuration file, reported together (a file with four typos needs
+/// one run to learn about all four). Thrown only for two or more; a single one is a ``ConfigError``.
+public struct ConfigErrors: Error, CustomStringConvertible, Sendable {
+    public var errors: [ConfigError]
+
+    public init(_ errors: [ConfigError]) { self.errors = errors }
+
+    public var description: String { errors.map(\.description).joined(separator: "\n") }
+
+    /// Throws what was collected: nothing, the one error, or all of them.
+    public static func throwIfAny(_ errors: [ConfigError]) throws {
+        if errors.count == 1 { throw errors[0] }
+        if errors.count > 1 { throw ConfigErrors(errors) }
+    }
+
+    /// The errors a thrown error carries (a ``ConfigError`` or ``ConfigErrors``), nil for any other error.
+    public static func unpack(_ error: any Error) -> [ConfigError]? {
+        if let one = error as? ConfigError { return [one] }
+        if let many = error as? ConfigErrors { return many.errors }
+        return nil
+    }
+}
+
+/// " (did you mean 'tables'?)" for a misspelt key close to a known one, else "".
+public func didYouMean(_ word: String, among known: [String]) -> String {
+    let lowered = word.lowercased()
+    let scored = known.map { ($0, editDistance(lowered, $0.lowercased())) }.filter { candidate, distance in
+        distance <= max(1, min(3, candidate.count / 3)) || candidate.hasPrefix(lowered) && lowered.count >= 3
+    }
+    guard let best = scored.min(by: { $0.1 < $1.1 }) else { return "" }
+    return " (did you mean '\(best.0)'?)"
+}
+
+/// Levenshtein distance, counting an adjacent swap as one edit ("tabels" → "tables").
+func editDistance(_ a: String, _ b: String) -> Int {
+    let a = Array(a), b = Array(b)
+    if a.isEmpty { return b.count }
+    if b.isEmpty { return a.count }
+    var rows = [[Int]](repeating: [Int](repeating: 0, count: b.count + 1), count: a.count + 1)
+    for i in 0...a.count { rows[i][0] = i }
+    for j in 0...b.count { rows[0][j] = j }
+    for i in 1...a.count {
+        for j in 1...b.count {
+            let cost = a[i - 1] == b[j - 1] ? 0 : 1
+            rows[i][j] = min(rows[i - 1][j] + 1, rows[i][j - 1] + 1, rows[i - 1][j - 1] + cost)
+            if i > 1, j > 1, a[i - 1] == b[j - 2], a[i - 2] == b[j - 1] { rows[i][j] = min(rows[i][j], rows[i - 2][j - 2] + 1) }
+        }
+    }
+    return rows[a.count][b.count]
+}

@@ -49,7 +49,11 @@ public final class ConnectorConfig: @unchecked Sendable {
     }
 
     public func string(_ key: String) throws -> String {
-        guard let text = try optionalString(key) else { throw error(key, "is required") }
+        guard let text = try optionalString(key) else {
+            // A required key next to a near miss is almost always that key misspelt.
+            let misspelt = entries.map(\.key).first { $0 != key && !didYouMean($0, among: [key]).isEmpty }
+            throw error(key, "is required" + (misspelt.map { " (is '\($0)' meant to be '\(key)'?)" } ?? ""))
+        }
         guard !text.isEmpty else { throw error(key, "must not be empty") }
         return text
     }
@@ -136,12 +140,13 @@ public final class ConnectorConfig: @unchecked Sendable {
     /// Raw access for connectors with structured settings.
     public var allEntries: [(key: String, value: ConfigValue)] { entries }
 
-    /// Throws for the first key the connector did not read.
+    /// Throws for every key the connector did not read, at once, suggesting the known key meant.
     public func rejectUnknownKeys() throws {
-        for entry in entries where !read.contains(entry.key) {
-            throw error(entry.key, "unknown key for a '\(type)' \(path.hasPrefix("sources") ? "source" : "sink")"
-                        + " (known: \(read.sorted().joined(separator: ", ")))", line: entry.value.line)
-        }
+        let known = read.sorted()
+        try ConfigErrors.throwIfAny(entries.filter { !read.contains($0.key) }.map { entry in
+            error(entry.key, "unknown key for a '\(type)' \(path.hasPrefix("sources") ? "source" : "sink")"
+                  + "\(didYouMean(entry.key, among: known)) (known: \(known.joined(separator: ", ")))", line: entry.value.line)
+        })
     }
 
     /// Resolves a path from the file against the file's folder.
@@ -171,7 +176,8 @@ public func parseByteSize(_ text: String) -> UInt64? {
                                      ("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("TiB", 1 << 40),
                                      ("B", 1)]
     let trimmed = text.trimmingCharacters(in: .whitespaces)
-    for (suffix, factor) in units where trimmed.hasSuffix(suffix) {
+    // 64MB, 64mb, 64Mb and 64MiB alike: binary multiples either way.
+    for (suffix, factor) in units where trimmed.lowercased().hasSuffix(suffix.lowercased()) {
         let number = trimmed.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)
         // Up to an exabyte: anything larger is a mistake, and would not fit in a UInt64.
         if let value = Double(number), value >= 0, value * Double(factor) <= 1e18 { return UInt64(value * Double(factor)) }

@@ -24,6 +24,7 @@ public struct TableName: Hashable, Sendable, Comparable, CustomStringConvertible
         case emptyPart
         case tooManyParts
         case tooLong(String)
+        case reserved(String)
 
         public var description: String {
             switch self {
@@ -33,6 +34,7 @@ public struct TableName: Hashable, Sendable, Comparable, CustomStringConvertible
             case .emptyPart: return "has an empty name part"
             case .tooManyParts: return "has more than two dot-separated parts (write schema.table; quote a name that contains a dot: \"a.b\")"
             case let .tooLong(part): return "has a name longer than \(TableName.maxIdentifierBytes) bytes: \(part)"
+            case let .reserved(word): return "is the reserved word \(word), not a table name (a YAML \(word == "null" ? "null" : "boolean") where a list of tables is expected; write tables: [schema.table], or quote a table really named so: '\"\(word)\"')"
             }
         }
     }
@@ -75,6 +77,8 @@ public struct TableName: Hashable, Sendable, Comparable, CustomStringConvertible
                     index += 1
                 }
                 guard !part.isEmpty else { throw .emptyPart }
+                // YAML turns `tables: true` into this; PostgreSQL reserves these words unquoted.
+                if ["true", "false", "null"].contains(part) { throw .reserved(part) }
             }
             guard part.utf8.count <= maxIdentifierBytes else { throw .tooLong(part) }
             parts.append(part)

@@ -59,73 +59,112 @@ enum ConfigLoader {
         } catch let error as ConfigError {
             throw error
         } catch let error as YamlError {
-            throw ConfigError(file: file, key: "", message: "is not valid YAML: \(describe(error))")
+            let (line, message) = describe(error, text: text)
+            throw ConfigError(file: file, line: line, key: "", message: message)
         }
         guard case let .map(entries, _) = root else {
             throw ConfigError(file: file, line: root.line, key: "", message: "must be a mapping of keys (data_dir, sources, sinks, …)")
         }
+        // Every mistake of the file is collected and reported together.
+        var problems: [ConfigError] = []
+        func attempt<T>(_ body: () throws -> T) throws -> T? {
+            do {
+                return try body()
+            } catch {
+                guard let found = ConfigErrors.unpack(error) else { throw error }
+                problems += found
+                return nil
+            }
+        }
         for entry in entries where !topLevelKeys.contains(entry.key) {
-            throw ConfigError(file: file, line: entry.value.line, key: entry.key,
-                              message: "unknown key (known: \(topLevelKeys.joined(separator: ", ")))")
+            problems.append(ConfigError(file: file, line: entry.value.line, key: entry.key,
+                                        message: "unknown key\(didYouMean(entry.key, among: topLevelKeys)) (known: \(topLevelKeys.joined(separator: ", ")))"))
         }
         func value(_ key: String) -> ConfigValue? { entries.first { $0.key == key }?.value }
 
         var dataDirectory = "./sluice-data"
         if let raw = value("data_dir") {
-            guard case let .scalar(text, _) = raw, !text.isEmpty else {
-                throw ConfigError(file: file, line: raw.line, key: "data_dir", message: "must be a directory path")
+            if case let .scalar(text, _) = raw, !text.isEmpty {
+                dataDirectory = text
+            } else {
+                problems.append(ConfigError(file: file, line: raw.line, key: "data_dir", message: "must be a directory path"))
             }
-            dataDirectory = text
         }
         if !dataDirectory.hasPrefix("/") {
             dataDirectory = URL(fileURLWithPath: dataDirectory, relativeTo: URL(fileURLWithPath: baseDirectory + "/"))
                 .standardizedFileURL.path
         }
 
-        let backend = try topicBackend(value("topics"), file: file, baseDirectory: baseDirectory)
+        let backend = try attempt { try topicBackend(value("topics"), file: file, baseDirectory: baseDirectory) } ?? .embedded
         // With a shared broker a process may hold only sinks (a split deployment).
         let shared = backend != .embedded
-        let sources = try sections(value("sources"), key: "sources", file: file, dataDirectory: dataDirectory,
-                                   baseDirectory: baseDirectory, required: !shared)
-        guard !sources.isEmpty || (shared && value("sinks") != nil) else {
-            throw ConfigError(file: file, line: value("sources")?.line, key: "sources",
-                              message: shared ? "needs at least one source, or sinks: for a sink-only process" : "needs at least one source")
+        let parsedSources = try attempt {
+            try sections(value("sources"), key: "sources", file: file, dataDirectory: dataDirectory,
+                         baseDirectory: baseDirectory, required: !shared)
+        }
+        let sources = parsedSources ?? []
+        if let parsedSources, parsedSources.isEmpty && !(shared && value("sinks") != nil) {
+            problems.append(ConfigError(file: file, line: value("sources")?.line, key: "sources",
+                                        message: shared ? "needs at least one source, or sinks: for a sink-only process" : "needs at least one source"))
         }
         for source in sources where registry.sources[source.type] == nil {
-            throw source.error("type", "unknown source type '\(source.type)' (known: \(registry.sources.keys.sorted().joined(separator: ", ")))")
+            problems.append(source.error("type", "unknown source type '\(source.type)'\(didYouMean(source.type, among: Array(registry.sources.keys))) "
+                                         + "(known: \(registry.sources.keys.sorted().joined(separator: ", ")))"))
         }
         let topics = sources.map(\.name)
         var sinks: [SluiceConfig.SinkSection] = []
-        for sink in try sections(value("sinks"), key: "sinks", file: file, dataDirectory: dataDirectory,
-                                 baseDirectory: baseDirectory, required: false) {
+        let sinkSections = try attempt {
+            try sections(value("sinks"), key: "sinks", file: file, dataDirectory: dataDirectory, baseDirectory: baseDirectory, required: false)
+        } ?? []
+        for sink in sinkSections {
             guard registry.sinks[sink.type] != nil else {
-                throw sink.error("type", "unknown sink type '\(sink.type)' (known: \(registry.sinks.keys.sorted().joined(separator: ", ")))")
+                problems.append(sink.error("type", "unknown sink type '\(sink.type)'\(didYouMean(sink.type, among: Array(registry.sinks.keys))) "
+                                           + "(known: \(registry.sinks.keys.sorted().joined(separator: ", ")))"))
+                continue
             }
-            let wanted = try sink.stringList("topics") ?? topics
-            guard !wanted.isEmpty else {
-                throw sink.error("topics", topics.isEmpty ? "is required in a sink-only process: name the topics (sources) to read"
-                                                          : "must name at least one topic")
-            }
-            for topic in wanted where !topics.contains(topic) {
-                // A shared broker holds topics other processes' sources write; the stream is checked at start.
-                guard shared else {
-                    throw sink.error("topics", "'\(topic)' is not a topic; topics are named after sources: \(topics.joined(separator: ", "))")
-                }
-                guard topic.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") }), topic.count <= 64 else {
-                    throw sink.error("topics", "'\(topic)' is not a topic name (letters, digits, _ and -)")
-                }
-            }
-            guard Set(wanted).count == wanted.count else { throw sink.error("topics", "lists a topic twice") }
-            sinks.append(.init(config: sink, topics: wanted))
+            if let section = try attempt({ try sinkTopics(sink, topics: topics, shared: shared) }) { sinks.append(section) }
         }
-
-        return SluiceConfig(file: file, dataDirectory: dataDirectory, sources: sources, sinks: sinks,
-                            metrics: try metrics(value("metrics"), file: file),
-                            logFormat: try logging(value("logging"), file: file, key: "format", choices: ["human", "json"]),
-                            logLevel: try logging(value("logging"), file: file, key: "level",
-                                                  choices: ["trace", "debug", "info", "notice", "warning", "error"]),
-                            retention: try retention(value("retention"), file: file), topicBackend: backend,
+        let metricsSettings: SluiceConfig.Metrics? = try attempt { try Self.metrics(value("metrics"), file: file) } ?? nil
+        let logFormat = try attempt { try logging(value("logging"), file: file, key: "format", choices: ["human", "json"]) } ?? nil
+        let logLevel = try attempt {
+            try logging(value("logging"), file: file, key: "level", choices: ["trace", "debug", "info", "notice", "warning", "error"])
+        } ?? nil
+        let retentionPolicy: RetentionPolicy = try attempt { try Self.retention(value("retention"), file: file) } ?? .default
+        if !problems.isEmpty {
+            // The connectors' own keys too, so one run lists everything (their initializers do no I/O).
+            for source in sources {
+                guard let type = registry.sources[source.type] else { continue }
+                _ = try attempt { try type.init(config: source) }
+            }
+            for sink in sinkSections {
+                guard let type = registry.sinks[sink.type] else { continue }
+                _ = try attempt { try type.init(config: sink) }
+            }
+        }
+        try ConfigErrors.throwIfAny(problems.uniqued().enumerated().sorted { ($0.element.line ?? 0, $0.offset) < ($1.element.line ?? 0, $1.offset) }.map(\.element))
+        return SluiceConfig(file: file, dataDirectory: dataDirectory, sources: sources, sinks: sinks, metrics: metricsSettings,
+                            logFormat: logFormat, logLevel: logLevel, retention: retentionPolicy, topicBackend: backend,
                             warnings: expansion.warnings)
+    }
+
+    /// The topics a sink reads: its `topics:` (default: every source of the file).
+    static func sinkTopics(_ sink: ConnectorConfig, topics: [String], shared: Bool) throws -> SluiceConfig.SinkSection {
+        let wanted = try sink.stringList("topics") ?? topics
+        guard !wanted.isEmpty else {
+            throw sink.error("topics", topics.isEmpty ? "is required in a sink-only process: name the topics (sources) to read"
+                                                      : "must name at least one topic")
+        }
+        for topic in wanted where !topics.contains(topic) {
+            // A shared broker holds topics other processes' sources write; the stream is checked at start.
+            guard shared else {
+                throw sink.error("topics", "'\(topic)' is not a topic\(didYouMean(topic, among: topics)); topics are named after sources: \(topics.joined(separator: ", "))")
+            }
+            guard topic.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") }), topic.count <= 64 else {
+                throw sink.error("topics", "'\(topic)' is not a topic name (letters, digits, _ and -)")
+            }
+        }
+        guard Set(wanted).count == wanted.count else { throw sink.error("topics", "lists a topic twice") }
+        return .init(config: sink, topics: wanted)
     }
 
     /// The `sources:` or `sinks:` list: each entry a mapping with a unique `name` and a `type`.
@@ -140,7 +179,19 @@ enum ConfigLoader {
             throw ConfigError(file: file, line: raw.line, key: key, message: "must be a list (each entry starting with '- name:')")
         }
         var names: Set<String> = []
-        return try items.enumerated().map { index, item in
+        var problems: [ConfigError] = []
+        let parsed: [ConnectorConfig] = items.enumerated().compactMap { index, item in
+          do {
+            return try section(index: index, item: item)
+          } catch {
+            problems += ConfigErrors.unpack(error) ?? [ConfigError(file: file, key: "\(key)[\(index)]", message: "\(error)")]
+            return nil
+          }
+        }
+        try ConfigErrors.throwIfAny(problems)
+        return parsed
+
+        func section(index: Int, item: ConfigValue) throws -> ConnectorConfig {
             let path = "\(key)[\(index)]"
             guard case let .map(entries, line) = item else {
                 throw ConfigError(file: file, line: item.line, key: path, message: "must be a mapping with name and type")
@@ -173,7 +224,7 @@ enum ConfigLoader {
             throw ConfigError(file: file, line: raw.line, key: "metrics", message: "must be a mapping, e.g. {listen: \"127.0.0.1:9187\"}")
         }
         for entry in entries where entry.key != "listen" {
-            throw ConfigError(file: file, line: entry.value.line, key: "metrics.\(entry.key)", message: "unknown key (known: listen)")
+            throw ConfigError(file: file, line: entry.value.line, key: "metrics.\(entry.key)", message: "unknown key\(didYouMean(entry.key, among: ["listen"])) (known: listen)")
         }
         guard case let .scalar(listen, _)? = entries.first(where: { $0.key == "listen" })?.value else {
             throw ConfigError(file: file, line: line, key: "metrics.listen", message: "is required, e.g. \"127.0.0.1:9187\"")
@@ -192,7 +243,7 @@ enum ConfigLoader {
             throw ConfigError(file: file, line: raw.line, key: "logging", message: "must be a mapping with format and level")
         }
         for entry in entries where !["format", "level"].contains(entry.key) {
-            throw ConfigError(file: file, line: entry.value.line, key: "logging.\(entry.key)", message: "unknown key (known: format, level)")
+            throw ConfigError(file: file, line: entry.value.line, key: "logging.\(entry.key)", message: "unknown key\(didYouMean(entry.key, among: ["format", "level"])) (known: format, level)")
         }
         guard let value = entries.first(where: { $0.key == key })?.value else { return nil }
         guard case let .scalar(text, line) = value, choices.contains(text) else {
@@ -212,7 +263,7 @@ enum ConfigLoader {
         let known = ["backend", "servers", "replicas", "stream_prefix", "credentials", "ca_file", "user", "password", "token"]
         for entry in entries where !known.contains(entry.key) {
             throw ConfigError(file: file, line: entry.value.line, key: "topics.\(entry.key)",
-                              message: "unknown key (known: \(known.joined(separator: ", ")))")
+                              message: "unknown key\(didYouMean(entry.key, among: known)) (known: \(known.joined(separator: ", ")))")
         }
         func scalar(_ key: String) throws -> String? {
             guard let value = entries.first(where: { $0.key == key })?.value else { return nil }
@@ -316,7 +367,7 @@ enum ConfigLoader {
                 policy.segmentBytes = size
             default:
                 throw ConfigError(file: file, line: line, key: "retention.\(entry.key)",
-                                  message: "unknown key (known: max_bytes, max_age, segment_bytes)")
+                                  message: "unknown key\(didYouMean(entry.key, among: ["max_bytes", "max_age", "segment_bytes"])) (known: max_bytes, max_age, segment_bytes)")
             }
         }
         return policy
@@ -349,8 +400,60 @@ enum ConfigLoader {
         }
     }
 
-    static func describe(_ error: YamlError) -> String {
-        let text = "\(error)"
-        return text.split(separator: "\n").first.map(String.init) ?? text
+    /// A YAML syntax error in plain words: where, what libyaml found, what usually causes it, and the line.
+    static func describe(_ error: YamlError, text: String) -> (line: Int?, message: String) {
+        let problem: String, mark: Mark, context: YamlError.Context?
+        switch error {
+        case let .scanner(found, what, at, _), let .parser(found, what, at, _), let .composer(found, what, at, _):
+            (context, problem, mark) = (found, what, at)
+        default:
+            let first = "\(error)".split(separator: "\n").first.map(String.init) ?? "\(error)"
+            return (nil, "is not valid YAML: \(first)")
+        }
+        let hint: String
+        switch problem {
+        case let p where p.contains("found character that cannot start any token") && context == nil:
+            hint = "a tab or a character such as @ or ` starts a value: indent with spaces only, and quote such values"
+        case let p where p.contains("tab character"):
+            hint = "a tab character: YAML indents with spaces only"
+        case let p where p.contains("mapping values are not allowed"):
+            hint = "a ': ' inside a value: put the value in quotes (\"...\")"
+        case let p where p.contains("did not find expected key") || p.contains("did not find expected '-' indicator"):
+            hint = "this line's indentation does not match the lines above it: align keys of one mapping, and items of one list"
+        case let p where p.contains("did not find expected ',' or ']'"):
+            hint = "a [ list is not closed with ] (or an item in it needs quotes)"
+        case let p where p.contains("did not find expected ',' or '}'"):
+            hint = "a { mapping is not closed with } (or a value in it needs quotes)"
+        case let p where p.contains("found unexpected end of stream"):
+            hint = "the file ends inside a quoted value: close the quote"
+        case let p where p.contains("found character that cannot start any token"):
+            hint = "a tab or a reserved character (@, `): indent with spaces only and quote such values"
+        default:
+            hint = problem
+        }
+        let started = context.map { " (in the \(plainContext($0.text)) that starts on line \($0.mark.line))" } ?? ""
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        var shown = ""
+        if mark.line >= 1 && mark.line <= lines.count {
+            let source = String(lines[mark.line - 1])
+            shown = "\n    \(source)\n    \(String(repeating: " ", count: max(0, min(mark.column - 1, source.count))))^"
+        }
+        let raw = hint == problem ? "" : " (libyaml: \(problem))"
+        return (mark.line, "is not valid YAML: syntax error at column \(mark.column)\(started): \(hint)\(raw)\(shown)")
+    }
+
+    private static func plainContext(_ text: String) -> String {
+        text.replacingOccurrences(of: "while parsing a ", with: "").replacingOccurrences(of: "while scanning a ", with: "")
+            .replacingOccurrences(of: "block collection", with: "list").replacingOccurrences(of: "block mapping", with: "mapping")
+            .replacingOccurrences(of: "flow sequence", with: "[ ] list").replacingOccurrences(of: "flow mapping", with: "{ } mapping")
+            .replacingOccurrences(of: "plain scalar", with: "value").replacingOccurrences(of: "quoted scalar", with: "quoted value")
+    }
+}
+
+extension Array where Element == ConfigError {
+    /// The same mistake found twice (a connector validated again) is reported once.
+    func uniqued() -> [ConfigError] {
+        var seen: Set<String> = []
+        return filter { seen.insert($0.description).inserted }
     }
 }
