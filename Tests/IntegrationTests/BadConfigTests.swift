@@ -123,6 +123,31 @@ final class BadConfigTests: SinkTestCase {
         for testCase in cases { try check(testCase) }
     }
 
+    /// Row filters and column lists (`tables:` mappings): mistakes in the file, and those PostgreSQL reveals —
+    /// a filter or a column list PostgreSQL would make reject the table's UPDATE and DELETE.
+    func testPushDownMistakesExit2AndTouchNothing() throws {
+        func tables(_ entry: String) -> String { config(sources: [sourceBlock(extra: ["tables: [\(entry)]"])]) }
+        let cases: [Case] = [
+            Case(name: "unknown key in a table mapping", yaml: tables("{name: public.orders, wher: \"id > 1\"}"),
+                 expect: ["tables[0].wher", "unknown key", "name, where, columns"]),
+            Case(name: "a list as the row filter", yaml: tables("{name: public.orders, where: [1, 2]}"),
+                 expect: ["tables[0].where", "found a list"]),
+            Case(name: "a table mapping without a name", yaml: tables("{where: \"id > 1\"}"),
+                 expect: ["tables[0].name", "is required"]),
+            Case(name: "a number as the column list", yaml: tables("{name: public.orders, columns: 5}"),
+                 expect: ["tables[0].columns", "found a value"]),
+            Case(name: "a row filter outside the replica identity", yaml: tables("{name: public.orders, where: \"note <> 'x'\"}"),
+                 expect: ["public.orders", "note", "replica identity", "reject every UPDATE and DELETE"], fileError: false),
+            Case(name: "a column list without the key", yaml: tables("{name: public.orders, columns: [note]}"),
+                 expect: ["public.orders", "leaves out id", "replica identity"], fileError: false),
+            Case(name: "a row filter on an unknown column", yaml: tables("{name: public.orders, where: \"nope > 1\"}"),
+                 expect: ["where", "nope", "does not exist"], fileError: false),
+            Case(name: "a column list naming an unknown column", yaml: tables("{name: public.orders, columns: [id, nope]}"),
+                 expect: ["columns", "nope"], fileError: false),
+        ]
+        for testCase in cases { try check(testCase) }
+    }
+
     /// Runs the case through run, check (and status) and checks the exit status, the message and that
     /// nothing was created.
     func check(_ testCase: Case, file: StaticString = #filePath, line: UInt = #line) throws {

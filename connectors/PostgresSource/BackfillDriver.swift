@@ -164,34 +164,40 @@ final class BackfillDriver {
 
     private func startChunk(_ state: inout BackfillProgress, tableIndex: Int) throws {
         let table = state.tables[tableIndex].table
-        guard let schema = try source.wrap({ try RelationCatalog.schema(ofTable: quoteQualified(table), on: sql) }) else {
+        // The publication's row filter and column list: a chunk holds what the stream carries of the table.
+        let tableName = (try? TableName.parse(table)) ?? TableName(schema: "public", table: table)
+        guard let copy = try source.wrap({ try source.copySource(of: tableName, on: sql) }) else {
             context.logger.warning("backfill skips a table that no longer exists", metadata: ["table": "\(table)"])
             state.tables[tableIndex].done = true
             return
         }
+        let schema = copy.schema
         let keyColumns = schema.primaryKey
         guard !keyColumns.isEmpty else {
-            context.logger.error("backfill skips a table without a primary key", metadata: ["table": "\(table)"])
+            context.logger.error("backfill skips a table without a primary key (or whose column list leaves it out)",
+                                 metadata: ["table": "\(table)"])
             state.tables[tableIndex].done = true
             return
         }
         if state.tables[tableIndex].totalRows == nil {
-            let count = try source.wrap { try sql.execute("SELECT count(*) FROM \(quoteQualified(table))").string(0, 0) }
+            let count = try source.wrap { try sql.execute("SELECT count(*) FROM \(quoteQualified(table))\(copy.filter)").string(0, 0) }
             state.tables[tableIndex].totalRows = count.flatMap { UInt64($0) }
             try BackfillFiles.write(state, directory: directory, name: BackfillProgress.fileName)
             context.logger.info("backfill copying table", metadata: ["table": "\(table)", "rows": "\(count ?? "?")"])
         }
         let id = UUID().uuidString
         let lastKey = state.tables[tableIndex].lastKey
-        let columns = schema.columns.map { PGConnection.quoteIdentifier($0.name) }.joined(separator: ", ")
+        let columns = copy.selectList
         let key = keyColumns.map { PGConnection.quoteIdentifier(schema.columns[$0].name) }.joined(separator: ", ")
         var query = "SELECT \(columns) FROM \(quoteQualified(table))"
+        var conditions = copy.rowFilter.map { ["(\($0))"] } ?? []
         if let lastKey {
             let literals = zip(keyColumns, lastKey).map { column, value in
                 PGConnection.quoteLiteral(value) + "::" + schema.columns[column].typeName
             }
-            query += " WHERE (\(key)) > (\(literals.joined(separator: ", ")))"
+            conditions.append("(\(key)) > (\(literals.joined(separator: ", ")))")
         }
+        if !conditions.isEmpty { query += " WHERE " + conditions.joined(separator: " AND ") }
         query += " ORDER BY \(key) LIMIT \(source.backfillChunkSize)"
         var rows: [[UInt8]] = []
         var index: [String: Int] = [:]

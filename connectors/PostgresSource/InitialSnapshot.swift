@@ -28,13 +28,14 @@ struct InitialSnapshot {
         var total = 0
         for table in tables {
             if context.isStopping() { throw ConnectorError.transient("stopped during the initial snapshot") }
-            guard let schema = try source.wrap({ try RelationCatalog.schema(ofTable: table.sql, on: sql) }) else { continue }
+            // The publication's row filter and column list, as the stream will carry the table.
+            guard let copy = try source.wrap({ try source.copySource(of: table, on: sql) }) else { continue }
+            let schema = copy.schema
             try writer.ensureRelation(schema)
-            let columns = schema.columns.map { PGConnection.quoteIdentifier($0.name) }.joined(separator: ", ")
             let columnCount = schema.columns.count
             var rows = 0
             try source.wrap {
-                try sql.copyOut("COPY (SELECT \(columns) FROM \(table.sql)) TO STDOUT") { line in
+                try sql.copyOut("COPY (SELECT \(copy.selectList) FROM \(table.sql)\(copy.filter)) TO STDOUT") { line in
                     try writer.change { body in
                         body.u8(ChangeOperation.read.rawValue)
                         body.u32(schema.id)

@@ -17,8 +17,10 @@ public final class PostgresSource: BackfillSource {
     let url: String
     let slot: String
     let publication: String
-    /// The configured tables; nil means every table of the publication.
-    let tables: [TableName]?
+    /// The configured tables, with their row filters and column lists; nil means every table of the publication.
+    let published: [PublishedTable]?
+    /// The configured tables' names; nil means every table of the publication.
+    var tables: [TableName]? { published?.map(\.name) }
     /// `tables: all`: the user opted in to a FOR ALL TABLES publication (see ``Prerequisites``).
     let allTables: Bool
     let initialSnapshot: Bool
@@ -43,21 +45,10 @@ public final class PostgresSource: BackfillSource {
         // `tables: all` (a bare word, not a list) opts in to a FOR ALL TABLES publication.
         if case let .scalar(text, _)? = config.value("tables"), text == "all" {
             allTables = true
-            tables = nil
+            published = nil
         } else {
             allTables = false
-            tables = try config.stringList("tables").map { list in
-                try list.map { entry in
-                    do {
-                        return try TableName.parse(entry)
-                    } catch {
-                        throw config.error("tables", """
-                            '\(entry)' \(error). Write schema.table, e.g. public.orders; quote names with capitals, \
-                            spaces or dots as SQL does: "My Schema"."Order.Items"
-                            """)
-                    }
-                }
-            }
+            published = try PublishedTable.parseList(config.value("tables"), config: config)
         }
         initialSnapshot = try config.choice("snapshot", ["initial", "never"], default: "initial") == "initial"
         heartbeatMillis = try config.durationMillis("heartbeat_interval", default: 10_000)

@@ -25,6 +25,7 @@ struct Prerequisites {
         probe { [try replicationPrivilege()] }
         probe { try publication() }
         probe { try tables() }
+        probe { try pushDown() }
         probe { try slot() }
         return findings
     }
@@ -69,7 +70,7 @@ struct Prerequisites {
     /// The FOR clause of the publication Sluice creates. Changes of a partitioned table are published
     /// under its own name, not its partitions' (which a `tables:` list does not name).
     var publicationTarget: String {
-        (source.tables.map { "TABLE " + $0.map(\.sql).joined(separator: ", ") } ?? "ALL TABLES")
+        (source.published.map { "TABLE " + $0.map(\.publicationClause).joined(separator: ", ") } ?? "ALL TABLES")
             + " WITH (publish_via_partition_root = true)"
     }
 
@@ -105,19 +106,26 @@ struct Prerequisites {
                 return findings
             }
         }
-        guard let tables = source.tables else {
+        guard source.tables != nil else {
             return findings + [CheckFinding(.ok, subject, "publication \(name) exists; every table in it is captured")]
         }
+        if let shaped = source.published?.first(where: { !$0.isWholeTable }),
+           try sql.execute("SELECT puballtables FROM pg_publication WHERE pubname = $1", [name]).string(0, 0) == "t" {
+            return findings + [CheckFinding(.error, subject, """
+                publication \(name) is FOR ALL TABLES, which cannot carry the row filter or column list tables: gives \(shaped.name)
+                """, fix: "let Sluice create a publication of its own: set publication: to a name that does not exist yet")]
+        }
         let published = try publishedTables()
-        let missing = tables.filter { !published.contains($0) }
+        findings += try shapeDifferences(published: published)
+        let missing = (source.published ?? []).filter { !published.contains($0.name) }
         guard !missing.isEmpty else {
             return findings + [CheckFinding(.ok, subject, "publication \(name) includes every configured table")]
         }
-        let list = missing.map(\.description).joined(separator: ", ")
+        let list = missing.map(\.name.description).joined(separator: ", ")
         if state.publicationCreated {
             return findings + [CheckFinding(.ok, subject, "publication \(name) will get \(list) added (Sluice created it)")]
         }
-        let fix = "ALTER PUBLICATION \(PGConnection.quoteIdentifier(name)) ADD TABLE \(missing.map(\.sql).joined(separator: ", "));"
+        let fix = "ALTER PUBLICATION \(PGConnection.quoteIdentifier(name)) ADD TABLE \(missing.map(\.publicationClause).joined(separator: ", "));"
         return findings + [CheckFinding(.error, subject, "publication \(name) does not include \(list)", fix: fix)]
     }
 

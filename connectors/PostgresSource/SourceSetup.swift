@@ -27,7 +27,7 @@ extension PostgresSource {
         let quotedName = PGConnection.quoteIdentifier(publication)
         guard try wrap({ try prerequisites.publicationExists() }) else {
             let target = prerequisites.publicationTarget
-            try wrap { try sql.execute("CREATE PUBLICATION \(quotedName) FOR \(target)") }
+            try publicationChange { try sql.execute("CREATE PUBLICATION \(quotedName) FOR \(target)") }
             state.publicationCreated = true
             try state.save(to: context.stateDirectory)
             context.logger.info("created publication", metadata: ["publication": "\(publication)", "for": "\(target)"])
@@ -39,20 +39,35 @@ extension PostgresSource {
             context.logger.notice("set publish_via_partition_root on the publication Sluice created",
                                   metadata: ["publication": "\(publication)"])
         }
-        guard let tables else { return }
-        let published = try wrap { try prerequisites.publishedTables() }
-        let missing = tables.filter { !published.contains($0) }
+        guard let published = self.published else { return }
+        let present = try wrap { try prerequisites.publishedTables() }
+        let missing = published.filter { !present.contains($0.name) }
         guard !missing.isEmpty else { return }
         if state.publicationCreated {
             for table in missing {
-                try wrap { try sql.execute("ALTER PUBLICATION \(quotedName) ADD TABLE \(table.sql)") }
-                context.logger.info("added table to publication", metadata: ["publication": "\(publication)", "table": "\(table)"])
+                try publicationChange { try sql.execute("ALTER PUBLICATION \(quotedName) ADD TABLE \(table.publicationClause)") }
+                context.logger.info("added table to publication", metadata: ["publication": "\(publication)", "table": "\(table.name)"])
             }
         } else {
             throw ConnectorError.misconfigured("""
-                source '\(name)': publication \(publication) does not include \(missing.map(\.description).joined(separator: ", ")). \
-                Fix: ALTER PUBLICATION \(quotedName) ADD TABLE \(missing.map(\.sql).joined(separator: ", "));
+                source '\(name)': publication \(publication) does not include \(missing.map(\.name.description).joined(separator: ", ")). \
+                Fix: ALTER PUBLICATION \(quotedName) ADD TABLE \(missing.map(\.publicationClause).joined(separator: ", "));
                 """)
+        }
+    }
+
+    /// Creating or extending the publication: PostgreSQL refusing a row filter or column list of the file
+    /// (a function it does not allow in one, say) is a configuration error, not a failure to retry.
+    private func publicationChange(_ body: () throws -> Void) throws {
+        do {
+            try body()
+        } catch let error as PGError where !error.isTransient && (published ?? []).contains(where: { !$0.isWholeTable }) {
+            throw ConnectorError.misconfigured("""
+                source '\(name)': PostgreSQL refuses publication \(publication) as tables: describes it: \(error.message). \
+                Fix the where: or columns: of the table it names
+                """)
+        } catch {
+            try wrap { throw error }
         }
     }
 
