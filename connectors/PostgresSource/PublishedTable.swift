@@ -63,7 +63,8 @@ struct PublishedTable: Equatable, Sendable {
     static func parse(_ item: ConfigValue, key: String, config: ConnectorConfig) throws -> PublishedTable {
         switch item {
         case let .scalar(text, line):
-            return PublishedTable(name: try tableName(text, key: key, line: line, config: config))
+            // A plain name's mistake names `tables`, as before mappings were allowed.
+            return PublishedTable(name: try tableName(text, key: "tables", line: line, config: config))
         case let .map(pairs, line):
             for pair in pairs where !keys.contains(pair.key) {
                 throw config.error("\(key).\(pair.key)", "unknown key for a table (known: \(keys.joined(separator: ", ")))",
