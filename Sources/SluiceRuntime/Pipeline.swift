@@ -43,7 +43,10 @@ public final class Pipeline: @unchecked Sendable {
             try build { (section.name, try registry.sources[section.type]!.init(config: section)) }
         }
         let builtSinks = try config.sinks.map { section in
-            try build { (section, try registry.sinks[section.config.type]!.init(config: section.config)) }
+            try build { () -> (SluiceConfig.SinkSection, any Sink) in
+                let sink = try registry.sinks[section.config.type]!.init(config: section.config)
+                return (section, section.transforms.isEmpty ? sink : TransformingSink(wrapping: sink, transforms: section.transforms))
+            }
         }
         try ConfigErrors.throwIfAny(problems)
         sources = builtSources.compactMap { $0 }

@@ -7,6 +7,8 @@ public struct SluiceConfig {
     public struct SinkSection {
         public var config: ConnectorConfig
         public var topics: [String]
+        /// The sink's transform keys (read before the connector reads its own).
+        public var transforms = SinkTransforms()
     }
 
     public struct Metrics {
@@ -122,7 +124,13 @@ enum ConfigLoader {
                                            + "(known: \(registry.sinks.keys.sorted().joined(separator: ", ")))"))
                 continue
             }
-            if let section = try attempt({ try sinkTopics(sink, topics: topics, shared: shared) }) { sinks.append(section) }
+            // Transform keys first: they are read even when the topics are wrong, so no key is reported unknown.
+            let transforms = try attempt { try SinkTransforms(config: sink) }
+            if var section = try attempt({ try sinkTopics(sink, topics: topics, shared: shared) }), let transforms,
+               try attempt({ try TransformTables.check(transforms, topics: section.topics, sources: sources) }) != nil {
+                section.transforms = transforms
+                sinks.append(section)
+            }
         }
         let metricsSettings: SluiceConfig.Metrics? = try attempt { try Self.metrics(value("metrics"), file: file) } ?? nil
         let logFormat = try attempt { try logging(value("logging"), file: file, key: "format", choices: ["human", "json"]) } ?? nil

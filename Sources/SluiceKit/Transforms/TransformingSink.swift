@@ -1,0 +1,89 @@
+import Logging
+
+/// A sink seen through its transform keys: the runtime wraps a sink whose section sets any of
+/// ``SinkTransforms/keys`` in one of these, so every connector gets tables, rename, where, columns,
+/// deletes, mode and metadata without code of its own. It keeps the ``Sink`` contract of the sink it
+/// wraps (same calls, same thread, same batches): tables the sink does not take are never prepared,
+/// every other schema is replaced by its target schema, and each change by its transformed change (or
+/// none). The sink only has to honour the column sets and keyless tables it is given.
+public final class TransformingSink: Sink {
+    public static var typeName: String { "transforms" }
+
+    public let inner: any Sink
+    public let transforms: SinkTransforms
+    private var plans: [String: [UInt32: TableTransform?]] = [:]
+    /// Target table → source table, so two tables never land in one.
+    private var targets: [TableName: String] = [:]
+    private var transaction = TransactionInfo(xid: 0, commitTime: 0)
+    private var warned: Set<String> = []
+    private var logger = Logger(label: "sluice.transforms")
+
+    public init(wrapping inner: any Sink, transforms: SinkTransforms) {
+        self.inner = inner
+        self.transforms = transforms
+    }
+
+    public init(config: ConnectorConfig) throws {
+        throw config.error("type", "transforms is not a sink type; the transform keys go on a sink's own section")
+    }
+
+    public func open(context: SinkContext) throws -> [String: SinkPosition] {
+        logger = context.logger
+        return try inner.open(context: context)
+    }
+
+    public func beginBatch() throws { try inner.beginBatch() }
+
+    public func beginTransaction(_ begin: BeginRecord, topic: String, offset: UInt64) throws {
+        transaction = TransactionInfo(xid: begin.xid, commitTime: begin.commitTime)
+        try inner.beginTransaction(begin, topic: topic, offset: offset)
+    }
+
+    public func prepare(_ relation: RelationSchema, topic: String) throws {
+        if case let plan?? = plans[topic]?[relation.id], plan.source == relation {
+            return try inner.prepare(plan.target, topic: topic)
+        }
+        try plan(relation, topic)
+    }
+
+    private func plan(_ relation: RelationSchema, _ topic: String) throws {
+        guard transforms.includes(name(relation)) else {
+            plans[topic, default: [:]][relation.id] = .some(nil)
+            return
+        }
+        let plan = try TableTransform(source: relation, transforms: transforms)
+        let target = TableName(schema: plan.target.schema, table: plan.target.table)
+        if let other = targets[target], other != relation.qualifiedName {
+            throw ConnectorError.misconfigured(transforms.error("rename", """
+                \(relation.qualifiedName) and \(other) would both be written to \(target); rename one of them
+                """).description)
+        }
+        targets[target] = relation.qualifiedName
+        plans[topic, default: [:]][relation.id] = plan
+        try inner.prepare(plan.target, topic: topic)
+    }
+
+    public func apply(_ change: Change) throws {
+        guard let known = plans[change.topic]?[change.relation.id] else {
+            throw ConnectorError.fatal("a change to \(change.relation.qualifiedName) at offset \(change.offset) came before its schema")
+        }
+        guard let plan = known else { return }
+        let out = try plan.transform(change, in: transaction) { message in
+            if warned.insert(message).inserted { logger.warning("\(message)") }
+        }
+        if let out { try inner.apply(out) }
+    }
+
+    public func commitTransaction(_ commit: CommitRecord, position: SinkPosition) throws {
+        try inner.commitTransaction(commit, position: position)
+    }
+
+    public func commitBatch(positions: [SinkPosition]) throws { try inner.commitBatch(positions: positions) }
+    public func rollbackBatch() { inner.rollbackBatch() }
+    public func close() { inner.close() }
+    public func probe() throws { try inner.probe() }
+    public func readPositions() throws -> [String: SinkPosition]? { try inner.readPositions() }
+    public func check(logger: Logger) -> [CheckFinding] { inner.check(logger: logger) }
+
+    private func name(_ relation: RelationSchema) -> TableName { TableName(schema: relation.schema, table: relation.table) }
+}

@@ -1,0 +1,41 @@
+import SluiceKit
+
+/// Checks the tables a sink's transform keys name against the tables its sources capture, when the
+/// file lists them (`tables:` of names or `{name: …}` entries): an unknown table is an error at load,
+/// before any database is touched. Sources without a list (`all`, or the publication's tables) are
+/// checked when their tables' schemas arrive instead.
+enum TransformTables {
+    static func check(_ transforms: SinkTransforms, topics: [String], sources: [ConnectorConfig]) throws {
+        let named = transforms.namedTables
+        guard !named.isEmpty else { return }
+        var captured = Set<TableName>()
+        for topic in topics {
+            guard let source = sources.first(where: { $0.name == topic }), let tables = listedTables(source) else { return }
+            captured.formUnion(tables)
+        }
+        for (key, table) in named where !captured.contains(table) {
+            throw transforms.error(key, """
+                names \(table), which the sink's topics (\(topics.joined(separator: ", "))) do not capture \
+                (their tables: \(captured.sorted().map(\.description).joined(separator: ", ")))
+                """)
+        }
+    }
+
+    private static func listedTables(_ source: ConnectorConfig) -> [TableName]? {
+        guard case let .list(items, _)? = source.allEntries.first(where: { $0.key == "tables" })?.value else { return nil }
+        var tables: [TableName] = []
+        for item in items {
+            switch item {
+            case let .scalar(text, _):
+                guard let name = try? TableName.parse(text) else { return nil }
+                tables.append(name)
+            case let .map(pairs, _):
+                guard case let .scalar(text, _)? = pairs.first(where: { $0.key == "name" })?.value,
+                      let name = try? TableName.parse(text) else { return nil }
+                tables.append(name)
+            default: return nil
+            }
+        }
+        return tables
+    }
+}
