@@ -144,6 +144,62 @@ final class CheckCommandTests: SinkTestCase {
         try assertUntouched({ try source.query($0) }, "source")
     }
 
+    /// A role with REPLICATION but no CREATE on the database, not owning the tables, without SELECT;
+    /// a target role that may not create in schema public: `check` names each missing privilege with its
+    /// GRANT (exit 2), `run` exits 2 with the same fix and creates nothing, and once an admin applies the
+    /// fixes the pipeline runs.
+    func testEveryPrivilegeRunUsesIsCheckedWithItsGrant() throws {
+        try source.query("CREATE ROLE capture LOGIN REPLICATION")
+        try target.query("CREATE ROLE writer LOGIN")
+        let sourceURL = "postgresql://capture@127.0.0.1:\(source.port)/postgres"
+        let targetURL = "postgresql://writer@127.0.0.1:\(target.port)/postgres"
+        let config = try writeConfig(sourceURL: sourceURL, tables: ["public.accounts"], targetURL: targetURL)
+
+        let result = try sluice(["check", "--config", config])
+        XCTAssertEqual(result.status, 2, result.describe)
+        let expected: [(error: String, fix: String)] = [
+            ("CREATE on database", "GRANT CREATE ON DATABASE \"postgres\" TO \"capture\""),
+            ("only a table's owner", "CREATE PUBLICATION \"sluice_app\" FOR TABLE \"public\".\"accounts\""),
+            ("may not SELECT from table public.accounts", "GRANT SELECT ON \"public\".\"accounts\" TO \"capture\""),
+            ("may not create public.sluice_offsets", "GRANT USAGE, CREATE ON SCHEMA public TO \"writer\""),
+        ]
+        for (error, grant) in expected {
+            XCTAssertEqual(lines(result.out, "ERROR", containing: error).count, 1, "an ERROR says \(error): \(result.describe)")
+            XCTAssertTrue(fix(result.out, after: "ERROR", containing: error)?.contains(grant) == true,
+                          "its fix is \(grant): \(result.describe)")
+        }
+        XCTAssertFalse(result.out.contains("Ready to run"), result.describe)
+        try assertUntouched({ try source.query($0) }, "source")
+
+        // run stops with the first of them, exit 2, before creating anything.
+        let run = try sluice(["run", "--config", config], timeout: 30)
+        XCTAssertEqual(run.status, 2, run.describe)
+        XCTAssertTrue(run.err.contains("GRANT CREATE ON DATABASE"), run.describe)
+        try assertUntouched({ try source.query($0) }, "source after run")
+
+        // An admin creates the publication and grants SELECT: the source is fine, the target still is not.
+        try source.query("""
+            CREATE PUBLICATION sluice_app FOR TABLE public.accounts WITH (publish_via_partition_root = true);
+            GRANT SELECT ON public.accounts TO capture;
+            INSERT INTO accounts VALUES (1, 'first');
+            """)
+        let sourceFixed = try sluice(["check", "--config", config])
+        XCTAssertEqual(sourceFixed.status, 2, sourceFixed.describe)
+        XCTAssertTrue(lines(sourceFixed.out, "ERROR", containing: "source app").isEmpty, "no source errors left: \(sourceFixed.describe)")
+        let targetRun = try sluice(["run", "--config", config], timeout: 60)
+        XCTAssertEqual(targetRun.status, 2, "the target refusal stops run at start: \(targetRun.describe)")
+        XCTAssertTrue(targetRun.err.contains("GRANT USAGE, CREATE ON SCHEMA"), "run prints the same GRANT: \(targetRun.describe)")
+
+        try target.query("GRANT USAGE, CREATE ON SCHEMA public TO writer")
+        let ready = try sluice(["check", "--config", config])
+        XCTAssertEqual(ready.status, 0, ready.describe)
+        let daemon = try startDaemon()
+        try eventually(timeout: 60, "the row to reach the target as writer" + logTail) {
+            (try? target.scalar("SELECT owner FROM public.accounts WHERE id = 1")) == "first"
+        }
+        XCTAssertEqual(daemon.terminate(timeout: 20), 0, logTail)
+    }
+
     func testGoodSetupIsReadyToRun() throws {
         let config = try writeConfig(sourceURL: source.url, tables: ["public.accounts", "public.audit"])
         let result = try sluice(["check", "--config", config])

@@ -84,24 +84,57 @@ public final class PostgresSink: Sink {
         let subject = "sink \(name)"
         do {
             let connection = try PGConnection(url: url, applicationName: "sluice-check")
-            let canCreate = try connection.execute(
-                "SELECT has_database_privilege(current_user, current_database(), 'CREATE') AND has_schema_privilege(current_user, 'public', 'CREATE')")
-                .string(0, 0) == "t"
             var findings = [CheckFinding(.ok, subject, "connected to \(redactURL(url)) (server \(connection.serverVersion / 10000))"),
                             CheckFinding(.ok, subject, connection.tls.summary)]
             if let warning = connectionTLSWarning(url) {
                 findings.append(CheckFinding(.warning, subject, warning, fix: "add sslmode=verify-full&sslrootcert=<the server's CA file> to the url"))
             }
-            if !canCreate {
-                let user = try connection.execute("SELECT current_user").string(0, 0) ?? "sluice"
-                findings.append(CheckFinding(.error, subject, "\(user) cannot create schemas and tables in the target",
-                                             fix: "GRANT CREATE ON DATABASE \"\(try connection.execute("SELECT current_database()").string(0, 0) ?? "db")\" TO \(user); GRANT CREATE ON SCHEMA public TO \(user);"))
-            }
+            findings += try privilegeFindings(connection, subject: subject)
             return findings
         } catch {
             return [CheckFinding(.error, subject, "cannot connect to \(redactURL(url)): \(error)",
                                  fix: "check the url, that the server runs, and pg_hba.conf")]
         }
+    }
+
+    /// What `run` will need at the target: its offsets table (created in public, or written if it
+    /// exists), new tables in public, and schemas for tables elsewhere.
+    private func privilegeFindings(_ connection: PGConnection, subject: String) throws -> [CheckFinding] {
+        let row = try connection.execute("""
+            SELECT current_user, rolsuper, current_database(),
+                   has_database_privilege(current_database(), 'CREATE'),
+                   has_schema_privilege('public', 'USAGE') AND has_schema_privilege('public', 'CREATE'),
+                   to_regclass('public.sluice_offsets') IS NOT NULL,
+                   CASE WHEN to_regclass('public.sluice_offsets') IS NULL THEN NULL
+                        ELSE has_table_privilege('public.sluice_offsets', 'SELECT, INSERT, UPDATE') END
+            FROM pg_roles WHERE rolname = current_user
+            """)
+        let role = row.string(0, 0) ?? "?", quoted = PGConnection.quoteIdentifier(role)
+        if row.string(0, 1) == "t" { return [CheckFinding(.ok, subject, "role \(role) is a superuser at the target")] }
+        let database = row.string(0, 2) ?? "?"
+        let createsInPublic = row.string(0, 4) == "t"
+        var findings: [CheckFinding] = []
+        if row.string(0, 5) == "t" {
+            if row.string(0, 6) != "t" {
+                findings.append(CheckFinding(.error, subject, "role \(role) may not read and write public.sluice_offsets, where this sink keeps its position",
+                                             fix: "GRANT SELECT, INSERT, UPDATE ON public.sluice_offsets TO \(quoted);"))
+            }
+        } else if !createsInPublic {
+            findings.append(CheckFinding(.error, subject, "role \(role) may not create public.sluice_offsets, where this sink keeps its position (no CREATE on schema public)",
+                                         fix: "GRANT USAGE, CREATE ON SCHEMA public TO \(quoted); -- or create public.sluice_offsets for it (see README)"))
+        }
+        if !createsInPublic && row.string(0, 5) == "t" {
+            findings.append(CheckFinding(.warning, subject, "role \(role) may not create tables in schema public: each table must exist at the target already",
+                                         fix: "GRANT USAGE, CREATE ON SCHEMA public TO \(quoted);"))
+        }
+        if row.string(0, 3) != "t" {
+            findings.append(CheckFinding(.warning, subject, """
+                role \(role) may not create schemas in database \(database): tables of schemas other than public need their \
+                schema to exist at the target with CREATE granted
+                """, fix: "GRANT CREATE ON DATABASE \(PGConnection.quoteIdentifier(database)) TO \(quoted);"))
+        }
+        if findings.isEmpty { findings.append(CheckFinding(.ok, subject, "role \(role) may create and write what this sink needs")) }
+        return findings
     }
 
     public func beginBatch() throws {
@@ -195,7 +228,12 @@ public final class PostgresSink: Sink {
             if error.isTLSFailure { throw ConnectorError.misconfigured("sink \(name): \(error.message)") }
             // Refused credentials or privileges are not outages: checked before the connection-lost rule.
             let permanent = ["password authentication failed", "does not exist", "no pg_hba.conf entry", "permission denied"]
-            if error.sqlState.map({ $0.hasPrefix("28") || $0 == "42501" }) ?? false
+            if error.sqlState == "42501" {
+                let role = URLComponents(string: url)?.user ?? ProcessInfo.processInfo.environment["PGUSER"] ?? "the url's user"
+                let fix = Grants.fix(for: error.message, role: role).map { " Fix: \($0)" } ?? " Grant the role what it needs (see sluice check)."
+                throw ConnectorError.misconfigured("target \(redactURL(url)) refused: \(error.message).\(fix)")
+            }
+            if error.sqlState.map({ $0.hasPrefix("28") }) ?? false
                 || (error.connectionLost && permanent.contains(where: { error.message.contains($0) })) {
                 throw ConnectorError.misconfigured("""
                     authentication or authorization refused by \(redactURL(url)): \(error.message). Fix the user, password \

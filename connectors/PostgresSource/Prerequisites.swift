@@ -9,7 +9,7 @@ struct Prerequisites {
     let sql: PGConnection
     let state: SourceState
 
-    private var subject: String { "source \(source.name)" }
+    var subject: String { "source \(source.name)" }
 
     func findings() -> [CheckFinding] {
         var findings: [CheckFinding] = []
@@ -24,6 +24,7 @@ struct Prerequisites {
         probe { [try walLevel()] }
         probe { [try replicationPrivilege()] }
         probe { try publication() }
+        probe { try privileges() }
         probe { try tables() }
         probe { try pushDown() }
         probe { try slot() }
@@ -187,10 +188,17 @@ struct Prerequisites {
             let read = try sql.execute("SELECT has_table_privilege(to_regclass($1), 'SELECT'), current_user", [table.sql])
             guard read.string(0, 0) == "t" else {
                 let role = read.string(0, 1) ?? "?"
+                let fix = "GRANT SELECT ON \(table.sql) TO \(PGConnection.quoteIdentifier(role));"
+                // The first run copies the table: without SELECT it would fail half-way.
+                if try willSnapshot() {
+                    return CheckFinding(.error, subject, """
+                        role \(role) may not SELECT from table \(table), and the initial snapshot (snapshot: initial) copies it
+                        """, fix: fix)
+                }
                 return CheckFinding(.warning, subject, """
                     table \(table) identifies rows by its \(how), but role \(role) may not SELECT from it: streaming works, \
                     the initial snapshot and sluice backfill of it cannot
-                    """, fix: "GRANT SELECT ON \(table.sql) TO \(PGConnection.quoteIdentifier(role));")
+                    """, fix: fix)
             }
             return CheckFinding(.ok, subject, "table \(table) identifies rows by its \(how)")
         }
