@@ -10,7 +10,9 @@ struct Tail: ParsableCommand {
         discussion: """
             Prints the last transactions (see --last) up to the current end and exits, like tail(1); \
             --from-beginning prints every retained record. --follow keeps printing new transactions \
-            until interrupted (like kcat). Only committed transactions are shown.
+            until interrupted (like kcat). Only committed transactions are shown, and always whole: \
+            the initial snapshot and each backfill chunk are one transaction each, so -n 1 right \
+            after a snapshot prints all of its rows (pipe through head to see fewer).
             """)
 
     @Argument(help: "The topic (topics are named after their source).")
@@ -21,7 +23,7 @@ struct Tail: ParsableCommand {
     @Flag(help: "Start at the first retained record.")
     var fromBeginning = false
 
-    @Option(name: [.customShort("n"), .long], help: "Without --from-beginning, start this many transactions before the end.")
+    @Option(name: [.customShort("n"), .long], help: "Without --from-beginning, start this many transactions (not records) before the end.")
     var last: Int = 10
 
     @Flag(name: [.short, .long], help: "Keep printing new records as they are committed.")
@@ -116,12 +118,8 @@ struct RecordPrinter {
                     : "\(raw.offset)\t\(change.operation.name.uppercased())\t(unknown table \(change.relationID))"
                 break
             }
-            if json {
-                line = renderer.change(change, relation: relation, offset: raw.offset)
-            } else {
-                let object = renderer.change(change, relation: relation, offset: raw.offset)
-                line = "\(raw.offset)\t\(change.operation.name.uppercased())\t\(relation.qualifiedName)\t\(humanRow(object))"
-            }
+            line = json ? renderer.change(change, relation: relation, offset: raw.offset)
+                : "\(raw.offset)\t\(change.operation.name.uppercased())\t\(relation.qualifiedName)\t\(renderer.text(change, relation: relation))"
         case let .commit(commit):
             line = json ? renderer.commit(commit, offset: raw.offset)
                 : "\(raw.offset)\tCOMMIT\txid=\(commit.xid) lsn=\(commit.commitLSN) events=\(commit.eventCount)"
@@ -131,12 +129,6 @@ struct RecordPrinter {
             buffer += "\n"
             if buffer.utf8.count >= 1 << 16 { flush() }
         }
-    }
-
-    /// The before/after part of a change's JSON, for the readable form.
-    private func humanRow(_ object: String) -> String {
-        guard let range = object.range(of: ",\"before\":") else { return "" }
-        return String(object[range.upperBound...].dropLast()).replacingOccurrences(of: ",\"after\":", with: " -> ")
     }
 
     mutating func flush() {

@@ -12,7 +12,8 @@ import SluiceKit
 ///     }
 ///
 /// Values come back as PostgreSQL text forms: JSON numbers as written, `true`/`false` as `t`/`f`,
-/// strings as they are, `null` as nil. Lines of other tables, begin, commit and relation lines are
+/// strings as they are, `null` as nil; values of json and jsonb columns as compact JSON text (keys
+/// in any order, JSON `null` where the line lists the column in `json_null`). Lines of other tables, begin, commit and relation lines are
 /// skipped; a line that is not JSON throws.
 public enum JSONLinesReplay {
     /// The rows `table` holds after every change line for it, in order.
@@ -20,6 +21,7 @@ public enum JSONLinesReplay {
         var store = RowStore(relation: table)
         let decoder = JSONDecoder()
         let name = table.qualifiedName
+        let jsonColumns = Set(table.columns.filter { $0.typeClass == .json }.map(\.name))
         for (number, line) in lines.enumerated() where !line.isEmpty {
             let change: ChangeLine
             do {
@@ -31,7 +33,16 @@ public enum JSONLinesReplay {
             guard let op = change.op, let operation = ChangeOperation.allCases.first(where: { $0.name == op }) else {
                 throw ReplayError(description: "line \(number + 1): unknown op \(change.op ?? "(none)")")
             }
-            store.apply(operation, old: change.before?.mapValues(\.text), new: change.after?.mapValues(\.text),
+            let jsonNulls = Set(change.json_null ?? [])
+            func values(_ row: [String: Scalar]?, _ side: String) -> [String: String?]? {
+                row.map { row in
+                    Dictionary(uniqueKeysWithValues: row.map { name, value in
+                        guard jsonColumns.contains(name) else { return (name, value.text) }
+                        return (name, jsonNulls.contains(side + "." + name) ? "null" : value.json)
+                    })
+                }
+            }
+            store.apply(operation, old: values(change.before, "before"), new: values(change.after, "after"),
                         unchanged: Set(change.unchanged ?? []))
         }
         return store.rows
@@ -49,31 +60,55 @@ public enum JSONLinesReplay {
         var before: [String: Scalar]?
         var after: [String: Scalar]?
         var unchanged: [String]?
+        var json_null: [String]?
     }
 
-    /// A JSON value of a row: PostgreSQL's text form of the column's value.
-    enum Scalar: Decodable {
-        case null
-        case text(String)
+    /// A JSON value of a row: PostgreSQL's text form of the column's value, and the value as compact JSON.
+    struct Scalar: Decodable {
+        var text: String?
+        var json: String?
 
         init(from decoder: any Decoder) throws {
+            if let object = try? decoder.container(keyedBy: AnyKey.self) {
+                let members = try object.allKeys.map { key in
+                    jsonString(key.stringValue) + ":" + (try object.decode(Scalar.self, forKey: key).json ?? "null")
+                }
+                json = "{" + members.joined(separator: ",") + "}"
+                text = json
+                return
+            }
+            if var array = try? decoder.unkeyedContainer() {
+                var elements: [String] = []
+                while !array.isAtEnd { elements.append(try array.decode(Scalar.self).json ?? "null") }
+                json = "[" + elements.joined(separator: ",") + "]"
+                text = json
+                return
+            }
             let container = try decoder.singleValueContainer()
             if container.decodeNil() {
-                self = .null
+                text = nil
+                json = nil
             } else if let flag = try? container.decode(Bool.self) {
-                self = .text(flag ? "t" : "f")
+                text = flag ? "t" : "f"
+                json = flag ? "true" : "false"
             } else if let integer = try? container.decode(Int64.self) {
-                self = .text(String(integer))
+                text = String(integer)
+                json = text
             } else if let number = try? container.decode(Double.self) {
-                self = .text(number.description)
+                text = number.description
+                json = text
             } else {
-                self = .text(try container.decode(String.self))
+                let string = try container.decode(String.self)
+                text = string
+                json = jsonString(string)
             }
         }
+    }
 
-        var text: String? {
-            if case let .text(text) = self { return text }
-            return nil
-        }
+    struct AnyKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
     }
 }

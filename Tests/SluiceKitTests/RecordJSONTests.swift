@@ -39,7 +39,7 @@ final class RecordJSONTests: XCTestCase {
             "42", "99999999999999999999", "1.5", "NaN", "t", "10.50", #"{"a": 1}"#, #"\x00ff"#, "line\nbreak \"q\" \u{01} ☃", nil))
         assertLine(json.change(change),
                    #"{"offset":42,"kind":"change","op":"insert","table":"public.types","lsn":"16/B374D848","before":null,"#
-                   + #""after":{"i":42,"big":"99999999999999999999","f":1.5,"nan":"NaN","b":true,"n":"10.50","j":"{\"a\": 1}","#
+                   + #""after":{"i":42,"big":"99999999999999999999","f":1.5,"nan":"NaN","b":true,"n":"10.50","j":{"a":1},"#
                    + #""by":"\\x00ff","t":"line\nbreak \"q\" \u0001 ☃","nothing":null}}"#)
     }
 
@@ -74,6 +74,31 @@ final class RecordJSONTests: XCTestCase {
                    #"{"offset":42,"kind":"change","op":"truncate","table":"public.accounts","lsn":"16/B374D848","before":null,"after":null}"#)
         assertLine(json.change(try makeChange(.truncate, keyedTable, truncateOptions: 3)),
                    #"{"offset":42,"kind":"change","op":"truncate","table":"public.accounts","lsn":"16/B374D848","before":null,"after":null,"cascade":true,"restart_identity":true}"#)
+    }
+
+    /// json and jsonb are embedded as JSON on one line; JSON null is told from SQL NULL by `json_null`.
+    func testJSONColumnsAreEmbedded() throws {
+        let table = RelationSchema(id: 6, schema: "public", table: "docs", replicaIdentity: .default, columns: [
+            column("id", key: true), column("j", oid: 114, type: "json"), column("jb", oid: 3802, type: "jsonb"),
+            column("s", oid: 3802, type: "jsonb"), column("n", oid: 3802, type: "jsonb"),
+        ])
+        let change = try makeChange(.update, table, oldKind: .key, old: cells("1", nil, nil, nil, nil), new: cells(
+            "1", "{\n  \"a\" : [1, 2],\t\"sp ace\": \"x \\\" y\"\n}", #"{"vip": true, "n": null}"#, #""just a string""#, "null"))
+        assertLine(json.change(change),
+                   #"{"offset":42,"kind":"change","op":"update","table":"public.docs","lsn":"16/B374D848","before":{"id":1},"#
+                   + #""after":{"id":1,"j":{"a":[1,2],"sp ace":"x \" y"},"jb":{"vip":true,"n":null},"s":"just a string","n":null},"#
+                   + #""json_null":["after.n"]}"#)
+        // The Debezium form keeps the text.
+        XCTAssertEqual(RecordJSON.value(.text(ArraySlice(#"{"a": 1}"#.utf8)), typeClass: .json), #""{\"a\": 1}""#)
+    }
+
+    /// `sluice tail` without --json: the new row alone when there are no old values.
+    func testReadableLines() throws {
+        XCTAssertEqual(json.text((try makeChange(.insert, keyedTable, new: cells("1", "a", nil)))),
+                       #"{"id":1,"name":"a","note":null}"#)
+        XCTAssertEqual(json.text((try makeChange(.update, keyedTable, new: [.text("1"), .text("b"), .unchanged]))), #"{"id":1,"name":"b"} (unchanged: note)"#)
+        XCTAssertEqual(json.text((try makeChange(.update, keylessTable, oldKind: .full, old: cells("1", "5"), new: cells("1", "6")))), #"{"account":1,"amount":5} -> {"account":1,"amount":6}"#)
+        XCTAssertEqual(json.text((try makeChange(.delete, keyedTable, oldKind: .key, old: cells("7", nil, nil)))), #"{"id":7}"#)
     }
 
     func testJSONStringEscapes() {

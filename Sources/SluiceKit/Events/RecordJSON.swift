@@ -7,9 +7,11 @@ import Foundation
 ///     {"offset":2,"kind":"change","op":"insert","table":"public.accounts","lsn":"0/1A2B2F8","before":null,"after":{"id":1,"name":"a"}}
 ///     {"offset":3,"kind":"commit","xid":742,"lsn":"0/1A2B3C0","end_lsn":"0/1A2B3F0","commit_time":"…","events":1}
 ///
-/// Integers and finite floats are JSON numbers, booleans are true/false, NULL is null, everything
-/// else is PostgreSQL's text form as a string. Unchanged TOASTed columns are left out of `after`
-/// and listed in `unchanged`.
+/// Integers and finite floats are JSON numbers, booleans are true/false, NULL is null, json and jsonb
+/// values are embedded as JSON (whitespace outside strings removed, so a line stays one line),
+/// everything else is PostgreSQL's text form as a string. Unchanged TOASTed columns are left out of
+/// `after` and listed in `unchanged`; json columns holding JSON `null` (not SQL NULL) show `null` and
+/// are listed in `json_null`.
 public struct RecordJSON {
     public var topic: String?
 
@@ -74,11 +76,16 @@ public struct RecordJSON {
             if change.truncateOptions & 1 != 0 { out.field("cascade", raw: "true") }
             if change.truncateOptions & 2 != 0 { out.field("restart_identity", raw: "true") }
         default:
-            out.field("before", raw: change.old.map { row($0, relation, keyOnly: change.oldKind == .key).object } ?? "null")
+            let before = change.old.map { row($0, relation, keyOnly: change.oldKind == .key) }
+            out.field("before", raw: before?.object ?? "null")
             let after = change.new.map { row($0, relation, keyOnly: false) }
             out.field("after", raw: after?.object ?? "null")
             if let unchanged = after?.unchanged, !unchanged.isEmpty {
                 out.field("unchanged", raw: "[" + unchanged.map(jsonString).joined(separator: ",") + "]")
+            }
+            let jsonNulls = (before?.jsonNulls ?? []).map { "before." + $0 } + (after?.jsonNulls ?? []).map { "after." + $0 }
+            if !jsonNulls.isEmpty {
+                out.field("json_null", raw: "[" + jsonNulls.map(jsonString).joined(separator: ",") + "]")
             }
         }
         return out.finish()
@@ -92,10 +99,34 @@ public struct RecordJSON {
         return self.change(record, relation: change.relation, offset: change.offset)
     }
 
+    /// A change in one readable line for `sluice tail`: `{after}` for inserts and reads and for updates
+    /// without old values, `{before} -> {after}` for updates with them, `{before}` for deletes, nothing
+    /// for truncations; unchanged TOASTed columns follow as `(unchanged: a, b)`.
+    public func text(_ change: ChangeRecord, relation: RelationSchema) -> String {
+        let before = change.old.map { row($0, relation, keyOnly: change.oldKind == .key) }
+        let after = change.new.map { row($0, relation, keyOnly: false) }
+        var line: String
+        switch change.operation {
+        case .truncate: line = change.truncateOptions & 4 != 0 ? "(replaced by backfill)" : ""
+        case .delete: line = before?.object ?? "(no old values)"
+        default: line = [before?.object, after?.object].compactMap { $0 }.joined(separator: " -> ")
+        }
+        if let unchanged = after?.unchanged, !unchanged.isEmpty { line += " (unchanged: \(unchanged.joined(separator: ", ")))" }
+        return line
+    }
+
+    /// A change as a sink receives it, in one readable line.
+    public func text(_ change: Change) -> String {
+        text(ChangeRecord(operation: change.operation, relationID: change.relation.id, lsn: change.lsn,
+                          oldKind: change.oldKind, old: change.old, new: change.new,
+                          truncateOptions: change.truncateOptions), relation: change.relation)
+    }
+
     /// A row as a JSON object; for an old key, only the identity columns.
-    func row(_ tuple: Tuple, _ relation: RelationSchema, keyOnly: Bool) -> (object: String, unchanged: [String]) {
+    func row(_ tuple: Tuple, _ relation: RelationSchema, keyOnly: Bool) -> (object: String, unchanged: [String], jsonNulls: [String]) {
         var object = "{"
         var unchanged: [String] = []
+        var jsonNulls: [String] = []
         var first = true
         for (index, value) in tuple.enumerated() where index < relation.columns.count {
             let column = relation.columns[index]
@@ -106,13 +137,20 @@ public struct RecordJSON {
             }
             if !first { object += "," }
             first = false
-            object += jsonString(column.name) + ":" + Self.value(value, typeClass: column.typeClass)
+            let rendered = Self.value(value, typeClass: column.typeClass, embeddingJSON: true)
+            if rendered == "null", column.typeClass == .json, !value.isNull { jsonNulls.append(column.name) }
+            object += jsonString(column.name) + ":" + rendered
         }
-        return (object + "}", unchanged)
+        return (object + "}", unchanged, jsonNulls)
     }
 
-    /// One value as JSON.
+    /// One value as JSON, json and jsonb as strings of their text (the Debezium form).
     public static func value(_ value: Value, typeClass: TypeClass) -> String {
+        Self.value(value, typeClass: typeClass, embeddingJSON: false)
+    }
+
+    /// One value as JSON; with `embeddingJSON`, json and jsonb text values are embedded as JSON.
+    public static func value(_ value: Value, typeClass: TypeClass, embeddingJSON: Bool) -> String {
         switch value {
         case .null, .unchanged: return "null"
         case let .text(bytes), let .binary(bytes):
@@ -124,11 +162,48 @@ public struct RecordJSON {
                 return Double(text).map { $0.isFinite } == true ? text : jsonString(text)
             case .boolean:
                 return text == "t" ? "true" : text == "f" ? "false" : jsonString(text)
+            case .json where embeddingJSON:
+                guard case let .text(json) = value, let compact = compactJSON(json) else { return jsonString(text) }
+                return compact
             default:
                 return jsonString(text)
             }
         }
     }
+}
+
+/// A json or jsonb value's text (valid JSON: PostgreSQL checked it) without whitespace outside strings;
+/// nil if it does not start like a JSON value.
+func compactJSON(_ bytes: ArraySlice<UInt8>) -> String? {
+    var out: [UInt8] = []
+    out.reserveCapacity(bytes.count)
+    var inString = false
+    var escaped = false
+    for byte in bytes {
+        if inString {
+            out.append(byte)
+            if escaped {
+                escaped = false
+            } else if byte == UInt8(ascii: "\\") {
+                escaped = true
+            } else if byte == UInt8(ascii: "\"") {
+                inString = false
+            }
+            continue
+        }
+        switch byte {
+        case UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\n"), UInt8(ascii: "\r"):
+            continue
+        case UInt8(ascii: "\""):
+            inString = true
+        default:
+            break
+        }
+        out.append(byte)
+    }
+    guard let first = out.first, !inString,
+          "{[\"-0123456789tfn".utf8.contains(first) else { return nil }
+    return String(decoding: out, as: UTF8.self)
 }
 
 /// Builds one JSON object, fields in the order given.
