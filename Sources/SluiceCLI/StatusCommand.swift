@@ -20,51 +20,18 @@ struct Status: ParsableCommand {
     @Flag(help: "One JSON object.")
     var json = false
 
+    @Flag(help: "Redraw once a second until Ctrl-C: in place on a terminal, appended sections (or JSON lines) otherwise.")
+    var watch = false
+
     func run() throws {
         let config = try options.load()
         LogSetup.bootstrap(format: config.logFormat, level: "error")
-        let report = try StatusReport.gather(config: config, registry: SluiceMain.registry, logger: Logger(label: "sluice"))
-        print(json ? StatusJSON.render(report) : StatusTable.render(report))
-    }
-}
-
-enum StatusJSON {
-    static func render(_ report: StatusReport) -> String {
-        func string(_ value: String?) -> String { value.map(jsonString) ?? "null" }
-        func number<T: BinaryInteger>(_ value: T?) -> String { value.map { "\($0)" } ?? "null" }
-        var parts: [String] = []
-        parts.append("\"daemon\":{\"running\":\(report.daemonPID != nil),\"pid\":\(number(report.daemonPID))}")
-        let sources = report.sources.map { source in
-            var fields = ["\"name\":\(string(source.name))", "\"type\":\(string(source.type))",
-                          "\"state\":\(string(source.state))", "\"error\":\(string(source.error ?? source.status.error))"]
-            for (key, value) in source.status.details {
-                fields.append("\(jsonString(key)):" + (value == "true" || value == "false" ? value : string(value)))
-            }
-            fields.append("\"retained_wal_bytes\":\(number(source.status.retainedBytes))")
-            fields.append("\"warning\":\(string(source.status.warning))")
-            return "{" + fields.joined(separator: ",") + "}"
+        guard watch else {
+            let report = try StatusReport.gather(config: config, registry: SluiceMain.registry, logger: Logger(label: "sluice"))
+            print(json ? StatusJSON.render(report) : StatusTable.render(report))
+            return
         }
-        parts.append("\"sources\":[" + sources.joined(separator: ",") + "]")
-        let topics = report.topics.map { topic in
-            "{\"name\":\(string(topic.name)),\"first_offset\":\(topic.firstOffset),\"end_offset\":\(number(topic.endOffset)),"
-                + "\"events\":\(topic.events),\"size_bytes\":\(topic.sizeBytes),"
-                + "\"last_commit_lsn\":\(string(topic.lastCommitLSN?.description)),"
-                + "\"last_commit_time\":\(string(topic.lastCommitTime.map(formatMicros))),"
-                + "\"damage\":\(string(topic.damage))}"
-        }
-        parts.append("\"topics\":[" + topics.joined(separator: ",") + "]")
-        let sinks = report.sinks.map { sink in
-            let topics = sink.topics.map { entry in
-                "{\"topic\":\(string(entry.topic)),\"committed_offset\":\(number(entry.committedOffset)),"
-                    + "\"lsn\":\(string(entry.lsn?.description)),\"lag_events\":\(entry.lagEvents),"
-                    + "\"lag_seconds\":\(String(format: "%.3f", entry.lagSeconds))}"
-            }
-            return "{\"name\":\(string(sink.name)),\"type\":\(string(sink.type)),\"state\":\(string(sink.state)),"
-                + "\"error\":\(string(sink.error)),\"lag_events\":\(sink.lagEvents),"
-                + "\"lag_seconds\":\(String(format: "%.3f", sink.lagSeconds)),\"topics\":[" + topics.joined(separator: ",") + "]}"
-        }
-        parts.append("\"sinks\":[" + sinks.joined(separator: ",") + "]")
-        return "{" + parts.joined(separator: ",") + "}"
+        StatusWatch(config: config, json: json).run()
     }
 }
 
@@ -89,6 +56,15 @@ enum StatusTable {
                     [sink.name, sink.state, entry.topic, entry.committedOffset.map { "\($0)" } ?? "-", "\(entry.lagEvents)",
                      String(format: "%.1f", entry.lagSeconds), sink.error ?? ""]
                 }
+            })
+        }
+        if !report.backfills.isEmpty {
+            out += "\n" + table(["BACKFILL", "SOURCE", "TABLES", "ROWS", "DONE", "ETA"], report.backfills.map { backfill in
+                let progress = backfill.progress
+                let done = progress.totalRows > 0 ? Double(progress.copiedRows) / Double(progress.totalRows) : 0
+                return [progress.id, backfill.source, progress.tables.map(\.table).joined(separator: ","),
+                        "\(progress.copiedRows)/\(progress.totalRows)", String(format: "%.1f%%", done * 100),
+                        StatusJSON.backfillETA(progress).map { String(format: "%.0f s", $0) } ?? "-"]
             })
         }
         return out

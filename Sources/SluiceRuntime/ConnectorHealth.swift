@@ -15,6 +15,8 @@ public final class ConnectorHealth: @unchecked Sendable {
     private var entries: [String: Entry] = [:]
     private var order: [String] = []
     private var observer: (@Sendable () -> Void)?
+    private var changeLog = HistoryRing<StateChange>(capacity: 50)
+    private var lastErrors: [String: (reason: String, at: Date)] = [:]
 
     /// Called after every state change, so the status file never shows a state older than the
     /// positions beside it.
@@ -43,6 +45,11 @@ public final class ConnectorHealth: @unchecked Sendable {
         if previous != state {
             if entries[key] == nil { order.append(key) }
             entries[key] = Entry(kind: kind, name: name, state: state, since: changed ? Date() : entries[key]!.since)
+            if let reason = state.reason { lastErrors[key] = (reason, Date()) }
+        }
+        if changed {
+            changeLog.append(StateChange(at: Date(), kind: kind, name: name, from: previous?.label, to: state.label,
+                                         reason: state.reason))
         }
         lock.unlock()
         observer?()
@@ -67,6 +74,20 @@ public final class ConnectorHealth: @unchecked Sendable {
         return order.compactMap { entries[$0] }
     }
 
+    /// The last 50 state changes (of kind: a new retry reason is not a change), oldest first.
+    public var changes: [StateChange] {
+        lock.lock()
+        defer { lock.unlock() }
+        return changeLog.elements
+    }
+
+    /// The connector's last error (a retry or failure reason) and when it was reported; kept after it recovers.
+    public func lastError(_ kind: String, _ name: String) -> (reason: String, at: Date)? {
+        lock.lock()
+        defer { lock.unlock() }
+        return lastErrors[key(kind, name)]
+    }
+
     public func state(_ kind: String, _ name: String) -> ConnectorState? {
         lock.lock()
         defer { lock.unlock() }
@@ -75,6 +96,24 @@ public final class ConnectorHealth: @unchecked Sendable {
 }
 
 extension ConnectorState {
+    /// starting, running, retrying, failed or stopped.
+    var label: String {
+        switch self {
+        case .starting: return "starting"
+        case .running: return "running"
+        case .retrying: return "retrying"
+        case .failed: return "failed"
+        case .stopped: return "stopped"
+        }
+    }
+
+    var reason: String? {
+        switch self {
+        case let .retrying(reason), let .failed(reason): return reason
+        default: return nil
+        }
+    }
+
     func sameKind(as other: ConnectorState) -> Bool {
         switch (self, other) {
         case (.starting, .starting), (.running, .running), (.retrying, .retrying), (.failed, .failed), (.stopped, .stopped):

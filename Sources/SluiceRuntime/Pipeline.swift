@@ -95,10 +95,11 @@ public final class Pipeline: @unchecked Sendable {
         defer { withExtendedLifetime(lock) {} }
 
         var metricsServer: MetricsServer?
+        let console = Console(pipeline: self)
         if let metrics = config.metrics {
             do {
                 let server = try MetricsServer(host: metrics.host, port: metrics.port, registry: MetricsBackend.registry(),
-                                               health: health)
+                                               health: health, console: console, token: metrics.token)
                 try server.start()
                 metricsServer = server
             } catch {
@@ -162,6 +163,9 @@ public final class Pipeline: @unchecked Sendable {
         }
         let dataDirectory = config.dataDirectory
         let progress = sinkProgress
+        console.attach(progress)
+        let consoleShown = metricsServer != nil
+        if consoleShown { console.followSources(until: stopSources) }
         let writeStatus: @Sendable () -> Void = { [health] in health.snapshot(progress: progress).write(dataDirectory: dataDirectory) }
         health.observe(writeStatus)
         writeStatus()
@@ -180,6 +184,7 @@ public final class Pipeline: @unchecked Sendable {
                 space.tick()
                 writeStatus()
                 gauges.update()
+                if consoleShown { console.sample() }
                 ticks += 1
                 if ticks % 10 == 0 || retentionWanted.take() { retention.apply() }
             }

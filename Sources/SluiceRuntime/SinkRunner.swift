@@ -255,6 +255,13 @@ public final class SinkProgress: @unchecked Sendable {
         return entry.position.map { $0.offset + 1 } ?? 0
     }
 
+    /// Events applied, over every topic (the topics' event counts up to each applied commit marker).
+    public var appliedEvents: UInt64 {
+        lock.lock()
+        defer { lock.unlock() }
+        return entries.values.reduce(0) { $0 + $1.totalEvents }
+    }
+
     /// Whether the sink has read its stored positions from its target.
     public var knowsPositions: Bool {
         lock.lock()

@@ -11,6 +11,9 @@ public struct StatusFile: Codable, Sendable {
         public var state: String
         public var error: String?
         public var since: Date
+        /// The last retry or failure reason, kept after the connector recovers, and when it was reported.
+        public var lastError: String? = nil
+        public var lastErrorAt: Date? = nil
     }
 
     public struct Position: Codable, Sendable {
@@ -28,6 +31,8 @@ public struct StatusFile: Codable, Sendable {
     public var positions: [Position]? = []
     /// Sinks whose stored positions the daemon has read: for them `positions` is the whole truth.
     public var knownSinks: [String]? = []
+    /// The last 50 state changes of the connectors, oldest first.
+    public var changes: [StateChange]? = []
 
     public static func path(dataDirectory: String) -> String { DataDirectory(dataDirectory).statusFile }
 
@@ -61,21 +66,14 @@ public struct StatusFile: Codable, Sendable {
 extension ConnectorHealth {
     func snapshot(progress: [SinkProgress] = []) -> StatusFile {
         StatusFile(pid: getpid(), updatedAt: Date(), connectors: all.map { entry in
-            let (state, error): (String, String?) = {
-                switch entry.state {
-                case .starting: return ("starting", nil)
-                case .running: return ("running", nil)
-                case let .retrying(reason): return ("retrying", reason)
-                case let .failed(reason): return ("failed", reason)
-                case .stopped: return ("stopped", nil)
-                }
-            }()
-            return StatusFile.Connector(kind: entry.kind, name: entry.name, state: state, error: error, since: entry.since)
+            let last = lastError(entry.kind, entry.name)
+            return StatusFile.Connector(kind: entry.kind, name: entry.name, state: entry.state.label, error: entry.state.reason,
+                                        since: entry.since, lastError: last?.reason, lastErrorAt: last?.at)
         }, positions: progress.flatMap { sink in
             sink.allPositions.map {
                 StatusFile.Position(sink: sink.sink, topic: $0.topic, offset: $0.offset, lsn: $0.lsn.description,
                                     commitTime: $0.commitTime)
             }
-        }, knownSinks: progress.filter(\.knowsPositions).map(\.sink))
+        }, knownSinks: progress.filter(\.knowsPositions).map(\.sink), changes: changes)
     }
 }

@@ -12,6 +12,8 @@ public struct StatusReport {
         public var state: String
         public var error: String?
         public var status: SourceStatus
+        /// When the source entered its state (daemon running only).
+        public var since: Date?
     }
 
     public struct Topic {
@@ -43,6 +45,10 @@ public struct StatusReport {
         public var state: String
         public var error: String?
         public var topics: [SinkTopic]
+        public var since: Date?
+        /// The last retry or failure reason, kept after the sink recovers, and when it was reported.
+        public var lastError: String?
+        public var lastErrorAt: Date?
         public var lagEvents: UInt64 { topics.reduce(0) { $0 + $1.lagEvents } }
         public var lagSeconds: Double { topics.map(\.lagSeconds).max() ?? 0 }
     }
@@ -51,6 +57,39 @@ public struct StatusReport {
     public var sources: [Source] = []
     public var topics: [Topic] = []
     public var sinks: [Sink] = []
+    /// Backfills started and not finished, one per source at most.
+    public var backfills: [Backfill] = []
+    /// The daemon's last 50 state changes, oldest first (empty without a daemon).
+    public var changes: [StateChange] = []
+
+    public struct Backfill {
+        public var source: String
+        public var progress: BackfillProgress
+    }
+
+    /// Each source's unfinished backfill, from its progress file (written by whichever process copies).
+    static func backfills(_ config: SluiceConfig) -> [Backfill] {
+        config.sources.compactMap { section in
+            let directory = DataDirectory(config.dataDirectory).sourceState(section.name)
+            guard let progress = BackfillFiles.read(BackfillProgress.self, directory: directory, name: BackfillProgress.fileName),
+                  !progress.isFinished else { return nil }
+            return Backfill(source: section.name, progress: progress)
+        }
+    }
+
+    static func topicEntry(_ name: String, _ topic: any SluiceKit.Topic) -> Topic {
+        let durable = topic.durableCommit
+        return Topic(name: name, firstOffset: topic.firstOffset, endOffset: durable?.offset,
+                     events: durable?.commit.totalEvents ?? 0, sizeBytes: topic.sizeBytes,
+                     lastCommitTime: durable?.commit.commitTime, lastCommitLSN: durable?.commit.commitLSN,
+                     damage: topic.damage)
+    }
+
+    /// Caught up with a topic that lost transactions is not caught up: the sink shows failed.
+    static func damageProblem(_ topics: [String], _ open: [String: any SluiceKit.Topic]) -> String? {
+        guard let damaged = topics.first(where: { open[$0]?.damage != nil }), let damage = open[damaged]?.damage else { return nil }
+        return "topic \(damaged) lost transactions after its last commit marker: \(damage)"
+    }
 
     public static func gather(config: SluiceConfig, registry: ConnectorRegistry, logger: Logger) throws -> StatusReport {
         var report = StatusReport()
@@ -64,33 +103,30 @@ public struct StatusReport {
             guard let connector = live?.connector(kind, name) else { return ("starting", nil) }
             return (connector.state, connector.error)
         }
+        report.backfills = backfills(config)
+        report.changes = live?.changes ?? []
 
         for section in config.sources {
             let source = try registry.sources[section.type]!.init(config: section)
             let (current, error) = state("source", section.name)
             report.sources.append(Source(name: section.name, type: section.type, state: current, error: error,
-                                         status: source.status()))
+                                         status: source.status(), since: live?.connector("source", section.name)?.since))
         }
         let store = try TopicStores.make(config, logger: logger)
         var topics: [String: any SluiceKit.Topic] = [:]
         for name in config.topics {
             let topic = store.topic(name)
             topics[name] = topic
-            let durable = topic.durableCommit
-            report.topics.append(Topic(name: name, firstOffset: topic.firstOffset, endOffset: durable?.offset,
-                                       events: durable?.commit.totalEvents ?? 0, sizeBytes: topic.sizeBytes,
-                                       lastCommitTime: durable?.commit.commitTime, lastCommitLSN: durable?.commit.commitLSN,
-                                       damage: topic.damage))
+            report.topics.append(topicEntry(name, topic))
         }
         let now = nowMicros()
         for section in config.sinks {
             let sink = try registry.sinks[section.config.type]!.init(config: section.config)
             var (current, liveError) = state("sink", section.config.name)
             var problem = liveError
-            // Caught up with a topic that lost transactions is not caught up.
-            if let damaged = section.topics.first(where: { topics[$0]?.damage != nil }), let damage = topics[damaged]?.damage {
+            if let damage = damageProblem(section.topics, topics) {
                 current = "failed"
-                problem = "topic \(damaged) lost transactions after its last commit marker: \(damage)"
+                problem = damage
             }
             var positions: [String: SinkPosition] = [:]
             if let live, live.knownSinks?.contains(section.config.name) ?? false {
@@ -124,8 +160,10 @@ public struct StatusReport {
                 }
                 entries.append(entry)
             }
+            let connector = live?.connector("sink", section.config.name)
             report.sinks.append(Sink(name: section.config.name, type: section.config.type, state: current, error: problem,
-                                     topics: entries))
+                                     topics: entries, since: connector?.since, lastError: connector?.lastError,
+                                     lastErrorAt: connector?.lastErrorAt))
         }
         return report
     }

@@ -75,7 +75,7 @@ final class ConfigLoaderTests: XCTestCase {
             """)
         let config = try load(path)
         XCTAssertEqual(config.dataDirectory, URL(fileURLWithPath: directory).standardizedFileURL.path + "/state/data")
-        XCTAssertEqual(config.metrics?.host, "0.0.0.0")
+        XCTAssertEqual(config.metrics?.host, "127.0.0.1", "no address in listen: loopback (the console shows the pipeline)")
         XCTAssertEqual(config.metrics?.port, 9187)
         XCTAssertEqual(config.logFormat, "json")
         XCTAssertEqual(config.logLevel, "debug")
@@ -90,6 +90,15 @@ final class ConfigLoaderTests: XCTestCase {
         // Every connector accepts its section.
         for source in config.sources { XCTAssertNoThrow(try ConnectorRegistry.builtin.sources[source.type]!.init(config: source)) }
         for sink in config.sinks { XCTAssertNoThrow(try ConnectorRegistry.builtin.sinks[sink.config.type]!.init(config: sink.config)) }
+    }
+
+    func testMetricsTokenComesFromTheEnvironment() throws {
+        let path = try write("token", Self.source + "\nmetrics: {listen: '0.0.0.0:9187', token: '${SLUICE_KIT_TOKEN}'}\n")
+        setenv("SLUICE_KIT_TOKEN", "t0ken", 1)
+        defer { unsetenv("SLUICE_KIT_TOKEN") }
+        let config = try load(path)
+        XCTAssertEqual(config.metrics?.token, "t0ken")
+        XCTAssertEqual(config.metrics?.host, "0.0.0.0", "an address the file names is kept")
     }
 
     func testBuiltinRegistryHasEveryConnector() {
@@ -140,6 +149,10 @@ final class ConfigLoaderTests: XCTestCase {
         BadFile(name: "bad-listen", text: source + "\nmetrics: {listen: localhost}\n", key: "metrics.listen", message: "not host:port"),
         BadFile(name: "unknown-metrics-key", text: source + "\nmetrics: {listen: ':1', path: /m}\n", key: "metrics.path",
                 message: "unknown key"),
+        BadFile(name: "empty-metrics-token", text: source + "\nmetrics: {listen: ':1', token: ''}\n", key: "metrics.token",
+                message: "non-empty"),
+        BadFile(name: "spaced-metrics-token", text: source + "\nmetrics: {listen: ':1', token: 'a b'}\n", key: "metrics.token",
+                message: "without spaces"),
         BadFile(name: "bad-log-level", text: source + "\nlogging: {level: loud}\n", key: "logging.level", message: "must be one of"),
         BadFile(name: "no-sources", text: "data_dir: x\n", key: "sources", message: "is required"),
         BadFile(name: "empty-sources", text: "sources: []\n", key: "sources", message: "at least one source"),

@@ -153,7 +153,7 @@ public final class PostgresSource: BackfillSource {
             ("slot", slot), ("slot_exists", "true"), ("slot_active", result.string(0, 0) == "t" ? "true" : "false"),
             ("confirmed_flush_lsn", result.string(0, 1) ?? ""), ("current_wal_lsn", result.string(0, 2) ?? ""),
             ("wal_status", result.string(0, 4) ?? ""),
-        ], retainedBytes: retained)
+        ], retainedBytes: retained, retainedWarningBytes: retainedWALWarning)
         if retained > retainedWALWarning {
             status.warning = "slot \(slot) retains \(retained) bytes of WAL, more than retained_wal_warning (\(retainedWALWarning))"
         }

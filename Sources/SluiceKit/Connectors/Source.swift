@@ -89,15 +89,18 @@ public struct SourceStatus: Sendable {
     public var details: [(key: String, value: String)] = []
     /// Bytes of WAL (or the store's equivalent) the source's position keeps from being recycled.
     public var retainedBytes: UInt64?
+    /// The threshold past which retained data is warned about, if the source has one.
+    public var retainedWarningBytes: UInt64?
     /// Set when retained data passes the configured threshold.
     public var warning: String?
     /// Set when the database could not be asked.
     public var error: String?
 
-    public init(details: [(key: String, value: String)] = [], retainedBytes: UInt64? = nil, warning: String? = nil,
-                error: String? = nil) {
+    public init(details: [(key: String, value: String)] = [], retainedBytes: UInt64? = nil, retainedWarningBytes: UInt64? = nil,
+                warning: String? = nil, error: String? = nil) {
         self.details = details
         self.retainedBytes = retainedBytes
+        self.retainedWarningBytes = retainedWarningBytes
         self.warning = warning
         self.error = error
     }

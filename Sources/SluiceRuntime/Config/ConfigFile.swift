@@ -14,6 +14,8 @@ public struct SluiceConfig {
     public struct Metrics {
         public var host: String
         public var port: Int
+        /// Required by the console (`/`, `/api/*`) when set; from `${VAR}` so it is not in the file.
+        public var token: String? = nil
     }
 
     public var file: String
@@ -231,8 +233,20 @@ enum ConfigLoader {
         guard case let .map(entries, line) = raw else {
             throw ConfigError(file: file, line: raw.line, key: "metrics", message: "must be a mapping, e.g. {listen: \"127.0.0.1:9187\"}")
         }
-        for entry in entries where entry.key != "listen" {
-            throw ConfigError(file: file, line: entry.value.line, key: "metrics.\(entry.key)", message: "unknown key\(didYouMean(entry.key, among: ["listen"])) (known: listen)")
+        for entry in entries where !["listen", "token"].contains(entry.key) {
+            throw ConfigError(file: file, line: entry.value.line, key: "metrics.\(entry.key)", message: "unknown key\(didYouMean(entry.key, among: ["listen", "token"])) (known: listen, token)")
+        }
+        var token: String?
+        if let value = entries.first(where: { $0.key == "token" })?.value {
+            guard case let .scalar(text, tokenLine) = value, !text.isEmpty else {
+                throw ConfigError(file: file, line: value.line, key: "metrics.token",
+                                  message: "must be a non-empty string, e.g. token: ${SLUICE_CONSOLE_TOKEN}")
+            }
+            guard text.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+                throw ConfigError(file: file, line: tokenLine, key: "metrics.token",
+                                  message: "must be printable ASCII without spaces (it is sent in an HTTP header)")
+            }
+            token = text
         }
         guard case let .scalar(listen, _)? = entries.first(where: { $0.key == "listen" })?.value else {
             throw ConfigError(file: file, line: line, key: "metrics.listen", message: "is required, e.g. \"127.0.0.1:9187\"")
@@ -241,8 +255,9 @@ enum ConfigLoader {
               (0...65535).contains(port) else {
             throw ConfigError(file: file, line: line, key: "metrics.listen", message: "'\(listen)' is not host:port, e.g. 127.0.0.1:9187")
         }
+        // Loopback unless the file names an address: the console shows the whole pipeline.
         let host = String(listen[..<colon])
-        return SluiceConfig.Metrics(host: host.isEmpty ? "0.0.0.0" : host, port: port)
+        return SluiceConfig.Metrics(host: host.isEmpty ? "127.0.0.1" : host, port: port, token: token)
     }
 
     static func logging(_ raw: ConfigValue?, file: String, key: String, choices: [String]) throws -> String? {

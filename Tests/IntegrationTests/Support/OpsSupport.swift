@@ -59,7 +59,7 @@ struct StatusView {
 // MARK: HTTP
 
 /// A plain HTTP/1.1 GET over a socket to 127.0.0.1; returns the status code and the body.
-func opsHTTPGet(port: Int, path: String, timeout: TimeInterval = 5) throws -> (status: Int, body: String) {
+func opsHTTPGet(port: Int, path: String, headers: [String] = [], timeout: TimeInterval = 5) throws -> (status: Int, body: String) {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw TestFailure("socket failed") }
     defer { close(fd) }
@@ -74,7 +74,8 @@ func opsHTTPGet(port: Int, path: String, timeout: TimeInterval = 5) throws -> (s
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
     }
     guard connected == 0 else { throw TestFailure("cannot connect to 127.0.0.1:\(port): \(String(cString: strerror(errno)))") }
-    let request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\nAccept: */*\r\n\r\n"
+    let request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\nAccept: */*\r\n"
+        + headers.map { $0 + "\r\n" }.joined() + "\r\n"
     let sent = request.withCString { send(fd, $0, strlen($0), 0) }
     guard sent == request.utf8.count else { throw TestFailure("send failed") }
     var data = [UInt8]()
