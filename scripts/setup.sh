@@ -5,12 +5,12 @@
 #                           libnats-dev (the JetStream backend is built in) and nats-server
 #                           (for scripts/demo.sh --jetstream)
 #   scripts/setup.sh        the above and what the tests add: docker-compose (only to validate
-#                           docker-compose.yml)
+#                           docker-compose.yml) and chromium (ConsoleTests load the console headless)
 set -euo pipefail
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 packages=(postgresql libpq-dev libsqlite3-dev sqlite3 pkg-config python3 nats-server libnats-dev)
-[ "${1:-}" = demo ] || packages+=(docker-compose)
+[ "${1:-}" = demo ] || packages+=(docker-compose chromium)
 for pkg in "${packages[@]}"; do
     have_pkg "$pkg" || need+=("$pkg")
 done
