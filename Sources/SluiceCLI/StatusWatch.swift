@@ -42,13 +42,12 @@ struct StatusWatch {
             } else if terminal {
                 // Home, each line cleared to its end, then the rest of the screen: no flicker.
                 let lines = frame.split(separator: "\n", omittingEmptySubsequences: false).map { $0 + "\u{1B}[K" }
-                print("\u{1B}[H" + lines.joined(separator: "\n") + "\u{1B}[J", terminator: "")
+                Output.standardOutput("\u{1B}[H" + lines.joined(separator: "\n") + "\u{1B}[J")
             } else {
                 print("--- \(ISO8601DateFormatter().string(from: Date()))\n" + frame)
             }
-            fflush(nil)  // every output stream: stdout is not concurrency-safe to name
         } while interrupted.wait(timeout: .now() + 1) == .timedOut
-        if terminal && !json { print("") }
+        if terminal && !json { Output.standardOutput("\n") }
     }
 
     /// Each sink's lag over the last minute, one line per sink.
@@ -69,7 +68,7 @@ struct StatusWatch {
         formatter.dateFormat = "HH:mm:ss"
         let rows = report.changes.suffix(10).reversed().map { change in
             [formatter.string(from: change.at), "\(change.kind) \(change.name)", "\(change.from ?? "-") → \(change.to)",
-             change.reason.map(redactSecrets) ?? ""]
+             change.reason.map(Secrets.redact) ?? ""]
         }
         return "\n" + StatusTable.table(["CHANGED", "COMPONENT", "STATE", "REASON"], rows)
     }

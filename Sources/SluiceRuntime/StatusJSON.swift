@@ -15,7 +15,7 @@ public enum StatusJSON {
     public static func render(_ report: StatusReport) -> String { render(report, extras: nil) }
 
     static func render(_ report: StatusReport, extras: (any StatusJSONExtras)?) -> String {
-        func string(_ value: String?) -> String { value.map { jsonString(redactSecrets($0)) } ?? "null" }
+        func string(_ value: String?) -> String { value.map { jsonString(Secrets.redact($0)) } ?? "null" }
         func number<T: BinaryInteger>(_ value: T?) -> String { value.map { "\($0)" } ?? "null" }
         func date(_ value: Date?) -> String { value.map { "\"\(timestamp($0))\"" } ?? "null" }
         var parts: [String] = []
@@ -93,17 +93,4 @@ public enum StatusJSON {
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         return formatter.string(from: date)
     }
-}
-
-private let credentialsInURL = try! NSRegularExpression(pattern: #"(://[^/\s:@]*):[^@\s/]+@"#)
-private let passwordParameter = try! NSRegularExpression(pattern: #"(password=)[^&\s"']+"#, options: [.caseInsensitive])
-
-/// A last guard for whatever a connector reports: the password of any URL in `text` becomes `***`
-/// (connectors redact their own URLs already; an error quoting one verbatim must not leak it).
-public func redactSecrets(_ text: String) -> String {
-    guard text.contains("://") || text.lowercased().contains("password=") else { return text }
-    let range = NSRange(text.startIndex..., in: text)
-    let first = credentialsInURL.stringByReplacingMatches(in: text, range: range, withTemplate: "$1:***@")
-    return passwordParameter.stringByReplacingMatches(in: first, range: NSRange(first.startIndex..., in: first),
-                                                      withTemplate: "$1***")
 }

@@ -246,6 +246,7 @@ enum ConfigLoader {
                 throw ConfigError(file: file, line: tokenLine, key: "metrics.token",
                                   message: "must be printable ASCII without spaces (it is sent in an HTTP header)")
             }
+            Secrets.register(text)  // whatever its variable is called
             token = text
         }
         guard case let .scalar(listen, _)? = entries.first(where: { $0.key == "listen" })?.value else {
