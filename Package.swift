@@ -97,14 +97,16 @@ let package = Package(
         // The benchmark: scripts/bench.sh builds and runs it (see BENCHMARKS.md).
         .executableTarget(name: "sluice-bench", dependencies: ["SluiceWire", "PGOutput", "SluiceNATS"]),
 
-        .testTarget(name: "PGOutputTests", dependencies: ["PGOutput"],
+        // Seeded random mutation for the parsers' fuzz tests (FuzzTests in each target below).
+        .target(name: "FuzzSupport", path: "Tests/FuzzSupport"),
+        .testTarget(name: "PGOutputTests", dependencies: ["PGOutput", "FuzzSupport"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "SluiceLogTests", dependencies: ["SluiceLog", "SluiceKit"]),
+        .testTarget(name: "SluiceLogTests", dependencies: ["SluiceLog", "SluiceKit", "FuzzSupport"]),
         // Runs real nats-server processes (one node, and a three-node cluster).
         .testTarget(name: "SluiceNATSTests", dependencies: ["SluiceNATS"]),
-        .testTarget(name: "SluiceKitTests", dependencies: ["SluiceKit", "SluiceRuntime", "SluiceConnectors"]),
+        .testTarget(name: "SluiceKitTests", dependencies: ["SluiceKit", "SluiceRuntime", "SluiceConnectors", "FuzzSupport"]),
         .testTarget(name: "PostgresSourceTests", dependencies: ["PostgresSource"]),
-        .testTarget(name: "SluiceJetStreamTests", dependencies: ["SluiceJetStream", "SluiceKit"]),
+        .testTarget(name: "SluiceJetStreamTests", dependencies: ["SluiceJetStream", "SluiceKit", "FuzzSupport"]),
         .testTarget(name: "SluiceRuntimeTests", dependencies: ["SluiceRuntime", "SluiceKit"]),
         // Runs the real `sluice` binary against real PostgreSQL clusters and SQLite files.
         .testTarget(name: "IntegrationTests", dependencies: [
