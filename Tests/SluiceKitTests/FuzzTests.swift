@@ -7,7 +7,7 @@ import XCTest
 
 /// Seeded, bounded random mutation of what Sluice parses: topic record bodies (as read back from a
 /// topic, whichever backend) and configuration files. Each input is accepted or refused with the
-/// parser's typed error — `RecordError`, `ConfigError` — never a trap; a record that decodes can be
+/// parser's typed error — `RecordError`, `ConfigError(s)` — never a trap; a record that decodes can be
 /// walked to its end.
 final class FuzzTests: XCTestCase {
     /// One valid body of each record kind and change operation.
@@ -113,8 +113,11 @@ final class FuzzTests: XCTestCase {
                 loaded += 1
             } catch is ConfigError {
                 refused += 1
+            } catch let errors as ConfigErrors {
+                XCTAssertFalse(errors.errors.isEmpty, "iteration \(iteration)")
+                refused += 1
             } catch {
-                XCTFail("iteration \(iteration): \(type(of: error)) is not a ConfigError: \(error)\n\(String(decoding: text, as: UTF8.self))")
+                XCTFail("iteration \(iteration): \(type(of: error)) is not a ConfigError(s): \(error)\n\(String(decoding: text, as: UTF8.self))")
             }
         }
         XCTAssertGreaterThan(loaded, 10)
