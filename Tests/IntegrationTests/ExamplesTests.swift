@@ -32,6 +32,12 @@ final class ExamplesTests: XCTestCase {
         XCTAssertEqual(result.status, 0, result.out + result.err)
     }
 
+    func testTransformsExamplePassesCheck() throws {
+        let result = try sluice(["check", "--config", repositoryRoot + "/examples/transforms.yml", "--file-only"],
+                                environment: secrets.merging(["MASK_KEY": "example-key"]) { a, _ in a })
+        XCTAssertEqual(result.status, 0, result.out + result.err)
+    }
+
     func testComposeConfigurationNeedsItsSecrets() throws {
         let result = try sluice(["check", "--config", repositoryRoot + "/examples/docker/sluice.yml", "--file-only"],
                                 environment: ["APP_DB_PASSWORD": "example"])
