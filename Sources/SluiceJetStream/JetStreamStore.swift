@@ -57,6 +57,8 @@ public final class JetStreamStore: TopicStore, @unchecked Sendable {
         let connection: NATSConnection
         do {
             connection = try NATSConnection(options: options(purpose: "check"))
+        } catch where error.kind == .authentication {
+            return [CheckFinding(.error, subject, refusedLogin(error), fix: Self.loginFix)]
         } catch {
             return [CheckFinding(.error, subject, "cannot connect to the NATS servers \(servers): \(error)",
                                  fix: "start nats-server with -js on those addresses, or correct topics.servers")]
@@ -96,6 +98,17 @@ public final class JetStreamStore: TopicStore, @unchecked Sendable {
 
     // MARK: Connections
 
+    static let loginFix = "set topics.user and topics.password, topics.token or topics.credentials to what the server's authorization accepts"
+
+    /// A refused login, naming the servers and how they were asked.
+    func refusedLogin(_ error: NATSError) -> String {
+        let servers = settings.servers.map(redactNATSURL).joined(separator: ", ")
+        let how = settings.credentials.map { "credentials file \($0)" }
+            ?? settings.token.map { _ in "a token" }
+            ?? settings.user.map { "user \($0)" } ?? "no user, password or token"
+        return "the NATS server at \(servers) refused the login with \(how) (\(error)): \(Self.loginFix)"
+    }
+
     func options(purpose: String) -> NATSOptions {
         var options = NATSOptions(servers: settings.servers)
         options.name = "sluice-\(purpose)"
@@ -131,6 +144,9 @@ public final class JetStreamStore: TopicStore, @unchecked Sendable {
         do {
             return try body()
         } catch let error as NATSError {
+            if error.kind == .authentication {
+                throw ConnectorError.misconfigured("JetStream \(action()): \(refusedLogin(error))")
+            }
             if error.isTransient || error.kind == .noResponders {
                 throw ConnectorError.transient("JetStream \(action()): \(error)")
             }
@@ -139,9 +155,9 @@ public final class JetStreamStore: TopicStore, @unchecked Sendable {
     }
 
     /// A connection's JetStream context, with errors as connector errors.
-    func context(purpose: String) throws -> JetStream {
+    func context(purpose: String, options: JetStreamOptions = JetStreamOptions()) throws -> JetStream {
         let connection = try connect(purpose: purpose)
-        return try wrap("open a JetStream context") { try connection.jetStream() }
+        return try wrap("open a JetStream context") { try connection.jetStream(options: options) }
     }
 }
 

@@ -22,6 +22,9 @@ public struct NATSError: Error, CustomStringConvertible, Sendable, Equatable {
         case connection
         /// No JetStream server answered the request (JetStream disabled, or no stream leader yet).
         case noResponders
+        /// The server refused the login (user and password, token or credentials): retrying with the
+        /// same settings cannot help.
+        case authentication
         /// Anything else: a bad argument, a refused configuration, a server-side JetStream error.
         case other
     }
@@ -51,8 +54,9 @@ public struct NATSError: Error, CustomStringConvertible, Sendable, Equatable {
         case NATS_TIMEOUT: return .timeout
         case NATS_NO_RESPONDERS: return .noResponders
         case NATS_CONNECTION_CLOSED, NATS_CONNECTION_DISCONNECTED, NATS_NO_SERVER, NATS_IO_ERROR,
-             NATS_STALE_CONNECTION, NATS_NOT_YET_CONNECTED, NATS_CONNECTION_AUTH_FAILED:
+             NATS_STALE_CONNECTION, NATS_NOT_YET_CONNECTED:
             return .connection
+        case NATS_CONNECTION_AUTH_FAILED: return .authentication
         case NATS_NOT_FOUND: return .messageNotFound
         default: return .other
         }
@@ -76,7 +80,7 @@ public struct NATSError: Error, CustomStringConvertible, Sendable, Equatable {
         switch kind {
         case .timeout, .connection, .noResponders: return true
         case .other: return jetStreamCode == 10008   // JetStream system temporarily unavailable
-        case .wrongLastSequence, .streamNotFound, .messageNotFound: return false
+        case .wrongLastSequence, .streamNotFound, .messageNotFound, .authentication: return false
         }
     }
 

@@ -518,6 +518,42 @@ final class NATSSinkTests: PluginSinkTestCase {
         XCTAssertTrue(result.err.contains("not supported yet"), result.describe)
     }
 
+    /// A server that refuses the login is a configuration error, not an outage: `run` exits 2 at
+    /// once naming the server and what to set, and `check` says the same — for the `nats` sink and
+    /// for topics in JetStream.
+    func testARefusedLoginExitsTwoNamingTheServerAndTheFix() throws {
+        let guarded = try NATSNode(name: "guarded", directory: directory)
+        guarded.extraArguments = ["--user", "sluice", "--pass", "right-password"]
+        try guarded.start()
+        defer { guarded.kill() }
+        let server = "127.0.0.1:\(guarded.port)"
+
+        try writeSourceConfig(tables: PluginWorkload.tables, sinks: [
+            "  - name: nats", "    type: nats", "    servers: [\(guarded.url)]", "    topics: [app]",
+            "    user: sluice", "    password: wrong-password",
+        ])
+        let sinkRun = try sluice(["run", "--config", configPath], timeout: 60)
+        XCTAssertEqual(sinkRun.status, 2, "a refused login stops the daemon as a configuration error: \(sinkRun.describe)")
+        XCTAssertTrue(sinkRun.all.contains("sink nats") && sinkRun.all.contains(server) && sinkRun.all.contains("refused the login"),
+                      sinkRun.describe)
+        XCTAssertFalse(sinkRun.all.contains("wrong-password"), "the password is not printed: \(sinkRun.describe)")
+        let sinkCheck = try sluice(["check", "--config", configPath])
+        XCTAssertNotEqual(sinkCheck.status, 0, sinkCheck.describe)
+        XCTAssertTrue(sinkCheck.all.contains("refused the login") && sinkCheck.all.contains("password"), sinkCheck.describe)
+
+        try writeSourceConfig(tables: PluginWorkload.tables, topExtra: [
+            "topics:", "  backend: jetstream", "  servers: [\(guarded.url)]", "  token: not-the-token",
+        ], sinks: ["  - name: local", "    type: sqlite", "    path: \(directory!)/local.db", "    topics: [app]"])
+        let topicsRun = try sluice(["run", "--config", configPath], timeout: 60)
+        XCTAssertEqual(topicsRun.status, 2, "topics on a server refusing the login: \(topicsRun.describe)")
+        XCTAssertTrue(topicsRun.all.contains(server) && topicsRun.all.contains("refused the login with a token")
+                      && topicsRun.all.contains("topics.token"), topicsRun.describe)
+        XCTAssertFalse(topicsRun.all.contains("not-the-token"), "the token is not printed: \(topicsRun.describe)")
+        let topicsCheck = try sluice(["check", "--config", configPath])
+        XCTAssertNotEqual(topicsCheck.status, 0, topicsCheck.describe)
+        XCTAssertTrue(topicsCheck.all.contains("refused the login") && topicsCheck.all.contains("topics.user"), topicsCheck.describe)
+    }
+
     func testAStreamThatCapturesTheSubjectsElsewhereIsReported() throws {
         let jetStream = try connect()
         defer { jetStream.connection.close() }

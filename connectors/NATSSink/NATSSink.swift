@@ -378,6 +378,9 @@ public final class NATSSink: Sink {
             (connection, jetStream) = try connect()
         } catch {
             let reason = "\(error)".replacingOccurrences(of: "sink \(name): ", with: "")
+            if case .misconfigured = error as? ConnectorError {
+                return [CheckFinding(.error, subject, reason)]   // The login was refused: the reason says what to set.
+            }
             return [CheckFinding(.error, subject, "cannot reach NATS: \(reason)",
                                  fix: "start nats-server with JetStream (-js), or correct servers and the credentials")]
         }

@@ -70,6 +70,12 @@ func natsCall<T>(_ sink: String, _ action: @autoclosure () -> String, _ body: ()
 }
 
 func connectorError(_ sink: String, _ action: String, _ error: NATSError) -> ConnectorError {
+    if error.kind == .authentication {
+        return .misconfigured("""
+            sink \(sink): \(action): the server refused the login (\(error)): set the sink's user and password, \
+            token or credentials to what the server's authorization accepts
+            """)
+    }
     if error.isTransient || error.kind == .noResponders {
         return .transient("sink \(sink): \(action): \(error)")
     }

@@ -27,6 +27,8 @@ final class NATSNode {
     private(set) var process: SluiceProcess?
     /// How many times this node was started.
     private(set) var starts = 0
+    /// More nats-server options (e.g. `--user`, `--pass`).
+    var extraArguments: [String] = []
 
     var url: String { "nats://127.0.0.1:\(port)" }
     var isRunning: Bool { process?.isRunning == true }
@@ -48,7 +50,7 @@ final class NATSNode {
                           "--routes", cluster.routePorts.filter { $0 != cluster.routePort }.map { "nats://127.0.0.1:\($0)" }
                               .joined(separator: ",")]
         }
-        return arguments
+        return arguments + extraArguments
     }
 
     /// Starts the server (on the same ports and store as before, after a kill) and waits until its
