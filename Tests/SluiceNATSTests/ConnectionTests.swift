@@ -10,7 +10,8 @@ final class ConnectionTests: NATSTestCase {
         XCTAssertEqual(connection.connectedURL, server.url)
         XCTAssertThrowsError(try connect([server.url]) { $0.user = "sluice"; $0.password = "wrong" }) { error in
             let error = error as? NATSError
-            XCTAssertEqual(error?.kind, .connection, "\(String(describing: error))")
+            XCTAssertEqual(error?.kind, .authentication, "\(String(describing: error))")
+            XCTAssertEqual(error?.isTransient, false, "a refused login is not retried")
             XCTAssertTrue(error?.description.lowercased().contains("authorization") == true, "\(String(describing: error))")
         }
     }
