@@ -54,7 +54,8 @@ public struct NATSError: Error, CustomStringConvertible, Sendable, Equatable {
         case NATS_TIMEOUT: return .timeout
         case NATS_NO_RESPONDERS: return .noResponders
         case NATS_CONNECTION_CLOSED, NATS_CONNECTION_DISCONNECTED, NATS_NO_SERVER, NATS_IO_ERROR,
-             NATS_STALE_CONNECTION, NATS_NOT_YET_CONNECTED:
+             NATS_STALE_CONNECTION, NATS_NOT_YET_CONNECTED,
+             NATS_INSUFFICIENT_BUFFER:   // While reconnecting: the buffer of messages to send on reconnect is full.
             return .connection
         case NATS_CONNECTION_AUTH_FAILED: return .authentication
         case NATS_NOT_FOUND: return .messageNotFound
