@@ -105,14 +105,14 @@ final class JetStreamTopic: Topic, @unchecked Sendable {
 
     func record(at offset: UInt64) throws -> TopicRecord? {
         guard let end = durableCommit?.offset, offset <= end else { return nil }
-        let reader = try JetStreamTopicReader(topic: self, from: offset)
+        let reader = try JetStreamTopicReader(topic: self, from: offset, streaming: false)
         guard let raw = try reader.next(limit: end + 1) else { return nil }
         return try raw.decode()
     }
 
     func commitMarker(at offset: UInt64) throws -> CommitRecord? {
         guard let end = durableCommit?.offset, offset <= end else { return nil }
-        let reader = try JetStreamTopicReader(topic: self, from: offset)
+        let reader = try JetStreamTopicReader(topic: self, from: offset, streaming: false)
         guard let raw = try reader.next(limit: end + 1), raw.offset == offset,
               case let .commit(commit) = try raw.decode() else { return nil }
         return commit
@@ -145,10 +145,21 @@ final class JetStreamTopic: Topic, @unchecked Sendable {
 
 /// Reads a topic's batches in order from an offset, with its own connection (on the reader's thread).
 /// A batch that closes chunks yields the chunks' records first, one chunk in memory at a time.
+/// Streaming, batches come through a pull consumer on the batches' subject, many per round trip
+/// (chunks, rare, are got one by one); otherwise (a single lookup) each message is got by sequence.
 final class JetStreamTopicReader: TopicReader {
     let topic: JetStreamTopic
     private(set) var position: UInt64
+    private let streaming: Bool
     private var jetStream: JetStream?
+    private var consumer: StreamReader?
+    private var buffered: ArraySlice<JetStreamMessage> = []
+    /// When a fetch first came back empty although committed batches were due: a consumer left on a
+    /// node that lost the stream's leadership delivers nothing, and is made anew after a while.
+    private var drySince: Date?
+
+    /// Batches per fetch: at most ~29 MB in memory with messages of 900 KB.
+    static let fetchBatch = 32
     /// The next sequence to fetch.
     private var sequence: UInt64
     /// The stream's last sequence as last seen: a missing message below it was purged or deleted.
@@ -166,8 +177,9 @@ final class JetStreamTopicReader: TopicReader {
         var batch: JetStreamMessage?
     }
 
-    init(topic: JetStreamTopic, from offset: UInt64) throws {
+    init(topic: JetStreamTopic, from offset: UInt64, streaming: Bool = true) throws {
         self.topic = topic
+        self.streaming = streaming
         position = offset
         sequence = max(1, MessageBatch.base(of: offset))
         if let info = try topic.info() {
@@ -218,6 +230,12 @@ final class JetStreamTopicReader: TopicReader {
             }
             // Nothing new can be below the limit once the reader is past the durable end.
             if let end = topic.durableCommit?.offset, position > end { return nil }
+            if streaming {
+                guard let message = try streamed() else { return nil }
+                sequence = message.sequence + 1
+                try take(message)
+                continue
+            }
             guard let message = try fetch(sequence) else {
                 if sequence > knownLast {
                     knownLast = try topic.info()?.state.lastSequence ?? knownLast
@@ -228,14 +246,59 @@ final class JetStreamTopicReader: TopicReader {
             }
             sequence = message.sequence + 1
             guard message.subject == topic.subjects.batches else { continue }
-            let header = try decode(message.data, at: message.sequence)
-            let base = header.chunks?.lowerBound ?? message.sequence
-            if MessageBatch.offset(base: base, index: header.chunkRecords + header.count) <= position { continue }
-            var next = Current(data: [], records: MessageBatch.Records([], count: 0),
-                               base: base, index: 0, pendingChunks: header.chunks, batch: message)
-            try advance(&next)
-            current = next
+            try take(message)
         }
+    }
+
+    /// Makes a batch the current one, unless all its records are below the position.
+    private func take(_ message: JetStreamMessage) throws {
+        let header = try decode(message.data, at: message.sequence)
+        let base = header.chunks?.lowerBound ?? message.sequence
+        if MessageBatch.offset(base: base, index: header.chunkRecords + header.count) <= position { return }
+        var next = Current(data: [], records: MessageBatch.Records([], count: 0),
+                           base: base, index: 0, pendingChunks: header.chunks, batch: message)
+        try advance(&next)
+        current = next
+    }
+
+    /// The next batch from the consumer (made at `sequence` when there is none), or nil when none
+    /// arrived in a moment.
+    private func streamed() throws -> JetStreamMessage? {
+        while buffered.isEmpty {
+            let reader: StreamReader
+            if let consumer {
+                reader = consumer
+            } else {
+                let js = try context()
+                let start = sequence
+                reader = try topic.store.wrap("read \(topic.stream) from sequence \(start)") {
+                    try StreamReader(js, stream: topic.stream, subject: topic.subjects.batches, startSequence: start,
+                                     mode: .pull(batch: Self.fetchBatch))
+                }
+                consumer = reader
+            }
+            let messages: [JetStreamMessage]
+            do {
+                messages = try topic.store.wrap("read \(topic.stream) at sequence \(sequence)") {
+                    try reader.next(max: Self.fetchBatch, timeoutMilliseconds: 250)
+                }
+            } catch {
+                consumer = nil
+                throw error
+            }
+            guard !messages.isEmpty else {
+                let since = drySince ?? Date()
+                drySince = since
+                if Date().timeIntervalSince(since) > 2 {
+                    consumer = nil
+                    drySince = nil
+                }
+                return nil
+            }
+            drySince = nil
+            buffered = messages.drop(while: { $0.sequence < sequence })
+        }
+        return buffered.popFirst()
     }
 
     /// Moves to the next chunk, or to the batch's own records once the chunks are done.

@@ -20,8 +20,26 @@ final class JetStreamTopicWriter: TopicWriter, @unchecked Sendable {
     private var publisherDone = false
     private(set) var lastCommit: CommittedPosition?
     private var publisher: Thread?
+    // The publisher's, guarded by `state`: queue[0..<sent] are published and await their acks.
+    private var sent = 0
+    private var outstanding = 0
+    private var acknowledged = Set<UInt64>()
+    private var resending = false
+    private var drainDeadline = Date.distantPast
 
-    static let maxQueued = 8
+    /// Messages waiting or in flight at most: past that the source waits (memory stays bounded,
+    /// at most this many messages of up to 900 KB).
+    static let maxQueued = 48
+    /// Messages published and not yet acknowledged at most.
+    static let maxInFlight = 32
+    /// Below this many in flight a committed transaction is sent at once; above, it waits for an ack
+    /// or for half a message's worth of others.
+    static let eagerInFlight = 4
+    static let ackTimeoutMillis = 5_000
+    static let resendTimeoutMillis = 2_000
+    /// Seconds of failed publishing before the source reports the outage.
+    static let reportOutageAfter: TimeInterval = 3
+    private var failingSince: Date?
     var nextOffset: UInt64 {
         state.lock()
         defer { state.unlock() }
@@ -36,7 +54,16 @@ final class JetStreamTopicWriter: TopicWriter, @unchecked Sendable {
         jetStreamTopic = topic
         subjects = topic.subjects
         let store = topic.store
-        let jetStream = try store.context(purpose: "writer")
+        var options = JetStreamOptions()
+        options.maxPendingAsync = Self.maxInFlight * 2
+        options.asyncAckTimeoutMilliseconds = Self.ackTimeoutMillis
+        let wake = topic.state
+        options.onAsyncAck = { _ in
+            wake.lock()
+            wake.broadcast()
+            wake.unlock()
+        }
+        let jetStream = try store.context(purpose: "writer", options: options)
         let wanted = store.streamConfig(topic.name)
         var info = try store.wrap("look up stream \(topic.stream)") { try jetStream.streamInfo(topic.stream) }
         if let existing = info {
@@ -112,8 +139,11 @@ final class JetStreamTopicWriter: TopicWriter, @unchecked Sendable {
             let commit = try CommitRecord.decode(&cursor)
             batcher.committed(commit, offset: offset)
             lastCommit = CommittedPosition(offset: offset, commit: commit)
-            // An idle publisher takes the batch at once; a busy one lets transactions gather.
-            if queue.isEmpty || batcher.committedBytes >= JetStreamStore.maxMessageBytes / 2 { batcher.handOffCommitted() }
+            // With few messages in flight the batch goes now (latency); with more, transactions gather
+            // into bigger messages until one is acknowledged (throughput: group commit).
+            if queue.count < Self.eagerInFlight || batcher.committedBytes >= JetStreamStore.maxMessageBytes / 2 {
+                batcher.handOffCommitted()
+            }
         }
         try enqueue()
         return offset
@@ -166,65 +196,157 @@ final class JetStreamTopicWriter: TopicWriter, @unchecked Sendable {
 
     // MARK: Publisher thread
 
+    /// Publishes the queue in order, up to `maxInFlight` messages without waiting for their acks.
+    /// Each expects the previous sequence, so a message lost in flight makes every later one fail
+    /// too: then the publisher waits for the outstanding acks and republishes from the first message
+    /// not acknowledged, synchronously until one succeeds (same message ids: what was stored comes
+    /// back as a duplicate), and goes on asynchronously.
     private func publish(using jetStream: JetStream) {
         var pause = 50
         state.lock()
         while true {
-            while queue.isEmpty && !stopping {
-                if batcher.hasCommitted {
-                    batcher.handOffCommitted()
-                    queue += batcher.takeOutgoing()
-                } else {
-                    state.wait()
-                }
+            absorbAcks(jetStream)
+            if case .fatal? = failure { break }
+            // Transactions gathered while the window was full go as soon as it has room.
+            if sent >= queue.count && queue.count < Self.eagerInFlight && batcher.hasCommitted {
+                batcher.handOffCommitted()
+                queue += batcher.takeOutgoing()
             }
-            if queue.isEmpty && stopping { break }
-            let message = queue[0]
-            state.unlock()
-            let subject = message.kind == .batch ? subjects.batches : subjects.chunks
-            let result: Result<PubAck, NATSError>
-            do {
-                result = .success(try jetStream.publish(subject, message.body, messageID: "\(jetStreamTopic.stream):\(message.sequence)",
-                                                        expectedLastSequence: message.sequence - 1))
-            } catch {
-                result = .failure(error)
+            if queue.isEmpty {
+                if stopping { break }
+                state.wait()
+                continue
             }
-            state.lock()
-            switch result {
-            case let .success(ack) where ack.sequence == message.sequence:
-                queue.removeFirst()
-                if let commit = message.lastCommit { jetStreamTopic.writerDurable = commit }
-                // The outage is over: the source may write again (a transient failure must not stick).
-                if case .transient? = failure { failure = nil }
-                pause = 50
-                state.broadcast()
-            case let .success(ack):
-                fail(.fatal("topic \(topic.name): stream \(jetStreamTopic.stream) stored message \(message.sequence) as sequence \(ack.sequence): another process writes this topic"))
-            case let .failure(error) where error.kind == .wrongLastSequence:
-                fail(.fatal("""
-                    topic \(topic.name): stream \(jetStreamTopic.stream) has last sequence \(error.lastSequence.map(String.init) ?? "?") \
-                    where \(message.sequence - 1) was expected: another process writes this topic (one source per topic)
-                    """))
-            case let .failure(error) where error.isTransient || error.kind == .noResponders:
-                // Retried with the same message id: a lost acknowledgement comes back as a duplicate.
-                if failure == nil && pause >= 1600 {
-                    failure = .transient("JetStream publish to \(jetStreamTopic.stream): \(error)")
-                    state.broadcast()
+            if resending {
+                // Drain what is in flight first (bounded: libnats times each one out).
+                if outstanding > 0 && Date() < drainDeadline {
+                    _ = state.wait(until: min(drainDeadline, Date(timeIntervalSinceNow: 0.05)))
+                    continue
                 }
                 if stopping && failure != nil { break }
-                state.unlock()
-                usleep(useconds_t(pause * 1000))
-                pause = min(pause * 2, 2000)
-                state.lock()
-            case let .failure(error):
-                fail(.fatal("JetStream publish to \(jetStreamTopic.stream): \(error)"))
+                if resendFirst(jetStream, pause: &pause) {
+                    resending = false
+                    sent = 0
+                }
+                continue
             }
-            if case .fatal? = failure { break }
+            guard sent < queue.count && sent < Self.maxInFlight else {
+                state.wait()
+                continue
+            }
+            let message = queue[sent]
+            sent += 1
+            outstanding += 1
+            state.unlock()
+            let refused: NATSError?
+            do {
+                try jetStream.publishAsync(subject(of: message), message.body, messageID: messageID(of: message),
+                                           expectedLastSequence: message.sequence - 1, tag: message.sequence)
+                refused = nil
+            } catch {
+                refused = error
+            }
+            state.lock()
+            if refused != nil {
+                outstanding -= 1
+                startResending()
+            }
         }
         publisherDone = true
         state.broadcast()
         state.unlock()
     }
+
+    /// Takes the acks that arrived; drops the acknowledged prefix of the queue. Called with `state` locked.
+    private func absorbAcks(_ jetStream: JetStream) {
+        let acks = jetStream.takeAsyncAcks()
+        guard !acks.isEmpty else { return }
+        for ack in acks {
+            outstanding -= 1
+            switch ack.result {
+            case let .success(pubAck) where pubAck.sequence == ack.tag:
+                acknowledged.insert(ack.tag)
+            case let .success(pubAck):
+                fail(.fatal("topic \(topic.name): stream \(jetStreamTopic.stream) stored message \(ack.tag) as sequence \(pubAck.sequence): another process writes this topic"))
+            case .failure:
+                // Lost, timed out or refused (maybe only because an earlier one was): the resend decides.
+                if !resending { startResending() }
+            }
+        }
+        outstanding = max(outstanding, 0)
+        var advanced = false
+        while let first = queue.first, acknowledged.remove(first.sequence) != nil {
+            queue.removeFirst()
+            if sent > 0 { sent -= 1 }
+            if let commit = first.lastCommit { jetStreamTopic.writerDurable = commit }
+            advanced = true
+        }
+        if advanced {
+            // The outage is over: the source may write again (a transient failure must not stick).
+            if case .transient? = failure { failure = nil }
+            state.broadcast()
+        }
+    }
+
+    private func startResending() {
+        resending = true
+        if failingSince == nil { failingSince = Date() }
+        drainDeadline = Date(timeIntervalSinceNow: Double(Self.ackTimeoutMillis) / 1000 + 2)
+    }
+
+    /// Publishes the queue's first message synchronously; true once it is stored. Called with `state`
+    /// locked (unlocked around the publish and the back-off).
+    private func resendFirst(_ jetStream: JetStream, pause: inout Int) -> Bool {
+        let message = queue[0]
+        state.unlock()
+        let result: Result<PubAck, NATSError>
+        do {
+            result = .success(try jetStream.publish(subject(of: message), message.body, messageID: messageID(of: message),
+                                                    expectedLastSequence: message.sequence - 1,
+                                                    timeoutMilliseconds: Self.resendTimeoutMillis))
+        } catch {
+            result = .failure(error)
+        }
+        state.lock()
+        switch result {
+        case let .success(ack) where ack.sequence == message.sequence:
+            acknowledged.insert(message.sequence)
+            pause = 50
+            failingSince = nil
+            absorbAcks(jetStream)
+            return true
+        case let .success(ack):
+            fail(.fatal("topic \(topic.name): stream \(jetStreamTopic.stream) stored message \(message.sequence) as sequence \(ack.sequence): another process writes this topic"))
+        case let .failure(error) where error.kind == .wrongLastSequence:
+            fail(.fatal("""
+                topic \(topic.name): stream \(jetStreamTopic.stream) has last sequence \(error.lastSequence.map(String.init) ?? "?") \
+                where \(message.sequence - 1) was expected: another process writes this topic (one source per topic)
+                """))
+        case let .failure(error) where error.isTransient || error.kind == .noResponders:
+            // Retried with the same message id: a lost acknowledgement comes back as a duplicate.
+            // An outage of a few seconds is reported (status, /health), a lost ack is not.
+            let since = failingSince ?? Date()
+            failingSince = since
+            if failure == nil && Date().timeIntervalSince(since) >= Self.reportOutageAfter {
+                failure = .transient("JetStream publish to \(jetStreamTopic.stream): \(error)")
+                state.broadcast()
+            }
+            if stopping && failure != nil { return false }
+            state.unlock()
+            usleep(useconds_t(pause * 1000))
+            pause = min(pause * 2, 2000)
+            state.lock()
+        case let .failure(error):
+            fail(.fatal("JetStream publish to \(jetStreamTopic.stream): \(error)"))
+        }
+        return false
+    }
+
+    private func subject(of message: Batcher.Outgoing) -> String {
+        message.kind == .batch ? subjects.batches : subjects.chunks
+    }
+
+    private func messageID(of message: Batcher.Outgoing) -> String { "\(jetStreamTopic.stream):\(message.sequence)" }
 
     /// Called with `state` locked.
     private func fail(_ error: ConnectorError) {
