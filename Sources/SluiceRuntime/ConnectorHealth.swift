@@ -32,9 +32,10 @@ public final class ConnectorHealth: @unchecked Sendable {
     /// or per retry), while the status file always shows the latest reason.
     func set(_ kind: String, _ name: String, _ state: ConnectorState, logger: Logger) {
         // Reasons are often a driver's error text; hidden here, they are hidden in /health and status too.
+        // Every reader (log, /health, status) names the connector itself: the reason must not again.
         let state: ConnectorState = switch state {
-        case let .retrying(reason): .retrying(Secrets.redact(reason))
-        case let .failed(reason): .failed(Secrets.redact(reason))
+        case let .retrying(reason): .retrying(withoutSubject(Secrets.redact(reason), kind: kind, name: name))
+        case let .failed(reason): .failed(withoutSubject(Secrets.redact(reason), kind: kind, name: name))
         default: state
         }
         lock.lock()
@@ -121,4 +122,20 @@ extension ConnectorState {
         default: return false
         }
     }
+}
+
+/// `reason` without the leading "sink replica: " or "sink 'replica': " a connector or a runner put in
+/// front of it (any number of times), so each message names its connector exactly once.
+func withoutSubject(_ reason: String, kind: String, name: String) -> String {
+    var rest = Substring(reason)
+    let prefixes = ["\(kind) \(name): ", "\(kind) '\(name)': "]
+    while let prefix = prefixes.first(where: { rest.hasPrefix($0) }) {
+        rest = rest.dropFirst(prefix.count)
+    }
+    return String(rest)
+}
+
+/// `reason` prefixed with its connector exactly once.
+func withSubject(_ reason: String, kind: String, name: String) -> String {
+    "\(kind) \(name): " + withoutSubject(reason, kind: kind, name: name)
 }

@@ -56,7 +56,7 @@ public final class Pipeline: @unchecked Sendable {
 
     /// Every connector's prerequisites, probed without changing anything (`sluice check`).
     public func check() -> [CheckFinding] {
-        store.check(topics: config.topics)
+        ListenProbe.finding(config.metrics, dataDirectory: config.dataDirectory) + store.check(topics: config.topics)
             + sources.flatMap { $0.source.check(logger: logger) } + sinks.flatMap { $0.sink.check(logger: logger) }
     }
 
@@ -97,6 +97,10 @@ public final class Pipeline: @unchecked Sendable {
         var metricsServer: MetricsServer?
         let console = Console(pipeline: self)
         if let metrics = config.metrics {
+            if let problem = ListenProbe.problem(host: metrics.host, port: metrics.port) {
+                logger.error("cannot listen on \(metrics.host):\(metrics.port) (metrics.listen in \(config.file)): \(problem)")
+                return 2
+            }
             do {
                 let server = try MetricsServer(host: metrics.host, port: metrics.port, registry: MetricsBackend.registry(),
                                                health: health, console: console, token: metrics.token)

@@ -91,7 +91,7 @@ final class SinkRunner: @unchecked Sendable {
             case let .stop(report, exitCode):
                 if let exitCode {
                     health.set("sink", name, report, logger: logger)
-                    let named = failure.reason.hasPrefix("sink \(name)") ? failure.reason : "sink \(name): \(failure.reason)"
+                    let named = withSubject(failure.reason, kind: "sink", name: name)
                     onFatal(named, exitCode)
                     return
                 }

@@ -103,7 +103,7 @@ final class SourceRunner: @unchecked Sendable {
                 failure = Supervisor.Failure(error)
             } catch {
                 try? transactions?.abort()
-                failure = .fatal("source \(name): topic \(name): \(error)")
+                failure = .fatal("topic \(name): \(error)")
             }
             switch supervisor.with({ $0.failed(failure, at: Date()) }) {
             case let .retry(after, report):
@@ -112,7 +112,7 @@ final class SourceRunner: @unchecked Sendable {
                 stop.sleep(millis: after)
             case let .stop(report, exitCode):
                 health.set("source", name, report, logger: logger)
-                if let exitCode { onFatal(failure.reason, exitCode) }
+                if let exitCode { onFatal(withSubject(failure.reason, kind: "source", name: name), exitCode) }
                 return
             }
         }

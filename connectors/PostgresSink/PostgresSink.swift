@@ -92,8 +92,9 @@ public final class PostgresSink: Sink {
             findings += try privilegeFindings(connection, subject: subject)
             return findings
         } catch {
-            return [CheckFinding(.error, subject, "cannot connect to \(redactURL(url)): \(error)",
-                                 fix: "check the url, that the server runs, and pg_hba.conf")]
+            let text = "\(error)"
+            return [CheckFinding(.error, subject, text.hasPrefix("cannot connect to") ? text : "cannot connect to \(redactURL(url)): \(text)",
+                                 fix: (error as? PGError)?.connectionAdvice ?? PGError.connectionAdvice(for: "\(error)"))]
         }
     }
 

@@ -64,7 +64,8 @@ public final class PostgresSource: BackfillSource {
             let state = (try? SourceState.load(from: stateDirectory)) ?? SourceState()
             return Prerequisites(source: self, sql: sql, state: state).findings()
         } catch {
-            return [CheckFinding(.error, "source \(name)", "\(error)", fix: "check the url, that the server runs, and pg_hba.conf")]
+            return [CheckFinding(.error, "source \(name)", "\(error)",
+                                 fix: (error as? PGError)?.connectionAdvice ?? PGError.connectionAdvice(for: "\(error)"))]
         }
     }
 
@@ -81,6 +82,14 @@ public final class PostgresSource: BackfillSource {
             }
         }
         for table in tables {
+            // A name that is not a table at all is a typo, not a table to add to the publication.
+            let exists = try wrap { try sql.execute("SELECT to_regclass($1) IS NOT NULL", [table.sql]) }
+            guard exists.string(0, 0) == "t" else {
+                throw ConnectorError.misconfigured("""
+                    table \(table) does not exist in \(redactURL(url))\(didYouMean(table.description, among: captured.map(\.description))); \
+                    source \(name) captures: \(captured.map(\.description).joined(separator: ", "))
+                    """)
+            }
             guard captured.contains(table) else {
                 throw ConnectorError.misconfigured("""
                     table \(table) is not captured by source \(name): it is not in its tables list or publication \
