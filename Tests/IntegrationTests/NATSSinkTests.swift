@@ -511,11 +511,42 @@ final class NATSSinkTests: PluginSinkTestCase {
 
     // MARK: (g) configuration
 
-    func testFormatDebeziumIsRejectedForNow() throws {
+    /// `format: debezium`: each change message's body is Debezium's envelope, numbered within its
+    /// transaction; the commit markers stay Sluice's (the sink resumes from them).
+    func testFormatDebeziumPublishesDebeziumEnvelopes() throws {
+        try writeNATSConfig(["format: avro"])
+        let wrong = try sluice(["check", "--config", configPath, "--file-only"])
+        XCTAssertEqual(wrong.status, 2, wrong.describe)
+        XCTAssertTrue(wrong.err.contains("format") && wrong.err.contains("'avro'"), wrong.describe)
+
         try writeNATSConfig(["format: debezium"])
-        let result = try sluice(["check", "--config", configPath, "--file-only"])
-        XCTAssertEqual(result.status, 2, result.describe)
-        XCTAssertTrue(result.err.contains("not supported yet"), result.describe)
+        let daemon = try startDaemon()
+        try waitForSlotActive()
+        let workload = PluginWorkload(url: source.url)
+        workload.run(1...6)
+        XCTAssertNil(workload.error)
+        _ = try waitForCaughtUp(["nats"], timeout: 120)
+        XCTAssertEqual(daemon.terminate(), 0, logTail)
+        var changes = 0
+        var order: [String: Int] = [:]
+        for message in try readStream() where !message.subject.hasSuffix("._commit") {
+            let event = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(message.data)) as? [String: Any],
+                                      String(decoding: message.data, as: UTF8.self))
+            let source = try XCTUnwrap(event["source"] as? [String: Any], "\(event)")
+            let transaction = try XCTUnwrap(event["transaction"] as? [String: Any], "\(event)")
+            XCTAssertEqual(source["connector"] as? String, "postgresql")
+            XCTAssertEqual(source["name"] as? String, "app")
+            XCTAssertEqual(source["txId"] as? Int, Int(message.headers["Sluice-Xid"] ?? ""), "\(event)")
+            XCTAssertTrue(message.subject.hasSuffix("." + (source["schema"] as? String ?? "?") + "." + (source["table"] as? String ?? "?")),
+                          "\(message.subject): \(event)")
+            XCTAssertTrue(["c", "u", "d"].contains(event["op"] as? String ?? ""), "\(event)")
+            let id = try XCTUnwrap(transaction["id"] as? String)
+            XCTAssertTrue(id.hasPrefix((message.headers["Sluice-Xid"] ?? "?") + ":"), id)
+            order[id, default: 0] += 1
+            XCTAssertEqual(transaction["total_order"] as? Int, order[id], "events numbered in transaction order: \(event)")
+            changes += 1
+        }
+        XCTAssertGreaterThan(changes, 0, "the workload's changes were published" + logTail)
     }
 
     /// A server that refuses the login is a configuration error, not an outage: `run` exits 2 at

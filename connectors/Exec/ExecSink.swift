@@ -17,13 +17,14 @@ public final class ExecSink: Sink {
     let settings: PluginSettings
     var ackTimeoutMillis: Int { settings.timeoutMillis }
     private var plugin: PluginProcess?
-    private var renderers: [String: RecordJSON] = [:]
+    private var renderers: TopicRenderers
     private var batch = 0
     private var logger = Logger(label: "sluice")
 
     public init(config: ConnectorConfig) throws {
         name = config.name
         settings = try PluginSettings(config: config, example: "sink.py")
+        renderers = TopicRenderers(format: try ChangeFormat.read(config), namesTopic: true)
         try config.rejectUnknownKeys()
     }
 
@@ -46,24 +47,19 @@ public final class ExecSink: Sink {
 
     public func beginBatch() throws {}
 
-    private func renderer(_ topic: String) -> RecordJSON {
-        if let renderer = renderers[topic] { return renderer }
-        let renderer = RecordJSON(topic: topic)
-        renderers[topic] = renderer
-        return renderer
-    }
-
     public func beginTransaction(_ begin: BeginRecord, topic: String, offset: UInt64) throws {
-        try guarded { try plugin!.send(renderer(topic).begin(begin, offset: offset)) }
+        let line = renderers.begin(begin, topic: topic, offset: offset)
+        try guarded { try plugin!.send(line) }
     }
 
     public func apply(_ change: Change) throws {
-        let line = renderer(change.topic).change(change)
+        let line = renderers.change(change)
         try guarded { try plugin!.send(line) }
     }
 
     public func commitTransaction(_ commit: CommitRecord, position: SinkPosition) throws {
-        try guarded { try plugin!.send(renderer(position.topic).commit(commit, offset: position.offset)) }
+        let line = renderers.commit(commit, topic: position.topic, offset: position.offset)
+        try guarded { try plugin!.send(line) }
     }
 
     public func commitBatch(positions: [SinkPosition]) throws {

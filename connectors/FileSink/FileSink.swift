@@ -5,6 +5,8 @@ import SluiceKit
 /// Writes topics as JSON lines (`type: file`, `path: DIR`): one file series per topic,
 /// `<topic>.<sequence>.jsonl`, each line the object `sluice tail --json` prints, begin and commit
 /// markers included. A new file starts past `max_file_bytes` (at a transaction boundary).
+/// With `format: debezium` every line is a Debezium event: each change's envelope, framed by Debezium's
+/// BEGIN and END transaction events (the END event also carries the position, in `sluice`).
 ///
 /// Exactly once: a batch is flushed and fsync'd before it is acknowledged; on open, the newest file is
 /// cut back to its last complete commit line, whose offset is the stored position.
@@ -14,14 +16,17 @@ public final class FileSink: Sink {
     let name: String
     let directory: String
     let maxFileBytes: UInt64
+    let format: ChangeFormat
     private var files: [String: TopicFile] = [:]
-    private var renderers: [String: RecordJSON] = [:]
+    private var renderers: TopicRenderers
     private var logger = Logger(label: "sluice")
 
     public init(config: ConnectorConfig) throws {
         name = config.name
         directory = config.resolvePath(try config.string("path"))
         maxFileBytes = try config.bytes("max_file_bytes", default: 64 << 20) ?? (64 << 20)
+        format = try ChangeFormat.read(config)
+        renderers = TopicRenderers(format: format)
         try config.rejectUnknownKeys()
     }
 
@@ -51,28 +56,24 @@ public final class FileSink: Sink {
         return file
     }
 
-    private func renderer(_ topic: String) -> RecordJSON {
-        if let renderer = renderers[topic] { return renderer }
-        let renderer = RecordJSON()
-        renderers[topic] = renderer
-        return renderer
-    }
-
     public func beginBatch() throws {}
 
     public func beginTransaction(_ begin: BeginRecord, topic: String, offset: UInt64) throws {
-        try guarded { try file(topic).append(renderer(topic).begin(begin, offset: offset)) }
+        let line = renderers.render(topic) { format == .debezium ? $0.debeziumBegin(begin) : $0.begin(begin, offset: offset) }
+        try guarded { try file(topic).append(line) }
     }
 
     public func apply(_ change: Change) throws {
-        let line = renderer(change.topic).change(change)
+        let line = renderers.change(change)
         try guarded { try file(change.topic).append(line) }
     }
 
     public func commitTransaction(_ commit: CommitRecord, position: SinkPosition) throws {
         try guarded {
             let file = try file(position.topic)
-            try file.append(renderer(position.topic).commit(commit, offset: position.offset))
+            try file.append(renderers.render(position.topic) {
+                format == .debezium ? $0.debeziumEnd(commit, offset: position.offset) : $0.commit(commit, offset: position.offset)
+            })
             file.position = position
         }
     }

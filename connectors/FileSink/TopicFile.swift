@@ -163,9 +163,13 @@ final class TopicFile {
         return nil
     }
 
+    /// A commit line: Sluice's commit object, or (format: debezium) the END transaction event with its `sluice` position.
     static func commitPosition(_ line: ArraySlice<UInt8>, topic: String) -> SinkPosition? {
-        guard line.count > 20, let object = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any],
-              object["kind"] as? String == "commit", let offset = object["offset"] as? NSNumber else { return nil }
+        guard line.count > 20, var object = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] else { return nil }
+        if object["status"] as? String == "END", let position = object["sluice"] as? [String: Any] {
+            object = position.merging(["kind": "commit"]) { $1 }
+        }
+        guard object["kind"] as? String == "commit", let offset = object["offset"] as? NSNumber else { return nil }
         return SinkPosition(topic: topic, offset: offset.uint64Value,
                             lsn: (object["lsn"] as? String).flatMap { LSN($0) } ?? .zero,
                             commitTime: (object["commit_time"] as? String).flatMap(parseMicros) ?? 0)

@@ -30,7 +30,7 @@ public final class HTTPSink: Sink {
     private var last: SinkPosition?
     private var transactionsInBatch = 0
     private var changesInTransaction = 0
-    private var renderers: [String: RecordJSON] = [:]
+    private var renderers: TopicRenderers
     private var logger = Logger(label: "sluice")
     private var retrying: @Sendable (String?) -> Void = { _ in }
     private var shouldGiveUp: @Sendable () -> Bool = { false }
@@ -54,6 +54,7 @@ public final class HTTPSink: Sink {
         headers = try config.stringMap("headers")
         timeoutSeconds = Double(try config.durationMillis("timeout", default: 10_000)) / 1000
         retryForMillis = try config.durationMillis("retry_for", default: 60_000)
+        renderers = TopicRenderers(format: try ChangeFormat.read(config))
         stateDirectory = config.dataDirectory + "/sinks/" + config.name
         spoolPath = stateDirectory + "/batch.json"
         let configuration = URLSessionConfiguration.ephemeral
@@ -92,13 +93,6 @@ public final class HTTPSink: Sink {
         try spool!.write(contentsOf: Data(text.utf8))
     }
 
-    private func renderer(_ topic: String) -> RecordJSON {
-        if let renderer = renderers[topic] { return renderer }
-        let renderer = RecordJSON()
-        renderers[topic] = renderer
-        return renderer
-    }
-
     public func beginBatch() throws {
         _ = FileManager.default.createFile(atPath: spoolPath, contents: nil)
         spool = FileHandle(forWritingAtPath: spoolPath)
@@ -110,18 +104,18 @@ public final class HTTPSink: Sink {
     public func beginTransaction(_ begin: BeginRecord, topic: String, offset: UInt64) throws {
         if first == nil { first = (topic, offset) }
         try write((transactionsInBatch > 0 ? "," : "") + "{\"topic\":\(jsonString(topic)),\"begin\":"
-                  + renderer(topic).begin(begin, offset: offset) + ",\"changes\":[")
+                  + renderers.begin(begin, topic: topic, offset: offset) + ",\"changes\":[")
         transactionsInBatch += 1
         changesInTransaction = 0
     }
 
     public func apply(_ change: Change) throws {
-        try write((changesInTransaction > 0 ? "," : "") + renderer(change.topic).change(change))
+        try write((changesInTransaction > 0 ? "," : "") + renderers.change(change))
         changesInTransaction += 1
     }
 
     public func commitTransaction(_ commit: CommitRecord, position: SinkPosition) throws {
-        try write("],\"commit\":" + renderer(position.topic).commit(commit, offset: position.offset)
+        try write("],\"commit\":" + renderers.commit(commit, topic: position.topic, offset: position.offset)
                   + ",\"offset\":\(position.offset)}")
         last = position
     }

@@ -7,7 +7,8 @@ import SluiceNATS
 /// (`type: nats`).
 ///
 /// - Subject `<subject_prefix>.<schema>.<table>` (default prefix `cdc.<topic>`; names percent-encoded
-///   as `NATSSubjects` describes), body the change object as `sluice tail --json` prints it.
+///   as `NATSSubjects` describes), body the change object as `sluice tail --json` prints it (or, with
+///   `format: debezium`, Debezium's change event: docs/debezium.md).
 /// - After each transaction's changes, a commit marker on `<subject_prefix>._commit`: the commit
 ///   object as `tail --json` prints it plus `positions` (every topic's last published commit). An
 ///   empty transaction is its marker alone.
@@ -42,7 +43,7 @@ public final class NATSSink: Sink {
     /// nil until read back from the stream (again after any failure in a batch).
     private var state: PublishState?
     private let spool: ChangeSpool
-    private var renderer = RecordJSON()
+    private var renderers: TopicRenderers
     private var subjects: [String: [UInt32: String]] = [:]
     /// Published since `beginBatch` whose acknowledgement was not checked yet.
     private var unacknowledged = 0
@@ -94,11 +95,7 @@ public final class NATSSink: Sink {
             throw config.error("stream", "'\(stream)' is not a stream name (printable ASCII without spaces, ., *, >, / or \\)",
                                line: config.value("stream")?.line)
         }
-        let format = try config.choice("format", ["sluice", "debezium"], default: "sluice")
-        if format == "debezium" {
-            throw config.error("format", "'debezium' is not supported yet by the nats sink; use format: sluice "
-                               + "(each change as `sluice tail --json` prints it)", line: config.value("format")?.line)
-        }
+        renderers = TopicRenderers(format: try ChangeFormat.read(config))
         replicas = try config.int("replicas", default: 1, range: 1...5)
         maxInFlight = try config.int("max_in_flight", default: 256, range: 1...65_536)
         configuredTopics = try config.stringList("topics") ?? []
@@ -203,6 +200,7 @@ public final class NATSSink: Sink {
     public func beginTransaction(_ begin: BeginRecord, topic: String, offset: UInt64) throws {
         spool.reset()
         dirty = true
+        _ = renderers.begin(begin, topic: topic, offset: offset)
         try ensureSubjects(prefix(topic))
     }
 
@@ -215,12 +213,13 @@ public final class NATSSink: Sink {
     }
 
     public func apply(_ change: Change) throws {
+        // Rendered even when skipped: the Debezium envelope numbers every event of the transaction.
+        let body = Array(renderers.change(change).utf8)
         if let skip = state?.skipThrough[change.topic], change.offset <= skip {
             skipped += 1
             return
         }
         let subject = subjects[change.topic]?[change.relation.id] ?? subject(change.relation, topic: change.topic)
-        let body = Array(renderer.change(change).utf8)
         do {
             try spool.append(offset: change.offset, subject: subject, body: body)
         } catch {
@@ -260,7 +259,8 @@ public final class NATSSink: Sink {
         marker[NATSSinkHeader.offset] = String(position.offset)
         marker[NATSSinkHeader.markerSequence] = String(state.lastMarkerSequence)
         let markerSequence = state.nextSequence
-        let body = StreamRecovery.markerBody(commit: renderer.commit(commit, offset: position.offset), positions: state.positions)
+        let body = StreamRecovery.markerBody(commit: renderers.commit(commit, topic: topic, offset: position.offset),
+                                             positions: state.positions)
         try publish(jetStream, prefix(topic) + "." + NATSSubjects.markerToken, body, marker,
                     id: "\(name):\(topic):\(position.offset)", state: &state)
         state.lastMarkerSequence = markerSequence
