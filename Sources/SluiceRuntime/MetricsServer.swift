@@ -133,7 +133,7 @@ enum MetricsBackend {
             .milliseconds(1), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
             .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5), .seconds(30),
         ]
-        MetricsSystem.bootstrap(factory)
+        MetricsSystem.bootstrap(HelpfulMetricsFactory(inner: factory, registry: registry))
         installed = registry
         return registry
     }

@@ -44,7 +44,7 @@ final class SinkRunner: @unchecked Sendable {
                            preferredDisplayUnit: .seconds)
         delayTimer = Timer(label: "sluice_sink_commit_to_apply_seconds", dimensions: [("sink", name)],
                            preferredDisplayUnit: .seconds)
-        retries = Counter(label: "sluice_retries_total", dimensions: [("connector", "sink"), ("name", name)])
+        retries = Counter(label: "sluice_sink_retries_total", dimensions: [("sink", name)])
     }
 
     func start() {
@@ -232,17 +232,24 @@ public final class SinkProgress: @unchecked Sendable {
         lock.lock()
         entries[topic] = Entry(position: position, totalEvents: totalEvents)
         lock.unlock()
+        _ = counters(topic)  // published from the first scrape, at 0
+    }
+
+    private func counters(_ topic: String) -> (events: Counter, transactions: Counter) {
+        lock.lock()
+        defer { lock.unlock() }
+        if let existing = counters[topic] { return existing }
+        let made = (Counter(label: "sluice_sink_events_total", dimensions: [("sink", sink), ("topic", topic)]),
+                    Counter(label: "sluice_sink_transactions_total", dimensions: [("sink", sink), ("topic", topic)]))
+        counters[topic] = made
+        return made
     }
 
     func applied(topic: String, position: SinkPosition, totalEvents: UInt64, events: Int, transactions: Int) {
         lock.lock()
         entries[topic] = Entry(position: position, totalEvents: totalEvents)
-        if counters[topic] == nil {
-            counters[topic] = (Counter(label: "sluice_sink_events_total", dimensions: [("sink", sink), ("topic", topic)]),
-                               Counter(label: "sluice_sink_transactions_total", dimensions: [("sink", sink), ("topic", topic)]))
-        }
-        let counter = counters[topic]!
         lock.unlock()
+        let counter = counters(topic)
         counter.events.increment(by: Int64(events))
         counter.transactions.increment(by: Int64(transactions))
     }

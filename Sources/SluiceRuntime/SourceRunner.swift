@@ -19,7 +19,7 @@ final class SourceRunner: @unchecked Sendable {
     /// Asks for retention to run at once (the topic's disk is full).
     let onDiskFull: @Sendable () -> Void
     private(set) var thread: Thread?
-    private lazy var retries = Counter(label: "sluice_retries_total", dimensions: [("connector", "source"), ("name", name)])
+    private lazy var retries = Counter(label: "sluice_source_retries_total", dimensions: [("source", name)])
     private let finished = DispatchSemaphore(value: 0)
 
     init(source: any Source, name: String, store: any TopicStore, stateDirectory: String,
@@ -55,6 +55,7 @@ final class SourceRunner: @unchecked Sendable {
 
     private func run() {
         health.set("source", name, .starting, logger: logger)
+        retries.increment(by: 0)  // published from the first scrape, at 0
         let health = self.health, logger = self.logger, name = self.name
         let supervisor = SupervisorCell(Supervisor(role: .source))
         let context = SourceContext(name: name, logger: logger, stateDirectory: stateDirectory,

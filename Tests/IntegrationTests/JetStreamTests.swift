@@ -117,7 +117,7 @@ final class JetStreamTests: SinkTestCase {
     func metricsRetries(port: Int, _ connector: String, _ name: String) throws -> Double {
         let response = try opsHTTPGet(port: port, path: "/metrics")
         guard response.status == 200 else { throw TestFailure("/metrics answered \(response.status): \(response.body)") }
-        return opsMetric(opsParseMetrics(response.body), "sluice_retries_total", ["connector": connector, "name": name]) ?? 0
+        return opsMetric(opsParseMetrics(response.body), "sluice_\(connector)_retries_total", [connector: name]) ?? 0
     }
 
     // MARK: 1. One server

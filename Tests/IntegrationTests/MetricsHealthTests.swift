@@ -52,7 +52,7 @@ final class MetricsHealthTests: SinkTestCase {
 
         try eventually(timeout: 30, "the workload to commit") { committed["transactions"] >= 20 }
         let first = try scrape(port)
-        let sourceEvents = { (samples: [OpsSample]) in opsMetric(samples, "sluice_source_events_total", ["topic": "app"]) ?? -1 }
+        let sourceEvents = { (samples: [OpsSample]) in opsMetric(samples, "sluice_source_events_total", ["source": "app"]) ?? -1 }
         let sinkEvents = { (samples: [OpsSample], sink: String) in
             opsMetric(samples, "sluice_sink_events_total", ["sink": sink, "topic": "app"]) ?? -1
         }
@@ -91,7 +91,7 @@ final class MetricsHealthTests: SinkTestCase {
             return sinkEvents(final, "replica") == Double(expectedEvents) && sinkEvents(final, "local") == Double(expectedEvents)
         }
         XCTAssertEqual(sourceEvents(final), Double(expectedEvents), "sluice_source_events_total counts snapshot reads and changes")
-        XCTAssertEqual(opsMetric(final, "sluice_source_transactions_total", ["topic": "app"]),
+        XCTAssertEqual(opsMetric(final, "sluice_source_transactions_total", ["source": "app"]),
                        Double(committed["transactions"] + 1), "transactions: the snapshot and each committed one")
         for sink in ["replica", "local"] {
             XCTAssertEqual(sinkEvents(final, sink), Double(expectedEvents), "sluice_sink_events_total{sink=\"\(sink)\"}")
@@ -109,6 +109,8 @@ final class MetricsHealthTests: SinkTestCase {
         XCTAssertTrue(written <= size && written >= size * 9 / 10,
                       "sluice_topic_bytes_total (\(written)) is about the topic's size_bytes (\(size))")
 
+        try assertConventions(port: port)
+
         // The PostgreSQL target goes down: /health turns 503 naming the sink.
         target.stop()
         try source.query("INSERT INTO orders VALUES (99999, 9, 'during outage')")
@@ -123,8 +125,8 @@ final class MetricsHealthTests: SinkTestCase {
             opsMetric(try scrape(port), "sluice_sink_lag_events", ["sink": "replica", "topic": "app"]) == 1
         }
         let during = try scrape(port)
-        XCTAssertGreaterThanOrEqual(opsMetric(during, "sluice_retries_total", ["connector": "sink", "name": "replica"]) ?? 0, 1,
-                                    "sluice_retries_total counts the sink's retries")
+        XCTAssertGreaterThanOrEqual(opsMetric(during, "sluice_sink_retries_total", ["sink": "replica"]) ?? 0, 1,
+                                    "sluice_sink_retries_total counts the sink's retries")
         XCTAssertEqual(opsMetric(during, "sluice_sink_lag_events", ["sink": "local", "topic": "app"]), 0)
 
         // Back: 200 again, and the sink applies the waiting event.
@@ -141,5 +143,32 @@ final class MetricsHealthTests: SinkTestCase {
             opsMetric(try scrape(port), "sluice_source_retained_wal_bytes", ["source": "app"]) != nil
         }
         XCTAssertEqual(daemon.terminate(), 0, logTail)
+    }
+
+    /// Prometheus conventions on every family published: `# HELP` and `# TYPE`, documented in
+    /// docs/metrics.md, counters ending in `_total`, labelled by what they count (source, sink, topic).
+    func assertConventions(port: Int, file: StaticString = #filePath, line: UInt = #line) throws {
+        let text = try opsHTTPGet(port: port, path: "/metrics").body
+        let docs = try String(contentsOfFile: repositoryRoot + "/docs/metrics.md", encoding: .utf8)
+        var families: [String: String] = [:]
+        for row in text.split(separator: "\n") where row.hasPrefix("# TYPE ") {
+            let parts = row.split(separator: " ")
+            families[String(parts[2])] = String(parts[3])
+        }
+        XCTAssertGreaterThanOrEqual(families.count, 10, "families published: \(families.keys.sorted())", file: file, line: line)
+        for (family, type) in families.sorted(by: { $0.key < $1.key }) where family.hasPrefix("sluice_") {
+            XCTAssertTrue(text.contains("# HELP \(family) "), "\(family) has a # HELP line", file: file, line: line)
+            XCTAssertTrue(docs.contains("`\(family)`"), "\(family) is documented in docs/metrics.md", file: file, line: line)
+            if type == "counter" { XCTAssertTrue(family.hasSuffix("_total"), "counter \(family) ends in _total", file: file, line: line) }
+            let label = ["source", "sink", "topic"].first { family.hasPrefix("sluice_\($0)_") }
+            XCTAssertNotNil(label, "\(family) is named sluice_<source|sink|topic>_…", file: file, line: line)
+            for sample in opsParseMetrics(text) where sample.name == family || sample.name.hasPrefix(family + "_") {
+                XCTAssertNotNil(label.flatMap { sample.labels[$0] }, "\(sample.name) \(sample.labels) carries label \(label ?? "?")",
+                                file: file, line: line)
+            }
+        }
+        for family in ["sluice_source_retries_total", "sluice_sink_retries_total", "sluice_source_retained_wal_bytes"] {
+            XCTAssertNotNil(families[family], "\(family) is published from the start", file: file, line: line)
+        }
     }
 }

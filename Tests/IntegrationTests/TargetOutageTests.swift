@@ -21,7 +21,7 @@ final class TargetOutageTests: SinkTestCase {
         func retries(_ connector: String, _ name: String) throws -> Double {
             let response = try opsHTTPGet(port: port, path: "/metrics")
             guard response.status == 200 else { throw TestFailure("/metrics answered \(response.status): \(response.body)") }
-            return opsMetric(opsParseMetrics(response.body), "sluice_retries_total", ["connector": connector, "name": name]) ?? 0
+            return opsMetric(opsParseMetrics(response.body), "sluice_\(connector)_retries_total", [connector: name]) ?? 0
         }
         func describeRetries(_ connector: String, _ name: String) -> String {
             (try? retries(connector, name)).map { "\(Int($0))" } ?? "?"

@@ -48,6 +48,8 @@ final class StreamLoop {
     }
 
     func run() throws {
+        // Published at once: a first scrape must not miss it.
+        reportSlot()
         var sinceCheck = 0
         while !context.isStopping() {
             let got = try stream {

@@ -21,8 +21,9 @@ public final class TransactionWriter {
     public init(writer: any TopicWriter) {
         self.writer = writer
         totalEvents = writer.lastCommit?.commit.totalEvents ?? 0
-        eventsCounter = Counter(label: "sluice_source_events_total", dimensions: [("topic", writer.topic.name)])
-        transactionsCounter = Counter(label: "sluice_source_transactions_total", dimensions: [("topic", writer.topic.name)])
+        // A source's topic is named after it.
+        eventsCounter = Counter(label: "sluice_source_events_total", dimensions: [("source", writer.topic.name)])
+        transactionsCounter = Counter(label: "sluice_source_transactions_total", dimensions: [("source", writer.topic.name)])
     }
 
     /// True between `begin` and `commit`.
