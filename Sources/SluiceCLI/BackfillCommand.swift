@@ -9,7 +9,9 @@ struct Backfill: ParsableCommand {
         abstract: "Copy the current rows of tables into every sink of a source, consistently with the live stream.",
         discussion: """
             Copies in primary-key chunks between watermarks written to the replication stream (DBLog), so \
-            tables are not locked and a streamed change is never overwritten by an older copied row. If \
+            tables are not locked and a streamed change is never overwritten by an older copied row; a \
+            table without a primary key is copied whole from a snapshot at a known stream position and \
+            replaces the target's rows in one transaction. If \
             `sluice run` is running on the data directory, the daemon does the copying and this command \
             follows it; otherwise this command runs the pipeline itself until every sink has applied the \
             copy. Interrupted, it resumes at the last finished chunk when run again. Exits 0 when every sink \

@@ -44,10 +44,11 @@ public final class ReplicationConnection {
 
     /// Creates a pgoutput slot; with `exportSnapshot`, the returned snapshot lets another session
     /// read the tables exactly as of the slot's consistent point.
-    public func createSlot(_ name: String, exportSnapshot: Bool) throws -> CreatedSlot {
+    /// A `temporary` slot is dropped when this connection closes.
+    public func createSlot(_ name: String, exportSnapshot: Bool, temporary: Bool = false) throws -> CreatedSlot {
         let mode = exportSnapshot ? "EXPORT_SNAPSHOT" : "NOEXPORT_SNAPSHOT"
         let result = try connection.execute(
-            "CREATE_REPLICATION_SLOT \(PGConnection.quoteIdentifier(name)) LOGICAL pgoutput \(mode)")
+            "CREATE_REPLICATION_SLOT \(PGConnection.quoteIdentifier(name))\(temporary ? " TEMPORARY" : "") LOGICAL pgoutput \(mode)")
         guard result.rowCount == 1 else { throw PGError("CREATE_REPLICATION_SLOT returned no row") }
         return CreatedSlot(name: result.string(0, 0) ?? name,
                            consistentPoint: result.string(0, 1).flatMap(parseLSN) ?? 0,

@@ -249,6 +249,9 @@ final class PostgresTable {
             try rewriteOneRow(old: old, new: new)
         case let .deleteOneRow(old):
             try rewriteOneRow(old: old, new: nil)
+        case let .truncate(options) where options & ChangeRecord.backfillTruncate != 0:
+            // A backfill's whole copy follows: readers keep seeing the old rows until it commits.
+            try pipeline.send("DELETE FROM \(qualifiedName)")
         case let .truncate(options):
             var sql = "TRUNCATE \(qualifiedName)"
             if options & 2 != 0 { sql += " RESTART IDENTITY" }

@@ -9,6 +9,7 @@ import SluiceWire
 /// watermark (logical decoding messages). Rows whose key changes in a transaction the stream delivers
 /// between the two watermarks are dropped from the chunk (the stream already carries a newer version);
 /// the rest are written as `read` changes right after the high watermark. No locks are taken.
+/// A table without a primary key is copied whole instead (``WholeTableCopy``).
 final class BackfillDriver {
     struct Chunk {
         let id: String
@@ -33,6 +34,7 @@ final class BackfillDriver {
     /// Progress to persist once the topic holds it durably: (progress, offset it needs, if any).
     private var unsaved: [(progress: BackfillProgress, needs: UInt64?)] = []
     private(set) var chunk: Chunk?
+    private var wholeCopy: WholeTableCopy?
     private var lastRequestCheck = DispatchTime(uptimeNanoseconds: 0)
     private var directory: String { context.stateDirectory }
 
@@ -66,6 +68,28 @@ final class BackfillDriver {
             try adoptRequest()
         }
         guard chunk == nil, var current = progress, !current.isFinished else { return }
+        if let copy = wholeCopy {
+            switch copy.state {
+            case .preparing:
+                return
+            case let .failed(reason):
+                wholeCopy = nil
+                stop(reason)
+            case .ready:
+                // A transaction committing after the consistent point: its begin places the copy.
+                if !copy.triggered {
+                    do {
+                        try source.wrap { try emit("whole " + copy.id) }
+                    } catch let ConnectorError.fatal(reason) {
+                        copy.close()
+                        wholeCopy = nil
+                        stop(reason)
+                    }
+                    copy.triggered = true
+                }
+            }
+            return
+        }
         guard let tableIndex = current.tables.firstIndex(where: { !$0.done }) else {
             current.finalOffset = writer.lastCommit?.offset
             current.finishedAt = Date()
@@ -85,11 +109,65 @@ final class BackfillDriver {
         }
     }
 
+    /// Before a transaction the stream delivers is written: a whole-table copy whose consistent point
+    /// it commits at or after goes first (``WholeTableCopy``).
+    func beforeBegin(finalLSN: UInt64, keepAlive: () -> Void) throws {
+        guard let copy = wholeCopy else { return }
+        if case .preparing = copy.state, finalLSN >= copy.startLSN, !awaitSnapshot(copy, keepAlive: keepAlive) { return }
+        guard case let .ready(point) = copy.state, finalLSN >= point, var state = progress else { return }
+        wholeCopy = nil
+        defer { copy.close() }
+        do {
+            let rows = try copy.write(to: writer, copySource: { try source.copySource(of: $0, on: $1) }, keepAlive: keepAlive)
+            state.tables[copy.tableIndex].copiedRows = rows
+            state.tables[copy.tableIndex].done = true
+            progress = state
+            unsaved.append((state, writer.lastCommit?.offset))
+            context.logger.info("backfill copied a table without a primary key whole",
+                                metadata: ["table": "\(state.tables[copy.tableIndex].table)", "rows": "\(rows)"])
+        } catch {
+            if writer.isOpen { try writer.abort() }
+            if let error = error as? PGError, error.connectionLost || error.isTransient {
+                throw ConnectorError.transient("source '\(source.name)': \(error.message)")
+            }
+            stop("\(error)")
+        }
+    }
+
+    /// Waits for the snapshot's consistent point (the stream must not pass it), at most a minute;
+    /// false when it gave up (stopping, or a transaction held the slot's creation up).
+    private func awaitSnapshot(_ copy: WholeTableCopy, keepAlive: () -> Void) -> Bool {
+        let started = DispatchTime.now().uptimeNanoseconds
+        var pinged = started
+        while case .preparing = copy.state {
+            let now = DispatchTime.now().uptimeNanoseconds
+            if context.isStopping() {
+                wholeCopy = nil  // taken again on the next start
+                return false
+            }
+            if now - started > 60_000_000_000 {
+                stop("""
+                    no snapshot of \(copy.table) within 60 s: creating its temporary replication slot waits for every \
+                    transaction open at the source to end (see pg_stat_activity); run the backfill again
+                    """)
+                return false
+            }
+            if now - pinged > 5_000_000_000 {
+                keepAlive()
+                pinged = now
+            }
+            usleep(5_000)
+        }
+        return true
+    }
+
     /// Ends the backfill without copying the rest; streaming goes on. Recorded at once (the
     /// chunks written so far stay valid: each was consistent with the stream).
     private func stop(_ reason: String) {
         guard var current = progress else { return }
         chunk = nil
+        wholeCopy?.close()
+        wholeCopy = nil
         current.failure = reason
         current.finishedAt = Date()
         progress = current
@@ -172,18 +250,19 @@ final class BackfillDriver {
             return
         }
         let schema = copy.schema
-        let keyColumns = schema.primaryKey
-        guard !keyColumns.isEmpty else {
-            context.logger.error("backfill skips a table without a primary key (or whose column list leaves it out)",
-                                 metadata: ["table": "\(table)"])
-            state.tables[tableIndex].done = true
-            return
-        }
         if state.tables[tableIndex].totalRows == nil {
             let count = try source.wrap { try sql.execute("SELECT count(*) FROM \(quoteQualified(table))\(copy.filter)").string(0, 0) }
             state.tables[tableIndex].totalRows = count.flatMap { UInt64($0) }
             try BackfillFiles.write(state, directory: directory, name: BackfillProgress.fileName)
             context.logger.info("backfill copying table", metadata: ["table": "\(table)", "rows": "\(count ?? "?")"])
+        }
+        let keyColumns = schema.primaryKey
+        guard !keyColumns.isEmpty else {
+            // No primary key (or a column list leaving it out): copied whole at a known position.
+            let start = try source.wrap { try sql.execute("SELECT pg_current_wal_insert_lsn()::text").string(0, 0) }
+            wholeCopy = WholeTableCopy(table: tableName, tableIndex: tableIndex, startLSN: start.flatMap { LSN($0)?.rawValue } ?? 0,
+                                       url: source.url, slotPrefix: source.slot)
+            return
         }
         let id = UUID().uuidString
         let lastKey = state.tables[tableIndex].lastKey

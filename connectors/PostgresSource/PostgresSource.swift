@@ -98,7 +98,7 @@ public final class PostgresSource: BackfillSource {
                     """)
             }
             let key = try wrap {
-                try sql.execute("SELECT EXISTS (SELECT 1 FROM pg_index WHERE indrelid = to_regclass($1) AND indisprimary), to_regclass($1) IS NOT NULL", [table.sql])
+                try sql.execute("SELECT true, to_regclass($1) IS NOT NULL", [table.sql])
             }
             guard key.string(0, 1) == "t" else {
                 throw ConnectorError.misconfigured("table \(table) does not exist in \(redactURL(url))")
@@ -111,12 +111,6 @@ public final class PostgresSource: BackfillSource {
                 throw ConnectorError.misconfigured("""
                     role \(role) may not read table \(table), so it cannot be copied. \
                     Fix: GRANT SELECT ON \(table.sql) TO \(PGConnection.quoteIdentifier(role));
-                    """)
-            }
-            guard key.string(0, 0) == "t" else {
-                throw ConnectorError.misconfigured("""
-                    table \(table) has no primary key: backfill copies tables in primary-key order. Add a primary key, \
-                    or copy it with the initial snapshot instead.
                     """)
             }
         }

@@ -96,6 +96,7 @@ final class StreamLoop {
         switch message {
         case let .begin(begin):
             if progress.begin(finalLSN: begin.finalLSN) {
+                try backfill.beforeBegin(finalLSN: begin.finalLSN) { try? sendStatusIfDue(force: true) }
                 try writer.begin(BeginRecord(xid: begin.xid, commitLSN: LSN(begin.finalLSN),
                                              commitTime: begin.commitTime + postgresEpochOffsetMicros))
             }

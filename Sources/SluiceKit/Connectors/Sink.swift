@@ -32,7 +32,8 @@ public struct Change: Sendable {
     public var old: Tuple?
     /// The new row of a read, insert or update; unchanged TOASTed columns are ``Value/unchanged``.
     public var new: Tuple?
-    /// For truncate: 1 cascade, 2 restart identity.
+    /// For truncate: 1 cascade, 2 restart identity, 4 a backfill replacing the table's rows (its rows
+    /// follow in the same transaction; ``ChangeRecord/backfillTruncate``).
     public var truncateOptions: UInt8
 
     public init(topic: String, offset: UInt64, record: ChangeRecord, relation: RelationSchema) {

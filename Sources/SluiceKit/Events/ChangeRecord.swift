@@ -2,7 +2,7 @@
 ///
 /// Layout: operation, relation id, LSN, then by operation:
 /// read/insert: new tuple; update: old kind, old tuple if any, new tuple;
-/// delete: old kind, old tuple; truncate: options (1 cascade, 2 restart identity).
+/// delete: old kind, old tuple; truncate: options (1 cascade, 2 restart identity, 4 backfill).
 public struct ChangeRecord: Sendable {
     public var operation: ChangeOperation
     public var relationID: UInt32
@@ -14,6 +14,10 @@ public struct ChangeRecord: Sendable {
     /// The new row of a read, insert or update.
     public var new: Tuple?
     public var truncateOptions: UInt8
+
+    /// Truncate option: not a TRUNCATE at the source but the start of a backfill's whole copy of a table
+    /// without a key; the table's rows follow as `read` changes in the same transaction.
+    public static let backfillTruncate: UInt8 = 4
 
     public static func decode(_ cursor: inout RecordCursor) throws(RecordError) -> ChangeRecord {
         let opByte = try cursor.u8()

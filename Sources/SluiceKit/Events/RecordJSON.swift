@@ -75,6 +75,7 @@ public struct RecordJSON {
             out.field("after", raw: "null")
             if change.truncateOptions & 1 != 0 { out.field("cascade", raw: "true") }
             if change.truncateOptions & 2 != 0 { out.field("restart_identity", raw: "true") }
+            if change.truncateOptions & ChangeRecord.backfillTruncate != 0 { out.field("backfill", raw: "true") }
         default:
             let before = change.old.map { row($0, relation, keyOnly: change.oldKind == .key) }
             out.field("before", raw: before?.object ?? "null")
@@ -107,7 +108,7 @@ public struct RecordJSON {
         let after = change.new.map { row($0, relation, keyOnly: false) }
         var line: String
         switch change.operation {
-        case .truncate: line = change.truncateOptions & 4 != 0 ? "(replaced by backfill)" : ""
+        case .truncate: line = change.truncateOptions & ChangeRecord.backfillTruncate != 0 ? "(rows replaced by a backfill)" : ""
         case .delete: line = before?.object ?? "(no old values)"
         default: line = [before?.object, after?.object].compactMap { $0 }.joined(separator: " -> ")
         }

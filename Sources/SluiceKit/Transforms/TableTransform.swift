@@ -60,8 +60,12 @@ public struct TableTransform: Sendable {
         }
         var columns = kept.map { index in
             var column = source.columns[index]
-            if masks[index] == .hash { (column.typeOID, column.typeModifier, column.typeName) = (25, -1, "text") }
-            if masks[index] != nil { column.existingRowsValue = nil }
+            if masks[index] == .hash {
+                (column.typeOID, column.typeModifier, column.typeName) = (25, -1, "text")
+                column.enumType = nil
+            }
+            // A redacted column is NULL at the target, whatever the source declares.
+            if masks[index] != nil { (column.existingRowsValue, column.isNotNull) = (nil, false) }
             return column
         }
         let added = Self.addedColumns(rules)
@@ -73,7 +77,8 @@ public struct TableTransform: Sendable {
         if rules.mode == .history {
             columns = added + columns.map { column in
                 var plain = column
-                (plain.isPrimaryKey, plain.isReplicaIdentity) = (false, false)
+                // A delete's row holds only the old key: the other columns are NULL there.
+                (plain.isPrimaryKey, plain.isReplicaIdentity, plain.isNotNull) = (false, false, false)
                 return plain
             }
             replicaIdentity = .full
