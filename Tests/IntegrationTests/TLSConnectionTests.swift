@@ -110,6 +110,9 @@ final class TLSConnectionTests: DaemonTestCase {
         XCTAssertNil(connectionTLSWarning("postgresql://sluice@127.0.0.1:5432/app"))
         XCTAssertNil(connectionTLSWarning("postgresql://sluice@localhost/app"))
         XCTAssertNil(connectionTLSWarning("postgresql:///app?host=/var/run/postgresql"))
+        let noCA = tlsProblem("connection to server at \"db\" failed: root certificate file \"/root/.postgresql/root.crt\" does not exist")
+        XCTAssertTrue(noCA?.contains("by default ~/.postgresql/root.crt") == true, "\(noCA ?? "nil")")
+        XCTAssertNil(tlsProblem("connection to server at \"db\" failed: Connection refused"), "an outage is not a TLS problem")
         XCTAssertEqual(connectionURLProblem("postgresql://h/db?sslmode=sometimes"),
                        "has sslmode=sometimes; use one of disable, allow, prefer, require, verify-ca, verify-full")
         XCTAssertEqual(connectionURLProblem("postgresql://h/db?sslmode=verify-full&sslrootcert=system"), nil)
