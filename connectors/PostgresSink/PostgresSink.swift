@@ -20,6 +20,9 @@ public final class PostgresSink: Sink {
     private var bulk: BulkLoad?
     private var logger = Logger(label: "sluice")
     private lazy var enumTypes = EnumTypes(url: url, applicationName: "sluice-sink-\(name)-types")
+    private let aggregateDefinitions: [AggregateDefinition]
+    private var aggregates: AggregateMaintainer?
+    private var aggregateStore: PostgresAggregates?
 
     struct TableKey: Hashable {
         let topic: String
@@ -30,6 +33,7 @@ public final class PostgresSink: Sink {
         name = config.name
         url = try config.string("url")
         if let problem = connectionURLProblem(url) { throw config.error("url", "'\(redactURL(url))' \(problem)") }
+        aggregateDefinitions = try AggregateDefinition.parseAll(config)
         try config.rejectUnknownKeys()
     }
 
@@ -43,6 +47,7 @@ public final class PostgresSink: Sink {
                     commit_time timestamptz, updated_at timestamptz NOT NULL DEFAULT now(),
                     PRIMARY KEY (sink, topic))
                 """)
+            if !aggregateDefinitions.isEmpty { try PostgresAggregates.createStateTable(connection) }
             let positions = try storedPositions(connection)
             let pipeline = try PGPipeline(connection: connection)
             try pipeline.prepare("sluice_offset", """
@@ -54,6 +59,12 @@ public final class PostgresSink: Sink {
             try pipeline.sync()
             self.pipeline = pipeline
             tables.removeAll()
+            if !aggregateDefinitions.isEmpty {
+                let store = PostgresAggregates(pipeline: pipeline, sink: name)
+                let maintainer = AggregateMaintainer(definitions: aggregateDefinitions, sink: name, logger: logger)
+                try maintainer.reset(store: store)
+                (aggregates, aggregateStore) = (maintainer, store)
+            }
             return positions
         }
     }
@@ -142,7 +153,12 @@ public final class PostgresSink: Sink {
         try guarded { try pipeline!.send("BEGIN") }
     }
 
+    public func beginTransaction(_ begin: BeginRecord, topic: String, offset: UInt64) throws {
+        aggregates?.beginTransaction(commitTime: begin.commitTime)
+    }
+
     public func prepare(_ relation: RelationSchema, topic: String) throws {
+        if let aggregates, let aggregateStore { try guarded { try aggregates.prepare(relation, store: aggregateStore) } }
         let key = TableKey(topic: topic, relation: relation.id)
         if let table = tables[key], table.schema == relation { return }
         try guarded {
@@ -158,6 +174,10 @@ public final class PostgresSink: Sink {
             throw ConnectorError.fatal("sink \(name): change to \(change.relation.qualifiedName) before its schema")
         }
         try guarded {
+            if let aggregates, let aggregateStore {
+                if change.operation == .truncate { try finishBulk() }
+                try aggregates.apply(change, store: aggregateStore)
+            }
             if change.operation == .insert || change.operation == .read, let new = change.new {
                 if bulk?.table !== table {
                     try finishBulk()
@@ -185,6 +205,7 @@ public final class PostgresSink: Sink {
     public func commitBatch(positions: [SinkPosition]) throws {
         try guarded {
             try finishBulk()
+            if let aggregates, let aggregateStore { try aggregates.flush(store: aggregateStore) }
             var parameters = PGParameters()
             for position in positions {
                 parameters.removeAll()
@@ -215,6 +236,8 @@ public final class PostgresSink: Sink {
 
     public func close() {
         bulk = nil
+        aggregates = nil
+        aggregateStore = nil
         tables.removeAll()
         enumTypes.close()
         pipeline = nil

@@ -19,6 +19,9 @@ public final class SQLiteSink: Sink {
     private var saveOffset: SQLiteStatement?
     private var inBatch = false
     private var logger = Logger(label: "sluice")
+    private let aggregateDefinitions: [AggregateDefinition]
+    private var aggregates: AggregateMaintainer?
+    private var aggregateStore: SQLiteAggregates?
 
     struct TableKey: Hashable {
         let topic: String
@@ -28,6 +31,7 @@ public final class SQLiteSink: Sink {
     public init(config: ConnectorConfig) throws {
         name = config.name
         path = config.resolvePath(try config.string("path"))
+        aggregateDefinitions = try AggregateDefinition.parseAll(config)
         try config.rejectUnknownKeys()
     }
 
@@ -52,6 +56,13 @@ public final class SQLiteSink: Sink {
                 """)
             self.database = database
             tables.removeAll()
+            if !aggregateDefinitions.isEmpty {
+                try SQLiteAggregates.createStateTable(database)
+                let store = SQLiteAggregates(database: database, sink: name)
+                let maintainer = AggregateMaintainer(definitions: aggregateDefinitions, sink: name, logger: logger)
+                try maintainer.reset(store: store)
+                (aggregates, aggregateStore) = (maintainer, store)
+            }
             return positions
         }
     }
@@ -100,7 +111,12 @@ public final class SQLiteSink: Sink {
         }
     }
 
+    public func beginTransaction(_ begin: BeginRecord, topic: String, offset: UInt64) throws {
+        aggregates?.beginTransaction(commitTime: begin.commitTime)
+    }
+
     public func prepare(_ relation: RelationSchema, topic: String) throws {
+        if let aggregates, let aggregateStore { try guarded { try aggregates.prepare(relation, store: aggregateStore) } }
         let key = TableKey(topic: topic, relation: relation.id)
         if let table = tables[key], table.schema == relation { return }
         try guarded {
@@ -112,11 +128,15 @@ public final class SQLiteSink: Sink {
         guard let table = tables[TableKey(topic: change.topic, relation: change.relation.id)] else {
             throw ConnectorError.fatal("sink \(name): change to \(change.relation.qualifiedName) before its schema")
         }
-        try guarded { try table.apply(change) }
+        try guarded {
+            if let aggregates, let aggregateStore { try aggregates.apply(change, store: aggregateStore) }
+            try table.apply(change)
+        }
     }
 
     public func commitBatch(positions: [SinkPosition]) throws {
         try guarded {
+            if let aggregates, let aggregateStore { try aggregates.flush(store: aggregateStore) }
             for position in positions {
                 saveOffset!.bind(1, text: name)
                 saveOffset!.bind(2, text: position.topic)
@@ -141,6 +161,8 @@ public final class SQLiteSink: Sink {
     public func close() {
         rollbackBatch()
         tables.removeAll()
+        aggregates = nil
+        aggregateStore = nil
         saveOffset = nil
         database = nil
     }

@@ -1,0 +1,212 @@
+/// The changes of one aggregate folded per window and group: what a batch of source transactions
+/// does to the aggregate table, applied by the sink as one upsert per window and group, in the same
+/// target transaction as its position.
+///
+/// An insert adds the row to each window holding its time; a delete retracts the old row; an update
+/// retracts the old row and adds the new one, so a row that changes its window, group or predicate
+/// moves. Rows whose time is NULL (or not a finite time) are in no window. Retraction needs the whole
+/// old row: the source table must have REPLICA IDENTITY FULL (``BoundAggregate`` refuses otherwise).
+public struct AggregateFold: Sendable {
+    public private(set) var aggregate: BoundAggregate
+    /// The latest event time seen (µs), for `retain:`; the sink stores it with its position.
+    public var watermark: Int64?
+    /// Rows skipped because their window was already dropped by `retain:`, since the fold was made.
+    public private(set) var droppedLate = 0
+    private var pending: [Key: AggregateDelta] = [:]
+    private var order: [Key] = []
+
+    struct Key: Hashable {
+        let windowStart: Int64
+        let group: String
+    }
+
+    public init(_ aggregate: BoundAggregate, watermark: Int64? = nil) {
+        self.aggregate = aggregate
+        self.watermark = watermark
+    }
+
+    /// Uses a new schema of the source table; pending deltas keep their meaning (same measures).
+    public mutating func rebind(_ aggregate: BoundAggregate) { self.aggregate = aggregate }
+
+    public var isEmpty: Bool { order.isEmpty }
+
+    /// Folds one change. `commitTime` is its transaction's (for `time: commit_time`, where `oldTime`
+    /// is the commit time that last wrote the old row). Returns the windows of rows skipped as late.
+    @discardableResult
+    public mutating func apply(_ change: Change, commitTime: Int64, oldTime: Int64? = nil) throws(AggregateBindError) -> [Int64] {
+        var late: [Int64] = []
+        switch change.operation {
+        case .insert, .read:
+            guard let new = change.new else { return [] }
+            late += add(new.values, sign: 1, time: commitTime)
+        case .delete:
+            late += add(try oldRow(change), sign: -1, time: oldTime)
+        case .update:
+            let old = try oldRow(change)
+            guard let new = change.new else { return [] }
+            var row = new.values
+            for index in row.indices where row[index].isUnchanged && index < old.count { row[index] = old[index] }
+            late += add(old, sign: -1, time: oldTime)
+            late += add(row, sign: 1, time: commitTime)
+        case .truncate:
+            truncate()
+        }
+        return late
+    }
+
+    private func oldRow(_ change: Change) throws(AggregateBindError) -> [Value] {
+        guard change.oldKind == .full, let old = change.old else {
+            throw AggregateBindError(key: aggregate.definition.key, message: """
+                a \(change.operation.name) of \(change.relation.qualifiedName) came without its old row, which the aggregate needs \
+                to retract it: ALTER TABLE \(BoundAggregate.quoted(change.relation)) REPLICA IDENTITY FULL on the source
+                """)
+        }
+        return old.values
+    }
+
+    /// Drops what is pending: a TRUNCATE of the source empties the aggregate anyway.
+    public mutating func truncate() {
+        pending.removeAll()
+        order.removeAll()
+    }
+
+    /// The folded deltas in order of first change, and an empty fold.
+    public mutating func takeDeltas() -> [AggregateDelta] {
+        defer { truncate() }
+        return order.compactMap { pending[$0] }.filter { !$0.isEmpty }
+    }
+
+    /// Windows whose end is at or before this (µs) are dropped by `retain:`; nil without it.
+    public var retentionCutoff: Int64? {
+        guard let retain = aggregate.definition.retain, let watermark else { return nil }
+        return watermark - retain
+    }
+
+    private mutating func add(_ row: [Value], sign: Int64, time commitTime: Int64?) -> [Int64] {
+        let aggregate = self.aggregate
+        if let predicate = aggregate.predicate, predicate.evaluate(row) != .true { return [] }
+        let time: Int64
+        if let column = aggregate.timeColumn {
+            guard column < row.count, case let .text(bytes) = row[column], let micros = EventTime.micros(bytes) else { return [] }
+            time = micros
+        } else {
+            guard let commitTime else { return [] }
+            time = commitTime
+        }
+        if sign > 0, aggregate.definition.retain != nil { watermark = max(watermark ?? time, time) }
+        let group = aggregate.groupColumns.map { index -> String? in index < row.count ? row[index].string : nil }
+        let groupKey = Self.groupKey(group)
+        var late: [Int64] = []
+        for start in aggregate.definition.window.starts(containing: time) {
+            if let cutoff = retentionCutoff, start + aggregate.definition.window.size <= cutoff {
+                droppedLate += 1
+                late.append(start)
+                continue
+            }
+            let key = Key(windowStart: start, group: groupKey)
+            if pending[key] == nil {
+                pending[key] = AggregateDelta(windowStart: start, windowEnd: start + aggregate.definition.window.size, group: group,
+                                              groupKey: groupKey, measureCount: aggregate.measures.count)
+                order.append(key)
+            }
+            pending[key]!.add(row, sign: sign, measures: aggregate.measures)
+        }
+        return late
+    }
+
+    /// One text per group: `n` for NULL, else the value's length, `:` and its text; joined by `,`.
+    /// Unambiguous, so equal keys are equal groups (the aggregate table's key column `_sluice_group`).
+    public static func groupKey(_ values: [String?]) -> String {
+        values.map { value in value.map { "\($0.utf8.count):\($0)" } ?? "n" }.joined(separator: ",")
+    }
+}
+
+/// What a batch does to one window and group of an aggregate.
+public struct AggregateDelta: Sendable, Equatable {
+    public let windowStart: Int64
+    public let windowEnd: Int64
+    /// The group values' text forms (nil for NULL), in `group_by` order.
+    public let group: [String?]
+    public let groupKey: String
+    /// Rows added minus rows retracted: `count(*)` and whether the window remains.
+    public var rows: Int64 = 0
+    public var measures: [MeasureDelta]
+
+    init(windowStart: Int64, windowEnd: Int64, group: [String?], groupKey: String, measureCount: Int) {
+        self.windowStart = windowStart
+        self.windowEnd = windowEnd
+        self.group = group
+        self.groupKey = groupKey
+        measures = Array(repeating: MeasureDelta(), count: measureCount)
+    }
+
+    public var isEmpty: Bool { rows == 0 && measures.allSatisfy(\.isEmpty) }
+
+    mutating func add(_ row: [Value], sign: Int64, measures bound: [BoundAggregate.BoundMeasure]) {
+        rows += sign
+        for (index, measure) in bound.enumerated() {
+            guard let column = measure.column else {
+                measures[index].count += sign
+                continue
+            }
+            guard column < row.count, case let .text(bytes) = row[column] else { continue }  // NULL is skipped
+            measures[index].count += sign
+            switch measure.function {
+            case .countRows, .count: break
+            case .sum, .avg:
+                if measure.valueClass == .float {
+                    measures[index].floatSum += Double(String(decoding: bytes, as: UTF8.self)).map { $0 * Double(sign) } ?? 0
+                } else if let value = ExactDecimal(text: bytes) {
+                    measures[index].exactSum = measures[index].exactSum + (sign > 0 ? value : -value)
+                }
+            case .min, .max:
+                measures[index].values[String(decoding: bytes, as: UTF8.self), default: 0] += sign
+            }
+        }
+    }
+}
+
+/// One measure's part of an ``AggregateDelta``.
+public struct MeasureDelta: Sendable, Equatable {
+    /// Non-NULL values added minus retracted (rows, for `count(*)`).
+    public var count: Int64 = 0
+    /// The change of the sum, for integer and numeric columns.
+    public var exactSum = ExactDecimal(0)
+    /// The change of the sum, for float columns (not exact under retraction: floats round).
+    public var floatSum = 0.0
+    /// For min and max: each value's text with how many rows holding it were added minus retracted.
+    public var values: [String: Int64] = [:]
+
+    public var isEmpty: Bool { count == 0 && exactSum.isZero && floatSum == 0 && values.values.allSatisfy { $0 == 0 } }
+}
+
+/// An aggregate that cannot be applied, with the configuration key it concerns.
+public typealias AggregateBindError = BoundAggregate.BindError
+
+/// Picks min or max among values' text forms, compared as their column compares them.
+public enum ExtremeValue {
+    public static func pick(_ values: [String], largest: Bool, valueClass: BoundAggregate.ValueClass) -> String? {
+        var best: String?
+        for value in values {
+            guard let current = best else { best = value; continue }
+            let order = compare(value, current, valueClass)
+            if largest ? order > 0 : order < 0 { best = value }
+        }
+        return best
+    }
+
+    /// -1, 0, 1; PostgreSQL's float order (NaN above every number).
+    public static func compare(_ left: String, _ right: String, _ valueClass: BoundAggregate.ValueClass) -> Int {
+        switch valueClass {
+        case .exact:
+            guard let a = ExactDecimal(left), let b = ExactDecimal(right) else { return left < right ? -1 : (left == right ? 0 : 1) }
+            return a == b ? 0 : (a < b ? -1 : 1)
+        case .float:
+            let a = Double(left) ?? .nan, b = Double(right) ?? .nan
+            if a.isNaN || b.isNaN { return a.isNaN == b.isNaN ? 0 : (a.isNaN ? 1 : -1) }
+            return a == b ? 0 : (a < b ? -1 : 1)
+        case .text:
+            return left.utf8.elementsEqual(right.utf8) ? 0 : (left.utf8.lexicographicallyPrecedes(right.utf8) ? -1 : 1)
+        }
+    }
+}

@@ -1,0 +1,101 @@
+import Logging
+
+/// Where a SQL sink keeps its aggregate tables. Every call is part of the sink's open target
+/// transaction, so the aggregates commit (or roll back) together with the sink's position.
+public protocol AggregateStore: AnyObject {
+    /// Creates the aggregate's table (and its state tables) if missing.
+    func create(_ aggregate: BoundAggregate) throws
+    /// Applies one batch's folded deltas: one upsert per window and group; windows left without rows go.
+    func write(_ deltas: [AggregateDelta], of aggregate: BoundAggregate) throws
+    /// Empties the aggregate (the source table was truncated).
+    func empty(_ aggregate: BoundAggregate) throws
+    /// Deletes the windows ending at or before `cutoff` (µs) and stores the watermark.
+    func retain(_ aggregate: BoundAggregate, cutoff: Int64?, watermark: Int64?) throws
+    /// The stored watermark per aggregate table (`schema.table`), read when the sink opens.
+    func watermarks() throws -> [String: Int64]
+}
+
+/// Keeps a sink's `aggregates:` up to date from the changes it applies: binds each aggregate when
+/// its source table's schema arrives, folds the batch's changes, and writes them at commit.
+public final class AggregateMaintainer {
+    public let definitions: [AggregateDefinition]
+    private var folds: [Int: AggregateFold] = [:]
+    private var watermarks: [String: Int64] = [:]
+    private var commitTime: Int64 = 0
+    private var loggedLate: Set<String> = []
+    private let logger: Logger
+    private let sink: String
+
+    public init(definitions: [AggregateDefinition], sink: String, logger: Logger) {
+        self.definitions = definitions
+        self.sink = sink
+        self.logger = logger
+    }
+
+    public var isEmpty: Bool { definitions.isEmpty }
+
+    /// Forgets the unsaved batch and reloads the watermarks: called when the sink (re)opens.
+    public func reset(store: AggregateStore) throws {
+        folds.removeAll()
+        watermarks = definitions.contains { $0.retain != nil } ? try store.watermarks() : [:]
+    }
+
+    public func beginTransaction(commitTime: Int64) { self.commitTime = commitTime }
+
+    /// Binds the aggregates over `relation` (creating their tables); throws
+    /// ``ConnectorError/misconfigured(_:)`` naming the aggregate's key when one cannot be kept.
+    public func prepare(_ relation: RelationSchema, store: AggregateStore) throws {
+        for (index, definition) in definitions.enumerated()
+        where definition.from.schema == relation.schema && definition.from.table == relation.table {
+            if let fold = folds[index], fold.aggregate.schema == relation { continue }
+            let bound: BoundAggregate
+            do { bound = try BoundAggregate(definition, schema: relation) } catch {
+                throw ConnectorError.misconfigured("sink \(sink): \(error)")
+            }
+            if folds[index] != nil {
+                folds[index]!.rebind(bound)
+            } else {
+                try store.create(bound)
+                folds[index] = AggregateFold(bound, watermark: watermarks[definition.table.description])
+            }
+        }
+    }
+
+    /// Folds a change into the aggregates over its table. A TRUNCATE empties them at once.
+    public func apply(_ change: Change, store: AggregateStore) throws {
+        for index in folds.keys.sorted() where folds[index]!.aggregate.schema.id == change.relation.id
+            && folds[index]!.aggregate.schema.qualifiedName == change.relation.qualifiedName {
+            if change.operation == .truncate {
+                folds[index]!.truncate()
+                try store.empty(folds[index]!.aggregate)
+                continue
+            }
+            let late: [Int64]
+            do { late = try folds[index]!.apply(change, commitTime: commitTime) } catch {
+                throw ConnectorError.misconfigured("sink \(sink): \(error)")
+            }
+            for start in late {
+                let note = "\(definitions[index].table) \(start)"
+                guard loggedLate.count < 10_000, loggedLate.insert(note).inserted else { continue }
+                logger.warning("aggregate \(definitions[index].table): a row for the window starting \(EventTime.text(start)) arrived after retain: dropped that window; not applied")
+            }
+        }
+    }
+
+    /// Writes every aggregate's pending deltas (called before the sink stores its position).
+    public func flush(store: AggregateStore) throws {
+        for index in folds.keys.sorted() {
+            let deltas = folds[index]!.takeDeltas()
+            let aggregate = folds[index]!.aggregate
+            if !deltas.isEmpty { try store.write(deltas, of: aggregate) }
+            if aggregate.definition.retain != nil, let watermark = folds[index]!.watermark,
+               watermarks[aggregate.definition.table.description] != watermark {
+                try store.retain(aggregate, cutoff: folds[index]!.retentionCutoff, watermark: watermark)
+                watermarks[aggregate.definition.table.description] = watermark
+            }
+        }
+    }
+
+    /// Rows skipped as later than `retain:` since the sink opened.
+    public var droppedLate: Int { folds.values.reduce(0) { $0 + $1.droppedLate } }
+}
