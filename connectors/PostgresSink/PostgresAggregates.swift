@@ -7,7 +7,8 @@ import SluiceWire
 /// An aggregate table holds `window_start`, `window_end`, the group columns and the measures, plus
 /// `_sluice_group` (the group's key, so NULL group values are one group) and `_sluice_rows` (count of
 /// rows: a window whose count drops to zero is deleted), `_sluice_<m>_n` (non-NULL values of a
-/// measure: a sum over none is NULL) and `_sluice_<m>_sum` (for avg, kept as sum and count).
+/// measure: a sum over none is NULL) and `_sluice_<m>_sum`: sum and avg are generated from these two,
+/// so avg is kept as sum and count.
 /// min and max keep, per window, group and value, how many rows hold the value, in a table
 /// `_sluice_<table>_<measure>` beside it; the extreme is read back from there after each batch,
 /// so deleting the current maximum gives the next one.
@@ -35,6 +36,10 @@ final class PostgresAggregates: AggregateStore {
         quote(aggregate.definition.table.schema) + "." + quote("_sluice_\(aggregate.definition.table.table)_\(measure.name)")
     }
 
+    private func rowsTable(_ aggregate: BoundAggregate) -> String {
+        quote(aggregate.definition.table.schema) + "." + quote("_sluice_\(aggregate.definition.table.table)_rows")
+    }
+
     /// A built-in type is kept; other types (enums, domains) become text.
     private func columnType(_ column: RelationSchema.Column) -> String {
         column.typeOID < 16384 ? column.typeName : "text"
@@ -59,12 +64,13 @@ final class PostgresAggregates: AggregateStore {
             let n = quote("_sluice_\(measure.name)_n")
             switch measure.function {
             case .countRows, .count: columns.append("\(quote(measure.name)) bigint NOT NULL")
-            case .sum, .min, .max:
+            case .min, .max:
                 columns.append("\(quote(measure.name)) \(type)")
                 state.append("\(n) bigint NOT NULL")
-            case .avg:
+            case .sum, .avg:
                 let sum = quote("_sluice_\(measure.name)_sum")
-                columns.append("\(quote(measure.name)) \(type) GENERATED ALWAYS AS (\(sum) / NULLIF(\(n), 0)) STORED")
+                let value = measure.function == .sum ? "CASE WHEN \(n) = 0 THEN NULL ELSE \(sum) END" : "\(sum) / NULLIF(\(n), 0)"
+                columns.append("\(quote(measure.name)) \(type) GENERATED ALWAYS AS (\(value)) STORED")
                 state.append("\(sum) \(type) NOT NULL")
                 state.append("\(n) bigint NOT NULL")
             }
@@ -74,6 +80,9 @@ final class PostgresAggregates: AggregateStore {
         columns += state
         try pipeline.send("CREATE SCHEMA IF NOT EXISTS \(quote(aggregate.definition.table.schema))")
         try pipeline.send("CREATE TABLE IF NOT EXISTS \(table(aggregate)) (\(columns.joined(separator: ", ")), PRIMARY KEY (window_start, _sluice_group))")
+        if aggregate.timeColumn == nil {
+            try pipeline.send("CREATE TABLE IF NOT EXISTS \(rowsTable(aggregate)) (key text PRIMARY KEY, commit_time bigint NOT NULL)")
+        }
         for measure in aggregate.measures where measure.function == .min || measure.function == .max {
             try pipeline.send("""
                 CREATE TABLE IF NOT EXISTS \(valuesTable(aggregate, measure)) (window_start timestamptz NOT NULL, _sluice_group text NOT NULL,
@@ -96,11 +105,7 @@ final class PostgresAggregates: AggregateStore {
             case .countRows, .count:
                 names.append(column); casts.append("bigint")
                 updates.append("\(column) = a.\(column) + excluded.\(column)")
-            case .sum:
-                names += [column, n]; casts += [measureType(measure, aggregate), "bigint"]
-                updates.append("\(n) = a.\(n) + excluded.\(n)")
-                updates.append("\(column) = CASE WHEN a.\(n) + excluded.\(n) = 0 THEN NULL ELSE coalesce(a.\(column), 0) + excluded.\(column) END")
-            case .avg:
+            case .sum, .avg:
                 let sum = quote("_sluice_\(measure.name)_sum")
                 names += [sum, n]; casts += [measureType(measure, aggregate), "bigint"]
                 updates.append("\(n) = a.\(n) + excluded.\(n)")
@@ -179,6 +184,7 @@ final class PostgresAggregates: AggregateStore {
 
     func empty(_ aggregate: BoundAggregate) throws {
         try pipeline.send("DELETE FROM \(table(aggregate))")
+        if aggregate.timeColumn == nil { try pipeline.send("DELETE FROM \(rowsTable(aggregate))") }
         for measure in aggregate.measures where measure.function == .min || measure.function == .max {
             try pipeline.send("DELETE FROM \(valuesTable(aggregate, measure))")
         }
@@ -214,5 +220,25 @@ final class PostgresAggregates: AggregateStore {
             if let table = result.string(row, 0), let mark = result.string(row, 1).flatMap({ Int64($0) }) { marks[table] = mark }
         }
         return marks
+    }
+
+    func rowTime(_ aggregate: BoundAggregate, key: String) throws -> Int64? {
+        var parameters = PGParameters()
+        parameters.append(key)
+        let result = try pipeline.query("SELECT commit_time::text FROM \(rowsTable(aggregate)) WHERE key = $1", parameters)
+        return result.rowCount > 0 ? result.string(0, 0).flatMap { Int64($0) } : nil
+    }
+
+    func setRowTime(_ aggregate: BoundAggregate, key: String, time: Int64?) throws {
+        var parameters = PGParameters()
+        parameters.append(key)
+        guard let time else {
+            try pipeline.send("DELETE FROM \(rowsTable(aggregate)) WHERE key = $1", parameters)
+            return
+        }
+        parameters.append(String(time))
+        try pipeline.send("""
+            INSERT INTO \(rowsTable(aggregate)) VALUES ($1, $2::bigint) ON CONFLICT (key) DO UPDATE SET commit_time = excluded.commit_time
+            """, parameters)
     }
 }

@@ -37,6 +37,8 @@ final class SQLiteAggregates: AggregateStore {
         quote("_sluice_\(name(aggregate))_\(measure.name)")
     }
 
+    private func rowsTable(_ aggregate: BoundAggregate) -> String { quote("_sluice_\(name(aggregate))_rows") }
+
     private func statement(_ sql: String) throws -> SQLiteStatement {
         if let statement = statements[sql] { return statement }
         let statement = try database.prepare(sql)
@@ -71,6 +73,9 @@ final class SQLiteAggregates: AggregateStore {
             columns += ["\(quote("_sluice_\(measure.name)_n")) INTEGER NOT NULL", "\(quote("_sluice_\(measure.name)_s")) TEXT"]
         }
         try database.execute("CREATE TABLE IF NOT EXISTS \(quote(name(aggregate))) (\(columns.joined(separator: ", ")), PRIMARY KEY (window_start, _sluice_group))")
+        if aggregate.timeColumn == nil {
+            try database.execute("CREATE TABLE IF NOT EXISTS \(rowsTable(aggregate)) (key TEXT PRIMARY KEY, commit_time INTEGER NOT NULL)")
+        }
         for measure in aggregate.measures where measure.function == .min || measure.function == .max {
             try database.execute("""
                 CREATE TABLE IF NOT EXISTS \(valuesTable(aggregate, measure)) (window_start TEXT NOT NULL, _sluice_group TEXT NOT NULL,
@@ -246,6 +251,7 @@ final class SQLiteAggregates: AggregateStore {
 
     func empty(_ aggregate: BoundAggregate) throws {
         try database.execute("DELETE FROM \(quote(name(aggregate)))")
+        if aggregate.timeColumn == nil { try database.execute("DELETE FROM \(rowsTable(aggregate))") }
         for measure in aggregate.measures where measure.function == .min || measure.function == .max {
             try database.execute("DELETE FROM \(valuesTable(aggregate, measure))")
         }
@@ -278,5 +284,25 @@ final class SQLiteAggregates: AggregateStore {
             if let table = row[0], let mark = row[1].flatMap({ Int64($0) }) { marks[table] = mark }
         }
         return marks
+    }
+
+    func rowTime(_ aggregate: BoundAggregate, key: String) throws -> Int64? {
+        let read = try statement("SELECT commit_time FROM \(rowsTable(aggregate)) WHERE key = ?1")
+        defer { read.reset() }
+        read.bind(1, text: key)
+        return try read.step() ? read.int64(0) : nil
+    }
+
+    func setRowTime(_ aggregate: BoundAggregate, key: String, time: Int64?) throws {
+        guard let time else {
+            let forget = try statement("DELETE FROM \(rowsTable(aggregate)) WHERE key = ?1")
+            forget.bind(1, text: key)
+            try forget.run()
+            return
+        }
+        let remember = try statement("INSERT OR REPLACE INTO \(rowsTable(aggregate)) (key, commit_time) VALUES (?1, ?2)")
+        remember.bind(1, text: key)
+        remember.bind(2, int64: time)
+        try remember.run()
     }
 }

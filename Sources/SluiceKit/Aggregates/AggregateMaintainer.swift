@@ -13,6 +13,10 @@ public protocol AggregateStore: AnyObject {
     func retain(_ aggregate: BoundAggregate, cutoff: Int64?, watermark: Int64?) throws
     /// The stored watermark per aggregate table (`schema.table`), read when the sink opens.
     func watermarks() throws -> [String: Int64]
+    /// For `time: commit_time`: the commit time that last wrote the source row with this key.
+    func rowTime(_ aggregate: BoundAggregate, key: String) throws -> Int64?
+    /// Records (or with nil forgets) the commit time of the source row with this key.
+    func setRowTime(_ aggregate: BoundAggregate, key: String, time: Int64?) throws
 }
 
 /// Keeps a sink's `aggregates:` up to date from the changes it applies: binds each aggregate when
@@ -71,7 +75,13 @@ public final class AggregateMaintainer {
                 continue
             }
             let late: [Int64]
-            do { late = try folds[index]!.apply(change, commitTime: commitTime) } catch {
+            do {
+                if folds[index]!.aggregate.timeColumn == nil {
+                    late = try applyByCommitTime(change, fold: &folds[index]!, store: store)
+                } else {
+                    late = try folds[index]!.apply(change, commitTime: commitTime)
+                }
+            } catch let error as AggregateBindError {
                 throw ConnectorError.misconfigured("sink \(sink): \(error)")
             }
             for start in late {
@@ -80,6 +90,24 @@ public final class AggregateMaintainer {
                 logger.warning("aggregate \(definitions[index].table): a row for the window starting \(EventTime.text(start)) arrived after retain: dropped that window; not applied")
             }
         }
+    }
+
+    /// Under `time: commit_time` a row's time is the commit time of the transaction that last wrote it,
+    /// which the old row does not carry: the store keeps it per primary key.
+    private func applyByCommitTime(_ change: Change, fold: inout AggregateFold, store: AggregateStore) throws -> [Int64] {
+        let aggregate = fold.aggregate
+        let key = aggregate.schema.primaryKey
+        func rowKey(_ tuple: Tuple?) -> String? {
+            guard let values = tuple?.values else { return nil }
+            return AggregateFold.groupKey(key.map { $0 < values.count ? values[$0].string : nil })
+        }
+        let oldKey = change.operation == .update || change.operation == .delete ? rowKey(change.old) : nil
+        let newKey = change.operation == .delete ? nil : rowKey(change.new)
+        let oldTime = try oldKey.flatMap { try store.rowTime(aggregate, key: $0) }
+        let late = try fold.apply(change, commitTime: commitTime, oldTime: oldTime)
+        if let oldKey, oldKey != newKey { try store.setRowTime(aggregate, key: oldKey, time: nil) }
+        if let newKey { try store.setRowTime(aggregate, key: newKey, time: commitTime) }
+        return late
     }
 
     /// Writes every aggregate's pending deltas (called before the sink stores its position).

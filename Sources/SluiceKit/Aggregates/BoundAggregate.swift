@@ -61,7 +61,12 @@ public struct BoundAggregate: Sendable {
         self.definition = definition
         self.schema = schema
         switch definition.window.time {
-        case .commitTime: timeColumn = nil
+        case .commitTime:
+            guard !schema.primaryKey.isEmpty else {
+                throw BindError(key: "\(key).window.time", message: "commit_time windows need a primary key on \(table) "
+                                + "(Sluice keeps each row's last commit time by key); use a time column instead")
+            }
+            timeColumn = nil
         case let .column(name):
             let index = try column(name, "window.time")
             guard Self.timeTypes.contains(schema.columns[index].typeOID) else {

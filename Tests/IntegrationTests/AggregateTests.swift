@@ -1,0 +1,156 @@
+import Foundation
+import SluiceWire
+import XCTest
+
+/// `aggregates:` end to end: a real source, real PostgreSQL and SQLite targets. After inserts, updates
+/// that move rows across windows, groups and the predicate, deletes of the current maximum, late rows,
+/// NULLs and a TRUNCATE, each aggregate table equals the GROUP BY computed at the source — exactly,
+/// numeric sums and averages included — and stays so across SIGKILLs.
+class AggregateTestCase: SinkTestCase {
+    static let aggregates = [
+        "    aggregates:",
+        "      - table: public.orders_per_minute",
+        "        from: public.orders",
+        "        where: \"status <> 'cancelled'\"",
+        "        group_by: [region]",
+        "        window: {tumbling: 1m, time: created_at}",
+        "        measures: {orders: \"count(*)\", counted: \"count(amount)\", revenue: \"sum(amount)\", smallest: \"min(amount)\", "
+            + "biggest: \"max(amount)\", mean: \"avg(amount)\"}",
+        "      - table: public.orders_hopping",
+        "        from: public.orders",
+        "        group_by: [region, status]",
+        "        window: {hopping: 5m, every: 1m, time: created_at}",
+        "        measures: {orders: \"count(*)\", items: \"sum(qty)\", fewest: \"min(qty)\", biggest: \"max(amount)\", mean: \"avg(amount)\"}",
+    ]
+
+    func writeAggregateConfig() throws {
+        try writeSourceConfig(tables: ["public.orders", "public.markers"], sinks: [
+            "  - name: replica", "    type: postgres", "    url: \(target.url)", "    topics: [app]",
+        ] + Self.aggregates + [
+            "  - name: local", "    type: sqlite", "    path: \(sqlitePath)", "    topics: [app]",
+        ] + Self.aggregates)
+    }
+
+    func createOrders(preload: Int) throws {
+        try source.query("""
+            CREATE TABLE orders (id int PRIMARY KEY, region text, status text NOT NULL, amount numeric(10,2), qty int,
+                                 created_at timestamptz);
+            ALTER TABLE orders REPLICA IDENTITY FULL;
+            CREATE TABLE markers (id serial PRIMARY KEY);  -- a transaction that always commits something, to wait on
+            INSERT INTO orders SELECT i, (ARRAY['eu', 'us', 'apac', NULL])[1 + i % 4], (ARRAY['paid', 'paid', 'cancelled'])[1 + i % 3],
+                CASE WHEN i % 10 = 0 THEN NULL ELSE round((i * 7.31) % 500, 2) END, i % 9,
+                timestamptz '2026-12-01 10:00:00+00' + (i * 17 % 1200) * interval '1 second'
+            FROM generate_series(1, \(preload)) i;
+            """)
+    }
+
+    /// Lines `window | groups | measures` for the source's GROUP BY and for each target's table.
+    static let minuteReference = """
+        SELECT to_char(date_bin('1 minute', created_at, timestamptz 'epoch') AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'),
+               region, count(*), count(amount), sum(amount), min(amount), max(amount), avg(amount)
+        FROM orders WHERE status <> 'cancelled' AND created_at IS NOT NULL GROUP BY 1, 2
+        """
+    static let hoppingReference = """
+        SELECT to_char(s AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), region, status, count(*), sum(qty), min(qty), max(amount), avg(amount)
+        FROM orders, generate_series(date_bin('1 minute', created_at, timestamptz 'epoch') - interval '4 minutes',
+                                     date_bin('1 minute', created_at, timestamptz 'epoch'), interval '1 minute') s
+        WHERE created_at IS NOT NULL GROUP BY 1, 2, 3
+        """
+
+    func assertAggregatesEqualSource(file: StaticString = #filePath, line: UInt = #line) throws {
+        let cases: [(table: String, reference: String, columns: String)] = [
+            ("orders_per_minute", Self.minuteReference, "region, orders, counted, revenue, smallest, biggest, mean"),
+            ("orders_hopping", Self.hoppingReference, "region, status, orders, items, fewest, biggest, mean"),
+        ]
+        for (table, reference, columns) in cases {
+            let expected = try source.query(reference).map(rowLine).sorted()
+            let replica = try target.query("""
+                SELECT to_char(window_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), \(columns) FROM public.\(table)
+                """).map(rowLine).sorted()
+            if let diff = rowsDifference(expected: expected, actual: replica) {
+                XCTFail("\(table): the PostgreSQL aggregate differs from the source's GROUP BY: \(diff)" + logTail, file: file, line: line)
+            }
+            let lite = try IntegrationTests.sqliteRows(path: sqlitePath, table: table, columns: ["window_start"] + columns.components(separatedBy: ", "))
+                .map { $0.replacingOccurrences(of: #"^'(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\+00'"#, with: "'$1'", options: .regularExpression) }
+                .sorted()
+            if let diff = rowsDifference(expected: expected, actual: lite) {
+                XCTFail("\(table): the SQLite aggregate differs from the source's GROUP BY: \(diff)" + logTail, file: file, line: line)
+            }
+            XCTAssertEqual(try target.scalar("SELECT count(*) FROM public.\(table) WHERE _sluice_rows <= 0"), "0",
+                           "\(table): windows whose count dropped to zero are gone", file: file, line: line)
+        }
+    }
+
+    /// Small transactions on `orders`: inserts (some late, some NULL), updates moving rows across
+    /// windows, groups and the predicate, deletes of the current maximum.
+    static func workload(_ db: PGConnection, transactions: Int, firstID: Int, stop: SinkTestFlag? = nil, stats: SinkTestStats) {
+        var nextID = firstID
+        for sequence in 1...transactions {
+            if stop?.isSet == true { return }
+            runWorkloadTransaction(on: db, sequence: sequence, stats: stats, label: "orders: ") {
+                for _ in 0..<Int.random(in: 1...4) {
+                    switch Int.random(in: 0..<10) {
+                    case 0, 1, 2:
+                        nextID += 1
+                        let region: String? = ["eu", "us", "apac", nil].randomElement()!
+                        let amount: String? = Int.random(in: 0..<8) == 0 ? nil : String(format: "%d.%02d", Int.random(in: 0...900), Int.random(in: 0...99))
+                        try db.execute("""
+                            INSERT INTO orders VALUES ($1, $2, $3, $4, $5, timestamptz '2026-12-01 10:00:00+00' + $6 * interval '1 second')
+                            """, [String(nextID), region, ["paid", "cancelled", "paid"].randomElement()!, amount,
+                                  String(Int.random(in: 0...20)), String(Int.random(in: -300...1500))])
+                    case 3:
+                        try db.execute("""
+                            UPDATE orders SET created_at = created_at + $1 * interval '1 second' WHERE id = (SELECT id FROM orders ORDER BY random() LIMIT 1)
+                            """, [String(Int.random(in: -400...400))])
+                    case 4:
+                        try db.execute("UPDATE orders SET region = $1 WHERE id = (SELECT id FROM orders ORDER BY random() LIMIT 1)",
+                                       [["eu", "us", "apac", nil].randomElement()!])
+                    case 5:
+                        try db.execute("""
+                            UPDATE orders SET status = CASE status WHEN 'paid' THEN 'cancelled' ELSE 'paid' END, amount = amount + 1
+                            WHERE id = (SELECT id FROM orders ORDER BY random() LIMIT 1)
+                            """)
+                    case 6, 7:
+                        // The current maximum of a window goes.
+                        try db.execute("DELETE FROM orders WHERE id = (SELECT id FROM orders WHERE amount IS NOT NULL ORDER BY amount DESC, id LIMIT 1)")
+                    case 8:
+                        try db.execute("UPDATE orders SET amount = NULL, qty = qty + 1 WHERE id = (SELECT id FROM orders ORDER BY random() LIMIT 1)")
+                    default:
+                        try db.execute("DELETE FROM orders WHERE id = (SELECT id FROM orders ORDER BY random() LIMIT 1)")
+                    }
+                }
+            }
+        }
+    }
+}
+
+final class AggregateTests: AggregateTestCase {
+    override var fixtureName: String { "aggregates" }
+
+    func testAggregatesEqualTheSourceGroupByThroughUpdatesDeletesAndTruncate() throws {
+        try createOrders(preload: 400)
+        try writeAggregateConfig()
+        let daemon = try startDaemon()
+        try waitForSlotActive()
+        let db = try source.connect()
+        let stats = SinkTestStats()
+        Self.workload(db, transactions: 150, firstID: 10_000, stats: stats)
+        try waitForTargets(lsn: try commitMarked("INSERT INTO markers DEFAULT VALUES", on: db))
+        try assertAggregatesEqualSource()
+        XCTAssertGreaterThan(stats["committed"], 100, stats.summary + "\(stats.notes)")
+        XCTAssertGreaterThan(Int(try target.scalar("SELECT count(*) FROM public.orders_per_minute") ?? "0") ?? 0, 20,
+                             "the workload spans many windows")
+        XCTAssertEqual(try target.scalar("SELECT count(*) FROM public.orders_per_minute WHERE region IS NULL") != "0", true,
+                       "NULL regions are a group of their own")
+
+        try waitForTargets(lsn: try commitMarked("TRUNCATE orders", on: db))
+        XCTAssertEqual(try target.count("public.orders_per_minute"), 0, "TRUNCATE empties the aggregates")
+        XCTAssertEqual(try target.count("public.\"_sluice_orders_per_minute_biggest\""), 0)
+        XCTAssertEqual(try sqliteCount("public.orders_hopping"), 0)
+
+        Self.workload(db, transactions: 40, firstID: 50_000, stats: stats)
+        try waitForTargets(lsn: try commitMarked("INSERT INTO markers DEFAULT VALUES", on: db))
+        try assertAggregatesEqualSource()
+        XCTAssertEqual(daemon.terminate(), 0, "clean exit on SIGTERM" + logTail)
+    }
+}
