@@ -3,6 +3,8 @@
 # It builds sluice, starts a cluster with some rows, runs `sluice run`, writes a stream of changes,
 # kills the daemon with SIGKILL mid-stream and restarts it, then checks the target against the source.
 #   KEEP=1 scripts/demo.sh   leaves the cluster and files in place to explore
+#   WATCH=1 scripts/demo.sh  waits for Enter before the SIGKILL and before the end, to follow it in the
+#                            console (the URL is printed; see docs/console.md)
 #   scripts/demo.sh --jetstream   topics in a local three-node NATS JetStream cluster (replicas 3)
 #                                 instead of the embedded log; a NATS node is killed with the daemon
 set -euo pipefail
@@ -17,6 +19,8 @@ bin=$PWD/.build/release/sluice
 demo=$(mktemp -d /tmp/sluice-demo.XXXXXX)
 chmod 755 "$demo"
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+console_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+pause() { [ "${WATCH:-}" = 1 ] && [ -t 0 ] && read -r -p "   $1 — press Enter " _ || true; }
 daemon=""
 nats_pids=()
 cleanup() {
@@ -62,6 +66,7 @@ fi
 
 cat > "$demo/sluice.yml" <<YAML
 data_dir: $demo/data
+metrics: {listen: "127.0.0.1:$console_port"}
 $topics_section
 sources:
   - name: app
@@ -106,6 +111,7 @@ SQL
 
 echo "==> sluice run: initial snapshot, then streaming (log: $demo/sluice.log)"
 start_daemon
+echo "==> console: http://127.0.0.1:$console_port/ (sluice status --config $demo/sluice.yml --watch in a terminal)"
 # The initial snapshot reaches the target (a new replicated stream first elects its leader).
 for _ in $(seq 1 120); do
     [ "$(sqlite3 "$demo/replica.db" "SELECT count(*) FROM accounts" 2>/dev/null || echo 0)" -ge 500 ] && break
@@ -114,6 +120,7 @@ done
 counts
 echo "==> writing changes while sluice runs"
 for round in 1 2 3; do workload 20; counts; done
+pause "the console shows the pipeline streaming"
 echo "==> SIGKILL the daemon mid-stream, keep writing, restart it"
 workload 10 &
 writer=$!
@@ -145,6 +152,7 @@ else
     echo "==> target differs from source; see $demo/sluice.log" >&2
     exit 1
 fi
+pause "the console is back with the restarted daemon (its charts start anew)"
 echo "==> the newest transaction in the topic (sluice tail app --config $demo/sluice.yml -n 1):"
 "$bin" tail app --config "$demo/sluice.yml" -n 1 | head -n 6 | cut -c1-150
 echo "   …"

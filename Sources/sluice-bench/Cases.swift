@@ -12,6 +12,10 @@ struct Result {
     var peakRSSMB: Double?
     var cpuSeconds: Double?
     var note = ""
+    /// Latency cases: commit→applied p50 and p99 (ms), and rows per bucket of `Latency.bucketBounds`.
+    var latencyP50: Double? = nil
+    var latencyP99: Double? = nil
+    var latencyBuckets: [Int]? = nil
 
     var eventsPerSecond: Double { Double(events) / seconds }
     /// Sluice's throughput over the reference's, both measured in this run.

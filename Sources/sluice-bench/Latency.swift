@@ -1,6 +1,14 @@
 import Foundation
 import SluiceWire
 
+/// The latency distribution's buckets (ms), for the run's chart.
+enum Latency {
+    static let bucketBounds: [Double] = [0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]
+    static let bucketLabels: [String] = ["<0.5"] + zip(bucketBounds, bucketBounds.dropFirst()).map { "\(short($0))–\(short($1))" }
+        + ["≥\(short(bucketBounds.last!))"]
+    static func short(_ value: Double) -> String { value == value.rounded() ? "\(Int(value))" : "\(value)" }
+}
+
 extension Bench {
     /// A steady stream of single-row transactions; commit-to-applied latency at the PostgreSQL target.
     ///
@@ -87,6 +95,18 @@ extension Bench {
         let p50 = Double(stats.string(0, 1) ?? "0") ?? 0
         let p99 = Double(stats.string(0, 2) ?? "0") ?? 0
         let max = Double(stats.string(0, 3) ?? "0") ?? 0
+        let bounds = Latency.bucketBounds.map { "\($0)" }.joined(separator: ",")
+        let histogram = try targetDB.execute("""
+            SELECT width_bucket(ms, ARRAY[\(bounds)]::float8[]), count(*)
+            FROM (SELECT extract(epoch FROM a.applied_at - l.created_at)::float8 * 1000 AS ms
+                  FROM lat l JOIN lat_applied a USING (id) WHERE l.id > 0) t GROUP BY 1
+            """)
+        var buckets = [Int](repeating: 0, count: Latency.bucketBounds.count + 1)
+        for row in 0..<histogram.rowCount {
+            if let bucket = Int(histogram.string(row, 0) ?? ""), buckets.indices.contains(bucket) {
+                buckets[bucket] = Int(histogram.string(row, 1) ?? "0") ?? 0
+            }
+        }
         var note = String(format: "commit→applied p50 %.1f ms, p99 %.1f ms, max %.1f ms", p50, p99, max) + warmUpNote
         var lost: String?
         if count != total {
@@ -99,7 +119,8 @@ extension Bench {
             note = "LOST \(total - count) of \(total) rows (ids \(ids)\(total - count > 10 ? ", …" : "")); of the rest: " + note
         }
         results.append(Result(name: "\(label), \(rate) tx/s for \(seconds) s", events: total, seconds: Double(seconds),
-                               peakRSSMB: Double(usage.peakRSSKilobytes) / 1024, cpuSeconds: usage.cpuSeconds, note: note))
+                               peakRSSMB: Double(usage.peakRSSKilobytes) / 1024, cpuSeconds: usage.cpuSeconds, note: note,
+                               latencyP50: p50, latencyP99: p99, latencyBuckets: buckets))
         if let lost { throw BenchError(lost) }
     }
 }

@@ -1,6 +1,6 @@
 import Foundation
 
-// sluice-bench [--quick | --full] [--only case,case] [--keep]
+// sluice-bench [--quick | --full] [--only case,case] [--keep] [--svg PATH]
 // Starts two throwaway PostgreSQL clusters (and, for the JetStream cases, nats-servers), runs each case and its reference on identical seeded
 // workloads in this run, and prints one table. See BENCHMARKS.md.
 
@@ -69,6 +69,18 @@ for result in bench.results {
         + "\(cell(result.peakRSSMB, "%.1f")) | \(cell(result.cpuSeconds, "%.2f")) | \(result.note) |")
 }
 for line in skipped { print("\nskipped: " + line) }
+// The run's chart: each case against its goal, and the latency distribution (see BENCHMARKS.md).
+let stamp = ISO8601DateFormatter().string(from: Date())
+let svgPath = arguments.firstIndex(of: "--svg").flatMap { arguments.indices.contains($0 + 1) ? arguments[$0 + 1] : nil }
+    ?? root.path + "/bench-results/bench-\(full ? "full" : "quick")-\(stamp.replacingOccurrences(of: ":", with: "")).svg"
+do {
+    try FileManager.default.createDirectory(atPath: (svgPath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+    try BenchChart.svg(bench.results, title: "sluice-bench, \(full ? "full" : "quick") mode, \(stamp)")
+        .write(toFile: svgPath, atomically: true, encoding: .utf8)
+    print("\nchart: \(svgPath)")
+} catch {
+    failures.append("chart \(svgPath): \(error)")
+}
 if !failures.isEmpty {
     print("\nfailed: " + failures.joined(separator: "; "))
     exit(1)
