@@ -305,7 +305,7 @@ final class Bench {
                                referenceName: "COPY pipe", peakRSSMB: mb(usage), cpuSeconds: usage.cpuSeconds))
     }
 
-    private func mb(_ usage: Child.Usage) -> Double { Double(usage.peakRSSKilobytes) / 1024 }
+    func mb(_ usage: Child.Usage) -> Double { Double(usage.peakRSSKilobytes) / 1024 }
 
     private func pgBin(_ name: String) -> String {
         let bins = (try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql")) ?? []

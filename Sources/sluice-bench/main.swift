@@ -32,6 +32,7 @@ func step(_ name: String, _ body: () throws -> Void) {
 step("capture") { try bench.capture() }
 step("stage-pg") { try bench.applyStage(postgres: true) }
 step("stage-sqlite") { try bench.applyStage(postgres: false) }
+step("stage-transforms") { try bench.applyStageTransformed() }
 step("apply-pg") { try bench.applyPostgres() }
 step("apply-sqlite") { try bench.applySQLite() }
 step("latency") { try bench.latency(seconds: full ? 30 : 5, rate: 2000) }

@@ -115,6 +115,18 @@ final class TransformTests: XCTestCase {
                        "NULL stays NULL")
     }
 
+    func testMaskedColumnsAddedWithADefaultGetTheMaskedDefault() throws {
+        var columns = customers.columns
+        columns[1].existingRowsValue = "none@x.org"
+        columns[2].existingRowsValue = "000"
+        let table = RelationSchema(id: customers.id, schema: "public", table: "customers", replicaIdentity: .default, columns: columns)
+        let rules = try transforms([("mask_key", s("Jefe")),
+                                    ("columns", map([("customers", map([("mask", map([("email", s("hash")), ("ssn", s("redact"))]))]))]))])
+        let plan = try TableTransform(source: table, transforms: rules)
+        XCTAssertEqual(plan.target.columns[1].existingRowsValue, HMACSHA256(key: Array("Jefe".utf8)).hex(Array("none@x.org".utf8)))
+        XCTAssertNil(plan.target.columns[2].existingRowsValue)
+    }
+
     func testWhereMovesRowsInAndOut() throws {
         let plan = try TableTransform(source: customers, transforms: try transforms([("where", map([("customers", s("amount > 100"))]))]))
         XCTAssertNil(try plan.transform(try makeChange(.insert, customers, new: cells("1", "a", "s", "50")), in: transaction))

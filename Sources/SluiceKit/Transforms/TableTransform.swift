@@ -45,7 +45,8 @@ public struct TableTransform: Sendable {
         var masks: [Int: SinkTransforms.Mask] = [:]
         for (name, mask) in columnRules.mask { masks[names.firstIndex(of: name)!] = mask }
         self.masks = masks
-        hmac = rules.maskKey.map(HMACSHA256.init(key:))
+        let hmac = rules.maskKey.map(HMACSHA256.init(key:))
+        self.hmac = hmac
         if let predicate = rules.predicates[table] {
             do {
                 self.predicate = try predicate.bind(to: source.columns, table: table.description)
@@ -60,12 +61,17 @@ public struct TableTransform: Sendable {
         }
         var columns = kept.map { index in
             var column = source.columns[index]
-            if masks[index] == .hash {
+            // Rows that existed before an ADD COLUMN … DEFAULT get the masked default, as new rows would;
+            // a redacted column is NULL at the target, whatever the source declares.
+            switch masks[index] {
+            case .hash?:
                 (column.typeOID, column.typeModifier, column.typeName) = (25, -1, "text")
                 column.enumType = nil
+                column.existingRowsValue = column.existingRowsValue.map { hmac!.hex(Array($0.utf8)) }
+                column.isNotNull = false
+            case .redact?: (column.existingRowsValue, column.isNotNull) = (nil, false)
+            case nil: break
             }
-            // A redacted column is NULL at the target, whatever the source declares.
-            if masks[index] != nil { (column.existingRowsValue, column.isNotNull) = (nil, false) }
             return column
         }
         let added = Self.addedColumns(rules)
