@@ -182,7 +182,7 @@ public final class PostgresSource: BackfillSource {
             state.systemID = identity.systemID
             try state.save(to: context.stateDirectory)
         }
-        try ensurePublication(sql, state: &state, context: context)
+        try ensurePublication(sql, state: &state, context: context, resuming: writer.lastCommit != nil)
 
         let start: UInt64
         if let last = writer.lastCommit {

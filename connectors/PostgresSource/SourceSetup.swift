@@ -22,7 +22,7 @@ extension PostgresSource {
                           plugin: result.string(0, 2) ?? "")
     }
 
-    func ensurePublication(_ sql: PGConnection, state: inout SourceState, context: SourceContext) throws {
+    func ensurePublication(_ sql: PGConnection, state: inout SourceState, context: SourceContext, resuming: Bool = false) throws {
         let prerequisites = Prerequisites(source: self, sql: sql, state: state)
         let quotedName = PGConnection.quoteIdentifier(publication)
         guard try wrap({ try prerequisites.publicationExists() }) else {
@@ -44,6 +44,9 @@ extension PostgresSource {
         let missing = published.filter { !present.contains($0.name) }
         guard !missing.isEmpty else { return }
         if state.publicationCreated {
+            // A table that joins a capture already streaming has rows no snapshot copied: asked for before
+            // the table is added, so a crash in between asks again rather than never.
+            if resuming { try requestCopy(of: missing.map(\.name.description), context: context) }
             for table in missing {
                 try publicationChange { try sql.execute("ALTER PUBLICATION \(quotedName) ADD TABLE \(table.publicationClause)") }
                 context.logger.info("added table to publication", metadata: ["publication": "\(publication)", "table": "\(table.name)"])
@@ -54,6 +57,28 @@ extension PostgresSource {
                 Fix: ALTER PUBLICATION \(quotedName) ADD TABLE \(missing.map(\.publicationClause).joined(separator: ", "));
                 """)
         }
+    }
+
+    /// `snapshot: initial`: tables added to `tables:` get their existing rows through the backfill path
+    /// (one request, merged with a pending one). `snapshot: never`: says how to copy them.
+    private func requestCopy(of tables: [String], context: SourceContext) throws {
+        guard initialSnapshot else {
+            for table in tables {
+                context.logger.notice("""
+                    table \(table) joins the capture with snapshot: never, so its existing rows are not copied; to copy \
+                    them: sluice backfill --config <this file> --source \(name) --table \(table)
+                    """)
+            }
+            return
+        }
+        var request = BackfillFiles.read(BackfillRequest.self, directory: context.stateDirectory, name: BackfillRequest.fileName)
+            ?? BackfillRequest(tables: [])
+        for table in tables where !request.tables.contains(table) { request.tables.append(table) }
+        try BackfillFiles.write(request, directory: context.stateDirectory, name: BackfillRequest.fileName)
+        context.logger.info("""
+            new tables join the capture: their existing rows are copied through the backfill path (sluice status \
+            shows the progress)
+            """, metadata: ["tables": "\(tables.joined(separator: ","))"])
     }
 
     /// Creating or extending the publication: PostgreSQL refusing a row filter or column list of the file
