@@ -51,12 +51,27 @@ struct Backfill: ParsableCommand {
         if let resumed = try job.request() {
             Output.standardError("resuming backfill \(resumed)\n")
         }
+        let display = ProgressDisplay()
         if job.daemonRunning {
-            Signals.onStop { Foundation.exit(130) }
+            Signals.onStop {
+                display.interrupted("""
+                    stopped following; the running daemon goes on copying (sluice status shows its progress; \
+                    sluice backfill --cancel stops it)
+                    """)
+                Foundation.exit(130)
+            }
         } else {
-            Signals.onStop { job.stop() }
+            Signals.onStop {
+                display.userStopped = true
+                job.stop()
+            }
         }
-        let exitCode = try job.run(observer: ProgressDisplay())
+        let exitCode = try job.run(observer: display)
+        // Interrupted: 130 whether this process ran the pipeline or followed a daemon.
+        if job.wasInterrupted {
+            display.interrupted("interrupted; the chunks copied so far stay, and the next sluice backfill or sluice run resumes the copy")
+            throw ExitCode(130)
+        }
         if exitCode != 0 { throw ExitCode(exitCode) }
     }
 
@@ -75,7 +90,9 @@ struct Backfill: ParsableCommand {
 }
 
 /// A progress bar on a terminal (stderr), plain lines every few seconds otherwise.
-final class ProgressDisplay: BackfillObserver {
+final class ProgressDisplay: BackfillObserver, @unchecked Sendable {
+    /// Set from the signal handler: the stop is the user's, said once by `interrupted`.
+    nonisolated(unsafe) var userStopped = false
     let terminal = isatty(STDERR_FILENO) == 1
     private var lastLine = Date.distantPast
     private var samples: [(Date, UInt64)] = []
@@ -91,7 +108,12 @@ final class ProgressDisplay: BackfillObserver {
         write((terminal ? "\n" : "") + "backfill: stopped after \(progress.copiedRows) rows, streaming goes on: \(reason)\n")
     }
 
+    func interrupted(_ message: String) {
+        write((terminal ? "\n" : "") + "backfill: \(message)\n")
+    }
+
     func stopped() {
+        guard !userStopped else { return }
         write((terminal ? "\n" : "") + "backfill: the pipeline stopped before the copy was applied; run the command again to resume\n")
     }
 
@@ -105,7 +127,10 @@ final class ProgressDisplay: BackfillObserver {
         let remaining = rate > 0 ? Double(total - min(total, progress.copiedRows)) / rate : nil
         let eta = remaining.map { String(format: "%d:%02d", Int($0) / 60, Int($0) % 60) } ?? "--:--"
         let table = progress.tables.first(where: { !$0.done })?.table ?? "applying"
-        let counts = "\(progress.copiedRows)/\(total) rows  \(Int(rate)) rows/s  ETA \(eta)  \(table)"
+        // Only what is known: no "0/0 rows" before the size is counted, no rate or ETA before there is one.
+        let amount = total > 0 ? "\(progress.copiedRows)/\(total) rows" : "\(progress.copiedRows) rows"
+        let speed = rate > 0 ? "  \(Int(rate)) rows/s  ETA \(eta)" : ""
+        let counts = "\(amount)\(speed)  \(table)"
         if terminal {
             let width = 30
             let filled = Int(fraction * Double(width))
@@ -113,7 +138,8 @@ final class ProgressDisplay: BackfillObserver {
             write("\r[\(bar)] \(String(format: "%3d", Int(fraction * 100)))%  \(counts)\u{1B}[K")
         } else if now.timeIntervalSince(lastLine) >= 2 {
             lastLine = now
-            write("backfill: \(String(format: "%d", Int(fraction * 100)))%  \(counts)\n")
+            let percent = total > 0 || progress.isFinished ? "\(Int(fraction * 100))%  " : ""
+            write("backfill: \(percent)\(counts)\n")
         }
     }
 

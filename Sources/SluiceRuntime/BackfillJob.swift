@@ -114,6 +114,9 @@ public final class BackfillJob: @unchecked Sendable {
         local?.requestStop()
     }
 
+    /// Whether a stop request (SIGINT/SIGTERM) ended the run.
+    public var wasInterrupted: Bool { isStopRequested }
+
     private var isStopRequested: Bool {
         lock.lock()
         defer { lock.unlock() }

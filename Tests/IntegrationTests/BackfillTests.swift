@@ -138,6 +138,40 @@ final class BackfillTests: SinkTestCase {
         XCTAssertNotNil(progress()?["finishedAt"], "\(progress() ?? [:])")
     }
 
+    // MARK: Ctrl-C: exit 130 either way, saying what goes on; progress lines that make sense
+
+    func testInterruptedBackfillExits130AndSaysWhatContinues() throws {
+        let rows = 100_000
+        try createTable(rows: rows)
+        try writeConfig(tables: ["public.t"], sourceExtra: ["snapshot: never", "backfill_chunk_size: 2000"])
+
+        // Running the pipeline itself: SIGINT stops it gracefully, 130, the copy resumes later.
+        let local = try SluiceProcess(["backfill", "--config", configPath, "--table", "public.t"], logPath: directory + "/backfill-local.log")
+        daemons.append(local)
+        try eventually(timeout: 120, "backfill to copy rows\n" + local.log) { copiedRows(progress()) > 0 || !local.isRunning }
+        local.signal(SIGINT)
+        XCTAssertEqual(local.wait(timeout: 30), 130, local.log)
+        XCTAssertTrue(local.log.contains("interrupted; the chunks copied so far stay"), local.log)
+        for line in local.log.split(separator: "\n") where line.hasPrefix("backfill:") {
+            XCTAssertFalse(line.contains("0/0 rows") || line.contains(" 0 rows/s"), "a progress line that says nothing: \(line)")
+        }
+
+        // Following a daemon: SIGINT stops following only, 130, and says the daemon goes on.
+        let daemon = try startDaemon()
+        try waitForSlotActive()
+        let follower = try SluiceProcess(["backfill", "--config", configPath, "--table", "public.t"], logPath: directory + "/backfill-follow.log")
+        daemons.append(follower)
+        try eventually(timeout: 60, "the follower to show progress\n" + follower.log) {
+            follower.log.contains("backfill:") || !follower.isRunning
+        }
+        follower.signal(SIGINT)
+        XCTAssertEqual(follower.wait(timeout: 30), 130, follower.log)
+        XCTAssertTrue(follower.log.contains("the running daemon goes on copying"), follower.log)
+        XCTAssertTrue(daemon.isRunning, "the daemon goes on")
+        try eventually(timeout: 240, "the daemon to finish the copy" + logTail) { try target.count("t") == rows }
+        XCTAssertEqual(daemon.terminate(timeout: 20), 0, logTail)
+    }
+
     // MARK: (c) interrupted by SIGKILL, then resumed
 
     func testBackfillResumesAfterSIGKILL() throws {
