@@ -87,8 +87,10 @@ let package = Package(
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "FlyingFox", package: "FlyingFox"),
         ]),
+        // `sluice verify`: compares SQL sinks with their PostgreSQL source while the pipeline runs.
+        .target(name: "SluiceVerify", dependencies: ["SluiceKit", "SluiceWire"]),
         .target(name: "SluiceCLI", dependencies: [
-            "SluiceRuntime", "SluiceKit", "SluiceConnectors",
+            "SluiceRuntime", "SluiceKit", "SluiceConnectors", "SluiceVerify",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -108,6 +110,7 @@ let package = Package(
         .testTarget(name: "PostgresSourceTests", dependencies: ["PostgresSource"]),
         .testTarget(name: "SluiceJetStreamTests", dependencies: ["SluiceJetStream", "SluiceKit", "FuzzSupport"]),
         .testTarget(name: "SluiceRuntimeTests", dependencies: ["SluiceRuntime", "SluiceKit"]),
+        .testTarget(name: "SluiceVerifyTests", dependencies: ["SluiceVerify", "SluiceWire"]),
         // Runs the real `sluice` binary against real PostgreSQL clusters and SQLite files.
         .testTarget(name: "IntegrationTests", dependencies: [
             "sluice", "SluiceWire", "SluiceKit", "SluiceLog", "SluiceConformance",

@@ -15,7 +15,7 @@ public enum SluiceMain {
         signal(SIGPIPE, SIG_IGN)
         // Files Sluice creates (data_dir, positions, spools, targets it creates) are the owner's only.
         umask(0o077)
-        if ["run", "backfill"].contains(CommandLine.arguments.dropFirst().first) { Signals.install() }
+        if ["run", "backfill", "verify"].contains(CommandLine.arguments.dropFirst().first) { Signals.install() }
         do {
             var command = try SluiceCommand.parseAsRoot()
             try command.run()
@@ -72,7 +72,7 @@ struct SluiceCommand: ParsableCommand {
             examples/sluice.yml (every configuration key), docs/ (formats, failpoints, scaling).
             """,
         version: sluiceVersion,
-        subcommands: [Run.self, Backfill.self, Status.self, Tail.self, Check.self])
+        subcommands: [Run.self, Backfill.self, Status.self, Tail.self, Check.self, Verify.self])
 }
 
 /// Options every command that reads a configuration file takes.

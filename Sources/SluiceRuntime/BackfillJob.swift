@@ -22,6 +22,8 @@ public final class BackfillJob: @unchecked Sendable {
     public let source: ConnectorConfig
     /// The tables to copy, in `schema.table` form.
     public let tables: [String]
+    /// Per table, the only keys to copy (`sluice verify --repair`); nil copies the tables whole.
+    public let keys: [String: [[String]]]?
     let registry: ConnectorRegistry
     let logger: Logger
     let stateDirectory: String
@@ -32,7 +34,7 @@ public final class BackfillJob: @unchecked Sendable {
     /// Checks the request against the source (captured tables with keys); throws
     /// ``ConnectorError/misconfigured(_:)`` for a bad request.
     public init(config: SluiceConfig, registry: ConnectorRegistry, source: ConnectorConfig, tables requested: [String],
-                logger: Logger, checkTables: Bool = true) throws {
+                logger: Logger, checkTables: Bool = true, keys: [String: [[String]]]? = nil) throws {
         guard let backfillable = try registry.sources[source.type]!.init(config: source) as? any BackfillSource else {
             throw ConnectorError.misconfigured("source \(source.name) (type \(source.type)) cannot backfill")
         }
@@ -43,6 +45,7 @@ public final class BackfillJob: @unchecked Sendable {
         self.config = config
         self.source = source
         self.tables = tables
+        self.keys = keys
         self.registry = registry
         self.logger = logger
         stateDirectory = DataDirectory(config.dataDirectory).sourceState(source.name)
@@ -58,7 +61,7 @@ public final class BackfillJob: @unchecked Sendable {
         if let active, !active.isFinished, Set(tables).isSubset(of: Set(active.tables.map(\.table))) {
             return "\(active.id) of \(active.tables.map(\.table).joined(separator: ", "))"
         }
-        try BackfillFiles.write(BackfillRequest(tables: tables), directory: stateDirectory, name: BackfillRequest.fileName)
+        try BackfillFiles.write(BackfillRequest(tables: tables, keys: keys), directory: stateDirectory, name: BackfillRequest.fileName)
         return nil
     }
 

@@ -148,4 +148,27 @@ public final class SQLiteStatement {
     }
 
     public func int64(_ column: Int) -> Int64 { sqlite3_column_int64(statement, Int32(column)) }
+    public func double(_ column: Int) -> Double { sqlite3_column_double(statement, Int32(column)) }
+
+    /// The storage class of a column's value in the current row.
+    public func storageClass(_ column: Int) -> SQLiteStorageClass {
+        switch sqlite3_column_type(statement, Int32(column)) {
+        case SQLITE_INTEGER: return .integer
+        case SQLITE_FLOAT: return .real
+        case SQLITE_BLOB: return .blob
+        case SQLITE_NULL: return .null
+        default: return .text
+        }
+    }
+
+    public func blob(_ column: Int) -> [UInt8] {
+        let count = Int(sqlite3_column_bytes(statement, Int32(column)))
+        guard count > 0, let pointer = sqlite3_column_blob(statement, Int32(column)) else { return [] }
+        return Array(UnsafeRawBufferPointer(start: pointer, count: count))
+    }
+}
+
+/// What SQLite holds in a column of one row.
+public enum SQLiteStorageClass: Sendable {
+    case null, integer, real, text, blob
 }

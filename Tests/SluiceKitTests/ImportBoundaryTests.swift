@@ -46,7 +46,9 @@ final class ImportBoundaryTests: XCTestCase {
             ("Sources/SluiceConnectors", system.union(["SluiceKit", "PostgresSource", "PostgresSink", "SQLiteSink", "FileSink",
                                                        "ExecConnectors", "HTTPSink", "NATSSink", "SluiceNATS"]), [:]),
             // The CLI: arguments and output, through the runtime and the SDK.
-            ("Sources/SluiceCLI", system.union(["SluiceKit", "SluiceRuntime", "SluiceConnectors", "ArgumentParser", "Logging"]), [:]),
+            ("Sources/SluiceCLI", system.union(["SluiceKit", "SluiceRuntime", "SluiceConnectors", "SluiceVerify", "ArgumentParser", "Logging"]), [:]),
+            // Verify reads sources and SQL targets through the wire layer, and the SDK's connector protocols.
+            ("Sources/SluiceVerify", system.union(["SluiceKit", "SluiceWire"]), [:]),
             // The conformance kit builds its workload topics in an embedded log of its own.
             ("Sources/SluiceConformance", system.union(["SluiceKit", "Logging"]), ["WorkloadTopics.swift": ["SluiceLog"]]),
         ]

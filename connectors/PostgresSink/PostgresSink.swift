@@ -9,7 +9,7 @@ import SluiceWire
 /// Missing schemas and tables are created with the source's column types and primary key; columns
 /// added or dropped on the source are added or dropped here. Statements are prepared once per table
 /// and sent in libpq pipeline mode, so a batch costs a round trip per few hundred rows, not per row.
-public final class PostgresSink: Sink {
+public final class PostgresSink: VerifiableSink {
     public static let typeName = "postgres"
 
     let name: String
@@ -28,6 +28,8 @@ public final class PostgresSink: Sink {
         let topic: String
         let relation: UInt32
     }
+
+    public var verifyTarget: VerifyTarget { .postgres(url: url) }
 
     public init(config: ConnectorConfig) throws {
         name = config.name

@@ -19,6 +19,11 @@ final class BackfillDriver {
         var rows: [[UInt8]]
         var index: [String: Int]
         var removed: Set<Int> = []
+        /// Requested keys the source does not have (deleted at the sinks), and those the stream changed.
+        var absent: [String: [String]] = [:]
+        var absentChanged: Set<String> = []
+        /// For a copy of given keys: how many of them this chunk covers.
+        var keyCount: Int?
         let lastKey: [String]?
         var windowOpen = false
         var highSeen = false
@@ -186,8 +191,9 @@ final class BackfillDriver {
 
     /// A change to the chunk's table inside the window: its row in the chunk is stale.
     func observe(_ tuple: TupleData) {
-        guard let key = Self.key(of: tuple.bytes, columns: chunk!.keyColumns), let row = chunk!.index[key] else { return }
-        chunk!.removed.insert(row)
+        guard let key = Self.key(of: tuple.bytes, columns: chunk!.keyColumns) else { return }
+        if let row = chunk!.index[key] { chunk!.removed.insert(row) }
+        if chunk!.absent[key] != nil { chunk!.absentChanged.insert(key) }
     }
 
     /// After each commit from the stream: once the high watermark's transaction committed, the
@@ -206,11 +212,23 @@ final class BackfillDriver {
                 body.raw(row)
             }
         }
+        for (key, values) in current.absent.sorted(by: { $0.key < $1.key }) where !current.absentChanged.contains(key) {
+            let old = Self.keyTuple(values, columns: current.keyColumns, width: current.schema.columns.count)
+            try writer.change { body in
+                old.withUnsafeBytes { ChangeRecord.encode(operation: .delete, relationID: current.schema.id, lsn: lsn,
+                                                          oldKind: .key, old: $0, into: &body) }
+            }
+        }
         try writer.commit(commitLSN: lsn, endLSN: LSN(endLSN), commitTime: now)
         var table = state.tables[current.tableIndex]
         table.copiedRows += UInt64(current.rows.count)
-        if let last = current.rows.last { table.lastKey = Self.keyValues(of: last, columns: current.keyColumns) }
-        table.done = current.rows.count < source.backfillChunkSize
+        if let keyCount = current.keyCount {
+            table.keysDone = (table.keysDone ?? 0) + keyCount
+            table.done = table.keysDone! >= (table.keys?.count ?? 0)
+        } else {
+            if let last = current.rows.last { table.lastKey = Self.keyValues(of: last, columns: current.keyColumns) }
+            table.done = current.rows.count < source.backfillChunkSize
+        }
         state.tables[current.tableIndex] = table
         progress = state
         unsaved.append((state, writer.lastCommit?.offset))
@@ -226,11 +244,11 @@ final class BackfillDriver {
         else { return }
         if var active = progress, !active.isFinished {
             let known = Set(active.tables.map(\.table))
-            for table in request.tables where !known.contains(table) { active.tables.append(.init(table: table)) }
+            for table in request.tables where !known.contains(table) { active.tables.append(.init(table: table, keys: request.keys?[table])) }
             progress = active
             try BackfillFiles.write(active, directory: directory, name: BackfillProgress.fileName)
         } else {
-            let fresh = BackfillProgress(id: request.id, tables: request.tables)
+            let fresh = BackfillProgress(id: request.id, tables: request.tables, keys: request.keys)
             progress = fresh
             unsaved.removeAll()
             try BackfillFiles.write(fresh, directory: directory, name: BackfillProgress.fileName)
@@ -270,7 +288,16 @@ final class BackfillDriver {
         let key = keyColumns.map { PGConnection.quoteIdentifier(schema.columns[$0].name) }.joined(separator: ", ")
         var query = "SELECT \(columns) FROM \(quoteQualified(table))"
         var conditions = copy.rowFilter.map { ["(\($0))"] } ?? []
-        if let lastKey {
+        var requested: [[String]]?
+        if let keys = state.tables[tableIndex].keys {
+            let done = state.tables[tableIndex].keysDone ?? 0
+            let batch = Array(keys[min(done, keys.count)..<min(keys.count, done + source.backfillChunkSize)])
+            requested = batch
+            let values = batch.map { key in
+                "(" + zip(keyColumns, key).map { PGConnection.quoteLiteral($1) + "::" + schema.columns[$0].typeName }.joined(separator: ", ") + ")"
+            }
+            conditions.append(values.isEmpty ? "false" : "(\(key)) IN (VALUES \(values.joined(separator: ", ")))")
+        } else if let lastKey {
             let literals = zip(keyColumns, lastKey).map { column, value in
                 PGConnection.quoteLiteral(value) + "::" + schema.columns[column].typeName
             }
@@ -296,6 +323,12 @@ final class BackfillDriver {
         }
         chunk = Chunk(id: id, tableIndex: tableIndex, schema: schema, keyColumns: keyColumns, rows: rows, index: index,
                       lastKey: lastKey)
+        if let requested {
+            chunk!.keyCount = requested.count
+            for key in requested where index[key.joined(separator: "\u{1F}")] == nil {
+                chunk!.absent[key.joined(separator: "\u{1F}")] = key
+            }
+        }
     }
 
     private func emit(_ watermark: String) throws {
@@ -315,6 +348,22 @@ final class BackfillDriver {
     }
 
     // MARK: Keys
+
+    /// A row in the tuple layout holding only the key's values (the old key of a delete).
+    static func keyTuple(_ values: [String], columns: [Int], width: Int) -> [UInt8] {
+        var bytes: [UInt8] = [UInt8(width >> 8), UInt8(width & 0xFF)]
+        for column in 0..<width {
+            guard let position = columns.firstIndex(of: column) else {
+                bytes.append(UInt8(ascii: "n"))
+                continue
+            }
+            let text = Array(values[position].utf8)
+            bytes.append(UInt8(ascii: "t"))
+            withUnsafeBytes(of: UInt32(text.count).bigEndian) { bytes.append(contentsOf: $0) }
+            bytes += text
+        }
+        return bytes
+    }
 
     /// The key columns' text values of a row in the tuple layout, joined; nil if one is missing.
     static func key(of tuple: UnsafeRawBufferPointer, columns: [Int]) -> String? {

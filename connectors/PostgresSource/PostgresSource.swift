@@ -10,7 +10,7 @@ import SluiceWire
 /// `snapshot: initial`, copies the existing rows from the slot's exported snapshot as one topic
 /// transaction of `read` changes, so snapshot and stream meet with no gap and no overlap.
 /// Afterwards it streams from the topic's last commit marker.
-public final class PostgresSource: BackfillSource {
+public final class PostgresSource: BackfillSource, VerifiableSource {
     public static let typeName = "postgres"
 
     let name: String
@@ -67,6 +67,15 @@ public final class PostgresSource: BackfillSource {
             return [CheckFinding(.error, "source \(name)", "\(error)",
                                  fix: (error as? PGError)?.connectionAdvice ?? PGError.connectionAdvice(for: "\(error)"))]
         }
+    }
+
+    public var verifyURL: String { url }
+    public var verifySlot: String { slot }
+
+    public func capturedTables() throws -> [TableName] {
+        let sql = try connect { try PGConnection(url: url, applicationName: "sluice-verify") }
+        let state = (try? SourceState.load(from: stateDirectory)) ?? SourceState()
+        return try wrap { try Prerequisites(source: self, sql: sql, state: state).tablesInScope() }
     }
 
     public func backfillTables(_ requested: [String]) throws -> [String] {

@@ -9,7 +9,7 @@ import SluiceWire
 /// Tables are named `T` for `public.T` and `schema_T` otherwise; integers are stored as INTEGER,
 /// floats as REAL, booleans as 0/1, bytea as BLOB and everything else as TEXT in PostgreSQL's text
 /// form (timestamptz in UTC).
-public final class SQLiteSink: Sink {
+public final class SQLiteSink: VerifiableSink {
     public static let typeName = "sqlite"
 
     let name: String
@@ -27,6 +27,8 @@ public final class SQLiteSink: Sink {
         let topic: String
         let relation: UInt32
     }
+
+    public var verifyTarget: VerifyTarget { .sqlite(path: path) }
 
     public init(config: ConnectorConfig) throws {
         name = config.name

@@ -14,11 +14,15 @@ public protocol BackfillSource: Source {
 public struct BackfillRequest: Codable, Sendable, Equatable {
     public var id: String
     public var tables: [String]
+    /// Per table, the only rows to copy (their primary keys in text form), for `sluice verify --repair`;
+    /// a key the source no longer has is deleted at the sinks. Tables not in it are copied whole.
+    public var keys: [String: [[String]]]?
     public var requestedAt: Date
 
-    public init(id: String = UUID().uuidString, tables: [String], requestedAt: Date = Date()) {
+    public init(id: String = UUID().uuidString, tables: [String], keys: [String: [[String]]]? = nil, requestedAt: Date = Date()) {
         self.id = id
         self.tables = tables
+        self.keys = keys
         self.requestedAt = requestedAt
     }
 
@@ -38,8 +42,14 @@ public struct BackfillProgress: Codable, Sendable, Equatable {
         /// The primary key of the last row copied, in text form; nil before the first chunk.
         public var lastKey: [String]?
         public var done = false
+        /// The keys to copy, when only some rows are (see ``BackfillRequest/keys``), and how many are done.
+        public var keys: [[String]]?
+        public var keysDone: Int?
 
-        public init(table: String) { self.table = table }
+        public init(table: String, keys: [[String]]? = nil) {
+            self.table = table
+            self.keys = keys
+        }
     }
 
     public var id: String
@@ -53,9 +63,9 @@ public struct BackfillProgress: Codable, Sendable, Equatable {
     /// Why the backfill stopped without copying everything (it failed alone; streaming went on).
     public var failure: String?
 
-    public init(id: String, tables: [String], startedAt: Date = Date()) {
+    public init(id: String, tables: [String], keys: [String: [[String]]]? = nil, startedAt: Date = Date()) {
         self.id = id
-        self.tables = tables.map(Table.init)
+        self.tables = tables.map { Table(table: $0, keys: keys?[$0]) }
         self.startedAt = startedAt
     }
 

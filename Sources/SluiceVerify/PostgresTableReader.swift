@@ -1,0 +1,126 @@
+import Foundation
+import SluiceKit
+import SluiceWire
+
+/// Reads one table of a PostgreSQL database (the source, or a PostgreSQL sink's target) for verify:
+/// summaries computed by the server, rows as canonical text.
+final class PostgresTableReader {
+    let connection: PGConnection
+    let shape: TableShape
+    private let qualified: String
+    private let quotedColumns: [String]
+    /// The key as ordered: native columns, or their text form byte by byte when the other side is SQLite.
+    private let orderTerms: [String]
+    private let boundCasts: [String]
+
+    init(connection: PGConnection, shape: TableShape, qualifiedName: String, textOrder: Bool) {
+        self.connection = connection
+        self.shape = shape
+        qualified = qualifiedName
+        quotedColumns = shape.columns.map { PGConnection.quoteIdentifier($0.name) }
+        orderTerms = shape.key.map { column in
+            let quoted = PGConnection.quoteIdentifier(shape.columns[column].name)
+            return textOrder && !shape.sortsNatively(column) ? "(\(RowDigest.textSQL(quoted)) COLLATE \"C\")" : quoted
+        }
+        boundCasts = shape.key.map { column in
+            textOrder && !shape.sortsNatively(column) ? "text" : shape.columns[column].typeName
+        }
+    }
+
+    private var orderList: String { "(" + orderTerms.joined(separator: ", ") + ")" }
+    private var orderBy: String { orderTerms.joined(separator: ", ") }
+    private var selectTexts: String {
+        quotedColumns.map { "\($0) IS NULL, " + RowDigest.textSQL($0) }.joined(separator: ", ")
+    }
+
+    private func bound(_ values: [String], from first: Int) -> String {
+        "(" + boundCasts.enumerated().map { index, cast in "$\(first + index)::\(cast)" }.joined(separator: ", ") + ")"
+    }
+
+    private func condition(_ range: KeyRange) -> (String, [String?]) {
+        var clauses: [String] = []
+        var parameters: [String?] = []
+        if let lower = range.lower {
+            clauses.append("\(orderList) > \(bound(lower, from: 1))")
+            parameters += lower
+        }
+        if let upper = range.upper {
+            clauses.append("\(orderList) <= \(bound(upper, from: parameters.count + 1))")
+            parameters += upper
+        }
+        return (clauses.isEmpty ? "true" : clauses.joined(separator: " AND "), parameters)
+    }
+
+    /// The key of the `count`-th row after `lower`, nil when fewer rows remain.
+    func upperBound(after lower: [String]?, count: Int) throws -> [String]? {
+        let (whereClause, parameters) = condition(KeyRange(lower: lower, upper: nil))
+        let keys = shape.key.map { RowDigest.textSQL(PGConnection.quoteIdentifier(shape.columns[$0].name)) }.joined(separator: ", ")
+        let result = try connection.execute(
+            "SELECT \(keys) FROM \(qualified) WHERE \(whereClause) ORDER BY \(orderBy) OFFSET \(count - 1) LIMIT 1", parameters)
+        guard result.rowCount == 1 else { return nil }
+        return shape.key.indices.map { result.string(0, $0) ?? "" }
+    }
+
+    func summary(_ range: KeyRange) throws -> ChunkSummary {
+        let (whereClause, parameters) = condition(range)
+        return try summary(whereClause, parameters)
+    }
+
+    private func summary(_ whereClause: String, _ parameters: [String?]) throws -> ChunkSummary {
+        let result = try connection.execute("""
+            SELECT \(ChunkSummary.sqlColumns) FROM (SELECT \(RowDigest.sql(columns: quotedColumns)) AS m
+            FROM \(qualified) WHERE \(whereClause)) s
+            """, parameters)
+        return ChunkSummary(rows: result.string(0, 0), first: result.string(0, 1), second: result.string(0, 2))
+    }
+
+    /// Per bucket of a keyless table: the summary of the rows whose digest falls in it.
+    func bucketSummaries(count: Int) throws -> [ChunkSummary] {
+        let result = try connection.execute("""
+            SELECT b, \(ChunkSummary.sqlColumns) FROM (SELECT m, \(RowDigest.bucketSQL("m", count: count)) AS b
+            FROM (SELECT \(RowDigest.sql(columns: quotedColumns)) AS m FROM \(qualified)) r) s GROUP BY b
+            """)
+        var summaries = [ChunkSummary](repeating: ChunkSummary(), count: count)
+        for row in 0..<result.rowCount {
+            guard let bucket = result.string(row, 0).flatMap({ Int($0) }), bucket < count else { continue }
+            summaries[bucket] = ChunkSummary(rows: result.string(row, 1), first: result.string(row, 2), second: result.string(row, 3))
+        }
+        return summaries
+    }
+
+    func rowCount() throws -> UInt64 {
+        UInt64(try connection.execute("SELECT count(*) FROM \(qualified)").string(0, 0) ?? "0") ?? 0
+    }
+
+    func rows(in range: KeyRange) throws -> [CanonicalRow] {
+        let (whereClause, parameters) = condition(range)
+        return try rows("SELECT \(selectTexts) FROM \(qualified) WHERE \(whereClause)", parameters)
+    }
+
+    func rows(inBuckets buckets: Set<Int>, of count: Int) throws -> [CanonicalRow] {
+        let list = buckets.sorted().map(String.init).joined(separator: ", ")
+        return try rows("""
+            SELECT \(selectTexts) FROM \(qualified)
+            WHERE \(RowDigest.bucketSQL(RowDigest.sql(columns: quotedColumns), count: count)) IN (\(list))
+            """, [])
+    }
+
+    /// The rows with these keys (each in canonical text), those that exist.
+    func rows(withKeys keys: [[String]]) throws -> [CanonicalRow] {
+        guard !keys.isEmpty else { return [] }
+        let casts = shape.key.map { shape.columns[$0].typeName }
+        let values = keys.map { key in
+            "(" + zip(key, casts).map { PGConnection.quoteLiteral($0) + "::" + $1 }.joined(separator: ", ") + ")"
+        }.joined(separator: ", ")
+        let keyList = "(" + shape.key.map { quotedColumns[$0] }.joined(separator: ", ") + ")"
+        return try rows("SELECT \(selectTexts) FROM \(qualified) WHERE \(keyList) IN (VALUES \(values))", [])
+    }
+
+    private func rows(_ sql: String, _ parameters: [String?]) throws -> [CanonicalRow] {
+        let result = try connection.execute(sql, parameters)
+        let width = shape.columns.count
+        return (0..<result.rowCount).map { row in
+            (0..<width).map { column in result.string(row, 2 * column) == "t" ? nil : (result.string(row, 2 * column + 1) ?? "") }
+        }
+    }
+}

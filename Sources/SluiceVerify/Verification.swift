@@ -1,0 +1,86 @@
+import Foundation
+import SluiceKit
+import SluiceWire
+
+/// `sluice verify`: runs the plan, table by table, sink by sink.
+public final class Verification {
+    public let plan: VerifyPlan
+    /// Rows per chunk: what each side summarizes at once, and the most held in memory for a chunk
+    /// that differs.
+    public var chunkSize = 10_000
+    /// How long to wait for a sink to apply what a snapshot saw before giving up (exit 1).
+    public var catchUpTimeout: TimeInterval = 120
+    /// The offset of a topic's last durable commit marker, nil when it is empty.
+    let topicEnd: (String) -> UInt64?
+
+    public init(plan: VerifyPlan, topicEnd: @escaping (String) -> UInt64?) {
+        self.plan = plan
+        self.topicEnd = topicEnd
+    }
+
+    /// Verifies the planned tables (only `only`, when given), handing each result over as it is done.
+    public func run(only: Set<String>? = nil, observer: (any VerifyObserver)?,
+                    tableDone: (TableVerification) -> Void) throws -> [TableVerification] {
+        var results: [TableVerification] = []
+        for sink in plan.sinks {
+            for skipped in sink.skipped {
+                guard let table = skipped.table, only.map({ $0.contains(sink.sink.name + " " + table.description) }) ?? true else { continue }
+                var result = TableVerification(sink: sink.sink.name, table: table, targetTable: "", columns: [], keyColumns: [])
+                result.skipped = skipped.reason
+                tableDone(result)
+                results.append(result)
+            }
+            let wanted = sink.tables.filter { entry in only.map { $0.contains(sink.sink.name + " " + entry.table.description) } ?? true }
+            guard !wanted.isEmpty else { continue }
+            let store: TargetStore
+            do { store = try TargetStore.open(sink.target) } catch let error as VerifyFailure { throw error } catch {
+                throw VerifyFailure("cannot open the target of sink \(sink.sink.name): \(error)")
+            }
+            var connections: [String: PGConnection] = [:]
+            for entry in wanted {
+                let source: PGConnection
+                if let open = connections[entry.source.name] { source = open } else {
+                    do { source = try PGConnection(url: entry.reader.verifyURL, applicationName: "sluice-verify") } catch {
+                        throw VerifyFailure("cannot connect to source \(entry.source.name): \(error)")
+                    }
+                    connections[entry.source.name] = source
+                }
+                let result = try verify(entry, sink: sink.sink.name, store: store, source: source, observer: observer)
+                tableDone(result)
+                results.append(result)
+            }
+        }
+        return results
+    }
+
+    private func verify(_ entry: VerifyPlan.SourceTable, sink: String, store: TargetStore, source: PGConnection,
+                        observer: (any VerifyObserver)?) throws -> TableVerification {
+        do {
+            guard let shape = try TableShape.read(entry.table, on: source) else {
+                throw VerifyFailure("table \(entry.table) no longer exists at source \(entry.source.name)")
+            }
+            var result = TableVerification(sink: sink, table: entry.table,
+                                           targetTable: store.isSQLite ? shape.sqliteName : entry.table.description,
+                                           columns: shape.columns.map(\.name), keyColumns: shape.key.map { shape.columns[$0].name })
+            guard let target = try store.table(shape) else {
+                result.targetTableMissing = true
+                result.sourceRows = try PostgresTableReader(connection: source, shape: shape, qualifiedName: entry.table.sql,
+                                                            textOrder: false).rowCount()
+                return result
+            }
+            let topic = entry.source.name
+            let catchUp = SinkCatchUp(sink: sink, topic: topic, target: store, source: source, slot: entry.reader.verifySlot,
+                                      topicEnd: { [topicEnd] in topicEnd(topic) }, timeout: catchUpTimeout)
+            let verifier = Verifier(source: source, shape: shape, target: target, textOrder: store.isSQLite, catchUp: catchUp,
+                                    chunkSize: chunkSize) { chunks, rows in
+                observer?.progress(sink: sink, table: entry.table, chunks: chunks, rows: rows)
+            }
+            if shape.isKeyed { try verifier.verifyKeyed(into: &result) } else { try verifier.verifyKeyless(into: &result) }
+            return result
+        } catch let error as VerifyFailure {
+            throw error
+        } catch {
+            throw VerifyFailure("verifying \(entry.table) at sink \(sink): \(error)")
+        }
+    }
+}
