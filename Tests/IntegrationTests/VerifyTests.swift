@@ -1,0 +1,175 @@
+import Foundation
+import SluiceWire
+import XCTest
+
+/// `sluice verify` against a running daemon, real PostgreSQL source and target and a real SQLite file:
+/// equal targets under a steady writer exit 0; rows changed by hand at the targets are reported with
+/// their exact key and kind (exit 1); `--repair` mends them; bad usage exits 2.
+final class VerifyTests: SinkTestCase {
+    override var fixtureName: String { "verify" }
+
+    static let accounts = 3000
+
+    func createTables() throws {
+        try source.query("""
+            CREATE TABLE accounts (id int PRIMARY KEY, name text, balance numeric(12,2), active bool, avatar bytea,
+                                   score float8, ratio real, opened timestamptz, tags jsonb, ref uuid);
+            INSERT INTO accounts SELECT i, 'account ' || i, i * 1.25, i % 3 = 0, CASE WHEN i % 5 = 0 THEN NULL ELSE decode(md5(i::text), 'hex') END,
+                   i / 7.0, (i / 3.0)::real, timestamptz '2024-01-01 00:00:00+00' + i * interval '1 hour 7 seconds',
+                   jsonb_build object('n', i), md5(i::text)::uuid
+            FROM generate_series(1, \(Self.accounts)) i;
+            CREATE TABLE codes (code text PRIMARY KEY, v int);
+            INSERT INTO codes SELECT 'k' || lpad(i::text, 4, '0'), i FROM generate_series(1, 1000) i;
+            INSERT INTO codes VALUES ('Zeta', 1), ('apple', 2), ('äpfel', 3), ('a b', 4), ('A', 5);
+            CREATE TABLE events (k int, note text);
+            ALTER TABLE events REPLICA IDENTITY FULL;
+            INSERT INTO events SELECT i, 'event ' || i FROM generate_series(1, 200) i;
+            INSERT INTO events SELECT i, 'event ' || i FROM generate_series(1, 200) i WHERE i % 50 = 0;
+            """.replacingOccurrences(of: "jsonb_build object", with: "jsonb_build_object"))
+    }
+
+    /// verify's JSON lines of one run, by type.
+    struct Report {
+        var tables: [String: [String: Any]] = [:]
+        var summary: [String: Any] = [:]
+
+        init(_ output: String) {
+            for line in output.split(separator: "\n") {
+                guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { continue }
+                if object["type"] as? String == "table" {
+                    tables["\(object["sink"] ?? "") \(object["table"] ?? "")"] = object
+                } else if object["type"] as? String == "summary" {
+                    summary = object
+                }
+            }
+        }
+
+        /// `kind key` (keyed) or `kind copies row` (keyless) of each difference of a table at a sink.
+        func differences(_ sink: String, _ table: String) -> Set<String> {
+            let list = tables["\(sink) \(table)"]?["differences"] as? [[String: Any]] ?? []
+            return Set(list.map { difference in
+                let kind = difference["kind"] as? String ?? "?"
+                if let key = difference["key"] as? [String: Any] {
+                    return kind + " " + key.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+                }
+                let row = (difference["source"] as? [String: Any]) ?? (difference["target"] as? [String: Any]) ?? [:]
+                return "\(kind) \(difference["copies"] ?? "?") \(row["k"] ?? "?")"
+            })
+        }
+    }
+
+    func verify(_ arguments: [String] = [], timeout: TimeInterval = 240) throws -> (CommandResult, Report) {
+        let result = try sluice(["verify", "--config", configPath, "--json", "--chunk-size", "500"] + arguments, timeout: timeout)
+        return (result, Report(result.out))
+    }
+
+    func testVerifyUnderSteadyWritesFindsAndRepairsHandMadeDifferences() throws {
+        try createTables()
+        try writeConfig(tables: ["public.accounts", "public.codes", "public.events"], sourceExtra: ["heartbeat_interval: 500ms"])
+        _ = try startDaemon()
+        try waitForSlotActive()
+        try waitForTargets(lsn: try commitMarked("UPDATE accounts SET name = name WHERE id = 1"))
+
+        // A steady writer (about 200 transactions a second) on rows the test never changes by hand.
+        let url = source.url
+        let stats = SinkTestStats()
+        let stop = SinkTestFlag()
+        let writer = SinkTestWorker("verify-writer", stop: stop) {
+            guard let db = try? PGConnection(url: url) else { stats.count("connect failed"); return }
+            var sequence = 0
+            while !stop.isSet {
+                sequence += 1
+                runWorkloadTransaction(on: db, sequence: sequence, stats: stats, label: "writer: ") {
+                    let id = Int.random(in: 1001...Self.accounts)
+                    try db.execute("UPDATE accounts SET balance = balance + 1, score = random(), opened = now() WHERE id = \(id)")
+                    try db.execute("INSERT INTO events VALUES (\(10_000 + sequence), 'written \(sequence)')")
+                    try db.execute("UPDATE codes SET v = v + 1 WHERE code = 'k\(Int.random(in: 500...1000))'")
+                    if sequence % 10 == 0 { try db.execute("DELETE FROM events WHERE k = \(10_000 + sequence - 5)") }
+                }
+                usleep(4_000)
+            }
+        }
+        defer { writer.stop() }
+        try eventually(timeout: 30, "the writer to commit") { stats["committed"] >= 100 }
+
+        // Equal targets under the writer: no false positive, twice.
+        for run in 1...2 {
+            let (result, report) = try verify()
+            XCTAssertEqual(result.status, 0, "run \(run) under a steady writer: \(result.describe)")
+            XCTAssertEqual(report.tables.count, 6, "three tables at two sinks: \(result.out)")
+            XCTAssertEqual(report.summary["differing"] as? Int, 0, result.out)
+        }
+
+        // Differences made by hand at each target.
+        try target.query("""
+            DELETE FROM accounts WHERE id = 10;
+            UPDATE accounts SET balance = balance + 0.01 WHERE id = 20;
+            INSERT INTO accounts (id, name) VALUES (500000, 'ghost');
+            INSERT INTO events VALUES (7, 'event 7');
+            """)
+        let lite = try SQLiteDatabase(path: sqlitePath)
+        try lite.execute("""
+            DELETE FROM accounts WHERE id = 30;
+            UPDATE codes SET v = v + 1 WHERE code = 'äpfel';
+            DELETE FROM events WHERE rowid = (SELECT min(rowid) FROM events WHERE k = 50);
+            """)
+
+        let (found, report) = try verify()
+        XCTAssertEqual(found.status, 1, found.describe)
+        XCTAssertEqual(report.differences("replica", "public.accounts"), ["missing id=10", "different id=20", "extra id=500000"], found.out)
+        XCTAssertEqual(report.differences("local", "public.accounts"), ["missing id=30"], found.out)
+        XCTAssertEqual(report.differences("local", "public.codes"), ["different code=äpfel"], found.out)
+        XCTAssertEqual(report.differences("replica", "public.codes"), [], found.out)
+        XCTAssertEqual(report.differences("replica", "public.events"), ["extra 1 7"], found.out)
+        XCTAssertEqual(report.differences("local", "public.events"), ["missing 1 50"], found.out)
+        let different = (report.tables["replica public.accounts"]?["differences"] as? [[String: Any]] ?? [])
+            .first { $0["kind"] as? String == "different" }
+        XCTAssertEqual((different?["source"] as? [String: Any])?["balance"] as? String, "25.00", "values side by side: \(found.out)")
+        XCTAssertEqual((different?["target"] as? [String: Any])?["balance"] as? String, "25.01", "values side by side: \(found.out)")
+
+        // --repair mends the keyed tables through the backfill path, while the writer goes on.
+        let (repaired, afterRepair) = try verify(["--repair", "--table", "public.accounts", "--table", "public.codes"])
+        XCTAssertEqual(repaired.status, 0, repaired.describe)
+        XCTAssertEqual(afterRepair.summary["differing"] as? Int, 0, repaired.out)
+        let (again, _) = try verify(["--table", "public.accounts", "--table", "public.codes"])
+        XCTAssertEqual(again.status, 0, again.describe)
+        XCTAssertEqual(try target.scalar("SELECT count(*) FROM accounts WHERE id = 500000"), "0", "the extra row was deleted")
+
+        // A difference planted while the writer runs is still found after the first runs found none.
+        try lite.execute("UPDATE accounts SET name = 'changed by hand' WHERE id = 40")
+        let (planted, plantedReport) = try verify(["--sink", "local", "--table", "public.accounts"])
+        XCTAssertEqual(planted.status, 1, planted.describe)
+        XCTAssertEqual(plantedReport.differences("local", "public.accounts"), ["different id=40"], planted.out)
+
+        writer.stop()
+        XCTAssertEqual(stats["failed"], 0, "writer errors: \(stats.notes)")
+        try lite.execute("UPDATE accounts SET name = 'account 40' WHERE id = 40")
+        try target.query("DELETE FROM events WHERE ctid = (SELECT min(ctid) FROM events WHERE k = 7)")
+        try lite.execute("INSERT INTO events VALUES (50, 'event 50')")
+        try waitForTargets(lsn: try commitMarked("UPDATE accounts SET name = name WHERE id = 1"))
+        let (final, _) = try verify()
+        XCTAssertEqual(final.status, 0, final.describe)
+        try assertTargetsEqualSource("public.accounts")
+        try assertTargetsEqualSource("public.codes")
+    }
+
+    func testBadUsageExitsTwoWithTheReason() throws {
+        try source.query("CREATE TABLE t (id int PRIMARY KEY)")
+        try writeSourceConfig(tables: ["public.t"], sinks: [
+            "  - name: local", "    type: sqlite", "    path: \(sqlitePath)", "    topics: [app]",
+            "  - name: files", "    type: file", "    path: \(directory!)/out", "    topics: [app]",
+        ])
+        let cases: [([String], String)] = [
+            (["--sink", "nope"], "there is no sink 'nope'"),
+            (["--sink", "files"], "not a SQL sink"),
+            (["--table", "public.missing"], "public.missing is not captured"),
+            (["--table", "a.b.c"], "--table 'a.b.c'"),
+        ]
+        for (arguments, reason) in cases {
+            let result = try sluice(["verify", "--config", configPath] + arguments)
+            XCTAssertEqual(result.status, 2, "\(arguments): \(result.describe)")
+            XCTAssertTrue(result.err.contains(reason), "\(arguments) should say \(reason): \(result.describe)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: sqlitePath), "bad usage touched no target")
+    }
+}
