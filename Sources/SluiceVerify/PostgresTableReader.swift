@@ -13,8 +13,12 @@ final class PostgresTableReader {
     private let orderTerms: [String]
     private let boundCasts: [String]
 
-    init(connection: PGConnection, shape: TableShape, qualifiedName: String, textOrder: Bool) {
+    /// The publication's row filter at the source: the sinks hold only the rows it passes.
+    private let filter: String?
+
+    init(connection: PGConnection, shape: TableShape, qualifiedName: String, textOrder: Bool, filter: String? = nil) {
         self.connection = connection
+        self.filter = filter.map { "(" + $0 + ")" }
         self.shape = shape
         qualified = qualifiedName
         quotedColumns = shape.columns.map { PGConnection.quoteIdentifier($0.name) }
@@ -48,6 +52,7 @@ final class PostgresTableReader {
             clauses.append("\(orderList) <= \(bound(upper, from: parameters.count + 1))")
             parameters += upper
         }
+        if let filter { clauses.append(filter) }
         return (clauses.isEmpty ? "true" : clauses.joined(separator: " AND "), parameters)
     }
 
@@ -78,7 +83,7 @@ final class PostgresTableReader {
     func bucketSummaries(count: Int) throws -> [ChunkSummary] {
         let result = try connection.execute("""
             SELECT b, \(ChunkSummary.sqlColumns) FROM (SELECT m, \(RowDigest.bucketSQL("m", count: count)) AS b
-            FROM (SELECT \(RowDigest.sql(columns: quotedColumns)) AS m FROM \(qualified)) r) s GROUP BY b
+            FROM (SELECT \(RowDigest.sql(columns: quotedColumns)) AS m FROM \(qualified) WHERE \(filter ?? "true")) r) s GROUP BY b
             """)
         var summaries = [ChunkSummary](repeating: ChunkSummary(), count: count)
         for row in 0..<result.rowCount {
@@ -89,7 +94,7 @@ final class PostgresTableReader {
     }
 
     func rowCount() throws -> UInt64 {
-        UInt64(try connection.execute("SELECT count(*) FROM \(qualified)").string(0, 0) ?? "0") ?? 0
+        UInt64(try connection.execute("SELECT count(*) FROM \(qualified) WHERE \(filter ?? "true")").string(0, 0) ?? "0") ?? 0
     }
 
     func rows(in range: KeyRange) throws -> [CanonicalRow] {
@@ -101,7 +106,7 @@ final class PostgresTableReader {
         let list = buckets.sorted().map(String.init).joined(separator: ", ")
         return try rows("""
             SELECT \(selectTexts) FROM \(qualified)
-            WHERE \(RowDigest.bucketSQL(RowDigest.sql(columns: quotedColumns), count: count)) IN (\(list))
+            WHERE \(RowDigest.bucketSQL(RowDigest.sql(columns: quotedColumns), count: count)) IN (\(list)) AND \(filter ?? "true")
             """, [])
     }
 
@@ -113,7 +118,7 @@ final class PostgresTableReader {
             "(" + zip(key, casts).map { PGConnection.quoteLiteral($0) + "::" + $1 }.joined(separator: ", ") + ")"
         }.joined(separator: ", ")
         let keyList = "(" + shape.key.map { quotedColumns[$0] }.joined(separator: ", ") + ")"
-        return try rows("SELECT \(selectTexts) FROM \(qualified) WHERE \(keyList) IN (VALUES \(values))", [])
+        return try rows("SELECT \(selectTexts) FROM \(qualified) WHERE \(keyList) IN (VALUES \(values)) AND \(filter ?? "true")", [])
     }
 
     private func rows(_ sql: String, _ parameters: [String?]) throws -> [CanonicalRow] {

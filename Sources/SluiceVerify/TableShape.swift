@@ -21,6 +21,29 @@ struct TableShape {
 
     var isKeyed: Bool { !key.isEmpty }
 
+    /// Only `names` (a publication's column list), in the table's order; keyless when the list
+    /// leaves out a key column.
+    func restricted(to names: [String]) -> TableShape {
+        let kept = columns.indices.filter { names.contains(columns[$0].name) }
+        let keyed = key.allSatisfy { kept.contains($0) }
+        return TableShape(table: table, columns: kept.map { columns[$0] },
+                          key: keyed ? key.compactMap { kept.firstIndex(of: $0) } : [])
+    }
+
+    /// What the publication carries of the table: its row filter and column list (PostgreSQL 15+).
+    static func publication(_ name: String, table: TableName, on connection: PGConnection) throws -> (filter: String?, columns: [String]?) {
+        guard connection.serverVersion >= 150000 else { return (nil, nil) }
+        let result = try connection.execute("""
+            SELECT rowfilter, array_to_json(attnames)::text,
+                   (SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($2) AND attnum > 0 AND NOT attisdropped AND attgenerated = '')
+            FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $3 AND tablename = $4
+            """, [name, table.sql, table.schema, table.table])
+        guard result.rowCount == 1 else { return (nil, nil) }
+        let names = result.string(0, 1).flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String] }
+        let all = Int(result.string(0, 2) ?? "0") ?? 0
+        return (result.string(0, 0), names.flatMap { $0.count < all ? $0 : nil })
+    }
+
     /// Reads the shape from the source catalog; nil when the table does not exist.
     static func read(_ table: TableName, on connection: PGConnection) throws -> TableShape? {
         let result = try connection.execute("""

@@ -56,22 +56,25 @@ public final class Verification {
     private func verify(_ entry: VerifyPlan.SourceTable, sink: String, store: TargetStore, source: PGConnection,
                         observer: (any VerifyObserver)?) throws -> TableVerification {
         do {
-            guard let shape = try TableShape.read(entry.table, on: source) else {
+            guard let whole = try TableShape.read(entry.table, on: source) else {
                 throw VerifyFailure("table \(entry.table) no longer exists at source \(entry.source.name)")
             }
+            // Compared as published: only the rows the publication's filter passes, only its columns.
+            let published = try TableShape.publication(entry.reader.verifyPublication, table: entry.table, on: source)
+            let shape = published.columns.map { whole.restricted(to: $0) } ?? whole
             var result = TableVerification(sink: sink, table: entry.table,
                                            targetTable: store.isSQLite ? shape.sqliteName : entry.table.description,
                                            columns: shape.columns.map(\.name), keyColumns: shape.key.map { shape.columns[$0].name })
             guard let target = try store.table(shape) else {
                 result.targetTableMissing = true
                 result.sourceRows = try PostgresTableReader(connection: source, shape: shape, qualifiedName: entry.table.sql,
-                                                            textOrder: false).rowCount()
+                                                            textOrder: false, filter: published.filter).rowCount()
                 return result
             }
             let topic = entry.source.name
             let catchUp = SinkCatchUp(sink: sink, topic: topic, target: store, source: source, slot: entry.reader.verifySlot,
                                       topicEnd: { [topicEnd] in topicEnd(topic) }, timeout: catchUpTimeout)
-            let verifier = Verifier(source: source, shape: shape, target: target, textOrder: store.isSQLite, catchUp: catchUp,
+            let verifier = Verifier(source: source, shape: shape, filter: published.filter, target: target, textOrder: store.isSQLite, catchUp: catchUp,
                                     chunkSize: chunkSize) { chunks, rows in
                 observer?.progress(sink: sink, table: entry.table, chunks: chunks, rows: rows)
             }

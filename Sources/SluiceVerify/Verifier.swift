@@ -23,11 +23,12 @@ final class Verifier {
     let chunkSize: Int
     let report: (Int, UInt64) -> Void
 
-    init(source: PGConnection, shape: TableShape, target: TargetTable, textOrder: Bool, catchUp: SinkCatchUp,
+    init(source: PGConnection, shape: TableShape, filter: String?, target: TargetTable, textOrder: Bool, catchUp: SinkCatchUp,
          chunkSize: Int, report: @escaping (Int, UInt64) -> Void) {
         self.source = source
         self.shape = shape
-        sourceTable = PostgresTableReader(connection: source, shape: shape, qualifiedName: shape.table.sql, textOrder: textOrder)
+        sourceTable = PostgresTableReader(connection: source, shape: shape, qualifiedName: shape.table.sql, textOrder: textOrder,
+                                          filter: filter)
         self.target = target
         self.catchUp = catchUp
         self.chunkSize = chunkSize

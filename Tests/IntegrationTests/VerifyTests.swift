@@ -25,6 +25,8 @@ final class VerifyTests: SinkTestCase {
             ALTER TABLE events REPLICA IDENTITY FULL;
             INSERT INTO events SELECT i, 'event ' || i FROM generate_series(1, 200) i;
             INSERT INTO events SELECT i, 'event ' || i FROM generate_series(1, 200) i WHERE i % 50 = 0;
+            CREATE TABLE orders (id int PRIMARY KEY, status text, secret text);
+            INSERT INTO orders SELECT i, 'status ' || i, 'hidden' FROM generate_series(1, 300) i;
             """.replacingOccurrences(of: "jsonb_build object", with: "jsonb_build_object"))
     }
 
@@ -65,7 +67,10 @@ final class VerifyTests: SinkTestCase {
 
     func testVerifyUnderSteadyWritesFindsAndRepairsHandMadeDifferences() throws {
         try createTables()
-        try writeConfig(tables: ["public.accounts", "public.codes", "public.events"], sourceExtra: ["heartbeat_interval: 500ms"])
+        // orders is published with a row filter and a column list: compared as published.
+        try writeConfig(tables: ["public.accounts", "public.codes", "public.events",
+                                 "{name: public.orders, where: \"id % 2 = 0\", columns: [id, status]}"],
+                        sourceExtra: ["heartbeat_interval: 500ms"])
         _ = try startDaemon()
         try waitForSlotActive()
         try waitForTargets(lsn: try commitMarked("UPDATE accounts SET name = name WHERE id = 1"))
@@ -85,6 +90,7 @@ final class VerifyTests: SinkTestCase {
                     try db.execute("INSERT INTO events VALUES (\(10_000 + sequence), 'written \(sequence)')")
                     try db.execute("UPDATE codes SET v = v + 1 WHERE code = 'k\(Int.random(in: 500...1000))'")
                     if sequence % 10 == 0 { try db.execute("DELETE FROM events WHERE k = \(10_000 + sequence - 5)") }
+                    try db.execute("UPDATE orders SET status = 'moved \(sequence)', secret = 'x' WHERE id = \(Int.random(in: 1...300))")
                 }
                 usleep(4_000)
             }
@@ -96,7 +102,8 @@ final class VerifyTests: SinkTestCase {
         for run in 1...2 {
             let (result, report) = try verify()
             XCTAssertEqual(result.status, 0, "run \(run) under a steady writer: \(result.describe)")
-            XCTAssertEqual(report.tables.count, 6, "three tables at two sinks: \(result.out)")
+            XCTAssertEqual(report.tables.count, 8, "four tables at two sinks: \(result.out)")
+            XCTAssertEqual(report.tables["local public.orders"]?["rows"] as? Int, 150, "the filtered rows only: \(result.out)")
             XCTAssertEqual(report.summary["differing"] as? Int, 0, result.out)
         }
 

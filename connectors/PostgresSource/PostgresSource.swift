@@ -71,6 +71,7 @@ public final class PostgresSource: BackfillSource, VerifiableSource {
 
     public var verifyURL: String { url }
     public var verifySlot: String { slot }
+    public var verifyPublication: String { publication }
 
     public func capturedTables() throws -> [TableName] {
         let sql = try connect { try PGConnection(url: url, applicationName: "sluice-verify") }

@@ -5,6 +5,8 @@ public protocol VerifiableSource: Source {
     var verifyURL: String { get }
     /// The replication slot: its confirmed flush LSN tells how far the topic holds the stream.
     var verifySlot: String { get }
+    /// The publication: its row filters and column lists say what of each table the sinks receive.
+    var verifyPublication: String { get }
     /// Every captured table, with a primary key or without (REPLICA IDENTITY FULL).
     func capturedTables() throws -> [TableName]
 }
