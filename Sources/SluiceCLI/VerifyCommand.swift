@@ -42,7 +42,7 @@ struct Verify: ParsableCommand {
         let logger = Logger(label: "sluice")
         let plan: VerifyPlan
         do {
-            plan = try VerifyPlan.make(file: config.file, sources: config.sources, sinks: config.sinks.map { ($0.config, $0.topics) },
+            plan = try VerifyPlan.make(file: config.file, sources: config.sources, sinks: config.sinks.map { ($0.config, $0.topics, $0.transforms) },
                                        registry: SluiceMain.registry, sink: sink, tables: tables)
         } catch let error as VerifyUsageError {
             throw UsageError(message: error.description)
@@ -54,7 +54,7 @@ struct Verify: ParsableCommand {
         for sinkPlan in plan.sinks {
             for skipped in sinkPlan.skipped where skipped.table == nil { output.note("sink \(sinkPlan.sink.name): \(skipped.reason)") }
         }
-        let pipeline = try LocalPipeline(config: config, logger: logger)
+        let pipeline = try LocalPipeline(config: config, logger: logger, needed: plan.sinks.contains { !$0.tables.isEmpty })
         Signals.onStop { pipeline.stop(); Foundation.exit(130) }
         defer { pipeline.stop() }
         let store = try TopicStores.make(config, logger: logger)
@@ -96,8 +96,8 @@ final class LocalPipeline: @unchecked Sendable {
     private let lock = NSLock()
     private var stopped = false
 
-    init(config: SluiceConfig, logger: Logger) throws {
-        guard DataDirectoryLock.isHeld(dataDirectory: config.dataDirectory) == nil else { return }
+    init(config: SluiceConfig, logger: Logger, needed: Bool) throws {
+        guard needed, DataDirectoryLock.isHeld(dataDirectory: config.dataDirectory) == nil else { return }
         let pipeline = try Pipeline(config: config, registry: SluiceMain.registry, logger: logger)
         self.pipeline = pipeline
         Thread { [done] in

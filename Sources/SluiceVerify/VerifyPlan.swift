@@ -26,13 +26,9 @@ public struct VerifyPlan {
     /// Sinks left out (not SQL), with the reason.
     public var notes: [String]
 
-    /// The per-sink transform keys (DESIGN.md "What reaches each target"): a table they touch is not
-    /// a plain mirror of the source, and verify does not compare it yet.
-    static let tableTransforms = ["rename", "where", "columns"]
-    static let wholeSinkTransforms = ["deletes", "mode", "metadata"]
-
-    /// `sinks` with the topics each reads, as the configuration file `file` has them.
-    public static func make(file: String, sources: [ConnectorConfig], sinks: [(config: ConnectorConfig, topics: [String])],
+    /// Chooses from `sinks` (with the topics each reads and its transforms, as the file `file` has them).
+    public static func make(file: String, sources: [ConnectorConfig],
+                            sinks: [(config: ConnectorConfig, topics: [String], transforms: SinkTransforms)],
                             registry: ConnectorRegistry, sink requested: String?, tables requestedTables: [String]) throws -> VerifyPlan {
         let wanted = try requestedTables.map { entry -> TableName in
             do { return try TableName.parse(entry) } catch {
@@ -40,7 +36,7 @@ public struct VerifyPlan {
             }
         }
         var notes: [String] = []
-        var chosen: [((config: ConnectorConfig, topics: [String]), VerifyTarget)] = []
+        var chosen: [((config: ConnectorConfig, topics: [String], transforms: SinkTransforms), VerifyTarget)] = []
         if let requested, !sinks.contains(where: { $0.config.name == requested }) {
             throw VerifyUsageError(description: "\(file): there is no sink '\(requested)'; sinks: \(sinks.map(\.config.name).joined(separator: ", "))")
         }
@@ -52,7 +48,7 @@ public struct VerifyPlan {
                 notes.append(reason)
                 continue
             }
-            chosen.append((section, verifiable.verifyTarget))
+            chosen.append(((section.config, section.topics, section.transforms), verifiable.verifyTarget))
         }
         guard !chosen.isEmpty else {
             throw VerifyUsageError(description: "\(file) has no SQL sink (postgres or sqlite) to verify")
@@ -75,15 +71,12 @@ public struct VerifyPlan {
                 }
                 for table in sourcesTables[topic]! where wanted.isEmpty || wanted.contains(table) {
                     matched.insert(table)
-                    if let reason = try transformReason(section.config, table) {
+                    if let reason = transformReason(section.transforms, table) {
                         plan.skipped.append((table: table, reason: reason))
                     } else {
                         plan.tables.append(SourceTable(source: sourceConfig, reader: source, table: table))
                     }
                 }
-            }
-            if section.config.value("aggregates") != nil {
-                plan.skipped.append((table: nil, reason: "aggregate tables are not verified yet"))
             }
             plans.append(plan)
         }
@@ -94,42 +87,17 @@ public struct VerifyPlan {
         return VerifyPlan(sinks: plans, notes: notes)
     }
 
-    /// Why a sink does not mirror `table` plainly, or nil when it does.
-    static func transformReason(_ sink: ConnectorConfig, _ table: TableName) throws -> String? {
-        for key in wholeSinkTransforms {
-            guard let value = sink.value(key) else { continue }
-            if case let .scalar(text, _) = value, (key == "deletes" && text == "apply") || (key == "mode" && text == "mirror") { continue }
-            return "the sink has transform key \(key): verify compares only tables the sink mirrors plainly"
-        }
-        if let globs = try sink.stringList("tables") {
-            let includes = globs.filter { !$0.hasPrefix("!") }
-            let excludes = globs.filter { $0.hasPrefix("!") }.map { String($0.dropFirst()) }
-            let name = table.schema + "." + table.table
-            let included = includes.isEmpty || includes.contains { glob($0, matches: name) }
-            if !included || excludes.contains(where: { glob($0, matches: name) }) {
-                return "not mirrored by this sink (its tables: list leaves it out)"
-            }
-        }
-        for key in tableTransforms {
-            guard case let .map(entries, _)? = sink.value(key) else { continue }
-            if entries.contains(where: { (try? TableName.parse($0.key)) == table }) {
-                return "the sink transforms it (\(key)): verify compares only tables the sink mirrors plainly"
-            }
+    /// Why a sink does not mirror `table` plainly (DESIGN.md "What reaches each target"), or nil when
+    /// it does: verify does not compare transformed tables yet.
+    static func transformReason(_ transforms: SinkTransforms, _ table: TableName) -> String? {
+        if transforms.mode != .mirror { return "the sink keeps history (mode: \(transforms.mode.rawValue)): verify compares only tables the sink mirrors plainly" }
+        if transforms.deletes != .apply { return "the sink has deletes: \(transforms.deletes.rawValue): verify compares only tables the sink mirrors plainly" }
+        if !transforms.metadata.isEmpty { return "the sink adds metadata columns: verify compares only tables the sink mirrors plainly" }
+        if !transforms.includes(table) { return "not mirrored by this sink (its tables: leaves it out)" }
+        for (key, transformed) in [("rename", transforms.rename[table] != nil), ("where", transforms.predicates[table] != nil),
+                                   ("columns", transforms.columns[table] != nil)] where transformed {
+            return "the sink transforms it (\(key)): verify compares only tables the sink mirrors plainly"
         }
         return nil
-    }
-
-    /// `*` matches any run of characters.
-    static func glob(_ pattern: String, matches text: String) -> Bool {
-        let parts = pattern.split(separator: "*", omittingEmptySubsequences: false).map(String.init)
-        guard parts.count > 1 else { return pattern == text }
-        guard text.hasPrefix(parts[0]) else { return false }
-        var rest = Substring(text.dropFirst(parts[0].count))
-        for (index, part) in parts.enumerated().dropFirst() {
-            if index == parts.count - 1 { return part.isEmpty || rest.hasSuffix(part) && rest.count >= part.count }
-            guard let found = rest.range(of: part) else { return false }
-            rest = rest[found.upperBound...]
-        }
-        return true
     }
 }

@@ -165,6 +165,8 @@ final class VerifyTests: SinkTestCase {
         try writeSourceConfig(tables: ["public.t"], sinks: [
             "  - name: local", "    type: sqlite", "    path: \(sqlitePath)", "    topics: [app]",
             "  - name: files", "    type: file", "    path: \(directory!)/out", "    topics: [app]",
+            "  - name: renamed", "    type: sqlite", "    path: \(directory!)/renamed.db", "    topics: [app]",
+            "    rename: {public.t: public.t2}",
         ])
         let cases: [([String], String)] = [
             (["--sink", "nope"], "there is no sink 'nope'"),
@@ -178,5 +180,10 @@ final class VerifyTests: SinkTestCase {
             XCTAssertTrue(result.err.contains(reason), "\(arguments) should say \(reason): \(result.describe)")
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: sqlitePath), "bad usage touched no target")
+
+        // A sink that transforms a table: verify says it skips it (and compares nothing there).
+        let skipped = try sluice(["verify", "--config", configPath, "--sink", "renamed", "--json"])
+        XCTAssertEqual(skipped.status, 0, skipped.describe)
+        XCTAssertTrue(skipped.out.contains("\"skipped\":\"the sink transforms it (rename)"), skipped.describe)
     }
 }

@@ -53,12 +53,4 @@ final class RowDigestTests: XCTestCase {
                                          (0.1, "0.1"), (1e-5, "1e-05"), (3.4e38, "3.4e+38"), (16777216, "1.6777216e+07")]
         for (value, text) in floats { XCTAssertEqual(CanonicalText.float(Double(value), isFloat4: true), text, "\(value)") }
     }
-
-    func testGlobs() {
-        XCTAssertTrue(VerifyPlan.glob("public.*", matches: "public.orders"))
-        XCTAssertTrue(VerifyPlan.glob("public.audit_*", matches: "public.audit_log"))
-        XCTAssertFalse(VerifyPlan.glob("public.audit_*", matches: "public.orders"))
-        XCTAssertTrue(VerifyPlan.glob("*.orders", matches: "sales.orders"))
-        XCTAssertFalse(VerifyPlan.glob("public.orders", matches: "public.orders2"))
-    }
 }
