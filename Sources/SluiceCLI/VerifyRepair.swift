@@ -5,7 +5,7 @@ import SluiceRuntime
 import SluiceVerify
 
 /// `sluice verify --repair`: asks each source for a backfill of exactly the differing keys (a table
-/// the target lacks is copied whole). The backfill goes through the topic between watermarks, so it
+/// the target lacks, or a keyless one, is copied whole). The backfill goes through the topic between watermarks, so it
 /// is ordered with the live stream and applied exactly once by every sink of the source; keys the
 /// source no longer has are deleted at the sinks.
 struct VerifyRepair {
@@ -27,11 +27,8 @@ struct VerifyRepair {
                 whole[sourceName, default: []].insert(table)
                 continue
             }
-            guard !result.keyColumns.isEmpty else {
-                output.note("--repair does not mend keyless tables yet: \(table) at sink \(result.sink) stays as reported")
-                continue
-            }
-            if result.differenceCount > result.differences.count {
+            // A keyless table has no key to copy by: it is backfilled whole (replaced in one transaction).
+            if result.keyColumns.isEmpty || result.differenceCount > result.differences.count {
                 whole[sourceName, default: []].insert(table)
                 continue
             }
