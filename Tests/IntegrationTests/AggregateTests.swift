@@ -21,6 +21,10 @@ class AggregateTestCase: SinkTestCase {
         "        group_by: [region, status]",
         "        window: {hopping: 5m, every: 1m, time: created_at}",
         "        measures: {orders: \"count(*)\", items: \"sum(qty)\", fewest: \"min(qty)\", biggest: \"max(amount)\", mean: \"avg(amount)\"}",
+        "      - table: public.orders_by_commit",
+        "        from: public.orders",
+        "        window: {tumbling: 1s, time: commit_time}",
+        "        measures: {orders: \"count(*)\", items: \"sum(qty)\"}",
     ]
 
     func writeAggregateConfig() throws {
@@ -79,6 +83,14 @@ class AggregateTestCase: SinkTestCase {
             XCTAssertEqual(try target.scalar("SELECT count(*) FROM public.\(table) WHERE _sluice_rows <= 0"), "0",
                            "\(table): windows whose count dropped to zero are gone", file: file, line: line)
         }
+        // Commit-time windows cannot be recomputed at the source (it keeps no commit times), but they
+        // partition its rows: their totals are the table's (a lost or doubled retraction would show).
+        let totals = try source.query("SELECT count(*), coalesce(sum(qty), 0) FROM orders").map(rowLine)
+        XCTAssertEqual(try target.query("SELECT coalesce(sum(orders), 0), coalesce(sum(items), 0) FROM public.orders_by_commit").map(rowLine),
+                       totals, "orders_by_commit (PostgreSQL) holds every current row once" + logTail, file: file, line: line)
+        let db = try SQLiteDatabase(path: sqlitePath, readOnly: true)
+        XCTAssertEqual(try db.query("SELECT coalesce(sum(orders), 0), coalesce(sum(items), 0) FROM orders_by_commit").map(rowLine),
+                       totals, "orders_by_commit (SQLite) holds every current row once" + logTail, file: file, line: line)
     }
 
     /// Small transactions on `orders`: inserts (some late, some NULL), updates moving rows across
@@ -126,6 +138,19 @@ class AggregateTestCase: SinkTestCase {
 
 final class AggregateTests: AggregateTestCase {
     override var fixtureName: String { "aggregates" }
+
+    func testATableWithoutReplicaIdentityFullIsRefusedNamingTheFix() throws {
+        try source.query("CREATE TABLE orders (id int PRIMARY KEY, region text, status text NOT NULL, amount numeric(10,2), "
+                         + "qty int, created_at timestamptz); CREATE TABLE markers (id serial PRIMARY KEY); INSERT INTO orders VALUES (1, 'eu', 'paid', 1, 1, now())")
+        try writeAggregateConfig()
+        let daemon = try startDaemon()
+        try eventually(timeout: 60, "the sink to refuse public.orders" + logTail) {
+            let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+            return log.contains("sinks[0] (replica).aggregates[0].from") && log.contains("ALTER TABLE public.orders REPLICA IDENTITY FULL")
+        }
+        XCTAssertEqual(try target.scalar("SELECT to_regclass('public.orders_per_minute')::text"), nil, "no aggregate table is made")
+        _ = daemon.isRunning ? daemon.terminate() : daemon.wait()
+    }
 
     func testAggregatesEqualTheSourceGroupByThroughUpdatesDeletesAndTruncate() throws {
         try createOrders(preload: 400)

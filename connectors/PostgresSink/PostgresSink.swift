@@ -177,7 +177,8 @@ public final class PostgresSink: VerifiableSink {
         }
         try guarded {
             if let aggregates, let aggregateStore {
-                if change.operation == .truncate { try finishBulk() }
+                // Updates, deletes and truncates may read aggregate state: no COPY may be open then.
+                if change.operation != .insert && change.operation != .read { try finishBulk() }
                 try aggregates.apply(change, store: aggregateStore)
             }
             if change.operation == .insert || change.operation == .read, let new = change.new {

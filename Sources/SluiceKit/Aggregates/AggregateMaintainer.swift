@@ -24,6 +24,9 @@ public protocol AggregateStore: AnyObject {
 public final class AggregateMaintainer {
     public let definitions: [AggregateDefinition]
     private var folds: [Int: AggregateFold] = [:]
+    /// Row commit times set by this batch (nil: forgotten), written at flush: an insert then costs no
+    /// statement of its own, and a bulk load of the mirrored rows is not interrupted.
+    private var rowTimes: [Int: [String: Int64?]] = [:]
     private var watermarks: [String: Int64] = [:]
     private var commitTime: Int64 = 0
     private var loggedLate: Set<String> = []
@@ -41,6 +44,7 @@ public final class AggregateMaintainer {
     /// Forgets the unsaved batch and reloads the watermarks: called when the sink (re)opens.
     public func reset(store: AggregateStore) throws {
         folds.removeAll()
+        rowTimes.removeAll()
         watermarks = definitions.contains { $0.retain != nil } ? try store.watermarks() : [:]
     }
 
@@ -71,13 +75,14 @@ public final class AggregateMaintainer {
             && folds[index]!.aggregate.schema.qualifiedName == change.relation.qualifiedName {
             if change.operation == .truncate {
                 folds[index]!.truncate()
+                rowTimes[index] = nil
                 try store.empty(folds[index]!.aggregate)
                 continue
             }
             let late: [Int64]
             do {
                 if folds[index]!.aggregate.timeColumn == nil {
-                    late = try applyByCommitTime(change, fold: &folds[index]!, store: store)
+                    late = try applyByCommitTime(change, index: index, store: store)
                 } else {
                     late = try folds[index]!.apply(change, commitTime: commitTime)
                 }
@@ -94,8 +99,8 @@ public final class AggregateMaintainer {
 
     /// Under `time: commit_time` a row's time is the commit time of the transaction that last wrote it,
     /// which the old row does not carry: the store keeps it per primary key.
-    private func applyByCommitTime(_ change: Change, fold: inout AggregateFold, store: AggregateStore) throws -> [Int64] {
-        let aggregate = fold.aggregate
+    private func applyByCommitTime(_ change: Change, index: Int, store: AggregateStore) throws -> [Int64] {
+        let aggregate = folds[index]!.aggregate
         let key = aggregate.schema.primaryKey
         func rowKey(_ tuple: Tuple?) -> String? {
             guard let values = tuple?.values else { return nil }
@@ -103,10 +108,13 @@ public final class AggregateMaintainer {
         }
         let oldKey = change.operation == .update || change.operation == .delete ? rowKey(change.old) : nil
         let newKey = change.operation == .delete ? nil : rowKey(change.new)
-        let oldTime = try oldKey.flatMap { try store.rowTime(aggregate, key: $0) }
-        let late = try fold.apply(change, commitTime: commitTime, oldTime: oldTime)
-        if let oldKey, oldKey != newKey { try store.setRowTime(aggregate, key: oldKey, time: nil) }
-        if let newKey { try store.setRowTime(aggregate, key: newKey, time: commitTime) }
+        var oldTime: Int64?
+        if let oldKey {
+            if let pending = rowTimes[index]?[oldKey] { oldTime = pending } else { oldTime = try store.rowTime(aggregate, key: oldKey) }
+        }
+        let late = try folds[index]!.apply(change, commitTime: commitTime, oldTime: oldTime)
+        if let oldKey, oldKey != newKey { rowTimes[index, default: [:]][oldKey] = .some(nil) }
+        if let newKey { rowTimes[index, default: [:]][newKey] = .some(commitTime) }
         return late
     }
 
@@ -115,6 +123,9 @@ public final class AggregateMaintainer {
         for index in folds.keys.sorted() {
             let deltas = folds[index]!.takeDeltas()
             let aggregate = folds[index]!.aggregate
+            for (key, time) in (rowTimes.removeValue(forKey: index) ?? [:]).sorted(by: { $0.key < $1.key }) {
+                try store.setRowTime(aggregate, key: key, time: time)
+            }
             if !deltas.isEmpty { try store.write(deltas, of: aggregate) }
             if aggregate.definition.retain != nil, let watermark = folds[index]!.watermark,
                watermarks[aggregate.definition.table.description] != watermark {
