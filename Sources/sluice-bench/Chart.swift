@@ -71,7 +71,7 @@ enum BenchChart {
     }
 
     static func bar(_ name: String, figure: Double, goal: Goal, y: Double) -> String {
-        let left = 330.0, span = 380.0
+        let left = 330.0, span = 320.0
         let top = max(goal.value * 2, figure * 1.05)
         let x = { (value: Double) in left + span * min(value, top) / top }
         let met = goal.kind == .ratioAtLeast ? figure >= goal.value : figure < goal.value
