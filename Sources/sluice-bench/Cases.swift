@@ -55,7 +55,7 @@ final class Bench {
     /// than the embedded log, e.g. `{backend: jetstream, …}`).
     func config(_ name: String, source url: String, slot: String, sinks: [String],
                 tables: [String] = ["public.bench", "public.done"], dataDirectory: String? = nil,
-                topics: String? = nil) throws -> String {
+                topics: String? = nil, publication: String = "bench_pub") throws -> String {
         let path = scratch + "/\(name).yml"
         var text = """
             data_dir: \(dataDirectory ?? scratch + "/\(name)-data")
@@ -65,7 +65,7 @@ final class Bench {
                 type: postgres
                 url: \(url)
                 slot: \(slot)
-                publication: bench_pub
+                publication: \(publication)
                 tables: [\(tables.joined(separator: ", "))]
                 snapshot: never
             """
@@ -136,9 +136,10 @@ final class Bench {
 
     /// One timed capture side: `sluice run` (source only) from start until slot `slot` confirms `end`.
     /// Its topic is written under `<scratch>/<name>-data` (the embedded log) or to `topics`.
-    func captureRun(_ name: String, url: String, slot: String, end: UInt64, topics: String? = nil) throws -> (Double, Child.Usage) {
+    func captureRun(_ name: String, url: String, slot: String, end: UInt64, topics: String? = nil,
+                    tables: [String] = ["public.bench", "public.done"], publication: String = "bench_pub") throws -> (Double, Child.Usage) {
         let db = try PGConnection(url: url)
-        let config = try config(name, source: url, slot: slot, sinks: [], topics: topics)
+        let config = try config(name, source: url, slot: slot, sinks: [], tables: tables, topics: topics, publication: publication)
         try Workload.settle(url: url)
         return try runSluice(config) {
             lsn(try db.execute("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = '\(slot)'").string(0, 0)) >= end

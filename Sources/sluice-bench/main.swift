@@ -30,6 +30,7 @@ func step(_ name: String, _ body: () throws -> Void) {
     }
 }
 step("capture") { try bench.capture() }
+step("capture-filtered") { try bench.captureFiltered() }
 step("stage-pg") { try bench.applyStage(postgres: true) }
 step("stage-sqlite") { try bench.applyStage(postgres: false) }
 step("stage-transforms") { try bench.applyStageTransformed() }
