@@ -374,11 +374,16 @@ final class JetStreamCases {
                     }
                     rows = { try SQLiteDatabase(path: path, readOnly: true).query("SELECT count(*) FROM bench").first?.first ?? nil }
                 }
+                // A copy of the embedded capture's data directory (not timed): a run's sink passing the
+                // topic lets retention delete its old segments, which the next run replays.
+                let embeddedCopy = bench.scratch + "/\(name)-data"
+                if !fromJetStream { try FileManager.default.copyItem(atPath: captured.embedded.dataDirectory, toPath: embeddedCopy) }
+                defer { if !fromJetStream { try? FileManager.default.removeItem(atPath: embeddedCopy) } }
                 let config = fromJetStream
                     ? try bench.config(name, source: captured.url, slot: captured.jetStream.slot, sinks: [sink],
                                        dataDirectory: captured.jetStream.dataDirectory, topics: captured.jetStream.topics)
                     : try bench.config(name, source: captured.url, slot: captured.embedded.slot, sinks: [sink],
-                                       dataDirectory: captured.embedded.dataDirectory)
+                                       dataDirectory: embeddedCopy)
                 let cpu = single?.cpuSeconds ?? 0
                 let (taken, usage) = try bench.runSluice(config, until: done)
                 if fromJetStream { natsCPU += (single?.cpuSeconds ?? 0) - cpu }
