@@ -1,4 +1,4 @@
-import CoreMetrics
+import Metrics
 import Prometheus
 
 /// Every metric family Sluice publishes, with its help text (the `# HELP` line). Conventions:
