@@ -43,7 +43,7 @@ public final class PostgresSink: VerifiableSink {
         logger = context.logger
         return try guarded {
             let connection = try PGConnection(url: url, applicationName: "sluice-sink-\(name)")
-            try connection.execute("""
+            try Self.createConcurrently(connection, """
                 CREATE TABLE IF NOT EXISTS public.sluice_offsets (
                     sink text NOT NULL, topic text NOT NULL, "offset" bigint NOT NULL, lsn pg_lsn NOT NULL,
                     commit_time timestamptz, updated_at timestamptz NOT NULL DEFAULT now(),
@@ -68,6 +68,16 @@ public final class PostgresSink: VerifiableSink {
                 (aggregates, aggregateStore) = (maintainer, store)
             }
             return positions
+        }
+    }
+
+    /// `CREATE … IF NOT EXISTS` is not safe against a concurrent twin (two sinks into one database
+    /// starting together): the loser fails on the catalog's unique index although the object now exists.
+    static func createConcurrently(_ connection: PGConnection, _ statement: String) throws {
+        do {
+            try connection.execute(statement)
+        } catch let error as PGError where error.sqlState == "23505" || error.sqlState == "42P07" || error.sqlState == "42710" {
+            try connection.execute(statement)
         }
     }
 
@@ -268,6 +278,12 @@ public final class PostgresSink: VerifiableSink {
                     """)
             }
             if error.isTransient || error.connectionLost { throw ConnectorError.transient("\(error.message)") }
+            // Another writer (a second sink into this database) created the same table, schema or type at the
+            // same moment: IF NOT EXISTS does not cover that race; the next attempt finds the object there.
+            let catalogRace = ["42P07", "42P06", "42710"].contains(error.sqlState ?? "")
+                || (error.sqlState == "23505" && (error.message.contains("pg_type_") || error.message.contains("pg_namespace_")
+                                                  || error.message.contains("pg_class_")))
+            if catalogRace { throw ConnectorError.transient("\(error.message) (created concurrently; retrying)") }
             throw ConnectorError.fatal("sink \(name) (\(redactURL(url))): \(error)")
         }
     }
