@@ -30,20 +30,11 @@ public final class Pipeline: @unchecked Sendable {
         self.logger = logger
         // Every connector validates its keys; all their mistakes are reported together.
         var problems: [ConfigError] = []
-        func build<T>(_ body: () throws -> T) throws -> T? {
-            do {
-                return try body()
-            } catch {
-                guard let found = ConfigErrors.unpack(error) else { throw error }
-                problems += found
-                return nil
-            }
-        }
         let builtSources = try config.sources.map { section in
-            try build { (section.name, try registry.sources[section.type]!.init(config: section)) }
+            try problems.collect { (section.name, try registry.sources[section.type]!.init(config: section)) }
         }
         let builtSinks = try config.sinks.map { section in
-            try build { () -> (SluiceConfig.SinkSection, any Sink) in
+            try problems.collect { () -> (SluiceConfig.SinkSection, any Sink) in
                 let sink = try registry.sinks[section.config.type]!.init(config: section.config)
                 return (section, section.transforms.isEmpty ? sink : TransformingSink(wrapping: sink, transforms: section.transforms))
             }

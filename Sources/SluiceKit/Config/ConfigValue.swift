@@ -76,6 +76,20 @@ public struct ConfigErrors: Error, CustomStringConvertible, Sendable {
     }
 }
 
+extension Array where Element == ConfigError {
+    /// Runs `body`; a configuration mistake it throws is kept here (and nil returned), so independent parts
+    /// of a file are all checked; any other error is rethrown.
+    public mutating func collect<T>(_ body: () throws -> T) throws -> T? {
+        do {
+            return try body()
+        } catch {
+            guard let found = ConfigErrors.unpack(error) else { throw error }
+            self += found
+            return nil
+        }
+    }
+}
+
 /// " (did you mean 'tables'?)" for a misspelt key close to a known one, else "".
 public func didYouMean(_ word: String, among known: [String]) -> String {
     let lowered = word.lowercased()

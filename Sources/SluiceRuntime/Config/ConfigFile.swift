@@ -71,15 +71,6 @@ enum ConfigLoader {
         }
         // Every mistake of the file is collected and reported together.
         var problems: [ConfigError] = []
-        func attempt<T>(_ body: () throws -> T) throws -> T? {
-            do {
-                return try body()
-            } catch {
-                guard let found = ConfigErrors.unpack(error) else { throw error }
-                problems += found
-                return nil
-            }
-        }
         for entry in entries where !topLevelKeys.contains(entry.key) {
             problems.append(ConfigError(file: file, line: entry.value.line, key: entry.key,
                                         message: "unknown key\(didYouMean(entry.key, among: topLevelKeys)) (known: \(topLevelKeys.joined(separator: ", ")))"))
@@ -99,10 +90,10 @@ enum ConfigLoader {
                 .standardizedFileURL.path
         }
 
-        let backend = try attempt { try topicBackend(value("topics"), file: file, baseDirectory: baseDirectory) } ?? .embedded
+        let backend = try problems.collect { try topicBackend(value("topics"), file: file, baseDirectory: baseDirectory) } ?? .embedded
         // With a shared broker a process may hold only sinks (a split deployment).
         let shared = backend != .embedded
-        let parsedSources = try attempt {
+        let parsedSources = try problems.collect {
             try sections(value("sources"), key: "sources", file: file, dataDirectory: dataDirectory,
                          baseDirectory: baseDirectory, required: !shared)
         }
@@ -117,7 +108,7 @@ enum ConfigLoader {
         }
         let topics = sources.map(\.name)
         var sinks: [SluiceConfig.SinkSection] = []
-        let sinkSections = try attempt {
+        let sinkSections = try problems.collect {
             try sections(value("sinks"), key: "sinks", file: file, dataDirectory: dataDirectory, baseDirectory: baseDirectory, required: false)
         } ?? []
         for sink in sinkSections {
@@ -127,28 +118,28 @@ enum ConfigLoader {
                 continue
             }
             // Transform keys first: they are read even when the topics are wrong, so no key is reported unknown.
-            let transforms = try attempt { try SinkTransforms(config: sink) }
-            if var section = try attempt({ try sinkTopics(sink, topics: topics, shared: shared) }), let transforms,
-               try attempt({ try TransformTables.check(transforms, topics: section.topics, sources: sources) }) != nil {
+            let transforms = try problems.collect { try SinkTransforms(config: sink) }
+            if var section = try problems.collect({ try sinkTopics(sink, topics: topics, shared: shared) }), let transforms,
+               try problems.collect({ try TransformTables.check(transforms, topics: section.topics, sources: sources) }) != nil {
                 section.transforms = transforms
                 sinks.append(section)
             }
         }
-        let metricsSettings: SluiceConfig.Metrics? = try attempt { try Self.metrics(value("metrics"), file: file) } ?? nil
-        let logFormat = try attempt { try logging(value("logging"), file: file, key: "format", choices: ["human", "json"]) } ?? nil
-        let logLevel = try attempt {
+        let metricsSettings: SluiceConfig.Metrics? = try problems.collect { try Self.metrics(value("metrics"), file: file) } ?? nil
+        let logFormat = try problems.collect { try logging(value("logging"), file: file, key: "format", choices: ["human", "json"]) } ?? nil
+        let logLevel = try problems.collect {
             try logging(value("logging"), file: file, key: "level", choices: ["trace", "debug", "info", "notice", "warning", "error"])
         } ?? nil
-        let retentionPolicy: RetentionPolicy = try attempt { try Self.retention(value("retention"), file: file) } ?? .default
+        let retentionPolicy: RetentionPolicy = try problems.collect { try Self.retention(value("retention"), file: file) } ?? .default
         if !problems.isEmpty {
             // The connectors' own keys too, so one run lists everything (their initializers do no I/O).
             for source in sources {
                 guard let type = registry.sources[source.type] else { continue }
-                _ = try attempt { try type.init(config: source) }
+                _ = try problems.collect { try type.init(config: source) }
             }
             for sink in sinkSections {
                 guard let type = registry.sinks[sink.type] else { continue }
-                _ = try attempt { try type.init(config: sink) }
+                _ = try problems.collect { try type.init(config: sink) }
             }
         }
         try ConfigErrors.throwIfAny(problems.uniqued().enumerated().sorted { ($0.element.line ?? 0, $0.offset) < ($1.element.line ?? 0, $1.offset) }.map(\.element))
@@ -190,13 +181,8 @@ enum ConfigLoader {
         }
         var names: Set<String> = []
         var problems: [ConfigError] = []
-        let parsed: [ConnectorConfig] = items.enumerated().compactMap { index, item in
-          do {
-            return try section(index: index, item: item)
-          } catch {
-            problems += ConfigErrors.unpack(error) ?? [ConfigError(file: file, key: "\(key)[\(index)]", message: "\(error)")]
-            return nil
-          }
+        let parsed: [ConnectorConfig] = try items.enumerated().compactMap { index, item in
+            try problems.collect { try section(index: index, item: item) }
         }
         try ConfigErrors.throwIfAny(problems)
         return parsed
