@@ -117,7 +117,6 @@ let repositoryRoot: String = {
     fatalError("repository root not found")
 }()
 
-/// A TCP port nothing listens on right now.
 /// A TCP port that accepts connections (the kernel completes them into the backlog) and never
 /// answers: a hung server.
 final class BlackHoleListener {
@@ -144,7 +143,7 @@ final class BlackHoleListener {
     func close() { _ = Glibc.close(fd) }
 }
 
-/// A port free on 127.0.0.1 right now.
+/// A TCP port nothing listens on right now.
 func freePort() throws -> Int {
     let listener = try BlackHoleListener()
     defer { listener.close() }
