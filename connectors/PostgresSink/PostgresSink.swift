@@ -18,6 +18,7 @@ public final class PostgresSink: VerifiableSink {
     private var tables: [TableKey: PostgresTable] = [:]
     private var statementCounter = 0
     private var bulk: BulkLoad?
+    private var changes: ChangeRun?
     private var logger = Logger(label: "sluice")
     private lazy var enumTypes = EnumTypes(url: url, applicationName: "sluice-sink-\(name)-types")
     private let aggregateDefinitions: [AggregateDefinition]
@@ -186,12 +187,34 @@ public final class PostgresSink: VerifiableSink {
             throw ConnectorError.fatal("sink \(name): change to \(change.relation.qualifiedName) before its schema")
         }
         try guarded {
+            let isInsert = change.operation == .insert || change.operation == .read
             if let aggregates, let aggregateStore {
                 // Updates, deletes and truncates may read aggregate state: no COPY may be open then.
-                if change.operation != .insert && change.operation != .read { try finishBulk() }
+                if !isInsert { try finishInserts() }
                 try aggregates.apply(change, store: aggregateStore)
             }
-            if change.operation == .insert || change.operation == .read, let new = change.new {
+            // Updates and deletes of a keyed table, and the inserts among them, gather into a run applied set-wise.
+            if table.hasKey && change.operation != .truncate && (!isInsert || changes?.table === table) {
+                try finishInserts()
+                if changes?.table !== table {
+                    try finishChanges()
+                    changes = ChangeRun(table: table)
+                }
+                switch changes!.add(change) {
+                case .added: return
+                case .full:
+                    try finishChanges()
+                    changes = ChangeRun(table: table)
+                    if case .added = changes!.add(change) { return }
+                    try finishChanges()
+                case .alone:
+                    try finishChanges()
+                }
+                try table.apply(change)
+                return
+            }
+            try finishChanges()
+            if isInsert, let new = change.new {
                 if bulk?.table !== table {
                     try finishBulk()
                     try table.prepareStaging()
@@ -209,9 +232,21 @@ public final class PostgresSink: VerifiableSink {
         }
     }
 
+    /// Ends the open run of inserts or of changes, whichever it is.
     private func finishBulk() throws {
+        try finishChanges()
+        try finishInserts()
+    }
+
+    private func finishInserts() throws {
         guard var run = bulk else { return }
         bulk = nil
+        try run.finish(pipeline: pipeline!)
+    }
+
+    private func finishChanges() throws {
+        guard var run = changes else { return }
+        changes = nil
         try run.finish(pipeline: pipeline!)
     }
 
@@ -242,6 +277,7 @@ public final class PostgresSink: VerifiableSink {
 
     public func rollbackBatch() {
         bulk = nil
+        changes = nil
         guard let pipeline, pipeline.connection.isConnected else { return }
         try? pipeline.send("ROLLBACK")
         try? pipeline.sync()
@@ -249,6 +285,7 @@ public final class PostgresSink: VerifiableSink {
 
     public func close() {
         bulk = nil
+        changes = nil
         aggregates = nil
         aggregateStore = nil
         tables.removeAll()

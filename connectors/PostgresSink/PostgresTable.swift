@@ -9,11 +9,14 @@ final class PostgresTable {
     let qualifiedName: String
     private let pipeline: PGPipeline
     private let prefix: String
-    private let quotedColumns: [String]
-    private let primaryKey: [Int]
+    let quotedColumns: [String]
+    let primaryKey: [Int]
     private let isKeyColumn: [Bool]
     /// Columns compared as text because their type has no equality operator (json, xml, geometry).
     private let compareAsText: [Bool]
+    /// A temporary table runs of updates and deletes are copied into (see ``ChangeRun``).
+    let changeStagingName: String
+    var changeStagingReady = false
     private var statements: [String: String] = [:]
     private var parameters = PGParameters()
     /// A temporary table runs of inserts are copied into before one merge (keyed tables only).
@@ -33,6 +36,7 @@ final class PostgresTable {
         isKeyColumn = schema.columns.indices.map { schema.primaryKey.contains($0) } + [false]
         compareAsText = schema.columns.map { Self.textCompared.contains($0.typeOID) }
         stagingName = PGConnection.quoteIdentifier("sluice_stage_\(statementPrefix)\(schema.id)")
+        changeStagingName = PGConnection.quoteIdentifier("sluice_changes_\(statementPrefix)\(schema.id)")
         try ensureTable(enumTypes: enumTypes, logger: logger)
     }
 
@@ -224,7 +228,11 @@ final class PostgresTable {
     // MARK: Changes
 
     func apply(_ change: Change) throws {
-        switch RowAction(change) {
+        try apply(RowAction(change))
+    }
+
+    func apply(_ action: RowAction) throws {
+        switch action {
         case let .upsert(new), let .insert(new):
             try upsert(new)
         case let .delete(match):
