@@ -4,7 +4,7 @@
 ARG SWIFT_IMAGE=swift:6.1-bookworm
 
 FROM ${SWIFT_IMAGE} AS build
-RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends libpq-dev libsqlite3-dev pkg-config \
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends libpq-dev libsqlite3-dev libcurl4-openssl-dev pkg-config \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Package.swift ./

@@ -34,6 +34,8 @@ let package = Package(
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CNATS", pkgConfig: "libnats", providers: [.apt(["libnats-dev"])]),
+        // The HTTP sink's transport: URLSession on Linux takes no CA file or client certificate.
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .target(name: "CSluiceSupport"),
 
         // Wire layer: libpq connections, the replication stream, COPY, pipeline mode; sqlite3.
@@ -66,7 +68,7 @@ let package = Package(
         .target(name: "FileSink", dependencies: ["SluiceKit"], path: "connectors/FileSink"),
         // The exec connectors: a plugin in any language as a sink or a source (JSON lines over pipes).
         .target(name: "ExecConnectors", dependencies: ["SluiceKit"], path: "connectors/Exec"),
-        .target(name: "HTTPSink", dependencies: ["SluiceKit"], path: "connectors/HTTPSink"),
+        .target(name: "HTTPSink", dependencies: ["SluiceKit", "CCurl"], path: "connectors/HTTPSink"),
         // Publishes each change to a NATS JetStream stream, for consumers that are not Sluice.
         .target(name: "NATSSink", dependencies: ["SluiceKit", "SluiceNATS"], path: "connectors/NATSSink"),
 

@@ -3,14 +3,15 @@
 #   scripts/setup.sh demo   what building and the demo need: PostgreSQL 15 (server, client, libpq-dev),
 #                           libsqlite3-dev and the sqlite3 shell, pkg-config, Python 3 (free ports),
 #                           libnats-dev (the JetStream backend is built in) and nats-server
-#                           (for scripts/demo.sh --jetstream)
+#                           (for scripts/demo.sh --jetstream), libcurl4-openssl-dev (the HTTP sink's TLS)
 #   scripts/setup.sh        the above and what the tests add: docker-compose (only to validate
-#                           docker-compose.yml) and chromium (ConsoleTests load the console headless)
+#                           docker-compose.yml), chromium (ConsoleTests load the console headless) and
+#                           openssl (the TLS tests make their certificates)
 set -euo pipefail
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-packages=(postgresql libpq-dev libsqlite3-dev sqlite3 pkg-config python3 nats-server libnats-dev)
-[ "${1:-}" = demo ] || packages+=(docker-compose chromium)
+packages=(postgresql libpq-dev libsqlite3-dev sqlite3 pkg-config python3 nats-server libnats-dev libcurl4-openssl-dev)
+[ "${1:-}" = demo ] || packages+=(docker-compose chromium openssl)
 for pkg in "${packages[@]}"; do
     have_pkg "$pkg" || need+=("$pkg")
 done

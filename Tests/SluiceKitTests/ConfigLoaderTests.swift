@@ -194,7 +194,17 @@ final class ConfigLoaderTests: XCTestCase {
             ("{name: s, type: http, url: 'ftp://x'}", "sinks[0] (s).url", "is not an http:// or https:// URL"),
             ("{name: s, type: http, url: 'http://hooks.example.com/x'}", "sinks[0] (s).url", "or set insecure: true"),
             ("{name: s, type: postgres, url: 'postgresql://h/d', topics: [app], extra: 1}", "sinks[0] (s).extra", "unknown key"),
+            ("{name: s, type: http, url: 'https://h/x', ca_file: missing-ca.pem}", "sinks[0] (s).ca_file", "'missing-ca.pem' does not exist"),
+            ("{name: s, type: http, url: 'https://h/x', client_cert: cert.pem, client_key: nokey.pem}", "sinks[0] (s).client_key",
+             "'nokey.pem' does not exist"),
+            ("{name: s, type: http, url: 'https://h/x', client_key: key.pem}", "sinks[0] (s).client_key", "needs client_cert"),
+            ("{name: s, type: http, url: 'https://h/x', client_cert: cert.pem}", "sinks[0] (s).client_cert", "holds no private key"),
+            ("{name: s, type: http, url: 'https://h/x', ca_file: key.pem}", "sinks[0] (s).ca_file", "is not a CA certificate in PEM form"),
+            ("{name: s, type: http, url: 'http://127.0.0.1/x', ca_file: cert.pem}", "sinks[0] (s).ca_file", "applies to https:// URLs only"),
         ]
+        // PEM-looking files, relative to the configuration file's folder, for the TLS keys above.
+        try "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".write(toFile: directory + "/cert.pem", atomically: true, encoding: .utf8)
+        try "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n".write(toFile: directory + "/key.pem", atomically: true, encoding: .utf8)
         for (number, test) in cases.enumerated() {
             let config = try load(try write("sink-\(number)", Self.source + "\nsinks:\n  - \(test.sink)\n"))
             let section = config.sinks[0].config
@@ -205,7 +215,8 @@ final class ConfigLoaderTests: XCTestCase {
             }
         }
         for sink in ["{name: s, type: http, url: 'http://hooks.example.com/x', insecure: true}",
-                     "{name: s, type: http, url: 'http://127.0.0.1:8080/x'}", "{name: s, type: http, url: 'https://hooks.example.com/x'}"] {
+                     "{name: s, type: http, url: 'http://127.0.0.1:8080/x'}", "{name: s, type: http, url: 'https://hooks.example.com/x'}",
+                     "{name: s, type: http, url: 'https://h/x', ca_file: cert.pem, client_cert: cert.pem, client_key: key.pem}"] {
             let section = try load(try write("http", Self.source + "\nsinks:\n  - \(sink)\n")).sinks[0].config
             XCTAssertNoThrow(try ConnectorRegistry.builtin.sinks["http"]!.init(config: section), sink)
         }

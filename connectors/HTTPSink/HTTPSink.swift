@@ -1,7 +1,4 @@
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 import Logging
 import SluiceKit
 
@@ -15,6 +12,8 @@ import SluiceKit
 /// for up to `retry_for`, then handed to the runtime the same way; any other 4xx stops the sink with
 /// the response in the message. The position acknowledged by a 2xx is kept in
 /// `<data_dir>/sinks/<name>/position.json`. Batches are spooled to a temporary file, not held in memory.
+/// HTTPS verifies the receiver against `ca_file` (else the system's CAs) and presents `client_cert`/`client_key`
+/// when set; a certificate refused either way is a configuration to fix, like a wrong password.
 public final class HTTPSink: Sink {
     public static let typeName = "http"
 
@@ -34,7 +33,9 @@ public final class HTTPSink: Sink {
     private var logger = Logger(label: "sluice")
     private var retrying: @Sendable (String?) -> Void = { _ in }
     private var shouldGiveUp: @Sendable () -> Bool = { false }
-    private let session: URLSession
+    private let transport: HTTPTransport
+    /// Once a TLS handshake worked, idle probes only connect: a handshake a second would be waste.
+    private var handshakeVerified = false
 
     public init(config: ConnectorConfig) throws {
         name = config.name
@@ -57,10 +58,43 @@ public final class HTTPSink: Sink {
         renderers = TopicRenderers(format: try ChangeFormat.read(config))
         stateDirectory = config.dataDirectory + "/sinks/" + config.name
         spoolPath = stateDirectory + "/batch.json"
-        let configuration = URLSessionConfiguration.ephemeral
-        configuration.timeoutIntervalForRequest = timeoutSeconds
-        session = URLSession(configuration: configuration)
+        let tls = try Self.tlsSettings(config, https: url.scheme?.lowercased() == "https")
+        transport = try HTTPTransport(url: url.absoluteString, tls: tls)
         try config.rejectUnknownKeys()
+    }
+
+    /// `ca_file`, `client_cert`, `client_key`: each a readable PEM file (relative to the configuration
+    /// file's folder), for https:// only; a `client_cert` without `client_key` holds the key too.
+    static func tlsSettings(_ config: ConnectorConfig, https: Bool) throws -> HTTPTLSSettings {
+        func pem(_ key: String, holding marker: String, what: String) throws -> String? {
+            guard let text = try config.optionalString(key) else { return nil }
+            let line = config.value(key)?.line
+            guard https else { throw config.error(key, "applies to https:// URLs only: remove it, or use https://", line: line) }
+            let path = config.resolvePath(text)
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw config.error(key, "'\(text)' does not exist (resolved to \(path))", line: line)
+            }
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw config.error(key, "'\(path)' cannot be read by this user: fix its owner or mode", line: line)
+            }
+            guard String(decoding: data, as: UTF8.self).contains(marker) else {
+                throw config.error(key, "'\(path)' is not \(what) in PEM form (no '-----BEGIN …\(marker)' line)", line: line)
+            }
+            return path
+        }
+        let settings = HTTPTLSSettings(
+            caFile: try pem("ca_file", holding: "CERTIFICATE", what: "a CA certificate"),
+            clientCertificate: try pem("client_cert", holding: "CERTIFICATE", what: "a certificate"),
+            clientKey: try pem("client_key", holding: "PRIVATE KEY", what: "a private key"))
+        if settings.clientKey != nil, settings.clientCertificate == nil {
+            throw config.error("client_key", "needs client_cert beside it (the certificate of this key)", line: config.value("client_key")?.line)
+        }
+        if let certificate = settings.clientCertificate, settings.clientKey == nil,
+           !String(decoding: FileManager.default.contents(atPath: certificate) ?? Data(), as: UTF8.self).contains("PRIVATE KEY") {
+            throw config.error("client_cert", "'\(certificate)' holds no private key: set client_key to the key's file",
+                               line: config.value("client_cert")?.line)
+        }
+        return settings
     }
 
     static func isLoopback(_ host: String) -> Bool {
@@ -78,6 +112,11 @@ public final class HTTPSink: Sink {
         logger = context.logger
         retrying = context.retrying
         shouldGiveUp = context.shouldGiveUp
+        if let key = transport.tls.clientKey ?? transport.tls.clientCertificate,
+           let mode = (try? FileManager.default.attributesOfItem(atPath: key))?[.posixPermissions] as? Int, mode & 0o077 != 0 {
+            logger.warning("the client key file may be read by other users: chmod 600 it",
+                           metadata: ["sink": "\(name)", "file": "\(key)"])
+        }
         try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
         return try readPositions() ?? [:]
     }
@@ -135,41 +174,55 @@ public final class HTTPSink: Sink {
     }
 
     /// Connects (sends nothing): an unreachable endpoint shows as retrying before any batch waits on it.
+    /// Until one TLS handshake worked, probes do one, so a certificate refused either way stops the start.
     public func probe() throws {
         if let reason = unreachable() {
             throw ConnectorError.transient("cannot connect to \(endpoint): \(reason)")
         }
+        guard isHTTPS, !handshakeVerified else { return }
+        if let failed = transport.handshake(timeoutSeconds: timeoutSeconds) {
+            let reason = "TLS handshake with \(endpoint) for \(url.absoluteString): \(failed.failure ?? "failed")"
+            throw failed.tlsRefused ? ConnectorError.misconfigured(reason) : ConnectorError.transient(reason)
+        }
+        handshakeVerified = true
     }
 
-    var endpoint: String { "\(url.host ?? "?"):\(url.port ?? (url.scheme?.lowercased() == "https" ? 443 : 80))" }
+    var isHTTPS: Bool { url.scheme?.lowercased() == "https" }
+
+    var endpoint: String { "\(url.host ?? "?"):\(url.port ?? (isHTTPS ? 443 : 80))" }
 
     private func unreachable() -> String? {
         guard let host = url.host else { return "no host" }
-        let port = url.port ?? (url.scheme?.lowercased() == "https" ? 443 : 80)
+        let port = url.port ?? (isHTTPS ? 443 : 80)
         return tcpUnreachable(host: host, port: port, timeoutMillis: Int32(min(5000, max(200, timeoutSeconds * 1000))))
     }
 
     /// POSTs the spooled batch until a 2xx, retrying what may pass, for up to `retry_for`.
     private func deliver(key: String) throws {
-        var request = URLRequest(url: url, timeoutInterval: timeoutSeconds)
-        request.httpMethod = "POST"
-        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        request.setValue(key, forHTTPHeaderField: "Idempotency-Key")
-        for (header, value) in headers { request.setValue(value, forHTTPHeaderField: header) }
+        // The configured headers replace the sink's own of the same name.
+        let own = [("Content-Type", "application/json"), ("Idempotency-Key", key)]
+        let requestHeaders = own.filter { entry in !headers.contains { $0.0.lowercased() == entry.0.lowercased() } } + headers
         let deadline = Date(timeIntervalSinceNow: Double(retryForMillis) / 1000)
         var pause = 0.2
         var attempt = 0
         while true {
             attempt += 1
-            let (status, body, failure, refused) = post(request)
-            if let status, (200..<300).contains(status) {
+            let answer = transport.post(bodyPath: spoolPath, headers: requestHeaders, timeoutSeconds: timeoutSeconds,
+                                        shouldGiveUp: shouldGiveUp)
+            let (status, body, failure, refused) = (answer.status, answer.body, answer.failure, answer.refused)
+            if answer.tlsRefused {
+                handshakeVerified = false
+                throw ConnectorError.misconfigured("POST \(url.absoluteString) \(failure ?? "TLS failed")")
+            }
+            if failure == nil, let status, (200..<300).contains(status) {
                 if attempt > 1 { retrying(nil) }
                 return
             }
             if let status, (400..<500).contains(status), status != 408, status != 429 {
                 throw ConnectorError.fatal("sink \(name): POST \(url.absoluteString) answered \(status): \(body.prefix(300))")
             }
-            let reason = status.map { "answered \($0): \(body.prefix(200))" } ?? failure ?? "failed"
+            let answered = status.map { "answered \($0): \(body.prefix(200))" }
+            let reason = [answered, failure].compactMap { $0 }.joined(separator: "; ")
             // Refused: nothing listens, nothing was delivered; the runtime reports it and backs off.
             if refused { throw ConnectorError.transient("POST \(url.absoluteString) \(reason)") }
             retrying("POST \(url.absoluteString) \(reason); retrying the same batch")
@@ -184,44 +237,6 @@ public final class HTTPSink: Sink {
             let wake = Date(timeIntervalSinceNow: pause * Double.random(in: 0.5...1))
             while Date() < wake && !shouldGiveUp() { Thread.sleep(forTimeInterval: min(0.1, wake.timeIntervalSinceNow)) }
             pause = min(pause * 2, 10)
-        }
-    }
-
-    private func post(_ request: URLRequest) -> (Int?, String, String?, Bool) {
-        let done = DispatchSemaphore(value: 0)
-        let result = ResultBox()
-        let timeoutSeconds = self.timeoutSeconds
-        let task = session.uploadTask(with: request, fromFile: URL(fileURLWithPath: spoolPath)) { data, response, error in
-            result.status = (response as? HTTPURLResponse)?.statusCode
-            result.body = data.map { String(decoding: $0, as: UTF8.self) } ?? ""
-            result.error = error.map { HTTPSink.describe($0, timeoutSeconds: timeoutSeconds) }
-            result.refused = (error as? URLError)?.code == .cannotConnectToHost
-            done.signal()
-        }
-        task.resume()
-        while done.wait(timeout: .now() + .milliseconds(100)) == .timedOut {
-            if shouldGiveUp() {
-                task.cancel()
-                done.wait()
-                return (nil, "", "abandoned: the process is stopping", false)
-            }
-        }
-        return (result.status, result.body, result.error, result.refused)
-    }
-
-    /// Foundation's URL errors in plain words ("NSURLErrorDomain error -1001" says nothing to an operator).
-    static func describe(_ error: any Error, timeoutSeconds: Double) -> String {
-        guard let url = error as? URLError else { return error.localizedDescription }
-        switch url.code {
-        case .timedOut: return "no answer within \(timeoutSeconds.formatted()) s (the `timeout` key)"
-        case .cannotConnectToHost: return "connection refused: nothing listens there"
-        case .cannotFindHost, .dnsLookupFailed: return "host name not found"
-        case .networkConnectionLost: return "the connection was closed before an answer"
-        case .secureConnectionFailed, .serverCertificateUntrusted, .serverCertificateHasBadDate,
-             .serverCertificateNotYetValid, .serverCertificateHasUnknownRoot:
-            return "TLS failed: \(url.localizedDescription)"
-        case .cancelled: return "cancelled"
-        default: return "\(url.localizedDescription) (URLError \(url.code.rawValue))"
         }
     }
 
@@ -241,13 +256,16 @@ public final class HTTPSink: Sink {
             return [CheckFinding(.error, "sink \(name)", "cannot connect to \(endpoint) for \(url.absoluteString): \(reason)",
                                  fix: "start the receiver, or correct url")]
         }
+        if isHTTPS {
+            if let failed = transport.handshake(timeoutSeconds: timeoutSeconds) {
+                return [CheckFinding(.error, "sink \(name)", "TLS handshake with \(endpoint): \(failed.failure ?? "failed")",
+                                     fix: "correct ca_file, client_cert or client_key, or the receiver's certificate")]
+            }
+            let trust = transport.tls.caFile.map { "ca_file \($0)" } ?? "the system's CAs"
+            return [CheckFinding(.ok, "sink \(name)", "\(endpoint): TLS handshake done, receiver verified against \(trust)"
+                                 + (transport.tls.clientCertificate != nil ? ", client certificate presented" : "")
+                                 + "; POSTs batches to \(url.absoluteString)")]
+        }
         return [CheckFinding(.ok, "sink \(name)", "\(endpoint) accepts connections; POSTs batches to \(url.absoluteString)")]
     }
-}
-
-private final class ResultBox: @unchecked Sendable {
-    var status: Int?
-    var body = ""
-    var error: String?
-    var refused = false
 }

@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """An HTTP receiver for HTTPSinkTests.
 
-    http_receiver.py PORT LOG SEED FAIL_RATE CONTROL
+    http_receiver.py PORT LOG SEED FAIL_RATE CONTROL [CERT KEY [CLIENT_CA]]
 
 Records every request as one JSON line in LOG: {"n", "method", "path", "status", "headers" (names
 lower-cased), "body"}. Answers 503 to a seeded-random FAIL_RATE share of requests, 200 otherwise.
 While the file CONTROL exists and holds "reject", answers 400 with a JSON body naming REJECT-MARKER;
 while it holds "408" or "429", answers that status; while it holds "slow", takes the request (recorded
-with "slow": true) but answers only after 2.5 s.
+with "slow": true) but answers only after 2.5 s. With CERT and KEY it speaks HTTPS; with CLIENT_CA it
+also requires a client certificate signed by that CA (its CN is recorded as "client").
 """
 import json
 import os
@@ -68,7 +69,8 @@ class Handler(BaseHTTPRequestHandler):
                 status, answer = 200, b'{"ok":true}'
             record = {"n": count[0], "method": "POST", "path": self.path, "status": status,
                       "headers": {k.lower(): v for k, v in self.headers.items()},
-                      "body": body.decode("utf-8", "replace"), "slow": current == "slow"}
+                      "body": body.decode("utf-8", "replace"), "slow": current == "slow",
+                      "client": client_name(self.connection)}
             log.write(json.dumps(record) + "\n")
             log.flush()
         if current == "slow":
@@ -83,6 +85,23 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
+def client_name(connection):
+    peer = connection.getpeercert() if hasattr(connection, "getpeercert") else None
+    for entry in (peer or {}).get("subject", ()):
+        for key, value in entry:
+            if key == "commonName":
+                return value
+    return None
+
+
 server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+if len(sys.argv) > 7:
+    import ssl
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(sys.argv[6], sys.argv[7])
+    if len(sys.argv) > 8:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(sys.argv[8])
+    server.socket = context.wrap_socket(server.socket, server_side=True)
 print("listening on", port, flush=True)
 server.serve_forever()
