@@ -52,7 +52,13 @@ public final class NATSConnection {
             var pointer: OpaquePointer?
             let status = natsConnection_Connect(&pointer, natsOptions)
             guard status == NATS_OK || status == NATS_NOT_YET_CONNECTED, let pointer else {
-                throw NATSError.last(status, "cannot connect to \(displayServers)")
+                let error = NATSError.last(status, "cannot connect to \(displayServers)")
+                // OpenSSL's verify codes name no file: say which CA did not verify the server.
+                let text = error.message.lowercased()
+                guard text.contains("ssl handshake error"), ["issuer", "self-signed", "self signed", "verify"].contains(where: text.contains)
+                else { throw error }
+                let trust = options.caFile.map { "the CA of ca_file \($0)" } ?? "a CA this system trusts (or set ca_file)"
+                throw NATSError(error.message + ": the server's certificate is not signed by \(trust)", status: status)
             }
             connection = pointer
         } catch {

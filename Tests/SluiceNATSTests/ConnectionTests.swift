@@ -55,6 +55,7 @@ final class ConnectionTests: NATSTestCase {
         try shell("""
             set -e; mkdir -p '\(pki)'; cd '\(pki)'
             openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 1 -subj /CN=sluice-test-ca
+            openssl req -x509 -newkey rsa:2048 -nodes -keyout other.key -out other.pem -days 1 -subj /CN=sluice-other-ca
             openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1
             printf 'subjectAltName=IP:127.0.0.1\\n' > ext.cnf
             openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 1 -extfile ext.cnf
@@ -65,8 +66,13 @@ final class ConnectionTests: NATSTestCase {
         let js = try connection.jetStream()
         try js.addStream(StreamConfig(name: "APP", subjects: ["app.>"]))
         XCTAssertEqual(try js.publish("app.t", body(1)).sequence, 1)
-        // Without the CA, the server's certificate is not trusted.
+        // Without the CA, or with another CA, the server's certificate is not trusted, and the error says so.
         XCTAssertThrowsError(try connect([tlsURL]))
+        XCTAssertThrowsError(try connect([tlsURL]) { $0.caFile = pki + "/other.pem" }) { error in
+            let error = error as? NATSError
+            XCTAssertTrue(error?.description.contains("SSL handshake error") == true, "\(String(describing: error))")
+            XCTAssertTrue(error?.description.contains("not signed by the CA of ca_file") == true, "\(String(describing: error))")
+        }
         XCTAssertThrowsError(try connect([tlsURL]) { $0.caFile = pki + "/missing.pem" }) { error in
             XCTAssertTrue("\(error)".contains("missing.pem"), "\(error)")
         }
