@@ -82,6 +82,15 @@ public final class ConnectorHealth: @unchecked Sendable {
         return changeLog.elements
     }
 
+    /// Puts the state changes of a previous run before this run's, keeping the last 50.
+    func restore(changes earlier: [StateChange]) {
+        lock.lock()
+        defer { lock.unlock() }
+        var log = HistoryRing<StateChange>(capacity: changeLog.capacity)
+        for change in (earlier + changeLog.elements).sorted(by: { $0.at < $1.at }) { log.append(change) }
+        changeLog = log
+    }
+
     /// The connector's last error (a retry or failure reason) and when it was reported; kept after it recovers.
     public func lastError(_ kind: String, _ name: String) -> (reason: String, at: Date)? {
         lock.lock()

@@ -3,10 +3,13 @@ import SluiceKit
 
 /// The running daemon's view for the console (`/api/status`): the `status --json` object built from
 /// the live pipeline, plus events per second and the last 15 minutes of each topic and sink, kept in
-/// memory (bounded) and sampled once a second.
+/// memory (bounded), sampled once a second, and saved under `data_dir` for the next start
+/// (``ConsoleHistoryFile``).
 final class Console: @unchecked Sendable, StatusJSONExtras {
     /// Samples kept per topic and sink: 15 minutes at one a second.
     static let historyLength = 900
+    /// How often the histories are saved: a SIGKILL loses at most this many seconds of them.
+    static let saveEverySeconds = 5
 
     struct TopicSample { var at: Double; var events: UInt64; var rate: Double }
     struct SinkSample { var at: Double; var lagEvents: UInt64; var lagSeconds: Double; var rate: Double }
@@ -63,6 +66,36 @@ final class Console: @unchecked Sendable, StatusJSONExtras {
                                     rate: sinkRates[sink.name]?.perSecond ?? 0)
             sinkHistory[sink.name, default: HistoryRing(capacity: Self.historyLength)].append(sample)
         }
+    }
+
+    /// Takes back the histories a previous run saved, those of topics and sinks still configured and
+    /// at most `historyLength` seconds old, and its state changes (before the runners start).
+    func restore(_ file: ConsoleHistoryFile, at now: Double = Date().timeIntervalSince1970) {
+        let config = pipeline.config
+        let recent = { (at: Double) in at > now - Double(Self.historyLength) && at <= now }
+        lock.lock()
+        for name in config.topics {
+            for sample in (file.topics[name] ?? []).filter({ recent($0.at) }).suffix(Self.historyLength) {
+                topicHistory[name, default: HistoryRing(capacity: Self.historyLength)].append(sample)
+            }
+        }
+        for (section, _) in pipeline.sinks {
+            let name = section.config.name
+            for sample in (file.sinks[name] ?? []).filter({ recent($0.at) }).suffix(Self.historyLength) {
+                sinkHistory[name, default: HistoryRing(capacity: Self.historyLength)].append(sample)
+            }
+        }
+        lock.unlock()
+        pipeline.health.restore(changes: file.changes.filter { $0.at.timeIntervalSince1970 <= now })
+    }
+
+    /// What ``restore(_:at:)`` takes back at the next start.
+    func saved(at now: Double = Date().timeIntervalSince1970) -> ConsoleHistoryFile {
+        let changes = pipeline.health.changes
+        lock.lock()
+        defer { lock.unlock() }
+        return ConsoleHistoryFile(writtenAt: now, topics: topicHistory.mapValues(\.elements), sinks: sinkHistory.mapValues(\.elements),
+                                  changes: changes)
     }
 
     /// The live pipeline as `sluice status` reports it; states are read at this instant.

@@ -161,6 +161,14 @@ public final class Pipeline: @unchecked Sendable {
         console.attach(progress)
         let consoleShown = metricsServer != nil
         if consoleShown { console.followSources(until: stopSources) }
+        let saveHistory: @Sendable () -> Void = { [logger] in
+            do {
+                try console.saved().write(dataDirectory: dataDirectory)
+            } catch {
+                logger.warning("cannot save the console's history", metadata: ["reason": "\(error)"])
+            }
+        }
+        if consoleShown, let saved = ConsoleHistoryFile.read(dataDirectory: dataDirectory, logger: logger) { console.restore(saved) }
         let writeStatus: @Sendable () -> Void = { [health] in health.snapshot(progress: progress).write(dataDirectory: dataDirectory) }
         health.observe(writeStatus)
         writeStatus()
@@ -181,6 +189,7 @@ public final class Pipeline: @unchecked Sendable {
                 gauges.update()
                 if consoleShown { console.sample() }
                 ticks += 1
+                if consoleShown && ticks % Console.saveEverySeconds == 0 { saveHistory() }
                 if ticks % 10 == 0 || retentionWanted.take() { retention.apply() }
             }
         }
@@ -206,6 +215,7 @@ public final class Pipeline: @unchecked Sendable {
                 """)
         }
         writeStatus()
+        if consoleShown { saveHistory() }
         failureLock.lock()
         let failed = failure != nil
         let code = failureCode
