@@ -3,10 +3,12 @@ import XCTest
 
 /// Built-in connectors use only what a third-party author can use: the SDK (SluiceKit), the wire
 /// wrappers, the NATS wrapper and the pgoutput decoder (library products), Foundation, swift-log and swift-metrics,
-/// and the C library. Never the runtime, the log, the command line, or internals through `@testable`.
+/// the C library, and libcurl (CCurl: a system library module that a third-party package declares the same
+/// way). Never the runtime, the log, the command line, or internals through `@testable`.
 final class ImportBoundaryTests: XCTestCase {
     static let allowed: Set<String> = [
         "SluiceKit", "SluiceWire", "PGOutput", "SluiceNATS", "Foundation", "FoundationNetworking", "Logging", "Metrics", "Glibc", "Dispatch",
+        "CCurl",
     ]
 
     func testConnectorsImportOnlyWhatThirdPartiesCan() throws {
