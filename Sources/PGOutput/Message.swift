@@ -26,6 +26,12 @@ public struct PGOutputDecoder {
 
     public init() {}
 
+    /// A decoder already inside a stream block: for messages of a streamed transaction that were
+    /// kept aside (see ``StreamedChange``) and are decoded at its Stream Commit.
+    public init(inStream: Bool) {
+        self.inStream = inStream
+    }
+
     public mutating func decode(_ bytes: UnsafeRawBufferPointer) throws(PGOutputError) -> Message {
         var reader = ByteReader(bytes)
         guard !reader.isAtEnd else { throw PGOutputError(.empty, at: 0) }

@@ -31,6 +31,7 @@ public enum Failpoint {
         "log.before_fsync": "embedded log flusher: commit markers are written to the segment, before their fdatasync",
         "log.after_fsync": "embedded log flusher: after the fdatasync, before the durable position is published",
         "source.before_confirm": "PostgreSQL source: before a standby status update that confirms an LSN is sent",
+        "source.mid_stream_commit": "PostgreSQL source: a streamed transaction's staged changes are partly appended to the topic, before its commit marker",
         "backfill.after_low_watermark": "backfill: the chunk's low watermark is emitted, before its SELECT",
         "backfill.before_high_watermark": "backfill: the chunk's SELECT is done, before its high watermark",
         "backfill.before_save_progress": "backfill: a chunk is durable in the topic, before backfill.json records it",

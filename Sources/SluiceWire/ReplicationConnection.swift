@@ -56,12 +56,14 @@ public final class ReplicationConnection {
     }
 
     /// Starts streaming. The server sends transactions committed after `start`
-    /// (or after the slot's confirmed position, if that is later).
+    /// (or after the slot's confirmed position, if that is later). `streaming` (protocol version 2 or
+    /// later) lets it send a large transaction's changes while it runs, in Stream Start … Stream Stop blocks.
     public func startReplication(slot: String, start: UInt64, publications: [String], protocolVersion: Int = 1,
-                                 messages: Bool = true) throws {
+                                 messages: Bool = true, streaming: Bool = false) throws {
         let names = publications.map { PGConnection.quoteIdentifier($0) }.joined(separator: ",")
         var options = ["proto_version '\(protocolVersion)'", "publication_names \(PGConnection.quoteLiteral(names))"]
         if messages { options.append("messages 'true'") }
+        if streaming { options.append("streaming 'on'") }
         let sql = "START_REPLICATION SLOT \(PGConnection.quoteIdentifier(slot)) LOGICAL \(formatLSN(start)) ("
             + options.joined(separator: ", ") + ")"
         guard let raw = PQexec(connection.conn, sql) else { throw connection.lastError }

@@ -28,6 +28,9 @@ public final class PostgresSource: BackfillSource, VerifiableSource {
     let retainedWALWarning: UInt64
     /// Rows per backfill chunk: held in memory between the two watermarks.
     let backfillChunkSize: Int
+    /// `streaming`: ask PostgreSQL 14+ to send large transactions while they run (staged on local disk
+    /// until their commit) instead of spilling them on the server and sending them at commit.
+    let streaming: Bool
     /// `<data_dir>/sources/<name>`, where the runtime keeps this source's state.
     let stateDirectory: String
 
@@ -55,6 +58,7 @@ public final class PostgresSource: BackfillSource, VerifiableSource {
         retainedWALWarning = try config.bytes("retained_wal_warning", default: 1 << 30) ?? (1 << 30)
         stateDirectory = DataDirectory(config.dataDirectory).sourceState(config.name)
         backfillChunkSize = try config.int("backfill_chunk_size", default: 20_000, range: 1...1_000_000)
+        streaming = try config.bool("streaming", default: true)
         try config.rejectUnknownKeys()
     }
 
@@ -217,13 +221,16 @@ public final class PostgresSource: BackfillSource, VerifiableSource {
             state.tracksConfirms = true
             try state.save(to: context.stateDirectory)
         }
+        // Protocol version 2 (PostgreSQL 14) brings streaming of in-progress transactions.
+        let streamsInProgress = try streaming && wrap { Int(try sql.execute("SHOW server_version_num").string(0, 0) ?? "") ?? 0 } >= 140_000
         try wrap {
-            try replication.startReplication(slot: slot, start: start, publications: [publication])
+            try replication.startReplication(slot: slot, start: start, publications: [publication],
+                                             protocolVersion: streamsInProgress ? 2 : 1, streaming: streamsInProgress)
         }
         logger.info("streaming", metadata: ["slot": "\(slot)", "from": "\(formatLSN(start))",
-                                            "publication": "\(publication)"])
+                                            "publication": "\(publication)", "in_progress": "\(streamsInProgress)"])
         context.report(.running)
-        let stream = StreamLoop(source: self, replication: replication, catalog: RelationCatalog(connection: sql),
+        let stream = try StreamLoop(source: self, replication: replication, catalog: RelationCatalog(connection: sql),
                                 sql: sql, writer: writer, context: context,
                                 tableFilter: tables.map(Set.init), state: state)
         try stream.run()

@@ -30,11 +30,15 @@ final class StreamLoop {
     private var state: SourceState
     private var progress: ReplicationProgress
     private var inTransaction: Bool { progress.inTransaction }
+    /// Transactions streamed while they run, kept until their Stream Commit (see ``StagedTransactions``).
+    private let staging: StagedTransactions
+    /// The transaction of the open stream block (Stream Start … Stream Stop).
+    private var streamingXid: UInt32?
 
     private lazy var retainedGauge = Gauge(label: "sluice_source_retained_wal_bytes", dimensions: [("source", source.name)])
 
     init(source: PostgresSource, replication: ReplicationConnection, catalog: RelationCatalog, sql: PGConnection,
-         writer: TransactionWriter, context: SourceContext, tableFilter: Set<TableName>?, state: SourceState) {
+         writer: TransactionWriter, context: SourceContext, tableFilter: Set<TableName>?, state: SourceState) throws {
         self.state = state
         self.source = source
         self.replication = replication
@@ -45,6 +49,7 @@ final class StreamLoop {
         self.tableFilter = tableFilter
         progress = ReplicationProgress(lastCommitEnd: writer.lastCommit?.commit.endLSN.rawValue,
                                        beyond: state.confirmedBeyond, now: DispatchTime.now().uptimeNanoseconds)
+        staging = try StagedTransactions(directory: context.stateDirectory + "/streaming")
     }
 
     func run() throws {
@@ -66,6 +71,7 @@ final class StreamLoop {
         }
         // Stopping: whatever is open is dropped and arrives again on the next start.
         if inTransaction && !progress.skipping { try writer.abort() }
+        staging.discardAll()
         try writer.writer.flush()
         try? sendStatusIfDue(force: true)
     }
@@ -88,6 +94,10 @@ final class StreamLoop {
             progress.keepalive(walEnd: walEnd, replyRequested: reply)
         case let .xLogData(walStart, walEnd, _, payload):
             progress.data(walStart: walStart, walEnd: walEnd)
+            if let xid = streamingXid, let change = try StreamedChange.peek(payload) {
+                try staging.append(xid: xid, subtransaction: change.isSchema ? 0 : change.xid, lsn: walStart, message: payload)
+                return
+            }
             try handle(try decoder.decode(payload), lsn: LSN(walStart))
         }
     }
@@ -95,17 +105,9 @@ final class StreamLoop {
     private func handle(_ message: Message, lsn: LSN) throws {
         switch message {
         case let .begin(begin):
-            if progress.begin(finalLSN: begin.finalLSN) {
-                try backfill.beforeBegin(finalLSN: begin.finalLSN) { try? sendStatusIfDue(force: true) }
-                try writer.begin(BeginRecord(xid: begin.xid, commitLSN: LSN(begin.finalLSN),
-                                             commitTime: begin.commitTime + postgresEpochOffsetMicros))
-            }
+            try beginTransaction(xid: begin.xid, commitLSN: begin.finalLSN, commitTime: begin.commitTime)
         case let .commit(commit):
-            if progress.commit(endLSN: commit.endLSN, now: DispatchTime.now().uptimeNanoseconds) {
-                try writer.commit(commitLSN: LSN(commit.commitLSN), endLSN: LSN(commit.endLSN),
-                                  commitTime: commit.commitTime + postgresEpochOffsetMicros)
-                try backfill.committed(commitLSN: commit.commitLSN, endLSN: commit.endLSN)
-            }
+            try commitTransaction(commitLSN: commit.commitLSN, endLSN: commit.endLSN, commitTime: commit.commitTime)
         case let .relation(relation):
             let schema = try source.wrap { try catalog.schema(for: relation) }
             let previous = relations.updateValue(schema, forKey: relation.oid)
@@ -163,9 +165,73 @@ final class StreamLoop {
             catalog.typeChanged(type.oid)
         case .origin:
             break
-        case .streamStart, .streamStop, .streamCommit, .streamAbort:
-            throw ConnectorError.fatal("source '\(source.name)': received a streamed transaction, which was not requested")
+        case let .streamStart(start):
+            try streamStarted(start)
+        case .streamStop:
+            streamingXid = nil
+        case let .streamCommit(commit):
+            try streamCommitted(commit)
+        case let .streamAbort(abort):
+            staging.abort(xid: abort.xid, subtransaction: abort.subtransactionXid)
         }
+    }
+
+    /// Begin, or a streamed transaction's Stream Commit: `commitLSN` is where its commit record starts.
+    private func beginTransaction(xid: UInt32, commitLSN: UInt64, commitTime: Int64) throws {
+        guard progress.begin(finalLSN: commitLSN) else { return }
+        try backfill.beforeBegin(finalLSN: commitLSN) { try? sendStatusIfDue(force: true) }
+        try writer.begin(BeginRecord(xid: xid, commitLSN: LSN(commitLSN), commitTime: commitTime + postgresEpochOffsetMicros))
+    }
+
+    private func commitTransaction(commitLSN: UInt64, endLSN: UInt64, commitTime: Int64) throws {
+        guard progress.commit(endLSN: endLSN, now: DispatchTime.now().uptimeNanoseconds) else { return }
+        try writer.commit(commitLSN: LSN(commitLSN), endLSN: LSN(endLSN), commitTime: commitTime + postgresEpochOffsetMicros)
+        try backfill.committed(commitLSN: commitLSN, endLSN: endLSN)
+    }
+
+    // MARK: Streamed transactions
+
+    private func streamStarted(_ start: StreamStart) throws {
+        if start.isFirstSegment {
+            try staging.begin(xid: start.xid)
+        } else if !staging.contains(start.xid) {
+            // Its first blocks went to an earlier connection: this one must send it again from the start.
+            throw ConnectorError.transient("""
+                source '\(source.name)': the stream resumed transaction \(start.xid) in its middle; reconnecting \
+                to receive it from its first change
+                """)
+        }
+        streamingXid = start.xid
+    }
+
+    /// Appends the staged transaction to the topic whole, as if it had arrived at its commit.
+    private func streamCommitted(_ commit: StreamCommit) throws {
+        guard staging.contains(commit.xid) else {
+            guard commit.commitLSN < progress.resumeLSN else {
+                throw ConnectorError.transient("""
+                    source '\(source.name)': Stream Commit of transaction \(commit.xid), none of which was received; \
+                    reconnecting to receive it whole
+                    """)
+            }
+            return
+        }
+        try beginTransaction(xid: commit.xid, commitLSN: commit.commitLSN, commitTime: commit.commitTime)
+        if progress.skipping {
+            staging.discard(xid: commit.xid)
+        } else {
+            var replayed = 0
+            var decoder = PGOutputDecoder(inStream: true)
+            try staging.replay(xid: commit.xid) { lsn, message in
+                try handle(try decoder.decode(message), lsn: LSN(lsn))
+                replayed += 1
+                // The walsender waits meanwhile: it must not time the connection out.
+                if replayed % 65_536 == 0 {
+                    Failpoint.hit("source.mid_stream_commit")
+                    try sendStatusIfDue()
+                }
+            }
+        }
+        try commitTransaction(commitLSN: commit.commitLSN, endLSN: commit.endLSN, commitTime: commit.commitTime)
     }
 
     /// Relaxes the schema a new row contradicts (see ``SchemaGuard``) and writes it before the row.
