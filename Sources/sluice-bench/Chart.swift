@@ -15,6 +15,7 @@ struct Goal {
         Goal(prefix: "apply to SQLite (end to end)", kind: .ratioAtLeast, value: 0.5),
         Goal(prefix: "backfill", kind: .ratioAtLeast, value: 0.7),
         Goal(prefix: "latency,", kind: .p99Below, value: 50),
+        Goal(prefix: "large transaction", kind: .ratioAtLeast, value: 2.0),
         Goal(prefix: "latency through JetStream", kind: .p99Below, value: 25),
         Goal(prefix: "one ", kind: .peakRSSBelow, value: 150),
         Goal(prefix: "capture → JetStream, replicas 1", kind: .ratioAtLeast, value: 0.7),
