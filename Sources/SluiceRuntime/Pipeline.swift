@@ -49,6 +49,16 @@ public final class Pipeline: @unchecked Sendable {
     public func check() -> [CheckFinding] {
         ListenProbe.finding(config.metrics, dataDirectory: config.dataDirectory) + store.check(topics: config.topics)
             + sources.flatMap { $0.source.check(logger: logger) } + sinks.flatMap { $0.sink.check(logger: logger) }
+            + aggregatedTableFindings()
+    }
+
+    /// Aggregated tables whose source does not send whole old rows (REPLICA IDENTITY FULL).
+    private func aggregatedTableFindings() -> [CheckFinding] {
+        sources.flatMap { name, source -> [CheckFinding] in
+            let aggregated = AggregatedTables(config, topic: name)
+            guard !aggregated.isEmpty, let source = source as? any OldRowSource else { return [] }
+            return aggregated.findings(source, name: name)
+        }
     }
 
     /// Asks the pipeline to stop gracefully (SIGINT/SIGTERM).
@@ -118,6 +128,12 @@ public final class Pipeline: @unchecked Sendable {
             }
         }
 
+        // An aggregate over a table that sends only old keys would stop its sink at the first update.
+        if let problem = aggregatedTableFindings().first(where: { $0.severity == .error }) {
+            logger.error("\(problem.subject): \(problem.message). Fix: \(problem.fix ?? "")")
+            return 2
+        }
+
         // A sink may read a topic no source here writes (a split deployment): it must exist already.
         let written = Set(sources.map(\.name))
         for topic in config.topics where !written.contains(topic) {
@@ -145,6 +161,7 @@ public final class Pipeline: @unchecked Sendable {
             SourceRunner(source: source, name: name, store: store,
                          stateDirectory: DataDirectory(config.dataDirectory).sourceState(name), stop: stopSources,
                          health: health, logger: logger.with("source", name), space: space,
+                         backfillReplaces: { [aggregated = AggregatedTables(config, topic: name)] in aggregated.contains($0) },
                          onDiskFull: { retentionWanted.stop() }) { [weak self] in self?.fail($0, code: $1) }
         }
         let sinkRunners = sinks.map { section, sink in

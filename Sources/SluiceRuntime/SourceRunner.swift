@@ -18,14 +18,17 @@ final class SourceRunner: @unchecked Sendable {
     let space: DiskSpace
     /// Asks for retention to run at once (the topic's disk is full).
     let onDiskFull: @Sendable () -> Void
+    let backfillReplaces: @Sendable (TableName) -> Bool
     private(set) var thread: Thread?
     private lazy var retries = Counter(label: "sluice_source_retries_total", dimensions: [("source", name)])
     private let finished = DispatchSemaphore(value: 0)
 
     init(source: any Source, name: String, store: any TopicStore, stateDirectory: String,
          stop: StopSignal, health: ConnectorHealth, logger: Logger, space: DiskSpace,
+         backfillReplaces: @escaping @Sendable (TableName) -> Bool = { _ in false },
          onDiskFull: @escaping @Sendable () -> Void, onFatal: @escaping @Sendable (String, Int32) -> Void) {
         self.space = space
+        self.backfillReplaces = backfillReplaces
         self.onDiskFull = onDiskFull
         self.source = source
         self.name = name
@@ -63,7 +66,7 @@ final class SourceRunner: @unchecked Sendable {
                                     report: { state in
                                         let state = state == .running ? supervisor.with { $0.healthy(at: Date()) } : state
                                         health.set("source", name, state, logger: logger)
-                                    })
+                                    }, backfillReplaces: backfillReplaces)
         var writer: (any TopicWriter)?
         /// Set by a full disk until the topic has started a segment retention can free.
         var needsRoom = false

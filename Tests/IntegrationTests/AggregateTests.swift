@@ -27,8 +27,8 @@ class AggregateTestCase: SinkTestCase {
         "        measures: {orders: \"count(*)\", items: \"sum(qty)\"}",
     ]
 
-    func writeAggregateConfig() throws {
-        try writeSourceConfig(tables: ["public.orders", "public.markers"], sinks: [
+    func writeAggregateConfig(sourceExtra: [String] = []) throws {
+        try writeSourceConfig(tables: ["public.orders", "public.markers"], sourceExtra: sourceExtra, sinks: [
             "  - name: replica", "    type: postgres", "    url: \(target.url)", "    topics: [app]",
         ] + Self.aggregates + [
             "  - name: local", "    type: sqlite", "    path: \(sqlitePath)", "    topics: [app]",
@@ -139,17 +139,27 @@ class AggregateTestCase: SinkTestCase {
 final class AggregateTests: AggregateTestCase {
     override var fixtureName: String { "aggregates" }
 
-    func testATableWithoutReplicaIdentityFullIsRefusedNamingTheFix() throws {
+    func testATableWithoutReplicaIdentityFullIsRefusedByCheckAndRunNamingTheFix() throws {
         try source.query("CREATE TABLE orders (id int PRIMARY KEY, region text, status text NOT NULL, amount numeric(10,2), "
                          + "qty int, created_at timestamptz); CREATE TABLE markers (id serial PRIMARY KEY); INSERT INTO orders VALUES (1, 'eu', 'paid', 1, 1, now())")
         try writeAggregateConfig()
-        let daemon = try startDaemon()
-        try eventually(timeout: 60, "the sink to refuse public.orders" + logTail) {
-            let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
-            return log.contains("sinks[0] (replica).aggregates[0].from") && log.contains("ALTER TABLE public.orders REPLICA IDENTITY FULL")
+        let check = try sluice(["check", "--config", configPath])
+        XCTAssertEqual(check.status, 2, check.describe)
+        for sink in ["sinks[0] (replica)", "sinks[1] (local)"] {
+            XCTAssertTrue(check.out.contains("\(sink).aggregates[0].from: table public.orders lacks REPLICA IDENTITY FULL"), check.describe)
         }
+        XCTAssertTrue(check.out.contains("ALTER TABLE public.orders REPLICA IDENTITY FULL;"), "the fix is printed: \(check.describe)")
+
+        let run = try sluice(["run", "--config", configPath], timeout: 60)
+        XCTAssertEqual(run.status, 2, "run refuses before it starts: \(run.describe)")
+        XCTAssertTrue(run.all.contains("sinks[0] (replica).aggregates[0].from") && run.all.contains("ALTER TABLE public.orders REPLICA IDENTITY FULL"),
+                      run.describe)
         XCTAssertEqual(try target.scalar("SELECT to_regclass('public.orders_per_minute')::text"), nil, "no aggregate table is made")
-        _ = daemon.isRunning ? daemon.terminate() : daemon.wait()
+
+        // The fix it prints is enough.
+        try source.query("ALTER TABLE public.orders REPLICA IDENTITY FULL")
+        let fixed = try sluice(["check", "--config", configPath])
+        XCTAssertFalse(fixed.out.contains("lacks REPLICA IDENTITY FULL"), fixed.describe)
     }
 
     func testAggregatesEqualTheSourceGroupByThroughUpdatesDeletesAndTruncate() throws {
@@ -176,6 +186,37 @@ final class AggregateTests: AggregateTestCase {
         Self.workload(db, transactions: 40, firstID: 50_000, stats: stats)
         try waitForTargets(lsn: try commitMarked("INSERT INTO markers DEFAULT VALUES", on: db))
         try assertAggregatesEqualSource()
+        XCTAssertEqual(daemon.terminate(), 0, "clean exit on SIGTERM" + logTail)
+    }
+
+    /// A backfill re-sends every current row of the table: an aggregate over it must replace the
+    /// table's contribution, not add the rows a second time, while the stream goes on beside it.
+    func testABackfillOfAnAggregatedTableReplacesItsContribution() throws {
+        try createOrders(preload: 600)
+        try writeAggregateConfig(sourceExtra: ["backfill_chunk_size: 100"])
+        let daemon = try startDaemon()
+        try waitForSlotActive()
+        let db = try source.connect()
+        let stats = SinkTestStats()
+        Self.workload(db, transactions: 20, firstID: 10_000, stats: stats)
+        try waitForTargets(lsn: try commitMarked("INSERT INTO markers DEFAULT VALUES", on: db))
+        try assertAggregatesEqualSource()
+
+        let stop = SinkTestFlag()
+        let url = source.url
+        let writer = SinkTestWorker("orders-writer", stop: stop) {
+            guard let db = try? PGConnection(url: url) else { return stats.note("cannot connect") }
+            Self.workload(db, transactions: 2_000, firstID: 20_000, stop: stop, stats: stats)
+        }
+        defer { writer.stop() }
+        let result = try sluice(["backfill", "--config", configPath, "--table", "public.orders"], timeout: 180)
+        writer.stop()
+        XCTAssertEqual(result.status, 0, result.describe + logTail)
+        XCTAssertGreaterThan(stats["committed"], 20, "the workload ran beside the backfill: \(stats.summary) \(stats.notes)")
+        try waitForTargets(lsn: try commitMarked("INSERT INTO markers DEFAULT VALUES", on: db))
+        try assertAggregatesEqualSource()
+        XCTAssertEqual(try target.scalar("SELECT count(*) FROM public.orders"), try source.scalar("SELECT count(*) FROM orders"),
+                       "the mirrored table is exact too" + logTail)
         XCTAssertEqual(daemon.terminate(), 0, "clean exit on SIGTERM" + logTail)
     }
 }

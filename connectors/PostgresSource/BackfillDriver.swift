@@ -275,8 +275,9 @@ final class BackfillDriver {
             context.logger.info("backfill copying table", metadata: ["table": "\(table)", "rows": "\(count ?? "?")"])
         }
         let keyColumns = schema.primaryKey
-        guard !keyColumns.isEmpty else {
-            // No primary key (or a column list leaving it out): copied whole at a known position.
+        guard !keyColumns.isEmpty, !context.backfillReplaces(tableName) else {
+            // No primary key (or a column list leaving it out), or a table a sink aggregates (its rows
+            // must replace the table's contribution, not add to it): copied whole at a known position.
             let start = try source.wrap { try sql.execute("SELECT pg_current_wal_insert_lsn()::text").string(0, 0) }
             wholeCopy = WholeTableCopy(table: tableName, tableIndex: tableIndex, startLSN: start.flatMap { LSN($0)?.rawValue } ?? 0,
                                        url: source.url, slotPrefix: source.slot)

@@ -10,7 +10,7 @@ import SluiceWire
 /// `snapshot: initial`, copies the existing rows from the slot's exported snapshot as one topic
 /// transaction of `read` changes, so snapshot and stream meet with no gap and no overlap.
 /// Afterwards it streams from the topic's last commit marker.
-public final class PostgresSource: BackfillSource, VerifiableSource {
+public final class PostgresSource: BackfillSource, VerifiableSource, OldRowSource {
     public static let typeName = "postgres"
 
     let name: String
@@ -129,6 +129,13 @@ public final class PostgresSource: BackfillSource, VerifiableSource {
             }
         }
         return tables.map(\.description)
+    }
+
+    public func tablesWithoutOldRows(among wanted: (TableName) -> Bool) throws -> [(table: TableName, fix: String)] {
+        let sql = try connect { try PGConnection(url: url, applicationName: "sluice-check", connectTimeoutSeconds: 5) }
+        let state = (try? SourceState.load(from: stateDirectory)) ?? SourceState()
+        return try wrap { try Prerequisites(source: self, sql: sql, state: state).tablesWithoutFullIdentity(among: wanted) }
+            .map { ($0, "ALTER TABLE \($0.description) REPLICA IDENTITY FULL;") }
     }
 
     public func preflight() throws {

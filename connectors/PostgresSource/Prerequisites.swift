@@ -204,6 +204,14 @@ struct Prerequisites {
         }
     }
 
+    /// The tables in scope that `wanted` selects and that exist without REPLICA IDENTITY FULL.
+    func tablesWithoutFullIdentity(among wanted: (TableName) -> Bool) throws -> [TableName] {
+        try tablesInScope().filter(wanted).filter { table in
+            let result = try sql.execute("SELECT relreplident FROM pg_class WHERE oid = to_regclass($1)", [table.sql])
+            return result.rowCount == 1 && result.string(0, 0) != "f"
+        }
+    }
+
     func slot() throws -> [CheckFinding] {
         if let status = try source.slotStatus(sql) {
             if status.plugin != "pgoutput" {

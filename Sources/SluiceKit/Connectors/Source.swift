@@ -10,14 +10,20 @@ public struct SourceContext: Sendable {
     public let isStopping: @Sendable () -> Bool
     /// Sets the source's health and its one-line reason, for `status` and `/health`.
     public let report: @Sendable (ConnectorState) -> Void
+    /// Whether a backfill of the table must replace its rows at the sinks in one transaction (a whole
+    /// copy) rather than upsert them in chunks: a sink keeps an aggregate over it, and re-sent rows
+    /// would be counted twice.
+    public let backfillReplaces: @Sendable (TableName) -> Bool
 
     public init(name: String, logger: Logger, stateDirectory: String, isStopping: @escaping @Sendable () -> Bool,
-                report: @escaping @Sendable (ConnectorState) -> Void = { _ in }) {
+                report: @escaping @Sendable (ConnectorState) -> Void = { _ in },
+                backfillReplaces: @escaping @Sendable (TableName) -> Bool = { _ in false }) {
         self.name = name
         self.logger = logger
         self.stateDirectory = stateDirectory
         self.isStopping = isStopping
         self.report = report
+        self.backfillReplaces = backfillReplaces
     }
 }
 
@@ -138,4 +144,13 @@ public enum ConnectorError: Error, CustomStringConvertible, Sendable {
         case let .transient(reason), let .fatal(reason), let .misconfigured(reason): return reason
         }
     }
+}
+
+/// A source that can say which of its tables send the whole old row with each update and delete
+/// (PostgreSQL: REPLICA IDENTITY FULL). An aggregate retracts the old row, so the tables a sink
+/// aggregates need it; `check` and `run` ask before anything starts.
+public protocol OldRowSource: Source {
+    /// The captured tables that `wanted` selects whose updates and deletes carry only the old key,
+    /// each with the statement that fixes it. Throws when the database cannot be asked.
+    func tablesWithoutOldRows(among wanted: (TableName) -> Bool) throws -> [(table: TableName, fix: String)]
 }
