@@ -5,7 +5,8 @@ import XCTest
 /// in the test) that requires a client certificate: a missing file is exit 2 naming its key; a wrong
 /// `ca_file` stops the start (exit 2) saying the receiver's certificate is not signed by it; the right
 /// CA with `client_cert`/`client_key` delivers every transaction (the receiver saw the client's
-/// certificate); without a client certificate the sink fails saying the receiver requires one.
+/// certificate); an answer whose body never ends is cut at 1 MiB and retried, the daemon's memory
+/// bounded; without a client certificate the sink fails saying the receiver requires one.
 final class HTTPSinkTLSTests: PluginSinkTestCase {
     override var fixtureName: String { "httpsinktls" }
 
@@ -18,7 +19,7 @@ final class HTTPSinkTLSTests: PluginSinkTestCase {
 
     /// Every workload transaction id in the bodies of the requests answered 200.
     func deliveredXids() -> Set<Int> {
-        Set(requests().filter { $0["status"] as? Int == 200 }.flatMap { request -> [Int] in
+        Set(requests().filter { $0["status"] as? Int == 200 && $0["endless"] as? Bool != true }.flatMap { request -> [Int] in
             guard let body = request["body"] as? String,
                   let object = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any],
                   let transactions = object["transactions"] as? [[String: Any]] else { return [] }
@@ -81,13 +82,32 @@ final class HTTPSinkTLSTests: PluginSinkTestCase {
         for request in delivered {
             XCTAssertEqual(request["client"] as? String, "sluice-client", "request \(request["n"] ?? "?") came with the client certificate")
         }
+
+        // An answer whose body does not end: read up to 1 MiB, then retried like a 5xx; memory stays bounded.
+        let control = directory + "/control"
+        try "endless\n".write(toFile: control, atomically: true, encoding: .utf8)
+        workload.run(21...22)
+        XCTAssertNil(workload.error)
+        var endless: StatusView?
+        try eventually(timeout: 60, "the sink to retry an endless answer: \(endless?.text ?? "-")" + logTail) {
+            endless = try sluiceStatus(configPath)
+            return endless?.state(sink: "hook") == "retrying"
+                && endless?.error(sink: "hook")?.contains("the answer's body exceeds 1024 KiB, the limit of what is read") == true
+        }
+        XCTAssertTrue(requests().contains { $0["endless"] as? Bool == true })
+        let rss = try String(contentsOfFile: "/proc/\(daemon.pid)/status", encoding: .utf8).split(separator: "\n")
+            .first { $0.hasPrefix("VmRSS:") }.flatMap { Int($0.split(whereSeparator: \.isWhitespace)[1]) } ?? 0
+        XCTAssertTrue(rss > 0 && rss < 200 * 1024, "the daemon's resident memory (\(rss) KiB) while answers are endless")
+        try FileManager.default.removeItem(atPath: control)
+        let withEndless = Set(workload.committed.map(\.xid))
+        try eventually(timeout: 60, "the batch to be delivered once answers end" + logTail) { withEndless.isSubset(of: deliveredXids()) }
         XCTAssertEqual(daemon.terminate(), 0, logTail)
 
         // No client certificate: the receiver refuses the handshake; the sink says what is missing.
         try configure(["ca_file: \(certificates.caFile)"])
         let before = requests().count
         daemon = try startDaemon()
-        workload.run(21...25)
+        workload.run(23...27)
         XCTAssertNil(workload.error)
         let fix = "the receiver requires a client certificate: set client_cert and client_key"
         var status: StatusView?

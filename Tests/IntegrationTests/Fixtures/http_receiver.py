@@ -7,7 +7,8 @@ Records every request as one JSON line in LOG: {"n", "method", "path", "status",
 lower-cased), "body"}. Answers 503 to a seeded-random FAIL_RATE share of requests, 200 otherwise.
 While the file CONTROL exists and holds "reject", answers 400 with a JSON body naming REJECT-MARKER;
 while it holds "408" or "429", answers that status; while it holds "slow", takes the request (recorded
-with "slow": true) but answers only after 2.5 s. With CERT and KEY it speaks HTTPS; with CLIENT_CA it
+with "slow": true) but answers only after 2.5 s; while it holds "endless", answers 200 with a body
+that does not end (256 MiB at most, recorded with "endless": true). With CERT and KEY it speaks HTTPS; with CLIENT_CA it
 also requires a client certificate signed by that CA (its CN is recorded as "client").
 """
 import json
@@ -61,7 +62,7 @@ class Handler(BaseHTTPRequestHandler):
                 status, answer = 400, REJECT_BODY
             elif current in ("408", "429"):
                 status, answer = int(current), b"slow down"
-            elif current == "slow":
+            elif current in ("slow", "endless"):
                 status, answer = 200, b'{"ok":true}'
             elif rng.random() < fail_rate:
                 status, answer = 503, b"temporarily unavailable"
@@ -69,10 +70,23 @@ class Handler(BaseHTTPRequestHandler):
                 status, answer = 200, b'{"ok":true}'
             record = {"n": count[0], "method": "POST", "path": self.path, "status": status,
                       "headers": {k.lower(): v for k, v in self.headers.items()},
-                      "body": body.decode("utf-8", "replace"), "slow": current == "slow",
+                      "body": body.decode("utf-8", "replace"), "slow": current == "slow", "endless": current == "endless",
                       "client": client_name(self.connection)}
             log.write(json.dumps(record) + "\n")
             log.flush()
+        if current == "endless":
+            # No length: the body lasts until the connection closes.
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.close_connection = True
+            chunk = b" " * 65536
+            try:
+                for _ in range(4096):
+                    self.wfile.write(chunk)
+            except OSError:
+                pass
+            return
         if current == "slow":
             time.sleep(2.5)  # past the client's timeout
         self.send_response(status)
