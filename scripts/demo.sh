@@ -152,7 +152,7 @@ else
     echo "==> target differs from source; see $demo/sluice.log" >&2
     exit 1
 fi
-pause "the console is back with the restarted daemon (its charts start anew)"
+pause "the console is back with the restarted daemon (its charts go on from before the kill)"
 echo "==> the newest transaction in the topic (sluice tail app --config $demo/sluice.yml -n 1):"
 "$bin" tail app --config "$demo/sluice.yml" -n 1 | head -n 6 | cut -c1-150
 echo "   …"
