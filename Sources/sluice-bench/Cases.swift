@@ -168,19 +168,7 @@ final class Bench {
         // Updates and deletes over the same rows: no COPY equivalent, events/s only.
         let db = try PGConnection(url: url)
         try db.execute("SELECT pg_create_logical_replication_slot('mixed', 'pgoutput')")
-        try db.execute("SET synchronous_commit = off")
-        let batches = max(1, events / 2 / 100)
-        for batch in 0..<batches {
-            let low = batch * 200 + 1
-            try db.execute("""
-                BEGIN;
-                UPDATE bench SET amount = amount + 1, note = 'updated' WHERE id BETWEEN \(low) AND \(low + 99);
-                DELETE FROM bench WHERE id BETWEEN \(low + 100) AND \(low + 149);
-                COMMIT
-                """)
-        }
-        try db.execute("UPDATE done SET id = 2")
-        let mixedEvents = batches * 150 + 1
+        let mixedEvents = try Workload.updatesAndDeletes(url: url, rows: events) + 1
         let mixedConfig = try self.config("mixed", source: url, slot: "mixed", sinks: [postgresSink(targetURL)])
         try targetDB.execute("DELETE FROM sluice_offsets")
         let (mixedSeconds, mixedUsage) = try runSluice(mixedConfig) {

@@ -36,7 +36,12 @@ step("stage-sqlite") { try bench.applyStage(postgres: false) }
 step("stage-transforms") { try bench.applyStageTransformed() }
 step("apply-pg") { try bench.applyPostgres() }
 step("apply-sqlite") { try bench.applySQLite() }
+step("native-pg") {
+    try bench.nativeSubscription(updates: false)
+    try bench.nativeSubscription(updates: true)
+}
 step("latency") { try bench.latency(seconds: full ? 30 : 5, rate: 2000) }
+step("latency-5000") { try bench.latency(seconds: full ? 30 : 5, rate: 5000, name: "latency_5000") }
 step("memory") {
     if full { try bench.memory(rows: events / 10) }
     try bench.memory(rows: events)

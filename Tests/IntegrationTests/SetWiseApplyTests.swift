@@ -94,4 +94,33 @@ final class SetWiseApplyTests: SinkTestCase {
         XCTAssertEqual(try target.scalar("SELECT count(*) FROM public.doc WHERE body IS NULL"), "0", "TOASTed bodies were kept")
         XCTAssertEqual(daemon.terminate(), 0, logTail)
     }
+
+    /// Killed while a set-wise run is being copied into its staging table, the sink's open transaction
+    /// (the run, and the position it would have stored) is lost whole; the restart applies it once.
+    func testCrashMidStagingCopyAppliesTheRunOnce() throws {
+        try source.query("""
+            CREATE TABLE stock (id int PRIMARY KEY, qty int NOT NULL, label text);
+            INSERT INTO stock SELECT i, i, repeat('x', 100) FROM generate_series(1, 20000) i;
+            """)
+        try writeConfig(tables: ["public.stock"])
+        var daemon = try startDaemon()
+        try waitForSlotActive()
+        try waitForTargets(lsn: try commitMarked("UPDATE stock SET qty = 0 WHERE id = 1"))
+        XCTAssertEqual(daemon.terminate(), 0, logTail)
+        // While the daemon is down: only updates and deletes, so the first COPY the sink sends is a run's.
+        let end = try commitMarked("""
+            UPDATE stock SET qty = qty + 1, label = 'updated' WHERE id <= 15000;
+            DELETE FROM stock WHERE id % 4 = 0;
+            UPDATE stock SET qty = -qty WHERE id % 5 = 0;
+            """)
+        daemon = try startDaemon(environment: ["SLUICE_FAILPOINTS": "sink.postgres.mid_copy@1"])
+        let status = daemon.wait(timeout: 90)
+        XCTAssertEqual(status, 128 + SIGKILL, "killed at the failpoint" + logTail)
+        XCTAssertTrue(((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "").contains("failpoint sink.postgres.mid_copy fired"), logTail)
+        XCTAssertLessThan(try XCTUnwrap(postgresTargetLSN()), end, "the crashed run stored no position" + logTail)
+        daemon = try startDaemon()
+        try waitForTargets(lsn: end)
+        try assertTargetsEqualSource("public.stock")
+        XCTAssertEqual(daemon.terminate(), 0, logTail)
+    }
 }
