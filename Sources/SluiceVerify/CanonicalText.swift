@@ -6,16 +6,56 @@ import SluiceWire
 /// REAL, bool as 0/1, bytea as BLOB and everything else as the text itself.
 enum CanonicalText {
     static func value(_ statement: SQLiteStatement, _ column: Int, typeClass: TypeClass, isFloat4: Bool) -> String? {
+        withBytes(statement, column, typeClass: typeClass, isFloat4: isFloat4) { $0.map { String(decoding: $0, as: UTF8.self) } }
+    }
+
+    /// Hands the value's text form to `body` as UTF-8 bytes (nil for NULL); text is passed straight
+    /// from SQLite's buffer, so digesting a row builds no strings.
+    static func withBytes<T>(_ statement: SQLiteStatement, _ column: Int, typeClass: TypeClass, isFloat4: Bool,
+                             _ body: (UnsafeRawBufferPointer?) -> T) -> T {
         switch statement.storageClass(column) {
-        case .null: return nil
+        case .null: return body(nil)
         case .integer:
             let number = statement.int64(column)
-            if typeClass == .boolean { return number == 0 ? "f" : "t" }
-            if typeClass == .float { return float(Double(number), isFloat4: isFloat4) }
-            return String(number)
-        case .real: return float(statement.double(column), isFloat4: isFloat4)
-        case .blob: return "\\x" + statement.blob(column).map { String(format: "%02x", $0) }.joined()
-        case .text: return statement.text(column)
+            if typeClass == .boolean { return ascii(number == 0 ? "f" : "t", body) }
+            if typeClass == .float { return ascii(float(Double(number), isFloat4: isFloat4), body) }
+            return decimal(number, body)
+        case .real: return ascii(float(statement.double(column), isFloat4: isFloat4), body)
+        case .blob:
+            return statement.withBytes(column) { blob in
+                withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 2 + 2 * blob.count) { text in
+                    text[0] = UInt8(ascii: "\\")
+                    text[1] = UInt8(ascii: "x")
+                    for (index, byte) in blob.enumerated() {
+                        text[2 + 2 * index] = hexDigits[Int(byte >> 4)]
+                        text[3 + 2 * index] = hexDigits[Int(byte & 15)]
+                    }
+                    return body(UnsafeRawBufferPointer(text))
+                }
+            }
+        case .text: return statement.withBytes(column) { body($0) }
+        }
+    }
+
+    private static let hexDigits = Array("0123456789abcdef".utf8)
+
+    private static func ascii<T>(_ text: String, _ body: (UnsafeRawBufferPointer?) -> T) -> T {
+        var text = text
+        return text.withUTF8 { body(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// int8out without a String.
+    private static func decimal<T>(_ number: Int64, _ body: (UnsafeRawBufferPointer?) -> T) -> T {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { buffer in
+            var magnitude = number.magnitude
+            var start = 20
+            repeat {
+                start -= 1
+                buffer[start] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+                magnitude /= 10
+            } while magnitude > 0
+            if number < 0 { start -= 1; buffer[start] = UInt8(ascii: "-") }
+            return body(UnsafeRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(buffer)[start...]))
         }
     }
 

@@ -71,24 +71,24 @@ final class PostgresTableReader {
         return try summary(whereClause, parameters)
     }
 
+    private var digest: String { RowDigest.sql(columns: quotedColumns) }
+
     private func summary(_ whereClause: String, _ parameters: [String?]) throws -> ChunkSummary {
-        let result = try connection.execute("""
-            SELECT \(ChunkSummary.sqlColumns) FROM (SELECT \(RowDigest.sql(columns: quotedColumns)) AS m
-            FROM \(qualified) WHERE \(whereClause)) s
-            """, parameters)
-        return ChunkSummary(rows: result.string(0, 0), first: result.string(0, 1), second: result.string(0, 2))
+        let result = try connection.execute("SELECT \(ChunkSummary.sqlColumns(digest)) FROM \(qualified) WHERE \(whereClause)", parameters)
+        return ChunkSummary(rows: result.string(0, 0), sum: result.string(0, 1))
     }
 
     /// Per bucket of a keyless table: the summary of the rows whose digest falls in it.
     func bucketSummaries(count: Int) throws -> [ChunkSummary] {
+        // OFFSET 0 keeps the subquery whole, so each row is digested once.
         let result = try connection.execute("""
-            SELECT b, \(ChunkSummary.sqlColumns) FROM (SELECT m, \(RowDigest.bucketSQL("m", count: count)) AS b
-            FROM (SELECT \(RowDigest.sql(columns: quotedColumns)) AS m FROM \(qualified) WHERE \(filter ?? "true")) r) s GROUP BY b
+            SELECT \(RowDigest.bucketSQL("h", count: count)), \(ChunkSummary.sqlColumns("h"))
+            FROM (SELECT \(digest) AS h FROM \(qualified) WHERE \(filter ?? "true") OFFSET 0) r GROUP BY 1
             """)
         var summaries = [ChunkSummary](repeating: ChunkSummary(), count: count)
         for row in 0..<result.rowCount {
             guard let bucket = result.string(row, 0).flatMap({ Int($0) }), bucket < count else { continue }
-            summaries[bucket] = ChunkSummary(rows: result.string(row, 1), first: result.string(row, 2), second: result.string(row, 3))
+            summaries[bucket] = ChunkSummary(rows: result.string(row, 1), sum: result.string(row, 2))
         }
         return summaries
     }
@@ -106,7 +106,7 @@ final class PostgresTableReader {
         let list = buckets.sorted().map(String.init).joined(separator: ", ")
         return try rows("""
             SELECT \(selectTexts) FROM \(qualified)
-            WHERE \(RowDigest.bucketSQL(RowDigest.sql(columns: quotedColumns), count: count)) IN (\(list)) AND \(filter ?? "true")
+            WHERE \(RowDigest.bucketSQL(digest, count: count)) IN (\(list)) AND \(filter ?? "true")
             """, [])
     }
 

@@ -52,18 +52,42 @@ final class SQLiteTableReader {
         }
     }
 
-    /// Runs `sql` in one read transaction, handing each row over.
-    private func scan(_ sql: String, bind: (SQLiteStatement) -> Void = { _ in }, _ visit: (CanonicalRow) throws -> Void) throws {
+    /// The current row's digest, from SQLite's buffers into one reused record text.
+    private func digest(_ statement: SQLiteStatement, into text: inout RecordText) -> RowDigest {
+        text.reset()
+        for (index, column) in shape.columns.enumerated() {
+            CanonicalText.withBytes(statement, index, typeClass: column.typeClass, isFloat4: column.isFloat4) { bytes in
+                if let bytes { text.append(bytes) } else { text.appendNull() }
+            }
+        }
+        return RowDigest(value: text.digest())
+    }
+
+    /// Prepared once per query text: a table is read chunk after chunk with the same few statements.
+    private var statements: [String: SQLiteStatement] = [:]
+
+    private func statement(_ sql: String) throws -> SQLiteStatement {
+        if let statement = statements[sql] { return statement }
         let statement = try database.prepare(sql)
+        statements[sql] = statement
+        return statement
+    }
+
+    /// Runs `sql` in one read transaction, handing over the statement at each row.
+    private func scan(_ sql: String, bind: (SQLiteStatement) -> Void = { _ in }, _ visit: (SQLiteStatement) throws -> Void) throws {
+        let statement = try statement(sql)
         try database.execute("BEGIN")
-        defer { try? database.execute("COMMIT") }
+        defer {
+            statement.reset()
+            try? database.execute("COMMIT")
+        }
         bind(statement)
-        while try statement.step() { try visit(row(statement)) }
+        while try statement.step() { try visit(statement) }
     }
 
     private var selectAll: String { "SELECT " + quotedColumns.joined(separator: ", ") + " FROM \(quotedName)" }
 
-    func rows(in range: KeyRange, _ visit: (CanonicalRow) throws -> Void) throws {
+    private func scan(_ range: KeyRange, _ visit: (SQLiteStatement) throws -> Void) throws {
         try scan(selectAll + " WHERE " + condition(range), bind: { statement in
             var position = 1
             for bound in [range.lower, range.upper] {
@@ -76,16 +100,22 @@ final class SQLiteTableReader {
         }, visit)
     }
 
+    func rows(in range: KeyRange, _ visit: (CanonicalRow) throws -> Void) throws {
+        try scan(range) { try visit(row($0)) }
+    }
+
     func summary(_ range: KeyRange) throws -> ChunkSummary {
         var summary = ChunkSummary()
-        try rows(in: range) { summary.add(RowDigest($0)) }
+        var text = RecordText()
+        try scan(range) { summary.add(digest($0, into: &text)) }
         return summary
     }
 
     func bucketSummaries(count: Int) throws -> [ChunkSummary] {
         var summaries = [ChunkSummary](repeating: ChunkSummary(), count: count)
-        try scan(selectAll) { row in
-            let digest = RowDigest(row)
+        var text = RecordText()
+        try scan(selectAll) { statement in
+            let digest = digest(statement, into: &text)
             summaries[digest.bucket(of: count)].add(digest)
         }
         return summaries
@@ -93,16 +123,22 @@ final class SQLiteTableReader {
 
     func rows(inBuckets buckets: Set<Int>, of count: Int) throws -> [CanonicalRow] {
         var rows: [CanonicalRow] = []
-        try scan(selectAll) { row in if buckets.contains(RowDigest(row).bucket(of: count)) { rows.append(row) } }
+        var text = RecordText()
+        try scan(selectAll) { statement in
+            if buckets.contains(digest(statement, into: &text).bucket(of: count)) { rows.append(row(statement)) }
+        }
         return rows
     }
 
     func rows(withKeys keys: [[String]]) throws -> [CanonicalRow] {
         guard !keys.isEmpty else { return [] }
-        let statement = try database.prepare(selectAll + " WHERE " + shape.key.map { "\(quotedColumns[$0]) = ?" }.joined(separator: " AND "))
+        let statement = try statement(selectAll + " WHERE " + shape.key.map { "\(quotedColumns[$0]) = ?" }.joined(separator: " AND "))
         var rows: [CanonicalRow] = []
         try database.execute("BEGIN")
-        defer { try? database.execute("COMMIT") }
+        defer {
+            statement.reset()
+            try? database.execute("COMMIT")
+        }
         for key in keys {
             statement.reset()
             for (index, column) in shape.key.enumerated() { bindKey(statement, index + 1, column: column, key[index]) }

@@ -19,6 +19,9 @@ final class SinkCatchUp {
     let slot: String
     let topicEnd: () -> UInt64?
     let timeout: TimeInterval
+    /// The highest position the sink is known to have passed: sink positions only grow, so a later
+    /// snapshot at or before it needs no wait (on a quiet source every snapshot has the same position).
+    private var passed: LSN?
 
     init(sink: String, topic: String, target: TargetStore, source: PGConnection, slot: String,
          topicEnd: @escaping () -> UInt64?, timeout: TimeInterval) {
@@ -32,6 +35,12 @@ final class SinkCatchUp {
     }
 
     func wait(past lsn: LSN) throws {
+        if let passed, passed >= lsn { return }
+        try waitForSink(past: lsn)
+        passed = max(passed ?? lsn, lsn)
+    }
+
+    private func waitForSink(past lsn: LSN) throws {
         let deadline = Date().addingTimeInterval(timeout)
         var neededOffset: UInt64?
         var reachedTopicEnd = false

@@ -37,6 +37,7 @@ public final class Verification {
                 throw VerifyFailure("cannot open the target of sink \(sink.sink.name): \(error)")
             }
             var connections: [String: PGConnection] = [:]
+            var catchUps: [String: SinkCatchUp] = [:]
             for entry in wanted {
                 let source: PGConnection
                 if let open = connections[entry.source.name] { source = open } else {
@@ -45,7 +46,12 @@ public final class Verification {
                     }
                     connections[entry.source.name] = source
                 }
-                let result = try verify(entry, sink: sink.sink.name, store: store, source: source, observer: observer)
+                let topic = entry.source.name
+                let catchUp = catchUps[topic] ?? SinkCatchUp(sink: sink.sink.name, topic: topic, target: store, source: source,
+                                                             slot: entry.reader.verifySlot, topicEnd: { [topicEnd] in topicEnd(topic) },
+                                                             timeout: catchUpTimeout)
+                catchUps[topic] = catchUp
+                let result = try verify(entry, sink: sink.sink.name, store: store, source: source, catchUp: catchUp, observer: observer)
                 tableDone(result)
                 results.append(result)
             }
@@ -53,7 +59,7 @@ public final class Verification {
         return results
     }
 
-    private func verify(_ entry: VerifyPlan.SourceTable, sink: String, store: TargetStore, source: PGConnection,
+    private func verify(_ entry: VerifyPlan.SourceTable, sink: String, store: TargetStore, source: PGConnection, catchUp: SinkCatchUp,
                         observer: (any VerifyObserver)?) throws -> TableVerification {
         do {
             guard let whole = try TableShape.read(entry.table, on: source) else {
@@ -71,9 +77,6 @@ public final class Verification {
                                                             textOrder: false, filter: published.filter).rowCount()
                 return result
             }
-            let topic = entry.source.name
-            let catchUp = SinkCatchUp(sink: sink, topic: topic, target: store, source: source, slot: entry.reader.verifySlot,
-                                      topicEnd: { [topicEnd] in topicEnd(topic) }, timeout: catchUpTimeout)
             let verifier = Verifier(source: source, shape: shape, filter: published.filter, target: target, textOrder: store.isSQLite, catchUp: catchUp,
                                     chunkSize: chunkSize) { chunks, rows in
                 observer?.progress(sink: sink, table: entry.table, chunks: chunks, rows: rows)

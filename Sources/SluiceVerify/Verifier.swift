@@ -88,32 +88,42 @@ final class Verifier {
         return pairs.filter { $0.value.source != $0.value.target }
     }
 
+    /// Chunk by chunk: a batch of chunks summarized at one source snapshot (at most a second of
+    /// reading), one wait for the sink, then the target summarizes that batch on a thread of its own
+    /// while the source reads the next one.
     func verifyKeyed(into result: inout TableVerification) throws {
         var lower: [String]? = nil
         var finished = false
-        while !finished {
-            // A batch of chunks at one snapshot (at most a second of reading), then one wait for the sink.
-            let started = Date()
-            let (batch, lsn) = try atSnapshot { () -> [(KeyRange, ChunkSummary)] in
-                var batch: [(KeyRange, ChunkSummary)] = []
-                while batch.count < 64 && Date().timeIntervalSince(started) < 1 {
-                    let upper = try sourceTable.upperBound(after: lower, count: chunkSize)
-                    let range = KeyRange(lower: lower, upper: upper)
-                    batch.append((range, try sourceTable.summary(range)))
-                    lower = upper
-                    if upper == nil { finished = true; break }
+        var pending: (chunks: [(KeyRange, ChunkSummary)], target: Overlapped<[ChunkSummary]>)?
+        defer { _ = try? pending?.target.join() }
+        while true {
+            var next: ([(KeyRange, ChunkSummary)], LSN)?
+            if !finished {
+                let started = Date()
+                next = try atSnapshot { () -> [(KeyRange, ChunkSummary)] in
+                    var batch: [(KeyRange, ChunkSummary)] = []
+                    while batch.count < 64 && Date().timeIntervalSince(started) < 1 {
+                        let upper = try sourceTable.upperBound(after: lower, count: chunkSize)
+                        let range = KeyRange(lower: lower, upper: upper)
+                        batch.append((range, try sourceTable.summary(range)))
+                        lower = upper
+                        if upper == nil { finished = true; break }
+                    }
+                    return batch
                 }
-                return batch
             }
+            if let (chunks, target) = pending {
+                pending = nil
+                for ((range, summary), targetSummary) in zip(chunks, try target.join()) {
+                    result.chunks += 1
+                    result.sourceRows += summary.rows
+                    if targetSummary != summary { record(try rowsDiffering(in: range), into: &result) }
+                    report(result.chunks, result.sourceRows)
+                }
+            }
+            guard let (chunks, lsn) = next else { return }
             try catchUp.wait(past: lsn)
-            for (range, summary) in batch {
-                result.chunks += 1
-                result.sourceRows += summary.rows
-                if try target.summary(range) != summary {
-                    record(try rowsDiffering(in: range), into: &result)
-                }
-                report(result.chunks, result.sourceRows)
-            }
+            pending = (chunks, Overlapped { [target] in try chunks.map { try target.summary($0.0) } })
         }
     }
 
@@ -184,5 +194,31 @@ final class Verifier {
                                                         copies: abs(want - have)))
             }
         }
+    }
+}
+
+/// Work on a thread of its own, joined later (the target's summaries of one batch while the source
+/// reads the next). Whoever starts it touches what it uses only after ``join()``.
+final class Overlapped<Value>: @unchecked Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    private let body: () throws -> Value
+    private var outcome: Result<Value, any Error>?
+    /// Only the starting thread joins: after the first wait the outcome is set for good.
+    private var joined = false
+
+    init(_ body: @escaping () throws -> Value) {
+        self.body = body
+        Thread { [self] in
+            outcome = Result { try self.body() }
+            done.signal()
+        }.start()
+    }
+
+    func join() throws -> Value {
+        if !joined {
+            done.wait()
+            joined = true
+        }
+        return try outcome!.get()
     }
 }

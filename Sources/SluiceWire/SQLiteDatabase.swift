@@ -161,6 +161,13 @@ public final class SQLiteStatement {
         }
     }
 
+    /// The bytes of a text or blob value of the current row, valid only inside `body` (no copy).
+    public func withBytes<T>(_ column: Int, _ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
+        let pointer = sqlite3_column_type(statement, Int32(column)) == SQLITE_BLOB
+            ? sqlite3_column_blob(statement, Int32(column)) : UnsafeRawPointer(sqlite3_column_text(statement, Int32(column)))
+        return try body(UnsafeRawBufferPointer(start: pointer, count: pointer == nil ? 0 : Int(sqlite3_column_bytes(statement, Int32(column)))))
+    }
+
     public func blob(_ column: Int) -> [UInt8] {
         let count = Int(sqlite3_column_bytes(statement, Int32(column)))
         guard count > 0, let pointer = sqlite3_column_blob(statement, Int32(column)) else { return [] }

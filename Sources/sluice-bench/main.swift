@@ -48,6 +48,7 @@ step("memory") {
 }
 step("backfill") { try bench.backfill(rows: full ? 2_000_000 : 200_000) }
 step("large-tx") { try bench.largeTransaction(rows: full ? 2_000_000 : 300_000) }
+step("verify") { try bench.verify(rows: events) }
 // Topics in JetStream: quick mode keeps them tiny (5,000 events, 1 s of latency).
 let jetStream = JetStreamCases(bench: bench, full: full)
 var skipped: [String] = []

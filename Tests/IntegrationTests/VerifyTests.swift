@@ -158,6 +158,51 @@ final class VerifyTests: SinkTestCase {
         try assertTargetsEqualSource("public.codes")
     }
 
+    /// A million rows at a PostgreSQL target (filled by hand, the source's `snapshot: never`), three of
+    /// them made different: the peak RSS of `sluice verify` is bounded by its chunks, not the table.
+    func testMillionRowTableVerifiesInBoundedMemory() throws {
+        let rows = 1_000_000
+        let fill = """
+            CREATE TABLE big (id bigint PRIMARY KEY, account bigint, label text, amount numeric(12,2), note text);
+            INSERT INTO big SELECT g, g % 1000, 'label ' || g, (g % 100000) * 1.25, md5(g::text) FROM generate_series(1, \(rows)) g;
+            """
+        try source.query(fill)
+        try target.query(fill + """
+            UPDATE big SET note = 'changed' WHERE id = 123456;
+            DELETE FROM big WHERE id = 654321;
+            INSERT INTO big VALUES (\(rows + 7), 0, 'ghost', 0, 'extra');
+            """)
+        try writeSourceConfig(tables: ["public.big"], sourceExtra: ["snapshot: never", "heartbeat_interval: 500ms"], sinks: [
+            "  - name: replica", "    type: postgres", "    url: \(target.url)", "    topics: [app]",
+        ])
+        _ = try startDaemon()
+        try waitForSlotActive()
+        let marker = try commitMarked("UPDATE big SET note = note WHERE id = 1")
+        try eventually(timeout: 60, "the target to apply the marker" + logTail) { try postgresTargetLSN().map { $0 >= marker } ?? false }
+
+        let outPath = directory + "/verify-big.out"
+        let process = try SluiceProcess(program: sluiceBinary, ["verify", "--config", configPath, "--json"], logPath: outPath,
+                                        errorPath: outPath + ".err")
+        var peak = 0
+        let deadline = Date().addingTimeInterval(240)
+        while process.isRunning && Date() < deadline {
+            peak = max(peak, process.peakRSSKilobytes ?? 0)
+            usleep(20_000)
+        }
+        let exited = process.wait(timeout: 1)
+        if exited == nil { process.kill() }
+        let status: Int32 = exited ?? -1
+        let output = process.log
+        let errors = (try? String(contentsOfFile: outPath + ".err", encoding: .utf8)) ?? ""
+        print("peak RSS of sluice verify over \(rows) rows: \(peak / 1024) MB (\(peak) kB)")
+        XCTAssertEqual(status, 1, "differences found: \(output)\n\(errors)")
+        let report = Report(output)
+        XCTAssertEqual(report.tables["replica public.big"]?["rows"] as? Int, rows, output)
+        XCTAssertEqual(report.differences("replica", "public.big"), ["different id=123456", "missing id=654321", "extra id=\(rows + 7)"], output)
+        XCTAssertGreaterThan(peak, 0, "the peak RSS was read")
+        XCTAssertLessThan(peak, 150 * 1024, "peak RSS under 150 MB for \(rows) rows")
+    }
+
     func testBadUsageExitsTwoWithTheReason() throws {
         try source.query("CREATE TABLE t (id int PRIMARY KEY)")
         try writeSourceConfig(tables: ["public.t"], sinks: [

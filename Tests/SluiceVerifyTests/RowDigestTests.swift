@@ -2,21 +2,30 @@
 import XCTest
 
 final class RowDigestTests: XCTestCase {
-    private func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
+    private func lookup3(_ text: String) -> Int64 { Int64(bitPattern: Array(text.utf8).withUnsafeBytes { Lookup3.hash($0) }) }
 
-    func testMD5MatchesRFC1321Vectors() {
-        XCTAssertEqual(hex(MD5.digest([])), "d41d8cd98f00b204e9800998ecf8427e")
-        XCTAssertEqual(hex(MD5.digest(Array("abc".utf8))), "900150983cd24fb0d6963f7d28e17f72")
-        XCTAssertEqual(hex(MD5.digest(Array("12345678901234567890123456789012345678901234567890123456789012345678901234567890".utf8))),
-                       "57edf4a22be3c955ac49da2e2107b67a")
+    func testLookup3MatchesPostgresHashTextExtended() {
+        // SELECT hashtextextended(…, 0) on PostgreSQL 15 (x86-64): every tail length path and a full block.
+        XCTAssertEqual(lookup3(""), -6_939_563_903_564_495_251)
+        XCTAssertEqual(lookup3("a"), 3_591_986_179_850_072_241)
+        XCTAssertEqual(lookup3("abcdefghijkl"), -7_556_637_188_122_330_412)
+        XCTAssertEqual(lookup3("abcdefghijklmnopqrstuvw"), -1_198_571_854_151_947_912)
     }
 
-    func testRowEncodingSeparatesNullEmptyAndColumnBoundaries() {
-        // What PostgreSQL's md5() of the same encoding gives (RowDigest.sql builds that encoding).
-        XCTAssertEqual(hex(RowDigest(["1", nil, ""]).bytes), hex(MD5.digest(Array("1:1N0:".utf8))))
+    func testRecordTextIsWhatPostgresPrintsForARow() {
+        // SELECT ROW(1, NULL, '', 'a b', 'x"y', 'p\q', '(', true, '\x01'::bytea, 'ä')::text and its hashtextextended.
+        let row: CanonicalRow = ["1", nil, "", "a b", "x\"y", "p\\q", "(", "t", "\\x01", "ä"]
+        var text = RecordText()
+        for value in row {
+            if let value { Array(value.utf8).withUnsafeBytes { text.append($0) } } else { text.appendNull() }
+        }
+        let digest = text.digest()
+        XCTAssertEqual(String(decoding: text.bytes, as: UTF8.self), #"(1,,"","a b","x""y","p\\q","(",t,"\\x01",ä)"#)
+        XCTAssertEqual(Int64(bitPattern: digest), 8_769_665_680_464_251_583)
+        XCTAssertEqual(RowDigest(row).value, digest)
         XCTAssertNotEqual(RowDigest(["ab", "c"]), RowDigest(["a", "bc"]))
-        XCTAssertNotEqual(RowDigest([nil]), RowDigest(["N"]))
-        XCTAssertNotEqual(RowDigest([""]), RowDigest([nil]))
+        XCTAssertNotEqual(RowDigest([nil]), RowDigest([""]))
+        XCTAssertNotEqual(RowDigest(["a,b"]), RowDigest(["a", "b"]))
     }
 
     func testSummaryIsOrderIndependentAndCountsDuplicates() {
@@ -36,9 +45,10 @@ final class RowDigestTests: XCTestCase {
         XCTAssertEqual(ChunkSummary.modulo64("18446744073709551617"), 1)
         XCTAssertEqual(ChunkSummary.modulo64("-1"), UInt64.max)
         XCTAssertEqual(ChunkSummary.modulo64("0"), 0)
-        let summary = ChunkSummary(rows: "2", first: "-9223372036854775808", second: "5")
-        XCTAssertEqual(summary.first, 1 << 63)
-        XCTAssertEqual(summary.second, 5)
+        XCTAssertEqual(ChunkSummary(rows: "2", sum: "-9223372036854775808").sum, 1 << 63)
+        // A keyless row's bucket: the signed digest modulo the count, non-negative, as bucketSQL computes it.
+        XCTAssertEqual(RowDigest(value: UInt64(bitPattern: -7)).bucket(of: 5), 3)
+        XCTAssertEqual(RowDigest(value: 7).bucket(of: 5), 2)
     }
 
     func testFloatsInPostgresTextForm() {
