@@ -41,7 +41,7 @@ enum StatusTable {
         out += table(["SOURCE", "STATE", "SLOT", "CONFIRMED LSN", "RETAINED WAL", "NOTE"], report.sources.map { source in
             let details = Dictionary(source.status.details, uniquingKeysWith: { $1 })
             return [source.name, source.state, details["slot"] ?? "-", details["confirmed_flush_lsn"] ?? "-",
-                    source.status.retainedBytes.map(bytes) ?? "-",
+                    (source.status.retainedBytes.map(bytes) ?? "-") + (details["wal_forecast"].map { " (\($0))" } ?? ""),
                     source.error ?? source.status.error ?? source.status.warning ?? (details["slot_exists"] == "false" ? "slot not created yet" : "")]
         })
         out += "\n" + table(["TOPIC", "FIRST", "END", "EVENTS", "SIZE", "LAST COMMIT", "NOTE"], report.topics.map { topic in

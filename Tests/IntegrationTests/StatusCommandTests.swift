@@ -144,4 +144,38 @@ final class StatusCommandTests: SinkTestCase {
         status = try sluiceStatus(configPath)
         XCTAssertEqual(status.events("app"), events + outageEvents, "the topic does not move without a daemon: \(status.text)")
     }
+
+    /// The WAL forecast: the daemon records the slot's retained WAL; once it is stopped and the source
+    /// writes on, `status` shows the growth and when max_slot_wal_keep_size would be reached, and
+    /// `check` warns because that is within a day.
+    func testStatusForecastsWhenTheSlotWouldReachMaxSlotWALKeepSize() throws {
+        try source.query("ALTER SYSTEM SET max_slot_wal_keep_size = '256MB'")
+        try source.query("SELECT pg_reload_conf()")
+        try source.query("CREATE TABLE filler (id int PRIMARY KEY, pad text)")
+        try writeSourceConfig(tables: ["public.filler"], sourceExtra: ["snapshot: never"])
+        let daemon = try startDaemon()
+        try waitForSlotActive()
+        let samples = dataDirectory + "/sources/app/wal-samples.json"
+        try eventually(timeout: 30, "the daemon to record the slot's retained WAL" + logTail) { FileManager.default.fileExists(atPath: samples) }
+        XCTAssertEqual(daemon.terminate(), 0, "clean exit on SIGTERM" + logTail)
+
+        // The slot is left behind while the source writes about 8 MB of WAL a round.
+        var status = StatusView([:])
+        var round = 0
+        try eventually(timeout: 90, "status to forecast the limit: \(status.text)") {
+            round += 1
+            try source.query("INSERT INTO filler SELECT g, repeat(md5(g::text), 30) FROM generate_series(\(round * 10_000), \(round * 10_000 + 7_999)) g")
+            status = try sluiceStatus(configPath)
+            return status.source("app")?["wal_limit_in_seconds"] != nil
+        }
+        let app = try XCTUnwrap(status.source("app"), status.text)
+        XCTAssertEqual(app["wal_limit"] as? String, "max_slot_wal_keep_size", status.text)
+        XCTAssertGreaterThan(Double(app["wal_growth_bytes_per_second"] as? String ?? "") ?? 0, 0, status.text)
+        XCTAssertLessThan(Double(app["wal_limit_in_seconds"] as? String ?? "") ?? .infinity, 86_400, status.text)
+        XCTAssertTrue((app["warning"] as? String ?? "").contains("max_slot_wal_keep_size in"), status.text)
+        let human = try sluice(["status", "--config", configPath])
+        XCTAssertTrue(human.out.contains("/s, max_slot_wal_keep_size in"), human.describe)
+        let check = try sluice(["check", "--config", configPath])
+        XCTAssertTrue(check.out.contains("within a day"), check.describe)
+    }
 }

@@ -66,7 +66,13 @@ public final class PostgresSource: BackfillSource, VerifiableSource, OldRowSourc
         do {
             let sql = try connect { try PGConnection(url: url, applicationName: "sluice-check") }
             let state = (try? SourceState.load(from: stateDirectory)) ?? SourceState()
-            return Prerequisites(source: self, sql: sql, state: state).findings()
+            var findings = Prerequisites(source: self, sql: sql, state: state).findings()
+            if let report = try? slotReport(sql), let warning = report.warning,
+               report.details.contains(where: { $0.key == "wal_limit_in_seconds" && (Double($0.value) ?? .infinity) < WALForecast.warnWithin }) {
+                findings.append(CheckFinding(.warning, "source \(name)", warning + " — within a day",
+                                             fix: "keep `sluice run` running and caught up, raise max_slot_wal_keep_size, or drop the slot if it is abandoned"))
+            }
+            return findings
         } catch {
             return [CheckFinding(.error, "source \(name)", "\(error)",
                                  fix: (error as? PGError)?.connectionAdvice ?? PGError.connectionAdvice(for: "\(error)"))]
@@ -162,26 +168,60 @@ public final class PostgresSource: BackfillSource, VerifiableSource, OldRowSourc
         }
     }
 
-    /// The slot's confirmed position and the WAL it retains, with a warning past `retained_wal_warning`.
+    /// The slot's confirmed position and the WAL it retains, with a warning past `retained_wal_warning`
+    /// or when, at its growth rate, the retained WAL would reach its limit within a day (``WALForecast``).
     func slotReport(_ sql: PGConnection) throws -> SourceStatus {
         let result = try sql.execute("""
             SELECT s.active, s.confirmed_flush_lsn::text, pg_current_wal_lsn()::text,
-                   pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)::bigint, s.wal_status
+                   pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)::bigint, s.wal_status, s.safe_wal_size::text,
+                   (SELECT setting FROM pg_settings WHERE name = 'data_directory')
             FROM pg_replication_slots s WHERE s.slot_name = $1
             """, [slot])
         guard result.rowCount == 1 else {
             return SourceStatus(details: [("slot", slot), ("slot_exists", "false")])
         }
         let retained = UInt64(max(0, Int64(result.string(0, 3) ?? "0") ?? 0))
-        var status = SourceStatus(details: [
+        var details: [(key: String, value: String)] = [
             ("slot", slot), ("slot_exists", "true"), ("slot_active", result.string(0, 0) == "t" ? "true" : "false"),
             ("confirmed_flush_lsn", result.string(0, 1) ?? ""), ("current_wal_lsn", result.string(0, 2) ?? ""),
             ("wal_status", result.string(0, 4) ?? ""),
-        ], retainedBytes: retained, retainedWarningBytes: retainedWALWarning)
+        ]
+        // This machine's clock, as the daemon's samples use.
+        let now = Date().timeIntervalSince1970
+        var headroom: [(limit: String, bytes: UInt64)] = []
+        if let safe = result.string(0, 5).flatMap({ Int64($0) }) { headroom.append(("max_slot_wal_keep_size", UInt64(max(0, safe)))) }
+        if let free = localDiskFree(dataDirectory: result.string(0, 6)) { headroom.append(("the disk", free)) }
+        let forecast = WALForecast(samples: WALSamples.read(stateDirectory), now: now, retained: retained, headroom: headroom)
+        if let growth = forecast.growth { details.append(("wal_growth_bytes_per_second", String(format: "%.0f", growth))) }
+        if let seconds = forecast.secondsToLimit, let limit = forecast.limit {
+            details.append(("wal_limit", limit))
+            details.append(("wal_limit_in_seconds", String(format: "%.0f", seconds)))
+        }
+        if let summary = forecast.summary { details.append(("wal_forecast", summary)) }
+        var status = SourceStatus(details: details, retainedBytes: retained, retainedWarningBytes: retainedWALWarning)
         if retained > retainedWALWarning {
             status.warning = "slot \(slot) retains \(retained) bytes of WAL, more than retained_wal_warning (\(retainedWALWarning))"
+        } else if forecast.isNear, let summary = forecast.summary {
+            status.warning = "slot \(slot) retains WAL growing at \(summary) (at this rate)"
         }
         return status
+    }
+
+    /// Free bytes on the disk of the server's WAL, when the server runs on this machine and lets the
+    /// role see its data directory (superuser or pg_read_all_settings); nil otherwise.
+    private func localDiskFree(dataDirectory: String?) -> UInt64? {
+        guard let dataDirectory, !dataDirectory.isEmpty else { return nil }
+        let host = URLComponents(string: url)?.host ?? ""
+        guard ["", "localhost", "127.0.0.1", "::1", "[::1]"].contains(host) || host.hasPrefix("/") || host.hasPrefix("%2F") else { return nil }
+        var stats = statvfs()
+        guard statvfs(dataDirectory + "/pg_wal", &stats) == 0 else { return nil }
+        return UInt64(stats.f_bavail) * UInt64(stats.f_frsize)
+    }
+
+    /// Records the retained WAL the daemon just read, for the growth rate ``WALForecast`` measures.
+    func recordRetained(_ status: SourceStatus) {
+        guard let retained = status.retainedBytes else { return }
+        WALSamples.record(WALSamples.Sample(time: Date().timeIntervalSince1970, retained: retained), stateDirectory)
     }
 
     public func run(into writer: TransactionWriter, context: SourceContext) throws {

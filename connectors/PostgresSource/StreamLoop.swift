@@ -302,11 +302,12 @@ final class StreamLoop {
     private func reportSlot() {
         lastSlotReport = DispatchTime.now()
         guard let report = try? source.slotReport(sql), let retained = report.retainedBytes else { return }
+        source.recordRetained(report)
         retainedGauge.record(Double(retained))
         if let warning = report.warning, !walWarning {
             context.logger.warning("\(warning)")
         } else if report.warning == nil && walWarning {
-            context.logger.notice("slot \(source.slot) retains \(retained) bytes of WAL again, below retained_wal_warning")
+            context.logger.notice("slot \(source.slot) retains \(retained) bytes of WAL: below retained_wal_warning and not near its limit")
         }
         walWarning = report.warning != nil
     }
