@@ -86,6 +86,9 @@ struct ConsoleHistoryFile: Codable {
     }
 }
 
+/// As precise as `/api/status` shows them (0.1 s, 3 decimals): a sample takes about 25 bytes.
+private func rounded(_ value: Double, _ scale: Double) -> Double { value.isFinite ? (value * scale).rounded() / scale : 0 }
+
 extension Console.TopicSample: Codable {
     init(from decoder: any Decoder) throws {
         var values = try decoder.unkeyedContainer()
@@ -95,9 +98,9 @@ extension Console.TopicSample: Codable {
 
     func encode(to encoder: any Encoder) throws {
         var values = encoder.unkeyedContainer()
-        try values.encode(at)
+        try values.encode(rounded(at, 10))
         try values.encode(events)
-        try values.encode(rate.isFinite ? rate : 0)
+        try values.encode(rounded(rate, 1000))
     }
 }
 
@@ -111,9 +114,9 @@ extension Console.SinkSample: Codable {
 
     func encode(to encoder: any Encoder) throws {
         var values = encoder.unkeyedContainer()
-        try values.encode(at)
+        try values.encode(rounded(at, 10))
         try values.encode(lagEvents)
-        try values.encode(lagSeconds.isFinite ? lagSeconds : 0)
-        try values.encode(rate.isFinite ? rate : 0)
+        try values.encode(rounded(lagSeconds, 1000))
+        try values.encode(rounded(rate, 1000))
     }
 }

@@ -41,6 +41,8 @@ final class ConsoleRestartTests: PluginSinkTestCase {
         XCTAssertEqual(mode & 0o777, 0o600, "the history file is the owner's only")
 
         let before = saved()
+        let size = try XCTUnwrap(try FileManager.default.attributesOfItem(atPath: historyFile)[.size] as? Int)
+        print("console history: \(size) bytes for \(before.count) samples of sink local, those of topic app and the state changes")
         daemon.kill()
         let restartedAt = Date().timeIntervalSince1970
         daemon = try startDaemon()
