@@ -46,6 +46,7 @@ final class VerifyOutput {
             return head + "  DIFFERS: the target has no table \(result.targetTable) (\(result.sourceRows) source rows missing)"
         }
         let shape = "  \(result.sourceRows) rows  \(result.chunks) \(result.keyColumns.isEmpty ? "buckets (keyless)" : "chunks")"
+            + (result.transforms.isEmpty ? "" : "  as transformed (\(result.transforms.joined(separator: ", ")))")
         guard !result.isEqual else { return head + shape + "  equal" }
         var lines = [head + shape + "  DIFFERS: \(result.differenceCount) rows (\(counts(result)))"]
         for difference in result.differences.prefix(Self.textLimit) {
@@ -73,6 +74,7 @@ final class VerifyOutput {
         fields += ["\"target_table\":\(jsonString(result.targetTable))", "\"keyed\":\(!result.keyColumns.isEmpty)",
                    "\"rows\":\(result.sourceRows)", "\"chunks\":\(result.chunks)", "\"equal\":\(result.isEqual)",
                    "\"target_table_missing\":\(result.targetTableMissing)",
+                   "\"transforms\":[" + result.transforms.map(jsonString).joined(separator: ",") + "]",
                    "\"missing\":\(result.count(.missing))", "\"extra\":\(result.count(.extra))", "\"different\":\(result.count(.different))",
                    "\"difference_count\":\(result.differenceCount)"]
         func object(_ names: [String], _ values: [String?]) -> String {

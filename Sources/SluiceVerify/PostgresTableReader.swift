@@ -9,6 +9,8 @@ final class PostgresTableReader {
     let shape: TableShape
     private let qualified: String
     private let quotedColumns: [String]
+    /// What each column is compared as: the column itself, or at the source a sink's mask of it.
+    private let values: [String]
     /// The key as ordered: native columns, or their text form byte by byte when the other side is SQLite.
     private let orderTerms: [String]
     private let boundCasts: [String]
@@ -16,12 +18,14 @@ final class PostgresTableReader {
     /// The publication's row filter at the source: the sinks hold only the rows it passes.
     private let filter: String?
 
-    init(connection: PGConnection, shape: TableShape, qualifiedName: String, textOrder: Bool, filter: String? = nil) {
+    init(connection: PGConnection, shape: TableShape, qualifiedName: String, textOrder: Bool, filter: String? = nil,
+         values: [String]? = nil) {
         self.connection = connection
         self.filter = filter.map { "(" + $0 + ")" }
         self.shape = shape
         qualified = qualifiedName
         quotedColumns = shape.columns.map { PGConnection.quoteIdentifier($0.name) }
+        self.values = values ?? quotedColumns
         orderTerms = shape.key.map { column in
             let quoted = PGConnection.quoteIdentifier(shape.columns[column].name)
             return textOrder && !shape.sortsNatively(column) ? "(\(RowDigest.textSQL(quoted)) COLLATE \"C\")" : quoted
@@ -34,7 +38,7 @@ final class PostgresTableReader {
     private var orderList: String { "(" + orderTerms.joined(separator: ", ") + ")" }
     private var orderBy: String { orderTerms.joined(separator: ", ") }
     private var selectTexts: String {
-        quotedColumns.map { "\($0) IS NULL, " + RowDigest.textSQL($0) }.joined(separator: ", ")
+        values.map { "\($0) IS NULL, " + RowDigest.textSQL($0) }.joined(separator: ", ")
     }
 
     private func bound(_ values: [String], from first: Int) -> String {
@@ -71,7 +75,7 @@ final class PostgresTableReader {
         return try summary(whereClause, parameters)
     }
 
-    private var digest: String { RowDigest.sql(columns: quotedColumns) }
+    private var digest: String { RowDigest.sql(columns: values) }
 
     private func summary(_ whereClause: String, _ parameters: [String?]) throws -> ChunkSummary {
         let result = try connection.execute("SELECT \(ChunkSummary.sqlColumns(digest)) FROM \(qualified) WHERE \(whereClause)", parameters)

@@ -35,6 +35,8 @@ public struct TableVerification: Sendable {
     public var differenceCount = 0
     /// The target has no such table at all (every source row is missing).
     public var targetTableMissing = false
+    /// The sink's transforms the comparison followed ("rename", "columns", "where"); empty for a plain mirror.
+    public var transforms: [String] = []
     /// Why the table was not compared (a transform, an aggregate); nil when it was.
     public var skipped: String?
 

@@ -65,23 +65,32 @@ public final class Verification {
             guard let whole = try TableShape.read(entry.table, on: source) else {
                 throw VerifyFailure("table \(entry.table) no longer exists at source \(entry.source.name)")
             }
-            // Compared as published: only the rows the publication's filter passes, only its columns.
+            // Compared as published (only the rows the publication's filter passes, only its columns),
+            // then as the sink transforms it.
             let published = try TableShape.publication(entry.reader.verifyPublication, table: entry.table, on: source)
             let shape = published.columns.map { whole.restricted(to: $0) } ?? whole
-            var result = TableVerification(sink: sink, table: entry.table,
-                                           targetTable: store.isSQLite ? shape.sqliteName : entry.table.description,
-                                           columns: shape.columns.map(\.name), keyColumns: shape.key.map { shape.columns[$0].name })
-            guard let target = try store.table(shape) else {
-                result.targetTableMissing = true
-                result.sourceRows = try PostgresTableReader(connection: source, shape: shape, qualifiedName: entry.table.sql,
-                                                            textOrder: false, filter: published.filter).rowCount()
+            var result = TableVerification(sink: sink, table: entry.table, targetTable: "", columns: [], keyColumns: [])
+            let view: SinkView
+            do { view = try SinkView(shape, transforms: entry.transforms) } catch {
+                result.skipped = error.description
                 return result
             }
-            let verifier = Verifier(source: source, shape: shape, filter: published.filter, target: target, textOrder: store.isSQLite, catchUp: catchUp,
-                                    chunkSize: chunkSize) { chunks, rows in
+            result.targetTable = store.isSQLite ? view.target.sqliteName : view.target.table.description
+            result.columns = view.source.columns.map(\.name)
+            result.keyColumns = view.source.key.map { view.source.columns[$0].name }
+            result.transforms = view.transformed
+            let filter = [published.filter, view.filter].compactMap { $0.map { "(" + $0 + ")" } }.joined(separator: " AND ")
+            guard let target = try store.table(view.target) else {
+                result.targetTableMissing = true
+                result.sourceRows = try PostgresTableReader(connection: source, shape: view.source, qualifiedName: entry.table.sql,
+                                                            textOrder: false, filter: filter.isEmpty ? nil : filter).rowCount()
+                return result
+            }
+            let verifier = Verifier(source: source, view: view, filter: filter.isEmpty ? nil : filter, target: target,
+                                    textOrder: store.isSQLite, catchUp: catchUp, chunkSize: chunkSize) { chunks, rows in
                 observer?.progress(sink: sink, table: entry.table, chunks: chunks, rows: rows)
             }
-            if shape.isKeyed { try verifier.verifyKeyed(into: &result) } else { try verifier.verifyKeyless(into: &result) }
+            if view.source.isKeyed { try verifier.verifyKeyed(into: &result) } else { try verifier.verifyKeyless(into: &result) }
             return result
         } catch let error as VerifyFailure {
             throw error

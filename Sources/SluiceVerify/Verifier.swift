@@ -23,12 +23,12 @@ final class Verifier {
     let chunkSize: Int
     let report: (Int, UInt64) -> Void
 
-    init(source: PGConnection, shape: TableShape, filter: String?, target: TargetTable, textOrder: Bool, catchUp: SinkCatchUp,
+    init(source: PGConnection, view: SinkView, filter: String?, target: TargetTable, textOrder: Bool, catchUp: SinkCatchUp,
          chunkSize: Int, report: @escaping (Int, UInt64) -> Void) {
         self.source = source
-        self.shape = shape
-        sourceTable = PostgresTableReader(connection: source, shape: shape, qualifiedName: shape.table.sql, textOrder: textOrder,
-                                          filter: filter)
+        shape = view.source
+        sourceTable = PostgresTableReader(connection: source, shape: view.source, qualifiedName: view.source.table.sql, textOrder: textOrder,
+                                          filter: filter, values: view.expressions)
         self.target = target
         self.catchUp = catchUp
         self.chunkSize = chunkSize

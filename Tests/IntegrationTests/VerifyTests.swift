@@ -203,13 +203,72 @@ final class VerifyTests: SinkTestCase {
         XCTAssertLessThan(peak, 150 * 1024, "peak RSS under 150 MB for \(rows) rows")
     }
 
+    /// Sinks that transform: verify compares what they should hold — renamed, filtered by the sink's
+    /// where, excluded columns left out, masks applied to the source's values — and says which sink's
+    /// tables it cannot compare (history).
+    func testVerifyComparesWhatTheSinksTransformsMakeOfTheSource() throws {
+        try source.query("""
+            CREATE TABLE people (id int PRIMARY KEY, name text, email text, ssn text, age int);
+            INSERT INTO people SELECT i, 'person ' || i, CASE WHEN i % 7 = 0 THEN NULL ELSE 'p' || i || '@example.com' END,
+                                      'ssn ' || i, i % 60 FROM generate_series(1, 300) i;
+            CREATE TABLE visits (id int PRIMARY KEY, age int);
+            ALTER TABLE visits REPLICA IDENTITY FULL;
+            INSERT INTO visits SELECT i, i % 9 FROM generate_series(1, 50) i;
+            """)
+        let transforms = [
+            "    where: {public.people: \"age >= 30\"}",
+            "    columns: {public.people: {exclude: [ssn], mask: {email: hash, name: redact}}}",
+            "    mask_key: verify-key",
+            "    metadata: [lsn, op]",
+        ]
+        try writeSourceConfig(tables: ["public.people", "public.visits"], sourceExtra: ["heartbeat_interval: 500ms"], sinks: [
+            "  - name: replica", "    type: postgres", "    url: \(target.url)", "    topics: [app]",
+            "    aggregates:", "      - table: public.visits_per_age", "        from: public.visits", "        group_by: [age]",
+            "        window: {tumbling: 1h, time: commit_time}", "        measures: {people: \"count(*)\"}",
+        ] + transforms + [
+            "  - name: local", "    type: sqlite", "    path: \(sqlitePath)", "    topics: [app]",
+            "    rename: {public.people: crm.people}",
+        ] + transforms + [
+            "  - name: changelog", "    type: sqlite", "    path: \(directory!)/changelog.db", "    topics: [app]", "    mode: history",
+        ])
+        _ = try startDaemon()
+        try waitForSlotActive()
+        // A row leaves the sink's filter, another enters it: the sinks delete and insert them.
+        try waitForTargets(lsn: try commitMarked("UPDATE people SET age = 10 WHERE id = 45; UPDATE people SET age = 50 WHERE id = 5"))
+
+        let passing = Int(try source.scalar("SELECT count(*) FROM people WHERE age >= 30") ?? "") ?? -1
+        let (equal, report) = try verify()
+        XCTAssertEqual(equal.status, 0, equal.describe)
+        for sink in ["replica", "local"] {
+            let table = report.tables["\(sink) public.people"]
+            XCTAssertEqual(table?["rows"] as? Int, passing, "the rows the sink's where passes: \(equal.out)")
+            XCTAssertEqual(table?["transforms"] as? [String], sink == "local" ? ["rename", "columns", "where"] : ["columns", "where"], equal.out)
+        }
+        XCTAssertEqual(report.tables["local public.people"]?["target_table"] as? String, "crm_people", equal.out)
+        XCTAssertTrue((report.tables["changelog public.people"]?["skipped"] as? String ?? "").contains("history"), equal.out)
+        XCTAssertTrue((report.tables["replica public.visits_per_age"]?["skipped"] as? String ?? "").contains("aggregate table of public.visits"),
+                      "aggregate tables are listed as not compared: \(equal.out)")
+
+        // Hand-made differences at the transformed targets: a hashed value, a redacted one, a row deleted.
+        try target.query("UPDATE people SET email = 'not the hash' WHERE id = 40; DELETE FROM people WHERE id = 41")
+        try SQLiteDatabase(path: sqlitePath).execute("UPDATE crm_people SET name = 'unredacted' WHERE id = 42")
+        let (found, differing) = try verify()
+        XCTAssertEqual(found.status, 1, found.describe)
+        XCTAssertEqual(differing.differences("replica", "public.people"), ["different id=40", "missing id=41"], found.out)
+        XCTAssertEqual(differing.differences("local", "public.people"), ["different id=42"], found.out)
+        let hashed = (differing.tables["replica public.people"]?["differences"] as? [[String: Any]] ?? [])
+            .first { $0["kind"] as? String == "different" }?["source"] as? [String: Any]
+        XCTAssertEqual((hashed?["email"] as? String)?.count, 64, "the source side is the HMAC-SHA256 hex: \(found.out)")
+        XCTAssertNil(hashed?["ssn"], "excluded columns are not compared: \(found.out)")
+    }
+
     func testBadUsageExitsTwoWithTheReason() throws {
         try source.query("CREATE TABLE t (id int PRIMARY KEY)")
         try writeSourceConfig(tables: ["public.t"], sinks: [
             "  - name: local", "    type: sqlite", "    path: \(sqlitePath)", "    topics: [app]",
             "  - name: files", "    type: file", "    path: \(directory!)/out", "    topics: [app]",
-            "  - name: renamed", "    type: sqlite", "    path: \(directory!)/renamed.db", "    topics: [app]",
-            "    rename: {public.t: public.t2}",
+            "  - name: changelog", "    type: sqlite", "    path: \(directory!)/changelog.db", "    topics: [app]",
+            "    mode: history",
         ])
         let cases: [([String], String)] = [
             (["--sink", "nope"], "there is no sink 'nope'"),
@@ -224,9 +283,9 @@ final class VerifyTests: SinkTestCase {
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: sqlitePath), "bad usage touched no target")
 
-        // A sink that transforms a table: verify says it skips it (and compares nothing there).
-        let skipped = try sluice(["verify", "--config", configPath, "--sink", "renamed", "--json"])
+        // A sink whose tables cannot equal the source's (a changelog): verify says it skips them.
+        let skipped = try sluice(["verify", "--config", configPath, "--sink", "changelog", "--json"])
         XCTAssertEqual(skipped.status, 0, skipped.describe)
-        XCTAssertTrue(skipped.out.contains("\"skipped\":\"the sink transforms it (rename)"), skipped.describe)
+        XCTAssertTrue(skipped.out.contains("\"skipped\":\"the sink keeps history (mode: history)"), skipped.describe)
     }
 }
