@@ -113,10 +113,10 @@ final class SetWiseApplyTests: SinkTestCase {
             DELETE FROM stock WHERE id % 4 = 0;
             UPDATE stock SET qty = -qty WHERE id % 5 = 0;
             """)
-        daemon = try startDaemon(environment: ["SLUICE_FAILPOINTS": "sink.postgres.mid_copy@1"])
+        daemon = try startDaemon(environment: ["SLUICE_FAILPOINTS": "sink.postgres.mid_change_copy@1"])
         let status = daemon.wait(timeout: 90)
         XCTAssertEqual(status, 128 + SIGKILL, "killed at the failpoint" + logTail)
-        XCTAssertTrue(((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "").contains("failpoint sink.postgres.mid_copy fired"), logTail)
+        XCTAssertTrue(((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "").contains("failpoint sink.postgres.mid_change_copy fired"), logTail)
         XCTAssertLessThan(try XCTUnwrap(postgresTargetLSN()), end, "the crashed run stored no position" + logTail)
         daemon = try startDaemon()
         try waitForTargets(lsn: end)

@@ -140,14 +140,9 @@ struct ChangeRun {
         for entry in entries {
             counts[entry.operation, default: 0] += 1
             table.encode(entry.row, operation: entry.operation, into: &encoder)
-            if encoder.count >= Self.flushBytes {
-                try encoder.buffer.withUnsafeBytes { try connection.putCopyData($0) }
-                encoder.removeAll()
-                Failpoint.hit("sink.postgres.mid_copy")
-            }
+            if encoder.count >= Self.flushBytes { try Self.send(&encoder, on: connection) }
         }
-        try encoder.buffer.withUnsafeBytes { try connection.putCopyData($0) }
-        Failpoint.hit("sink.postgres.mid_copy")
+        try Self.send(&encoder, on: connection)
         try connection.endCopy()
         try pipeline.resume()
         for statement in table.changeStatements(deletes: counts[.delete] != nil, updates: counts[.update] != nil,
@@ -155,6 +150,13 @@ struct ChangeRun {
             try pipeline.send(statement)
         }
         try pipeline.send("TRUNCATE \(table.changeStagingName)")
+    }
+
+    /// Sends the encoded rows of the open staging COPY.
+    private static func send(_ encoder: inout CopyTextEncoder, on connection: PGConnection) throws {
+        try encoder.buffer.withUnsafeBytes { try connection.putCopyData($0) }
+        encoder.removeAll()
+        Failpoint.hit("sink.postgres.mid_change_copy")
     }
 
     /// What one entry does, for the prepared-statement path.
