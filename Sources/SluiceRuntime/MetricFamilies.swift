@@ -20,6 +20,7 @@ public enum MetricFamilies {
         "sluice_sink_lag_seconds": "Age of the oldest transaction the sink has not applied yet.",
         "sluice_sink_batch_duration_seconds": "Time a sink took to apply one batch (one target transaction).",
         "sluice_sink_commit_to_apply_seconds": "Time from a source transaction's commit to its apply at the target.",
+        "sluice_sink_aggregate_late_rows_total": "Rows an aggregate skipped: their window was already dropped by retain: (one per row and window).",
     ]
 }
 

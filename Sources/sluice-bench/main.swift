@@ -34,6 +34,7 @@ step("capture-filtered") { try bench.captureFiltered() }
 step("stage-pg") { try bench.applyStage(postgres: true) }
 step("stage-sqlite") { try bench.applyStage(postgres: false) }
 step("stage-transforms") { try bench.applyStageTransformed() }
+step("stage-aggregates") { try bench.applyStageAggregates() }
 step("apply-pg") { try bench.applyPostgres() }
 step("apply-sqlite") { try bench.applySQLite() }
 step("native-pg") {

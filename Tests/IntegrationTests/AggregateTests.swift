@@ -219,4 +219,36 @@ final class AggregateTests: AggregateTestCase {
                        "the mirrored table is exact too" + logTail)
         XCTAssertEqual(daemon.terminate(), 0, "clean exit on SIGTERM" + logTail)
     }
+
+    /// With `retain:`, a row for a window already dropped is not applied and is counted in
+    /// `sluice_sink_aggregate_late_rows_total`; a late row within `retain:` updates its window.
+    func testRowsLaterThanRetainAreCountedNotApplied() throws {
+        try source.query("""
+            CREATE TABLE events (id int PRIMARY KEY, at timestamptz); ALTER TABLE events REPLICA IDENTITY FULL;
+            CREATE TABLE markers (id serial PRIMARY KEY);
+            """)
+        let port = try freePort()
+        let aggregate = ["    aggregates:", "      - table: public.per_minute", "        from: public.events",
+                         "        window: {tumbling: 1m, time: at}", "        measures: {n: \"count(*)\"}", "        retain: 10m"]
+        try writeSourceConfig(tables: ["public.events", "public.markers"], topExtra: ["metrics:", "  listen: \"127.0.0.1:\(port)\""], sinks: [
+            "  - name: replica", "    type: postgres", "    url: \(target.url)", "    topics: [app]",
+        ] + aggregate + ["  - name: local", "    type: sqlite", "    path: \(sqlitePath)", "    topics: [app]"] + aggregate)
+        let daemon = try startDaemon()
+        try waitForSlotActive()
+        try waitForTargets(lsn: try commitMarked("INSERT INTO events VALUES (1, '2026-12-01 12:00:30+00')"))
+        // 11:55 is within retain: of the latest time (12:00:30); 11:30 ends 30 minutes before it: late.
+        try waitForTargets(lsn: try commitMarked("""
+            INSERT INTO events VALUES (2, '2026-12-01 11:55:10+00'), (3, '2026-12-01 11:30:10+00'), (4, '2026-12-01 11:30:20+00')
+            """))
+        XCTAssertEqual(try target.query("SELECT to_char(window_start AT TIME ZONE 'UTC', 'HH24:MI'), n FROM public.per_minute ORDER BY 1")
+                        .map(rowLine), ["'11:55' | '1'", "'12:00' | '1'"], "the late rows are not applied" + logTail)
+        XCTAssertEqual(try sqliteCount("public.per_minute"), 2, logTail)
+        let late = try opsParseMetrics(opsHTTPGet(port: port, path: "/metrics").body)
+            .filter { $0.name == "sluice_sink_aggregate_late_rows_total" && $0.labels["aggregate"] == "public.per_minute" }
+        XCTAssertEqual(Dictionary(uniqueKeysWithValues: late.map { ($0.labels["sink"] ?? "?", $0.value) }), ["replica": 2, "local": 2],
+                       "two late rows per sink: \(late)")
+        let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+        XCTAssertEqual(log.components(separatedBy: "the window starting 2026-12-01 11:30").count - 1, 2, "logged once per window and sink" + logTail)
+        XCTAssertEqual(daemon.terminate(), 0, "clean exit on SIGTERM" + logTail)
+    }
 }

@@ -38,6 +38,11 @@ final class ExamplesTests: XCTestCase {
         XCTAssertEqual(result.status, 0, result.out + result.err)
     }
 
+    func testAggregatesExamplePassesCheck() throws {
+        let result = try sluice(["check", "--config", repositoryRoot + "/examples/aggregates.yml", "--file-only"], environment: secrets)
+        XCTAssertEqual(result.status, 0, result.out + result.err)
+    }
+
     func testComposeConfigurationNeedsItsSecrets() throws {
         let result = try sluice(["check", "--config", repositoryRoot + "/examples/docker/sluice.yml", "--file-only"],
                                 environment: ["APP_DB_PASSWORD": "example"])

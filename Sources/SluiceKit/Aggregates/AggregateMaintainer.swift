@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 
 /// Where a SQL sink keeps its aggregate tables. Every call is part of the sink's open target
 /// transaction, so the aggregates commit (or roll back) together with the sink's position.
@@ -30,6 +31,8 @@ public final class AggregateMaintainer {
     private var watermarks: [String: Int64] = [:]
     private var commitTime: Int64 = 0
     private var loggedLate: Set<String> = []
+    /// `sluice_sink_aggregate_late_rows_total` per aggregate table, made when the aggregate is bound.
+    private var lateRows: [Int: Counter] = [:]
     private let logger: Logger
     private let sink: String
 
@@ -64,6 +67,9 @@ public final class AggregateMaintainer {
                 folds[index]!.rebind(bound)
             } else {
                 try store.create(bound)
+                lateRows[index] = Counter(label: "sluice_sink_aggregate_late_rows_total",
+                                          dimensions: [("sink", sink), ("aggregate", definition.table.description)])
+                lateRows[index]!.increment(by: 0)  // published from the first scrape, at 0
                 folds[index] = AggregateFold(bound, watermark: watermarks[definition.table.description])
             }
         }
@@ -89,6 +95,7 @@ public final class AggregateMaintainer {
             } catch let error as AggregateBindError {
                 throw ConnectorError.misconfigured("sink \(sink): \(error)")
             }
+            if !late.isEmpty { lateRows[index]?.increment(by: late.count) }
             for start in late {
                 let note = "\(definitions[index].table) \(start)"
                 guard loggedLate.count < 10_000, loggedLate.insert(note).inserted else { continue }
