@@ -251,4 +251,25 @@ final class AggregateTests: AggregateTestCase {
         XCTAssertEqual(log.components(separatedBy: "the window starting 2026-12-01 11:30").count - 1, 2, "logged once per window and sink" + logTail)
         XCTAssertEqual(daemon.terminate(), 0, "clean exit on SIGTERM" + logTail)
     }
+
+    /// The last value of a window turning NULL must still leave the min/max state: a later retraction
+    /// would otherwise bring the old value back as the extreme (it did in SQLite).
+    func testAnExtremeThatBecameNullDoesNotComeBack() throws {
+        try createOrders(preload: 0)
+        try writeAggregateConfig()
+        let daemon = try startDaemon()
+        try waitForSlotActive()
+        let at = "timestamptz '2026-12-01 10:00:05+00'"
+        for step in [
+            "INSERT INTO orders VALUES (1, 'eu', 'paid', 500, 1, \(at))",
+            "UPDATE orders SET amount = NULL WHERE id = 1",
+            "INSERT INTO orders VALUES (2, 'eu', 'paid', 300, 1, \(at))",
+            "DELETE FROM orders WHERE id = 2; INSERT INTO orders VALUES (3, 'eu', 'paid', 100, 1, \(at))",
+        ] {
+            try waitForTargets(lsn: try commitMarked(step))
+        }
+        try assertAggregatesEqualSource()
+        XCTAssertEqual(try target.scalar("SELECT biggest::text FROM public.orders_per_minute"), "100.00", logTail)
+        XCTAssertEqual(daemon.terminate(), 0, "clean exit on SIGTERM" + logTail)
+    }
 }

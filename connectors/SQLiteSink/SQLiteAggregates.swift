@@ -183,8 +183,11 @@ final class SQLiteAggregates: AggregateStore {
                     bind(count)
                     bind(count <= 0 ? nil : sum)
                 case .min, .max:
-                    let extreme = count <= 0 ? nil
-                        : try self.extreme(measure, change, current: row.texts[index], aggregate: aggregate, start: start, group: delta.groupKey)
+                    // The value counts change even when no value is left (the last ones became NULL):
+                    // stale counts would come back as extremes after a later retraction.
+                    let picked = try self.extreme(measure, change, current: row.texts[index], aggregate: aggregate, start: start,
+                                                  group: delta.groupKey)
+                    let extreme = count <= 0 ? nil : picked
                     bindVisible(upsert, &parameter, extreme, measure, aggregate)
                     bind(count)
                     bind(extreme)
