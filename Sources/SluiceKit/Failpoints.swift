@@ -32,6 +32,7 @@ public enum Failpoint {
         "log.after_fsync": "embedded log flusher: after the fdatasync, before the durable position is published",
         "source.before_confirm": "PostgreSQL source: before a standby status update that confirms an LSN is sent",
         "source.mid_stream_commit": "PostgreSQL source: a streamed transaction's staged changes are partly appended to the topic, before its commit marker",
+        "source.catch_up.before_advance": "PostgreSQL source, catching up: a batch is durable in the topic, before the slot is advanced past it",
         "backfill.after_low_watermark": "backfill: the chunk's low watermark is emitted, before its SELECT",
         "backfill.before_high_watermark": "backfill: the chunk's SELECT is done, before its high watermark",
         "backfill.before_save_progress": "backfill: a chunk is durable in the topic, before backfill.json records it",

@@ -31,6 +31,11 @@ public final class PostgresSource: BackfillSource, VerifiableSource, OldRowSourc
     /// `streaming`: ask PostgreSQL 14+ to send large transactions while they run (staged on local disk
     /// until their commit) instead of spilling them on the server and sending them at commit.
     let streaming: Bool
+    /// Catch up through the SQL decoding interface when the slot is more than this much WAL behind
+    /// at start; nil (`catch_up_threshold: off`) never does (see CatchUp.swift).
+    let catchUpThreshold: UInt64?
+    /// `upto_nchanges` of each catch-up batch.
+    let catchUpBatch: Int
     /// `<data_dir>/sources/<name>`, where the runtime keeps this source's state.
     let stateDirectory: String
 
@@ -59,6 +64,16 @@ public final class PostgresSource: BackfillSource, VerifiableSource, OldRowSourc
         stateDirectory = DataDirectory(config.dataDirectory).sourceState(config.name)
         backfillChunkSize = try config.int("backfill_chunk_size", default: 20_000, range: 1...1_000_000)
         streaming = try config.bool("streaming", default: true)
+        let catchUp = try config.string("catch_up_threshold", default: "64MB")
+        if catchUp == "off" {
+            catchUpThreshold = nil
+        } else if let bytes = parseByteSize(catchUp) {
+            catchUpThreshold = bytes
+        } else {
+            throw config.error("catch_up_threshold", "'\(catchUp)' is neither a size such as 64MB or 1GB nor off",
+                               line: config.value("catch_up_threshold")?.line)
+        }
+        catchUpBatch = try config.int("catch_up_batch", default: 250_000, range: 1_000...10_000_000)
         try config.rejectUnknownKeys()
     }
 
@@ -268,18 +283,20 @@ public final class PostgresSource: BackfillSource, VerifiableSource, OldRowSourc
             state.tracksConfirms = true
             try state.save(to: context.stateDirectory)
         }
-        // Protocol version 2 (PostgreSQL 14) brings streaming of in-progress transactions.
-        let streamsInProgress = try streaming && wrap { Int(try sql.execute("SHOW server_version_num").string(0, 0) ?? "") ?? 0 } >= 140_000
-        try wrap {
-            try replication.startReplication(slot: slot, start: start, publications: [publication],
-                                             protocolVersion: streamsInProgress ? 2 : 1, streaming: streamsInProgress)
-        }
-        logger.info("streaming", metadata: ["slot": "\(slot)", "from": "\(formatLSN(start))",
-                                            "publication": "\(publication)", "in_progress": "\(streamsInProgress)"])
         context.report(.running)
         let stream = try StreamLoop(source: self, replication: replication, catalog: RelationCatalog(connection: sql),
                                 sql: sql, writer: writer, context: context,
                                 tableFilter: tables.map(Set.init), state: state)
+        try stream.catchUp()
+        let from = max(start, writer.lastCommit?.commit.endLSN.rawValue ?? 0)
+        // Protocol version 2 (PostgreSQL 14) brings streaming of in-progress transactions.
+        let streamsInProgress = try streaming && wrap { Int(try sql.execute("SHOW server_version_num").string(0, 0) ?? "") ?? 0 } >= 140_000
+        try wrap {
+            try replication.startReplication(slot: slot, start: from, publications: [publication],
+                                             protocolVersion: streamsInProgress ? 2 : 1, streaming: streamsInProgress)
+        }
+        logger.info("streaming", metadata: ["slot": "\(slot)", "from": "\(formatLSN(from))",
+                                            "publication": "\(publication)", "in_progress": "\(streamsInProgress)"])
         try stream.run()
     }
 

@@ -16,7 +16,7 @@ final class StreamLoop {
     let context: SourceContext
     let tableFilter: Set<TableName>?
 
-    private var decoder = PGOutputDecoder()
+    var decoder = PGOutputDecoder()
     private var relations: [UInt32: RelationSchema] = [:]
     private var guards: [UInt32: SchemaGuard] = [:]
     /// Relations in the publication that `tables:` does not list: their changes are counted, not written.
@@ -27,9 +27,9 @@ final class StreamLoop {
     private var lastSlotReport = DispatchTime.now()
     private lazy var backfill = BackfillDriver(source: source, sql: sql, writer: writer, context: context)
     private var walWarning = false
-    private var state: SourceState
-    private var progress: ReplicationProgress
-    private var inTransaction: Bool { progress.inTransaction }
+    var state: SourceState
+    var progress: ReplicationProgress
+    var inTransaction: Bool { progress.inTransaction }
     /// Transactions streamed while they run, kept until their Stream Commit (see ``StagedTransactions``).
     private let staging: StagedTransactions
     /// The transaction of the open stream block (Stream Start … Stream Stop).
@@ -76,7 +76,7 @@ final class StreamLoop {
         try? sendStatusIfDue(force: true)
     }
 
-    private func stream<T>(_ body: () throws -> T) throws -> T {
+    func stream<T>(_ body: () throws -> T) throws -> T {
         do {
             return try body()
         } catch let error as PGOutputError {
@@ -102,7 +102,7 @@ final class StreamLoop {
         }
     }
 
-    private func handle(_ message: Message, lsn: LSN) throws {
+    func handle(_ message: Message, lsn: LSN) throws {
         switch message {
         case let .begin(begin):
             try beginTransaction(xid: begin.xid, commitLSN: begin.finalLSN, commitTime: begin.commitTime)

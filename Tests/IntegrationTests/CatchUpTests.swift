@@ -1,0 +1,116 @@
+import Foundation
+import SluiceWire
+import XCTest
+
+/// Catch-up capture (`catch_up_threshold`): a burst written while the daemon is stopped is read through
+/// `pg_logical_slot_peek_binary_changes` in batches, then the source streams again. The topic must hold
+/// every committed transaction once, in commit order, across the switch and across crashes mid-catch-up.
+final class CatchUpTests: DaemonTestCase {
+    override var fixtureName: String { "catchup" }
+
+    /// Rows per burst transaction; `ids` numbers rows in commit order.
+    static let perTransaction = 100
+
+    private func createTable() throws {
+        try source.query("CREATE TABLE ledger (id bigint PRIMARY KEY, payload text NOT NULL)")
+        // Small batches and threshold, so a burst of a few MB takes several batches.
+        try writeSourceConfig(tables: ["public.ledger"],
+                              sourceExtra: ["snapshot: never", "catch_up_threshold: 1MB", "catch_up_batch: 2000"])
+    }
+
+    /// Commits rows `range` in transactions of `perTransaction`; returns their xids in commit order.
+    private func burst(_ range: ClosedRange<Int>) throws -> [Int] {
+        let db = try PGConnection(url: source.url)
+        var xids: [Int] = []
+        for low in stride(from: range.lowerBound, through: range.upperBound, by: Self.perTransaction) {
+            let high = min(range.upperBound, low + Self.perTransaction - 1)
+            let result = try db.execute("""
+                BEGIN;
+                INSERT INTO ledger SELECT i, repeat('x', 80) || i FROM generate_series(\(low), \(high)) i;
+                SELECT txid_current();
+                """)
+            xids.append(Int(try XCTUnwrap(result.string(0, 0)))!)
+            try db.execute("COMMIT")
+        }
+        return xids
+    }
+
+    /// Runs a daemon once so the slot exists, then stops it.
+    private func createSlot() throws {
+        let daemon = try startDaemon()
+        try waitForSlotActive()
+        XCTAssertEqual(daemon.terminate(), 0, logTail)
+    }
+
+    private func waitUntilConfirmed(timeout: TimeInterval = 180) throws {
+        let end = try XCTUnwrap(source.scalar("SELECT pg_current_wal_insert_lsn()::text"))
+        try eventually(timeout: timeout, "the slot to confirm \(end)" + logTail) {
+            lsnValue(try source.scalar("SELECT confirmed_flush_lsn::text FROM pg_replication_slots") ?? "0/0") >= lsnValue(end)
+        }
+    }
+
+    /// The topic holds exactly these transactions, in this order, with rows 1…rows once each, ascending.
+    private func assertTopic(xids: [Int], rows: Int, file: StaticString = #filePath, line: UInt = #line) throws {
+        let dump = try TopicDump.read(topic: "app", config: configPath, file: file, line: line)
+        XCTAssertEqual(dump.transactions.map(\.xid), xids, "each committed transaction once, in commit order" + logTail,
+                       file: file, line: line)
+        let ids = dump.transactions.flatMap(\.changes).compactMap { ($0["after"] as? [String: Any])?["id"] as? Int }
+        XCTAssertEqual(ids, Array(1...rows), "every row once, in order", file: file, line: line)
+    }
+
+    private func occurrences(_ text: String) -> Int {
+        ((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "").components(separatedBy: text).count - 1
+    }
+
+    func testABurstWhileStoppedIsCaughtUpExactlyAndLaterWritesStream() throws {
+        try createTable()
+        try createSlot()
+        let rows = 30_000
+        var xids = try burst(1...rows)
+        let daemon = try startDaemon()
+        try eventually(timeout: 180, "catch-up to finish" + logTail) { occurrences("caught up; streaming from here") == 1 }
+        XCTAssertEqual(occurrences("catching up through the SQL decoding interface"), 1, logTail)
+        try waitForSlotActive()
+        // Written after the switch: they arrive through START_REPLICATION.
+        xids += try burst(rows + 1...rows + 500)
+        try waitUntilConfirmed()
+        XCTAssertEqual(daemon.terminate(), 0, logTail)
+        try assertTopic(xids: xids, rows: rows + 500)
+
+        // A slot within the threshold streams at once.
+        let quiet = try startDaemon()
+        try waitForSlotActive()
+        XCTAssertEqual(quiet.terminate(), 0, logTail)
+        XCTAssertEqual(occurrences("catching up through the SQL decoding interface"), 1, "no catch-up for a slot near the tail" + logTail)
+    }
+
+    func testKillsDuringCatchUpLoseAndRepeatNothing() throws {
+        try createTable()
+        try createSlot()
+        let rows = 40_000
+        let xids = try burst(1...rows)
+
+        // Deterministic: a batch is durable in the topic, the slot not yet advanced past it.
+        let crashed = try startDaemon(environment: ["SLUICE_FAILPOINTS": "source.catch_up.before_advance@2"])
+        XCTAssertEqual(crashed.wait(timeout: 180), 137, "the failpoint killed the daemon" + logTail)
+        XCTAssertEqual(occurrences("failpoint source.catch_up.before_advance fired"), 1, logTail)
+
+        // Random: SIGKILL while catching up, at most four times; each restart resumes from the slot.
+        for _ in 0..<4 {
+            let started = occurrences("catching up through the SQL decoding interface")
+            let daemon = try startDaemon()
+            try eventually(timeout: 120, "the daemon to start catching up" + logTail) {
+                occurrences("catching up through the SQL decoding interface") > started || !daemon.isRunning
+            }
+            usleep(UInt32.random(in: 50_000...1_200_000))
+            let done = occurrences("caught up; streaming from here")
+            daemon.kill()
+            if done > 0 { break }
+        }
+        let last = try startDaemon()
+        try waitUntilConfirmed()
+        XCTAssertEqual(last.terminate(), 0, logTail)
+        XCTAssertGreaterThanOrEqual(occurrences("catching up through the SQL decoding interface"), 3, logTail)
+        try assertTopic(xids: xids, rows: rows)
+    }
+}

@@ -1,0 +1,86 @@
+import Foundation
+import PGOutput
+import SluiceKit
+import SluiceWire
+
+/// Catch-up capture: before streaming, while the slot is more than `catch_up_threshold` of WAL behind,
+/// the loop reads batches through ``CatchUpReader`` and hands their messages to the same handling as
+/// streamed ones, so the topic gets exactly what streaming would have written. After each batch the
+/// topic is flushed, and only then is the slot advanced to the batch's last commit: the slot never
+/// confirms what the topic does not hold durably. A crash between the two makes the next peek send
+/// the batch again, and the transactions the topic holds are dropped as after any restart. Streaming
+/// then starts at the topic's last commit, so the switch has no gap and no duplicate.
+extension StreamLoop {
+    /// Runs catch-up batches until the slot is within the threshold or the WAL ends; returns the number
+    /// of batches read (0: the slot was close enough, or catch-up is off).
+    @discardableResult
+    func catchUp() throws -> Int {
+        guard let threshold = source.catchUpThreshold else { return 0 }
+        guard let first = try source.wrap({ try CatchUpReader.behind(slot: source.slot, on: sql) }),
+              first.bytes > threshold else { return 0 }
+        // Its own connection: the catalog queries `sql` while a batch is arriving.
+        let reader = CatchUpReader(connection: try source.connect { try PGConnection(url: source.url, applicationName: "sluice-catch-up") },
+                                   slot: source.slot, publication: source.publication)
+        context.logger.info("catching up through the SQL decoding interface", metadata: [
+            "slot": "\(source.slot)", "behind_bytes": "\(first.bytes)", "from": "\(formatLSN(first.confirmed))",
+        ])
+        let started = DispatchTime.now().uptimeNanoseconds
+        var batches = 0
+        var events: UInt64 = 0
+        let totalBefore = writer.lastCommit?.commit.totalEvents ?? 0
+        while !context.isStopping() {
+            var lastEnd: UInt64?
+            let rows = try stream {
+                try reader.read(changes: source.catchUpBatch) { lsn, payload in
+                    let message = try decoder.decode(payload)
+                    if case let .commit(commit) = message { lastEnd = commit.endLSN }
+                    try handle(message, lsn: LSN(lsn))
+                }
+            }
+            batches += 1
+            guard !inTransaction else {
+                throw ConnectorError.transient("source '\(source.name)': a catch-up batch ended inside a transaction")
+            }
+            guard let lastEnd else { break }
+            try writer.writer.flush()
+            try confirmBatch(through: lastEnd, reader: reader)
+            events = (writer.lastCommit?.commit.totalEvents ?? 0) - totalBefore
+            guard rows >= source.catchUpBatch,
+                  let now = try source.wrap({ try CatchUpReader.behind(slot: source.slot, on: reader.connection) }), now.bytes > threshold else { break }
+        }
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+        context.logger.info("caught up; streaming from here", metadata: [
+            "batches": "\(batches)", "events": "\(events)", "seconds": "\(String(format: "%.2f", seconds))",
+        ])
+        return batches
+    }
+
+    /// Advances the slot to `lastEnd` once the topic holds the batch: to the durable commit marker, or
+    /// past it (transactions that captured nothing) after recording that position first, as the
+    /// streaming loop does before confirming past the topic.
+    private func confirmBatch(through lastEnd: UInt64, reader: CatchUpReader) throws {
+        let durable = writer.writer.topic.durableCommit
+        guard durable?.offset == writer.lastCommit?.offset else {
+            throw ConnectorError.transient("source '\(source.name)': the topic did not make the catch-up batch durable")
+        }
+        var target = lastEnd
+        if let end = durable?.commit.endLSN.rawValue, end >= lastEnd {
+            target = end
+        } else {
+            var saved = state
+            saved.confirmedBeyond = SourceState.ConfirmedBeyond(offset: durable?.offset, lsn: lastEnd)
+            do {
+                try saved.save(to: context.stateDirectory)
+            } catch {
+                // Not recorded, so not confirmed past the topic: the slot keeps the WAL a little longer.
+                guard let end = durable?.commit.endLSN.rawValue else { return }
+                target = end
+                saved = state
+            }
+            state = saved
+            progress.recorded(saved.confirmedBeyond, now: DispatchTime.now().uptimeNanoseconds)
+        }
+        Failpoint.hit("source.catch_up.before_advance")
+        try source.wrap { try reader.advance(to: target) }
+    }
+}
