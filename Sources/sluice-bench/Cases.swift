@@ -55,7 +55,7 @@ final class Bench {
     /// than the embedded log, e.g. `{backend: jetstream, …}`).
     func config(_ name: String, source url: String, slot: String, sinks: [String],
                 tables: [String] = ["public.bench", "public.done"], dataDirectory: String? = nil,
-                topics: String? = nil, publication: String = "bench_pub") throws -> String {
+                topics: String? = nil, publication: String = "bench_pub", sourceExtra: [String] = []) throws -> String {
         let path = scratch + "/\(name).yml"
         var text = """
             data_dir: \(dataDirectory ?? scratch + "/\(name)-data")
@@ -69,6 +69,7 @@ final class Bench {
                 tables: [\(tables.joined(separator: ", "))]
                 snapshot: never
             """
+        for line in sourceExtra { text += "\n    " + line }
         if !sinks.isEmpty { text += "\nsinks:\n" + sinks.joined(separator: "\n") }
         try text.write(toFile: path, atomically: true, encoding: .utf8)
         return path
@@ -111,18 +112,11 @@ final class Bench {
         try Workload.load(url: url, total: events, perTransaction: 100)
         let end = try Workload.flushedEnd(url: url)
 
-        func runReference(_ slot: String) throws -> (Double, Child.Usage) {
-            try Workload.settle(url: url)
-            let started = now()
-            let reference = try Child([pgBin("pg_recvlogical"), "-d", url, "--slot", slot, "--start", "--no-loop",
-                                       "-o", "proto_version=1", "-o", "publication_names=bench_pub",
-                                       "--endpos", formatLSN(end), "-f", scratch + "/\(slot).out"]).waitSampling()
-            guard reference.status == 0 else { throw BenchError("pg_recvlogical exited \(reference.status)") }
-            return (now() - started, reference)
-        }
+        func runReference(_ slot: String) throws -> (Double, Child.Usage) { try recvlogical(url: url, slot: slot, end: end) }
         let referenceA = try runReference("reference_a")
-        let oursA = try captureRun("capture", url: url, slot: "sluice", end: end)
-        let oursB = try captureRun("capture_b", url: url, slot: "sluice_b", end: end)
+        // Streaming only: catching up through the SQL interface is the catch-up case's.
+        let oursA = try captureRun("capture", url: url, slot: "sluice", end: end, sourceExtra: ["catch_up_threshold: off"])
+        let oursB = try captureRun("capture_b", url: url, slot: "sluice_b", end: end, sourceExtra: ["catch_up_threshold: off"])
         let referenceB = try runReference("reference_b")
         captured = url
         results.append(Result(name: "capture (source → topic)", events: events, seconds: (oursA.0 + oursB.0) / 2,
@@ -137,9 +131,11 @@ final class Bench {
     /// One timed capture side: `sluice run` (source only) from start until slot `slot` confirms `end`.
     /// Its topic is written under `<scratch>/<name>-data` (the embedded log) or to `topics`.
     func captureRun(_ name: String, url: String, slot: String, end: UInt64, topics: String? = nil,
-                    tables: [String] = ["public.bench", "public.done"], publication: String = "bench_pub") throws -> (Double, Child.Usage) {
+                    tables: [String] = ["public.bench", "public.done"], publication: String = "bench_pub",
+                    sourceExtra: [String] = []) throws -> (Double, Child.Usage) {
         let db = try PGConnection(url: url)
-        let config = try config(name, source: url, slot: slot, sinks: [], tables: tables, topics: topics, publication: publication)
+        let config = try config(name, source: url, slot: slot, sinks: [], tables: tables, topics: topics, publication: publication,
+                                sourceExtra: sourceExtra)
         try Workload.settle(url: url)
         return try runSluice(config) {
             lsn(try db.execute("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = '\(slot)'").string(0, 0)) >= end
@@ -292,6 +288,17 @@ final class Bench {
         guard usage.status == 0 else { throw BenchError("sluice backfill exited \(usage.status); see \(scratch)/backfill.log") }
         results.append(Result(name: "backfill → PostgreSQL", events: rows, seconds: seconds, reference: referenceSeconds,
                                referenceName: "COPY pipe", peakRSSMB: mb(usage), cpuSeconds: usage.cpuSeconds))
+    }
+
+    /// pg_recvlogical with pgoutput draining `slot` to a file up to `end`: the capture reference.
+    func recvlogical(url: String, slot: String, end: UInt64) throws -> (Double, Child.Usage) {
+        try Workload.settle(url: url)
+        let started = now()
+        let reference = try Child([pgBin("pg_recvlogical"), "-d", url, "--slot", slot, "--start", "--no-loop",
+                                   "-o", "proto_version=1", "-o", "publication_names=bench_pub",
+                                   "--endpos", formatLSN(end), "-f", scratch + "/\(slot).out"]).waitSampling()
+        guard reference.status == 0 else { throw BenchError("pg_recvlogical exited \(reference.status)") }
+        return (now() - started, reference)
     }
 
     func mb(_ usage: Child.Usage) -> Double { Double(usage.peakRSSKilobytes) / 1024 }

@@ -9,6 +9,7 @@ struct Goal {
 
     static let all: [Goal] = [
         Goal(prefix: "capture (source → topic)", kind: .ratioAtLeast, value: 0.9),
+        Goal(prefix: "catch-up: ", kind: .ratioAtLeast, value: 2.0),
         Goal(prefix: "apply stage only: topic → PostgreSQL", kind: .ratioAtLeast, value: 0.5),
         Goal(prefix: "apply stage only: topic → SQLite", kind: .ratioAtLeast, value: 0.5),
         Goal(prefix: "apply to PostgreSQL (end to end)", kind: .ratioAtLeast, value: 0.5),

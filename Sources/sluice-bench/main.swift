@@ -31,6 +31,8 @@ func step(_ name: String, _ body: () throws -> Void) {
 }
 step("capture") { try bench.capture() }
 step("capture-filtered") { try bench.captureFiltered() }
+step("catch-up") { try bench.catchUp() }
+step("catch-up-costs") { try bench.catchUpCosts() }
 step("stage-pg") { try bench.applyStage(postgres: true) }
 step("stage-sqlite") { try bench.applyStage(postgres: false) }
 step("stage-transforms") { try bench.applyStageTransformed() }
