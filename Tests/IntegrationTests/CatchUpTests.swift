@@ -58,6 +58,17 @@ final class CatchUpTests: DaemonTestCase {
         XCTAssertEqual(ids, Array(1...rows), "every row once, in order", file: file, line: line)
     }
 
+    /// Starts a daemon and waits until it streams (its own "streaming" line: an earlier incarnation's
+    /// walsender may still show the slot active for a moment).
+    private func startStreamingDaemon() throws -> SluiceProcess {
+        let before = occurrences(Self.streamingLine)
+        let daemon = try startDaemon()
+        try eventually(timeout: 180, "the daemon to stream" + logTail) { occurrences(Self.streamingLine) > before }
+        return daemon
+    }
+
+    static let streamingLine = "INFO    streaming  "
+
     private func occurrences(_ text: String) -> Int {
         ((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "").components(separatedBy: text).count - 1
     }
@@ -67,10 +78,9 @@ final class CatchUpTests: DaemonTestCase {
         try createSlot()
         let rows = 30_000
         var xids = try burst(1...rows)
-        let daemon = try startDaemon()
-        try eventually(timeout: 180, "catch-up to finish" + logTail) { occurrences("caught up; streaming from here") == 1 }
+        let daemon = try startStreamingDaemon()
+        XCTAssertEqual(occurrences("caught up; streaming from here"), 1, logTail)
         XCTAssertEqual(occurrences("catching up through the SQL decoding interface"), 1, logTail)
-        try waitForSlotActive()
         // Written after the switch: they arrive through START_REPLICATION.
         xids += try burst(rows + 1...rows + 500)
         try waitUntilConfirmed()
@@ -78,8 +88,7 @@ final class CatchUpTests: DaemonTestCase {
         try assertTopic(xids: xids, rows: rows + 500)
 
         // A slot within the threshold streams at once.
-        let quiet = try startDaemon()
-        try waitForSlotActive()
+        let quiet = try startStreamingDaemon()
         XCTAssertEqual(quiet.terminate(), 0, logTail)
         XCTAssertEqual(occurrences("catching up through the SQL decoding interface"), 1, "no catch-up for a slot near the tail" + logTail)
     }
@@ -107,7 +116,7 @@ final class CatchUpTests: DaemonTestCase {
             daemon.kill()
             if done > 0 { break }
         }
-        let last = try startDaemon()
+        let last = try startStreamingDaemon()
         try waitUntilConfirmed()
         XCTAssertEqual(last.terminate(), 0, logTail)
         XCTAssertGreaterThanOrEqual(occurrences("catching up through the SQL decoding interface"), 3, logTail)
