@@ -20,8 +20,13 @@ struct VerifyRepair {
         var whole: [String: Set<String>] = [:]
         var requested = 0
         for result in results where !result.isEqual {
-            guard let sourceName = plan.sinks.first(where: { $0.sink.name == result.sink })?
-                .tables.first(where: { $0.table == result.table })?.source.name else { continue }
+            let sinkPlan = plan.sinks.first(where: { $0.sink.name == result.sink })
+            // An aggregate table is rebuilt by backfilling its source table whole (which replaces its contribution).
+            if let aggregate = sinkPlan?.aggregates.first(where: { $0.definition.table == result.table }) {
+                whole[aggregate.source.name, default: []].insert(aggregate.definition.from.description)
+                continue
+            }
+            guard let sourceName = sinkPlan?.tables.first(where: { $0.table == result.table })?.source.name else { continue }
             let table = result.table.description
             if result.targetTableMissing {
                 whole[sourceName, default: []].insert(table)

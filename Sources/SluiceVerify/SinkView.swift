@@ -31,6 +31,15 @@ struct SinkView {
         return nil
     }
 
+    /// A table compared as it is, both sides.
+    init(plain shape: TableShape) {
+        source = shape
+        target = shape
+        expressions = shape.columns.map { PGConnection.quoteIdentifier($0.name) }
+        filter = nil
+        transformed = []
+    }
+
     init(_ shape: TableShape, transforms: SinkTransforms) throws(VerifyUsageError) {
         let table = shape.table
         let rules = transforms.columns[table]

@@ -31,27 +31,38 @@ public final class Verification {
                 results.append(result)
             }
             let wanted = sink.tables.filter { entry in only.map { $0.contains(sink.sink.name + " " + entry.table.description) } ?? true }
-            guard !wanted.isEmpty else { continue }
+            let aggregates = sink.aggregates.filter { entry in
+                only.map { $0.contains(sink.sink.name + " " + entry.definition.table.description) } ?? true
+            }
+            guard !wanted.isEmpty || !aggregates.isEmpty else { continue }
             let store: TargetStore
             do { store = try TargetStore.open(sink.target) } catch let error as VerifyFailure { throw error } catch {
                 throw VerifyFailure("cannot open the target of sink \(sink.sink.name): \(error)")
             }
             var connections: [String: PGConnection] = [:]
             var catchUps: [String: SinkCatchUp] = [:]
-            for entry in wanted {
+            func open(_ config: ConnectorConfig, _ reader: any VerifiableSource) throws -> (PGConnection, SinkCatchUp) {
+                let topic = config.name
+                if let source = connections[topic], let catchUp = catchUps[topic] { return (source, catchUp) }
                 let source: PGConnection
-                if let open = connections[entry.source.name] { source = open } else {
-                    do { source = try PGConnection(url: entry.reader.verifyURL, applicationName: "sluice-verify") } catch {
-                        throw VerifyFailure("cannot connect to source \(entry.source.name): \(error)")
-                    }
-                    connections[entry.source.name] = source
+                do { source = try PGConnection(url: reader.verifyURL, applicationName: "sluice-verify") } catch {
+                    throw VerifyFailure("cannot connect to source \(topic): \(error)")
                 }
-                let topic = entry.source.name
-                let catchUp = catchUps[topic] ?? SinkCatchUp(sink: sink.sink.name, topic: topic, target: store, source: source,
-                                                             slot: entry.reader.verifySlot, topicEnd: { [topicEnd] in topicEnd(topic) },
-                                                             timeout: catchUpTimeout)
+                let catchUp = SinkCatchUp(sink: sink.sink.name, topic: topic, target: store, source: source, slot: reader.verifySlot,
+                                          topicEnd: { [topicEnd] in topicEnd(topic) }, timeout: catchUpTimeout)
+                connections[topic] = source
                 catchUps[topic] = catchUp
+                return (source, catchUp)
+            }
+            for entry in wanted {
+                let (source, catchUp) = try open(entry.source, entry.reader)
                 let result = try verify(entry, sink: sink.sink.name, store: store, source: source, catchUp: catchUp, observer: observer)
+                tableDone(result)
+                results.append(result)
+            }
+            for aggregate in aggregates {
+                let (source, catchUp) = try open(aggregate.source, aggregate.reader)
+                let result = try verify(aggregate, sink: sink.sink.name, store: store, source: source, catchUp: catchUp, observer: observer)
                 tableDone(result)
                 results.append(result)
             }
@@ -96,6 +107,38 @@ public final class Verification {
             throw error
         } catch {
             throw VerifyFailure("verifying \(entry.table) at sink \(sink): \(error)")
+        }
+    }
+
+    private func verify(_ aggregate: VerifyPlan.AggregateTable, sink: String, store: TargetStore, source: PGConnection, catchUp: SinkCatchUp,
+                        observer: (any VerifyObserver)?) throws -> TableVerification {
+        let definition = aggregate.definition
+        var result = TableVerification(sink: sink, table: definition.table, targetTable: definition.table.description, columns: [], keyColumns: [])
+        do {
+            guard let from = try TableShape.read(definition.from, on: source) else {
+                throw VerifyFailure("table \(definition.from) no longer exists at source \(aggregate.source.name)")
+            }
+            let view: AggregateView
+            do { view = try AggregateView(definition, from: from) } catch {
+                result.skipped = "aggregate table of \(definition.from): " + error.description
+                return result
+            }
+            result.columns = view.shape.columns.map(\.name)
+            result.transforms = ["aggregate of \(definition.from)"]
+            guard let target = try store.table(view.shape) else {
+                result.targetTableMissing = true
+                return result
+            }
+            let verifier = Verifier(source: source, view: SinkView(plain: view.shape), filter: nil, target: target, textOrder: false,
+                                    catchUp: catchUp, chunkSize: chunkSize, sourceRelation: view.sourceRelation) { chunks, rows in
+                observer?.progress(sink: sink, table: definition.table, chunks: chunks, rows: rows)
+            }
+            try verifier.verifyKeyless(into: &result)
+            return result
+        } catch let error as VerifyFailure {
+            throw error
+        } catch {
+            throw VerifyFailure("verifying aggregate table \(definition.table) at sink \(sink): \(error)")
         }
     }
 }

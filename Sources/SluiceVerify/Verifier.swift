@@ -24,11 +24,11 @@ final class Verifier {
     let report: (Int, UInt64) -> Void
 
     init(source: PGConnection, view: SinkView, filter: String?, target: TargetTable, textOrder: Bool, catchUp: SinkCatchUp,
-         chunkSize: Int, report: @escaping (Int, UInt64) -> Void) {
+         chunkSize: Int, sourceRelation: String? = nil, report: @escaping (Int, UInt64) -> Void) {
         self.source = source
         shape = view.source
-        sourceTable = PostgresTableReader(connection: source, shape: view.source, qualifiedName: view.source.table.sql, textOrder: textOrder,
-                                          filter: filter, values: view.expressions)
+        sourceTable = PostgresTableReader(connection: source, shape: view.source, qualifiedName: sourceRelation ?? view.source.table.sql,
+                                          textOrder: textOrder, filter: filter, values: view.expressions)
         self.target = target
         self.catchUp = catchUp
         self.chunkSize = chunkSize

@@ -22,6 +22,14 @@ public struct VerifyPlan {
         public var tables: [SourceTable]
         /// Tables left out, with the reason (shown, never silent).
         public var skipped: [(table: TableName?, reason: String)]
+        /// Aggregate tables compared against the GROUP BY at their source.
+        public var aggregates: [AggregateTable] = []
+    }
+
+    public struct AggregateTable {
+        public var source: ConnectorConfig
+        public var reader: any VerifiableSource
+        public var definition: AggregateDefinition
     }
 
     public var sinks: [SinkPlan]
@@ -80,12 +88,17 @@ public struct VerifyPlan {
                     }
                 }
             }
-            // Aggregate tables are listed, not compared: verify does not compute their GROUP BY at the source.
+            // Aggregate tables: against the GROUP BY at the source that captures their table, or listed as not compared.
             for aggregate in (try? AggregateDefinition.parseAll(section.config)) ?? [] where wanted.isEmpty || wanted.contains(aggregate.from) {
-                plan.skipped.append((table: aggregate.table, reason: """
-                    aggregate table of \(aggregate.from) (windows grouped by \(aggregate.groupBy.isEmpty ? "window only" : aggregate.groupBy.joined(separator: ", "))): \
-                    not compared — verify compares the tables a sink mirrors, not aggregates against the GROUP BY at the source
-                    """))
+                let topic = section.topics.first { sourcesTables[$0]?.contains(aggregate.from) == true }
+                if let reason = AggregateView.unsupported(aggregate, target: target) {
+                    plan.skipped.append((table: aggregate.table, reason: "aggregate table of \(aggregate.from): " + reason))
+                } else if let topic, let sourceConfig = sources.first(where: { $0.name == topic }),
+                          let reader = try registry.sources[sourceConfig.type]!.init(config: sourceConfig) as? any VerifiableSource {
+                    plan.aggregates.append(AggregateTable(source: sourceConfig, reader: reader, definition: aggregate))
+                } else {
+                    plan.skipped.append((table: aggregate.table, reason: "aggregate table of \(aggregate.from): no source of this sink captures it"))
+                }
             }
             plans.append(plan)
         }

@@ -211,9 +211,10 @@ final class VerifyTests: SinkTestCase {
             CREATE TABLE people (id int PRIMARY KEY, name text, email text, ssn text, age int);
             INSERT INTO people SELECT i, 'person ' || i, CASE WHEN i % 7 = 0 THEN NULL ELSE 'p' || i || '@example.com' END,
                                       'ssn ' || i, i % 60 FROM generate_series(1, 300) i;
-            CREATE TABLE visits (id int PRIMARY KEY, age int);
+            CREATE TABLE visits (id int PRIMARY KEY, age int, at timestamptz, amount numeric(10,2));
             ALTER TABLE visits REPLICA IDENTITY FULL;
-            INSERT INTO visits SELECT i, i % 9 FROM generate_series(1, 50) i;
+            INSERT INTO visits SELECT i, i % 4, timestamptz '2026-01-01 00:00:00+00' + i * interval '7 minutes', i * 1.25
+            FROM generate_series(1, 120) i;
             """)
         let transforms = [
             "    where: {public.people: \"age >= 30\"}",
@@ -225,6 +226,9 @@ final class VerifyTests: SinkTestCase {
             "  - name: replica", "    type: postgres", "    url: \(target.url)", "    topics: [app]",
             "    aggregates:", "      - table: public.visits_per_age", "        from: public.visits", "        group_by: [age]",
             "        window: {tumbling: 1h, time: commit_time}", "        measures: {people: \"count(*)\"}",
+            "      - table: public.visits_hourly", "        from: public.visits", "        group_by: [age]", "        where: \"age > 0\"",
+            "        window: {hopping: 2h, every: 1h, time: at}",
+            "        measures: {visits: \"count(*)\", total: \"sum(amount)\", mean: \"avg(amount)\", top: \"max(amount)\"}",
         ] + transforms + [
             "  - name: local", "    type: sqlite", "    path: \(sqlitePath)", "    topics: [app]",
             "    rename: {public.people: crm.people}",
@@ -248,14 +252,27 @@ final class VerifyTests: SinkTestCase {
         XCTAssertTrue((report.tables["changelog public.people"]?["skipped"] as? String ?? "").contains("history"), equal.out)
         XCTAssertTrue((report.tables["replica public.visits_per_age"]?["skipped"] as? String ?? "").contains("aggregate table of public.visits"),
                       "aggregate tables are listed as not compared: \(equal.out)")
+        // An aggregate over a time column equals the GROUP BY at the source (hopping windows, sum, avg, max).
+        let hourly = report.tables["replica public.visits_hourly"]
+        XCTAssertEqual(hourly?["equal"] as? Bool, true, equal.out)
+        XCTAssertGreaterThan(hourly?["rows"] as? Int ?? 0, 20, "windows × groups compared: \(equal.out)")
 
         // Hand-made differences at the transformed targets: a hashed value, a redacted one, a row deleted.
-        try target.query("UPDATE people SET email = 'not the hash' WHERE id = 40; DELETE FROM people WHERE id = 41")
+        try target.query("""
+            UPDATE people SET email = 'not the hash' WHERE id = 40; DELETE FROM people WHERE id = 41;
+            UPDATE visits_hourly SET visits = visits + 1 WHERE age = 2 AND window_start = '2026-01-01 05:00:00+00';
+            """)
         try SQLiteDatabase(path: sqlitePath).execute("UPDATE crm_people SET name = 'unredacted' WHERE id = 42")
         let (found, differing) = try verify()
         XCTAssertEqual(found.status, 1, found.describe)
         XCTAssertEqual(differing.differences("replica", "public.people"), ["different id=40", "missing id=41"], found.out)
         XCTAssertEqual(differing.differences("local", "public.people"), ["different id=42"], found.out)
+        XCTAssertEqual(differing.tables["replica public.visits_hourly"]?["missing"] as? Int, 1, found.out)
+        XCTAssertEqual(differing.tables["replica public.visits_hourly"]?["extra"] as? Int, 1, found.out)
+
+        // --repair rebuilds the aggregate (its source table backfilled whole) and mends the mirrored rows.
+        let (repaired, _) = try verify(["--repair", "--sink", "replica"])
+        XCTAssertEqual(repaired.status, 0, repaired.describe)
         let hashed = (differing.tables["replica public.people"]?["differences"] as? [[String: Any]] ?? [])
             .first { $0["kind"] as? String == "different" }?["source"] as? [String: Any]
         XCTAssertEqual((hashed?["email"] as? String)?.count, 64, "the source side is the HMAC-SHA256 hex: \(found.out)")
