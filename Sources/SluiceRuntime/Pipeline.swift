@@ -49,7 +49,22 @@ public final class Pipeline: @unchecked Sendable {
     public func check() -> [CheckFinding] {
         ListenProbe.finding(config.metrics, dataDirectory: config.dataDirectory) + store.check(topics: config.topics)
             + sources.flatMap { $0.source.check(logger: logger) } + sinks.flatMap { $0.sink.check(logger: logger) }
-            + aggregatedTableFindings()
+            + aggregatedTableFindings() + transformFindings()
+    }
+
+    /// Each sink's transforms bound to the current schemas of the tables its sources capture.
+    private func transformFindings() -> [CheckFinding] {
+        sources.flatMap { name, source -> [CheckFinding] in
+            let sections = config.sinks.filter { $0.topics.contains(name) && !$0.transforms.isEmpty }
+            guard !sections.isEmpty, let source = source as? any SchemaSource else { return [] }
+            return sections.flatMap { section -> [CheckFinding] in
+                let schemas: [RelationSchema]
+                do { schemas = try source.currentSchemas(among: section.transforms.includes) } catch {
+                    return [CheckFinding(.warning, "sink \(section.config.name)", "cannot check its transforms against source \(name)'s tables: \(error)")]
+                }
+                return TransformingSink.problems(section.transforms, schemas: schemas).map { CheckFinding(.error, "sink \(section.config.name)", $0) }
+            }
+        }
     }
 
     /// Aggregated tables whose source does not send whole old rows (REPLICA IDENTITY FULL).
@@ -129,8 +144,8 @@ public final class Pipeline: @unchecked Sendable {
         }
 
         // An aggregate over a table that sends only old keys would stop its sink at the first update.
-        if let problem = aggregatedTableFindings().first(where: { $0.severity == .error }) {
-            logger.error("\(problem.subject): \(problem.message). Fix: \(problem.fix ?? "")")
+        if let problem = (aggregatedTableFindings() + transformFindings()).first(where: { $0.severity == .error }) {
+            logger.error("\(problem.subject): \(problem.message)\(problem.fix.map { ". Fix: \($0)" } ?? "")")
             return 2
         }
 

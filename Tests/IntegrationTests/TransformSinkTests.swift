@@ -197,19 +197,32 @@ final class TransformSinkTests: SinkTestCase {
         XCTAssertEqual(result.status, 2, result.describe)
         XCTAssertTrue(result.err.contains("rename.public.nope: names public.nope, which the sink's topics (app) do not capture"), result.describe)
 
-        // A column that is not there: known only from the source's schema, the sink stops when it sees the table.
+        // A column that is not there: known from the source's schema, so check reports it and run exits 2 at start.
         try writeSourceConfig(tables: ["public.customers"], sinks: [
             "  - name: local", "    type: sqlite", "    path: \(sqlitePath)",
             "    columns: {public.customers: {exclude: [social_security]}}",
         ])
+        let unknown = "columns.public.customers: unknown column social_security in public.customers (columns: id, email, ssn, phone, amount)"
+        let check = try sluice(["check", "--config", configPath])
+        XCTAssertEqual(check.status, 2, check.describe)
+        XCTAssertTrue(check.out.contains(unknown), check.describe)
+        result = try sluice(["run", "--config", configPath])
+        XCTAssertEqual(result.status, 2, result.describe)
+        XCTAssertTrue(result.err.contains("sinks[0] (local)." + unknown), result.describe)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: sqlitePath), "nothing was created at the target")
+
+        // A schema change that breaks a transform mid-stream: the sink stops loudly (no retries), the rest goes on.
+        try writeSourceConfig(tables: ["public.customers"], sinks: [
+            "  - name: local", "    type: sqlite", "    path: \(sqlitePath)", "    where: {public.customers: \"amount > 0\"}",
+        ])
         try source.query("INSERT INTO customers VALUES (1, 'a', 'b', 'c', 1)")
         let daemon = try startDaemon()
-        try eventually(timeout: 90, "the sink to stop on the unknown column" + logTail) {
-            logTail.contains("columns.public.customers: unknown column social_security in public.customers (columns: id, email, ssn, phone, amount)")
+        try eventually(timeout: 60, "the first row to arrive" + logTail) { (try? sqliteCount("public.customers")) == 1 }
+        try source.query("ALTER TABLE customers DROP COLUMN amount; INSERT INTO customers VALUES (2, 'a', 'b', 'c')")
+        try eventually(timeout: 60, "the sink to stop on the dropped column" + logTail) {
+            logTail.contains("where.public.customers") && logTail.contains("The sink stopped (the rest goes on)")
         }
-        XCTAssertTrue(daemon.isRunning, "the source and other sinks go on" + logTail)
-        if FileManager.default.fileExists(atPath: sqlitePath) {
-            XCTAssertFalse(try sqliteHasTable(sqlitePath, "customers"), "the table was not created")
-        }
+        XCTAssertTrue(daemon.isRunning, "the source goes on" + logTail)
+        XCTAssertEqual(try sqliteCount("public.customers"), 1, "nothing after the change is applied")
     }
 }

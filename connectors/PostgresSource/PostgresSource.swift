@@ -10,7 +10,7 @@ import SluiceWire
 /// `snapshot: initial`, copies the existing rows from the slot's exported snapshot as one topic
 /// transaction of `read` changes, so snapshot and stream meet with no gap and no overlap.
 /// Afterwards it streams from the topic's last commit marker.
-public final class PostgresSource: BackfillSource, VerifiableSource, OldRowSource {
+public final class PostgresSource: BackfillSource, VerifiableSource, OldRowSource, SchemaSource {
     public static let typeName = "postgres"
 
     let name: String
@@ -157,6 +157,14 @@ public final class PostgresSource: BackfillSource, VerifiableSource, OldRowSourc
         let state = (try? SourceState.load(from: stateDirectory)) ?? SourceState()
         return try wrap { try Prerequisites(source: self, sql: sql, state: state).tablesWithoutFullIdentity(among: wanted) }
             .map { ($0, "ALTER TABLE \($0.description) REPLICA IDENTITY FULL;") }
+    }
+
+    public func currentSchemas(among wanted: (TableName) -> Bool) throws -> [RelationSchema] {
+        let sql = try connect { try PGConnection(url: url, applicationName: "sluice-check", connectTimeoutSeconds: 5) }
+        let state = (try? SourceState.load(from: stateDirectory)) ?? SourceState()
+        return try wrap {
+            try Prerequisites(source: self, sql: sql, state: state).tablesInScope().filter(wanted).compactMap { try copySource(of: $0, on: sql)?.schema }
+        }
     }
 
     public func preflight() throws {

@@ -154,3 +154,10 @@ public protocol OldRowSource: Source {
     /// each with the statement that fixes it. Throws when the database cannot be asked.
     func tablesWithoutOldRows(among wanted: (TableName) -> Bool) throws -> [(table: TableName, fix: String)]
 }
+
+/// A source that can give the current schemas of the tables it captures, as its change stream would
+/// describe them: `check` and `run` bind each sink's transforms to them before anything starts.
+public protocol SchemaSource: Source {
+    /// The schemas of the captured tables that `wanted` selects. Throws when the database cannot be asked.
+    func currentSchemas(among wanted: (TableName) -> Bool) throws -> [RelationSchema]
+}

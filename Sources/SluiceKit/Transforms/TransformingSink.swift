@@ -51,12 +51,17 @@ public final class TransformingSink: Sink {
             plans[topic, default: [:]][relation.id] = .some(nil)
             return
         }
-        let plan = try TableTransform(source: relation, transforms: transforms)
+        // A transform the table's schema makes impossible is a mistake in the file: the sink stops
+        // (shown failed, the rest goes on) instead of retrying what cannot succeed.
+        let plan: TableTransform
+        do { plan = try TableTransform(source: relation, transforms: transforms) } catch let ConnectorError.misconfigured(reason) {
+            throw ConnectorError.fatal(reason + Self.stopNote)
+        }
         let target = TableName(schema: plan.target.schema, table: plan.target.table)
         if let other = targets[target], other != relation.qualifiedName {
-            throw ConnectorError.misconfigured(transforms.error("rename", """
+            throw ConnectorError.fatal(transforms.error("rename", """
                 \(relation.qualifiedName) and \(other) would both be written to \(target); rename one of them
-                """).description)
+                """).description + Self.stopNote)
         }
         targets[target] = relation.qualifiedName
         plans[topic, default: [:]][relation.id] = plan
@@ -84,6 +89,30 @@ public final class TransformingSink: Sink {
     public func probe() throws { try inner.probe() }
     public func readPositions() throws -> [String: SinkPosition]? { try inner.readPositions() }
     public func check(logger: Logger) -> [CheckFinding] { inner.check(logger: logger) }
+
+    static let stopNote = ". The sink stopped (the rest goes on): fix the key, then restart sluice"
+
+    /// What `check` and `run` find binding `transforms` to the current `schemas` of a source's tables:
+    /// each table's keys, and two tables landing in one.
+    public static func problems(_ transforms: SinkTransforms, schemas: [RelationSchema]) -> [String] {
+        var problems: [String] = []
+        var targets: [TableName: String] = [:]
+        for schema in schemas where transforms.includes(TableName(schema: schema.schema, table: schema.table)) {
+            do {
+                let plan = try TableTransform(source: schema, transforms: transforms)
+                let target = TableName(schema: plan.target.schema, table: plan.target.table)
+                if let other = targets[target] {
+                    problems.append(transforms.error("rename", "\(schema.qualifiedName) and \(other) would both be written to \(target); rename one of them").description)
+                }
+                targets[target] = schema.qualifiedName
+            } catch let ConnectorError.misconfigured(reason) {
+                problems.append(reason)
+            } catch {
+                problems.append("\(error)")
+            }
+        }
+        return problems
+    }
 
     private func name(_ relation: RelationSchema) -> TableName { TableName(schema: relation.schema, table: relation.table) }
 }
