@@ -19,8 +19,10 @@ extension Bench {
     /// `name` names the databases, slot and files; `topics` another topic backend than the embedded
     /// log; `label` starts the result's name. With `warmUp`, one row (id 0, not counted) is written once
     /// the slot is active and the timed writes start only after it was applied; the note says how long it took.
+    /// With `native`, a native subscription on the target applies the rows instead of Sluice (the reference:
+    /// what this machine gives PostgreSQL's own logical replication at that rate).
     func latency(seconds: Int, rate: Int, name: String = "latency", topics: String? = nil, label: String = "latency",
-                 warmUp: Bool = false) throws {
+                 warmUp: Bool = false, native: Bool = false) throws {
         let url = try Workload.database(name, on: source, publication: false)
         let db = try PGConnection(url: url)
         try db.execute("""
@@ -35,12 +37,28 @@ extension Bench {
             CREATE TABLE lat (id bigint PRIMARY KEY, created_at timestamptz);
             CREATE TABLE lat_applied (id bigint, applied_at timestamptz);
             CREATE FUNCTION note_applied() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN INSERT INTO lat_applied VALUES (NEW.id, clock_timestamp()); RETURN NEW; END $$;
+            BEGIN INSERT INTO public.lat_applied VALUES (NEW.id, clock_timestamp()); RETURN NEW; END $$;
             CREATE TRIGGER note_applied AFTER INSERT ON lat FOR EACH ROW EXECUTE FUNCTION note_applied();
             """)
-        let config = try self.config(name, source: url, slot: name, sinks: [postgresSink(targetURL)],
-                                     tables: ["public.lat", "public.done"], topics: topics)
-        let daemon = try Child([sluice, "run", "--config", config], output: scratch + "/\(name).log")
+        let daemon: Child?
+        if native {
+            // An apply worker runs as a replica: only ALWAYS triggers fire there.
+            try target.connect().execute("ALTER SYSTEM SET wal_retrieve_retry_interval = '50ms'")
+            _ = try target.scalar("SELECT pg_reload_conf()")
+            try targetDB.execute("""
+                ALTER TABLE lat ENABLE ALWAYS TRIGGER note_applied;
+                CREATE TABLE done (id int PRIMARY KEY);
+                """)
+            try targetDB.execute("""
+                CREATE SUBSCRIPTION \(name) CONNECTION 'host=127.0.0.1 port=\(source.port) dbname=\(name) user=postgres'
+                PUBLICATION bench_pub WITH (copy_data = false, create_slot = false, slot_name = '\(name)')
+                """)
+            daemon = nil
+        } else {
+            let config = try self.config(name, source: url, slot: name, sinks: [postgresSink(targetURL)],
+                                         tables: ["public.lat", "public.done"], topics: topics)
+            daemon = try Child([sluice, "run", "--config", config], output: scratch + "/\(name).log")
+        }
         try waitUntil("the slot to be active") {
             try db.execute("SELECT active FROM pg_replication_slots WHERE slot_name = '\(name)'").string(0, 0) == "t"
         }
@@ -49,7 +67,7 @@ extension Bench {
             let started = now()
             try db.execute("INSERT INTO lat VALUES (0, clock_timestamp())")
             try waitUntil("the first row to be applied") {
-                daemon.sample()
+                daemon?.sample()
                 return (try? targetDB.execute("SELECT count(*) FROM lat_applied WHERE id = 0").string(0, 0)) == "1"
             }
             warmUpNote = String(format: "; a first row, written once the slot was active, was applied %.2f s later (not counted)", now() - started)
@@ -70,7 +88,7 @@ extension Bench {
                 let interval = 1.0 / Double(perWriter)
                 let start = now()
                 for i in 0..<(perWriter * seconds) {
-                    if writer == 0 && i % 100 == 0 { daemon.sample() }
+                    if writer == 0 && i % 100 == 0 { daemon?.sample() }
                     let due = start + Double(i) * interval
                     let wait = due - now()
                     if wait > 0 { usleep(UInt32(wait * 1_000_000)) }
@@ -82,10 +100,11 @@ extension Bench {
         group.wait()
         try db.execute("INSERT INTO done VALUES (1)")
         try waitUntil("the target to apply everything") {
-            daemon.sample()
+            daemon?.sample()
             return (try? targetDB.execute("SELECT count(*) FROM done").string(0, 0)) == "1"
         }
-        let usage = daemon.stop()
+        let usage = daemon?.stop()
+        if native { try targetDB.execute("DROP SUBSCRIPTION \(name)") }
         let stats = try targetDB.execute("""
             SELECT count(*),
                    percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), percentile_cont(0.99) WITHIN GROUP (ORDER BY ms), max(ms)
@@ -120,7 +139,7 @@ extension Bench {
             note = "LOST \(total - count) of \(total) rows (ids \(ids)\(total - count > 10 ? ", …" : "")); of the rest: " + note
         }
         results.append(Result(name: "\(label), \(rate) tx/s for \(seconds) s", events: total, seconds: Double(seconds),
-                               peakRSSMB: Double(usage.peakRSSKilobytes) / 1024, cpuSeconds: usage.cpuSeconds, note: note,
+                               peakRSSMB: usage.map { Double($0.peakRSSKilobytes) / 1024 }, cpuSeconds: usage?.cpuSeconds, note: note,
                                latencyP50: p50, latencyP99: p99, latencyBuckets: buckets))
         if let lost { throw BenchError(lost) }
     }

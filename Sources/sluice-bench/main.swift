@@ -44,7 +44,10 @@ step("native-pg") {
     try bench.nativeSubscription(updates: true)
 }
 step("latency") { try bench.latency(seconds: full ? 30 : 5, rate: 2000) }
-step("latency-5000") { try bench.latency(seconds: full ? 30 : 5, rate: 5000, name: "latency_5000") }
+step("latency-5000") {
+    try bench.latency(seconds: full ? 30 : 5, rate: 5000, name: "latency_5000")
+    try bench.latency(seconds: full ? 30 : 5, rate: 5000, name: "latency_5000_native", label: "native subscription latency", native: true)
+}
 step("memory") {
     if full { try bench.memory(rows: events / 10) }
     try bench.memory(rows: events)
