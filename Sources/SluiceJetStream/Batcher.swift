@@ -20,38 +20,82 @@ struct Batcher {
     let maxBytes: Int
     /// The sequence the next handed-off message gets.
     private(set) var nextSequence: UInt64
-    private(set) var committed = MessageBatch(kind: .batch)
+    /// The next message: whole transactions (the first `committedCount` records, up to byte
+    /// `committedEnd`), then the open transaction's records not handed off yet. One buffer, so a
+    /// commit moves a mark and a hand-off moves the buffer, not the bytes.
+    private var pending: MessageBatch
+    private var committedEnd = MessageBatch.headerSize
+    private var committedCount = 0
     private var committedLast: CommittedPosition?
-    /// The open transaction's records not handed off yet.
-    private(set) var open = MessageBatch(kind: .batch)
     /// Chunks of the open transaction already handed off, and how many records they hold.
     private(set) var chunks: ClosedRange<UInt64>?
     private var chunkRecords = 0
     private(set) var outgoing: [Outgoing] = []
+    /// Where the last record appended starts in `pending`.
+    private var lastRecordStart = MessageBatch.headerSize
+    /// What a new message buffer reserves: about the last message's size (fewer regrowths).
+    private var capacity = 16 * 1024
 
     init(nextSequence: UInt64, maxBytes: Int) {
         precondition(maxBytes >= 4096)
         self.nextSequence = nextSequence
         self.maxBytes = maxBytes
+        pending = MessageBatch(kind: .batch, capacity: capacity)
     }
+
+    private var openCount: Int { pending.count - committedCount }
 
     /// Appends a record of the open transaction and returns its offset (exact for commit markers,
     /// which is what positions use; a record that later moves into a chunk is renumbered there).
     mutating func append(kind: RecordKind, body: UnsafeRawBufferPointer) throws -> UInt64 {
-        guard open.count + chunkRecords + committed.count < MessageBatch.maxRecords else {
+        try append(kind: kind) { $0.raw(body) }
+    }
+
+    /// Appends a record that `encode` writes in place (see ``append(kind:body:)``).
+    mutating func append(kind: RecordKind, _ encode: (inout RecordBody) throws -> Void) throws -> UInt64 {
+        guard pending.count + chunkRecords < MessageBatch.maxRecords else {
             throw ConnectorError.fatal("a transaction of more than \(MessageBatch.maxRecords) records does not fit the jetstream backend")
         }
-        let size = MessageBatch.recordHeaderSize + body.count
-        guard MessageBatch.headerSize + size <= maxBytes else {
-            throw ConnectorError.fatal("a record of \(body.count) bytes does not fit a JetStream message of at most \(maxBytes) bytes")
+        let start = pending.byteCount
+        let size = try pending.append(kind: kind.rawValue, encode)
+        guard MessageBatch.headerSize + MessageBatch.recordHeaderSize + size <= maxBytes else {
+            pending.truncate(to: start, count: pending.count - 1)
+            throw ConnectorError.fatal("a record of \(size) bytes does not fit a JetStream message of at most \(maxBytes) bytes")
         }
-        // Hand off first, so the offset computed below is where the record stays.
-        if committed.count > 0 && committed.byteCount + open.records.count + size > maxBytes { handOffCommitted() }
-        if open.count > 0 && open.byteCount + size > maxBytes { handOffChunk() }
-        let offset = chunks.map { MessageBatch.offset(base: $0.lowerBound, index: chunkRecords + open.count) }
-            ?? MessageBatch.offset(base: nextSequence, index: committed.count + open.count)
-        open.append(kind: kind.rawValue, body: body)
-        return offset
+        let openBefore = openCount - 1
+        let overCommitted = committedCount > 0 && pending.byteCount > maxBytes
+        let overOpen = openBefore > 0 && MessageBatch.headerSize + (pending.byteCount - committedEnd) > maxBytes
+        if overCommitted || overOpen {
+            // Rare (once a message is full): the record moves to the next message, so that the
+            // offset computed below is where it stays.
+            let record = pending.records(from: start)
+            pending.truncate(to: start, count: pending.count - 1)
+            if overCommitted { handOffCommitted() }
+            if overOpen { handOffChunk() }
+            lastRecordStart = pending.byteCount
+            pending.append(encoded: record, count: 1)
+        } else {
+            lastRecordStart = start
+        }
+        let index = openCount - 1
+        return chunks.map { MessageBatch.offset(base: $0.lowerBound, index: chunkRecords + index) }
+            ?? MessageBatch.offset(base: nextSequence, index: pending.count - 1)
+    }
+
+    /// The offset the next record appended would get.
+    var nextOffset: UInt64 {
+        chunks.map { MessageBatch.offset(base: $0.lowerBound, index: chunkRecords + openCount) }
+            ?? MessageBatch.offset(base: nextSequence, index: pending.count)
+    }
+
+    /// The open transaction's last record is its commit marker, at `offset`: decodes it and commits.
+    mutating func commitLast(offset: UInt64) throws -> CommittedPosition {
+        let commit = try pending.withRecord(at: lastRecordStart) { bytes, range in
+            var cursor = RecordCursor(bytes, range: range)
+            return try CommitRecord.decode(&cursor)
+        }
+        committed(commit, offset: offset)
+        return CommittedPosition(offset: offset, commit: commit)
     }
 
     /// The open transaction's commit marker was the last record appended: it joins the batch (or,
@@ -60,61 +104,84 @@ struct Batcher {
         let position = CommittedPosition(offset: offset, commit: commit)
         if let range = chunks {
             handOffCommitted()
-            var closing = MessageBatch(kind: .batch, chunks: range, chunkRecords: chunkRecords)
-            closing.append(encoded: open.records, count: open.count)
-            hand(closing, lastCommit: position)
+            pending.chunks = range
+            pending.chunkRecords = chunkRecords
+            hand(lastCommit: position)
             chunks = nil
             chunkRecords = 0
         } else {
-            committed.append(encoded: open.records, count: open.count)
+            committedEnd = pending.byteCount
+            committedCount = pending.count
             committedLast = position
         }
-        open = MessageBatch(kind: .batch)
     }
 
     /// Drops the open transaction; chunks already handed off are never named by a batch, so never read.
     mutating func abort() {
-        open = MessageBatch(kind: .batch)
+        pending.truncate(to: committedEnd, count: committedCount)
         chunks = nil
         chunkRecords = 0
     }
 
-    var hasCommitted: Bool { committed.count > 0 }
-    var committedBytes: Int { committed.byteCount }
+    var hasCommitted: Bool { committedCount > 0 }
+    var hasOutgoing: Bool { !outgoing.isEmpty }
+    var committedBytes: Int { committedEnd }
 
     /// Hands the batch of whole transactions to the publisher, if it holds any.
     mutating func handOffCommitted() {
-        guard committed.count > 0 else { return }
-        hand(committed, lastCommit: committedLast)
-        committed = MessageBatch(kind: .batch)
+        guard committedCount > 0 else { return }
+        let last = committedLast
+        if openCount > 0 {
+            // The open transaction's records start the next message.
+            var rest = MessageBatch(kind: .batch, capacity: capacity)
+            rest.append(encoded: pending.records(from: committedEnd), count: openCount)
+            pending.truncate(to: committedEnd, count: committedCount)
+            swap(&rest, &pending)
+            hand(&rest, lastCommit: last)
+        } else {
+            hand(lastCommit: last)
+        }
+        committedEnd = MessageBatch.headerSize
+        committedCount = 0
         committedLast = nil
     }
 
     /// Another message took the next sequence (the damage note): only with nothing pending.
     mutating func skipSequence() {
-        precondition(outgoing.isEmpty && committed.count == 0 && open.count == 0 && chunks == nil)
+        precondition(outgoing.isEmpty && pending.count == 0 && chunks == nil)
         nextSequence += 1
     }
 
     /// The messages handed off since the last call, in sequence order.
     mutating func takeOutgoing() -> [Outgoing] {
-        defer { outgoing.removeAll(keepingCapacity: true) }
-        return outgoing
+        var taken: [Outgoing] = []
+        swap(&taken, &outgoing)
+        return taken
     }
 
     private mutating func handOffChunk() {
         handOffCommitted()
-        var chunk = MessageBatch(kind: .chunk)
-        chunk.append(encoded: open.records, count: open.count)
         let sequence = nextSequence
-        hand(chunk, lastCommit: nil)
+        let records = pending.count
+        pending.kind = .chunk
+        hand(lastCommit: nil)
         chunks = (chunks?.lowerBound ?? sequence)...sequence
-        chunkRecords += open.count
-        open = MessageBatch(kind: .batch)
+        chunkRecords += records
     }
 
-    private mutating func hand(_ message: MessageBatch, lastCommit: CommittedPosition?) {
-        outgoing.append(Outgoing(sequence: nextSequence, kind: message.kind, body: message.encoded(), lastCommit: lastCommit))
+    /// Hands off the pending message and starts an empty one.
+    private mutating func hand(lastCommit: CommittedPosition?) {
+        var message = MessageBatch(kind: .batch, capacity: capacity)
+        swap(&message, &pending)
+        hand(&message, lastCommit: lastCommit)
+    }
+
+    /// Seals `message` (its buffer moves out, uncopied) as the next sequence's.
+    private mutating func hand(_ message: inout MessageBatch, lastCommit: CommittedPosition?) {
+        let kind = message.kind
+        let body = message.sealed()
+        capacity = min(maxBytes, max(16 * 1024, body.count + body.count / 4))
+        outgoing.append(Outgoing(sequence: nextSequence, kind: kind, body: body, lastCommit: lastCommit))
         nextSequence += 1
     }
 }

@@ -29,20 +29,42 @@ final class JetStreamTopic: Topic, @unchecked Sendable {
         subjects = Subjects(store: store, topic: name)
     }
 
-    /// Runs `body` with the shared query context, reconnecting after a failure.
+    /// Runs `body` with the shared query context, reconnecting after a failure. Requests are short
+    /// and retried for up to `queryMillis`: a request sent while a replicated stream elects its
+    /// leader goes unanswered, and one long timeout would stall a sink for its whole length.
     func query<T>(_ what: @autoclosure () -> String, _ body: (JetStream) throws -> T) throws -> T {
         // Not `state`: a query to a dead server waits seconds, and must not hold up the writer meanwhile.
         queryLock.lock()
         defer { queryLock.unlock() }
-        if queries == nil { queries = try store.context(purpose: "query") }
-        do {
-            let jetStream = queries!
-            return try store.wrap(what()) { try body(jetStream) }
-        } catch {
-            if queries?.connection.state == .closed { queries = nil }
-            throw error
+        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(Self.queryMillis) * 1_000_000
+        while true {
+            do {
+                if queries == nil {
+                    var options = JetStreamOptions()
+                    options.requestTimeoutMilliseconds = Self.queryAttemptMillis
+                    queries = try store.context(purpose: "query", options: options)
+                }
+                let jetStream = queries!
+                return try store.wrap(what()) {
+                    do {
+                        return try body(jetStream)
+                    } catch let error as NATSError where error.kind == .timeout
+                                && DispatchTime.now().uptimeNanoseconds < deadline {
+                        throw RetryQuery()
+                    }
+                }
+            } catch is RetryQuery {
+                continue
+            } catch {
+                if queries?.connection.state == .closed { queries = nil }
+                throw error
+            }
         }
     }
+
+    private struct RetryQuery: Error {}
+    static let queryMillis = 5_000
+    static let queryAttemptMillis = 400
 
     var durableCommit: CommittedPosition? {
         state.lock()

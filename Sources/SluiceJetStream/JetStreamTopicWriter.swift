@@ -43,7 +43,7 @@ final class JetStreamTopicWriter: TopicWriter, @unchecked Sendable {
     var nextOffset: UInt64 {
         state.lock()
         defer { state.unlock() }
-        return MessageBatch.offset(base: batcher.nextSequence, index: batcher.committed.count + batcher.open.count)
+        return batcher.nextOffset
     }
 
     private var state: NSCondition { jetStreamTopic.state }
@@ -65,7 +65,7 @@ final class JetStreamTopicWriter: TopicWriter, @unchecked Sendable {
         }
         let jetStream = try store.context(purpose: "writer", options: options)
         let wanted = store.streamConfig(topic.name)
-        var info = try store.wrap("look up stream \(topic.stream)") { try jetStream.streamInfo(topic.stream) }
+        var info = try topic.info()
         if let existing = info {
             let config = existing.config
             if config.replicas != wanted.replicas || Set(config.subjects) != Set(wanted.subjects) {
@@ -83,8 +83,8 @@ final class JetStreamTopicWriter: TopicWriter, @unchecked Sendable {
         // A replicated stream answers only once its group has a leader (just created, or failing over).
         let deadline = Date(timeIntervalSinceNow: 30)
         while wanted.replicas > 1, info?.cluster?.leader == nil, Date() < deadline {
-            usleep(100_000)
-            info = (try? jetStream.streamInfo(topic.stream)) ?? info
+            usleep(20_000)
+            info = (try? topic.info()) ?? info
         }
         let batches = topic.subjects.batches
         let last = try store.wrap("read the last batch of \(topic.stream)") {
@@ -128,24 +128,22 @@ final class JetStreamTopicWriter: TopicWriter, @unchecked Sendable {
 
     @discardableResult
     func append(_ kind: RecordKind, _ encode: (inout RecordBody) throws -> Void) throws -> UInt64 {
-        var body = RecordBody()
-        try encode(&body)
         state.lock()
         defer { state.unlock() }
         if let failure { throw failure }
-        let offset = try body.bytes.withUnsafeBytes { try batcher.append(kind: kind, body: $0) }
+        // Encoded straight into the next message (under the lock, which the publisher takes per message).
+        let offset = try batcher.append(kind: kind, encode)
         if kind == .commit {
-            var cursor = RecordCursor(body.bytes, range: 0..<body.bytes.count)
-            let commit = try CommitRecord.decode(&cursor)
-            batcher.committed(commit, offset: offset)
-            lastCommit = CommittedPosition(offset: offset, commit: commit)
+            lastCommit = try batcher.commitLast(offset: offset)
             // With few messages in flight the batch goes now (latency); with more, transactions gather
             // into bigger messages until one is acknowledged (throughput: group commit).
             if queue.count < Self.eagerInFlight || batcher.committedBytes >= JetStreamStore.maxMessageBytes / 2 {
                 batcher.handOffCommitted()
             }
+            try enqueue()
+        } else if batcher.hasOutgoing {
+            try enqueue()
         }
-        try enqueue()
         return offset
     }
 

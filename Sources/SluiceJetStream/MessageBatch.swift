@@ -35,51 +35,101 @@ struct MessageBatch: Equatable {
     /// Records in those chunks: this batch's own records are numbered after them.
     var chunkRecords: Int
     var count: Int
-    /// The records, each as kind, length, body.
-    var records: [UInt8]
+    /// The message as it goes out: room for the header (written by ``sealed()``), then the records,
+    /// each as kind, length, body. One buffer from the first record to the publisher: no copies.
+    private(set) var bytes: [UInt8]
 
     /// An empty message to append records to.
-    init(kind: Kind, chunks: ClosedRange<UInt64>? = nil, chunkRecords: Int = 0) {
+    init(kind: Kind, chunks: ClosedRange<UInt64>? = nil, chunkRecords: Int = 0, capacity: Int = 0) {
         self.kind = kind
         self.chunks = chunks
         self.chunkRecords = chunkRecords
         count = 0
-        records = []
+        bytes = []
+        bytes.reserveCapacity(max(capacity, Self.headerSize))
+        bytes.append(contentsOf: repeatElement(0, count: Self.headerSize))
     }
 
-    var byteCount: Int { Self.headerSize + records.count }
+    var byteCount: Int { bytes.count }
 
     mutating func append(kind: UInt8, body: UnsafeRawBufferPointer) {
-        records.append(kind)
-        withUnsafeBytes(of: UInt32(body.count).bigEndian) { records.append(contentsOf: $0) }
-        records.append(contentsOf: body)
+        bytes.append(kind)
+        withUnsafeBytes(of: UInt32(body.count).bigEndian) { bytes.append(contentsOf: $0) }
+        bytes.append(contentsOf: body)
         count += 1
     }
 
+    /// Appends a record that `encode` writes straight into this message (swapped in and out, never
+    /// assigned: a second reference would make every append copy the buffer). Returns the body's size;
+    /// on a throw nothing was appended.
+    mutating func append(kind: UInt8, _ encode: (inout RecordBody) throws -> Void) throws -> Int {
+        let start = bytes.count
+        bytes.append(kind)
+        bytes.append(contentsOf: repeatElement(0, count: 4))
+        var body = RecordBody()
+        swap(&body.bytes, &bytes)
+        do {
+            try encode(&body)
+        } catch {
+            swap(&body.bytes, &bytes)
+            bytes.removeSubrange(start...)
+            throw error
+        }
+        swap(&body.bytes, &bytes)
+        let size = bytes.count - start - Self.recordHeaderSize
+        withUnsafeBytes(of: UInt32(truncatingIfNeeded: size).bigEndian) { length in
+            for i in 0..<4 { bytes[start + 1 + i] = length[i] }
+        }
+        count += 1
+        return size
+    }
+
     /// Appends records already in this layout (moved between messages).
-    mutating func append(encoded: [UInt8], count: Int) {
-        records.append(contentsOf: encoded)
+    mutating func append(encoded: ArraySlice<UInt8>, count: Int) {
+        bytes.append(contentsOf: encoded)
         self.count += count
     }
 
-    func encoded() -> [UInt8] {
-        var out = [UInt8]()
-        out.reserveCapacity(byteCount)
-        out.append(contentsOf: Self.magic)
-        out.append(Self.version)
-        out.append(kind.rawValue)
-        out.append(contentsOf: [0, 0])
-        withUnsafeBytes(of: UInt32(count).bigEndian) { out.append(contentsOf: $0) }
-        withUnsafeBytes(of: UInt32(chunkRecords).bigEndian) { out.append(contentsOf: $0) }
-        withUnsafeBytes(of: (chunks?.lowerBound ?? 0).bigEndian) { out.append(contentsOf: $0) }
-        withUnsafeBytes(of: (chunks?.upperBound ?? 0).bigEndian) { out.append(contentsOf: $0) }
-        out.append(contentsOf: [0, 0, 0, 0])
-        out.append(contentsOf: records)
-        let crc = out.withUnsafeBytes { sluice_crc32c(0, $0.baseAddress! + Self.headerSize, $0.count - Self.headerSize) }
-        withUnsafeBytes(of: crc.bigEndian) { bytes in
-            for i in 0..<4 { out[32 + i] = bytes[i] }
+    /// Drops the records from byte `end` on, leaving `count` records.
+    mutating func truncate(to end: Int, count: Int) {
+        bytes.removeSubrange(end...)
+        self.count = count
+    }
+
+    /// The records from byte `start` on (a copy).
+    func records(from start: Int) -> ArraySlice<UInt8> { bytes[start...] }
+
+    /// The body of the record at byte `start`, in place.
+    func withRecord<T>(at start: Int, _ body: ([UInt8], Range<Int>) throws -> T) rethrows -> T {
+        let length = bytes.withUnsafeBytes { Int(UInt32(bigEndian: $0.loadUnaligned(fromByteOffset: start + 1, as: UInt32.self))) }
+        let from = start + Self.recordHeaderSize
+        return try body(bytes, from..<(from + length))
+    }
+
+    /// The message as sent, header written in place; the batch is left empty (its buffer moved out).
+    mutating func sealed() -> [UInt8] {
+        var out: [UInt8] = []
+        swap(&out, &bytes)
+        out.withUnsafeMutableBytes { raw in
+            for (i, byte) in Self.magic.enumerated() { raw[i] = byte }
+            raw[4] = Self.version
+            raw[5] = kind.rawValue
+            raw.storeBytes(of: 0, toByteOffset: 6, as: UInt16.self)
+            raw.storeBytes(of: UInt32(count).bigEndian, toByteOffset: 8, as: UInt32.self)
+            raw.storeBytes(of: UInt32(chunkRecords).bigEndian, toByteOffset: 12, as: UInt32.self)
+            raw.storeBytes(of: (chunks?.lowerBound ?? 0).bigEndian, toByteOffset: 16, as: UInt64.self)
+            raw.storeBytes(of: (chunks?.upperBound ?? 0).bigEndian, toByteOffset: 24, as: UInt64.self)
+            let crc = sluice_crc32c(0, raw.baseAddress! + Self.headerSize, raw.count - Self.headerSize)
+            raw.storeBytes(of: crc.bigEndian, toByteOffset: 32, as: UInt32.self)
         }
+        count = 0
         return out
+    }
+
+    /// The message as sent (a copy; the batch is unchanged).
+    func encoded() -> [UInt8] {
+        var copy = self
+        return copy.sealed()
     }
 
     struct DecodeError: Error, Equatable, CustomStringConvertible {

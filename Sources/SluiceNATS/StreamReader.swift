@@ -9,7 +9,7 @@ internal import CNATS
 ///   gap. 1 KB messages from one local server: 100–200k msg/s, against 45–70k for `.pull(batch: 100)`
 ///   and 80–150k for `.pull(batch: 1000)` (ThroughputTests, release build, 2 shared cores).
 /// - `.pull(batch:)`: a pull consumer; each `next` call fetches up to `batch` messages (one round
-///   trip per batch). Nothing is sent that was not asked for.
+///   trip per batch), returning as soon as one has arrived. Nothing is sent that was not asked for.
 ///
 /// Confinement: the connection's rule (one thread at a time; keeps its `JetStream` alive).
 /// Errors: `NATSError`; `next` returns an empty array, not an error, when nothing arrived in time.
@@ -73,16 +73,12 @@ public final class StreamReader {
         var messages: [JetStreamMessage] = []
         switch mode {
         case .pull(let batch):
-            var list = natsMsgList()
-            var code = jsErrCode(0)
-            let status = natsSubscription_Fetch(&list, subscription, Int32(Swift.min(batch, max)),
-                                                Int64(timeoutMilliseconds), &code)
-            if status == NATS_TIMEOUT || status == NATS_NOT_FOUND { return [] }
-            try check(status, "read \(stream) at sequence \(nextSequence)", jetStreamCode: code)
-            defer { natsMsgList_Destroy(&list) }
-            messages.reserveCapacity(Int(list.Count))
-            for index in 0..<Int(list.Count) {
-                if let message = list.Msgs[index], let read = consumed(message) { messages.append(read) }
+            // What the consumer has now, without waiting; when that is nothing, wait for the first
+            // message only. (libnats' Fetch waits until the whole batch or the expiry: at the end of a
+            // stream each message would sit there for up to the timeout.)
+            messages = try fetch(batch: Swift.min(batch, max), noWait: true, timeoutMilliseconds: timeoutMilliseconds)
+            if messages.isEmpty {
+                messages = try fetch(batch: 1, noWait: false, timeoutMilliseconds: timeoutMilliseconds)
             }
         case .orderedPush:
             var timeout = Int64(timeoutMilliseconds)
@@ -96,6 +92,25 @@ public final class StreamReader {
                 if let read = consumed(message) { messages.append(read) }
                 timeout = 0   // Then only what is already queued.
             }
+        }
+        return messages
+    }
+
+    private func fetch(batch: Int, noWait: Bool, timeoutMilliseconds: Int) throws(NATSError) -> [JetStreamMessage] {
+        var request = jsFetchRequest()
+        jsFetchRequest_Init(&request)
+        request.Batch = Int32(batch)
+        request.NoWait = noWait
+        request.Expires = Int64(Swift.max(timeoutMilliseconds, 1)) * 1_000_000
+        var list = natsMsgList()
+        let status = natsSubscription_FetchRequest(&list, subscription, &request)
+        if status == NATS_TIMEOUT || status == NATS_NOT_FOUND { return [] }
+        try check(status, "read \(stream) at sequence \(nextSequence)")
+        defer { natsMsgList_Destroy(&list) }
+        var messages: [JetStreamMessage] = []
+        messages.reserveCapacity(Int(list.Count))
+        for index in 0..<Int(list.Count) {
+            if let message = list.Msgs[index], let read = consumed(message) { messages.append(read) }
         }
         return messages
     }

@@ -144,4 +144,33 @@ final class BatcherTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("4096"))
         }
     }
+
+    /// Records are encoded in place; a failed encoding leaves nothing behind, and a commit marker
+    /// written in place is decoded where it lies, also when it moved on to the next message.
+    func testRecordsEncodedInPlaceAndAFailedEncodingLeavesNothing() throws {
+        struct Refused: Error {}
+        var batcher = Batcher(nextSequence: 1, maxBytes: 4096)
+        try transaction(&batcher, 1, changes: 2)
+        _ = try batcher.append(kind: .begin) { $0.raw([1, 2, 3]) }
+        XCTAssertThrowsError(try batcher.append(kind: .change) { body in
+            body.raw([UInt8](repeating: 7, count: 100))
+            throw Refused()
+        })
+        let offset = try batcher.append(kind: .change) { $0.raw([4, 5]) }
+        XCTAssertEqual(batcher.nextOffset, offset + 1, "the refused record took no offset")
+        var positions: [CommittedPosition] = []
+        for n in 2...40 {
+            let marker = try batcher.append(kind: .commit) { commit(UInt64(n)).encode(into: &$0) }
+            positions.append(try batcher.commitLast(offset: marker))
+            _ = try batcher.append(kind: .begin) { $0.raw([UInt8](repeating: UInt8(n), count: 60)) }
+        }
+        batcher.abort()
+        batcher.handOffCommitted()
+        let messages = batcher.takeOutgoing()
+        XCTAssertGreaterThan(messages.count, 1, "the commits spread over several messages")
+        XCTAssertEqual(positions.map(\.commit.xid), (2...40).map(UInt32.init))
+        let read = try readBatches(messages)
+        XCTAssertEqual(read.filter { $0.1 == RecordKind.commit.rawValue }.map(\.0).dropFirst(), ArraySlice(positions.map(\.offset)))
+        XCTAssertEqual(read.count, 4 + 1 + 1 + 39 + 38, "no record of the refused encoding, none of the aborted one")
+    }
 }
