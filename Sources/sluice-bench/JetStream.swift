@@ -376,13 +376,25 @@ final class JetStreamCases {
                 }
                 // A copy of the embedded capture's data directory (not timed): a run's sink passing the
                 // topic lets retention delete its old segments, which the next run replays.
+                // And a copy of its slot: a run's source confirms its slot past the topic's end (a heartbeat
+                // while idle), which the next run's fresh copy of the directory would not match.
                 let embeddedCopy = bench.scratch + "/\(name)-data"
-                if !fromJetStream { try FileManager.default.copyItem(atPath: captured.embedded.dataDirectory, toPath: embeddedCopy) }
-                defer { if !fromJetStream { try? FileManager.default.removeItem(atPath: embeddedCopy) } }
+                let slotCopy = "stage_\(postgres ? "pg" : "sqlite")_\(index)"
+                let sourceDB = try PGConnection(url: captured.url)
+                if !fromJetStream {
+                    try FileManager.default.copyItem(atPath: captured.embedded.dataDirectory, toPath: embeddedCopy)
+                    try sourceDB.execute("SELECT pg_copy_logical_replication_slot('\(captured.embedded.slot)', '\(slotCopy)')")
+                }
+                defer {
+                    if !fromJetStream {
+                        try? FileManager.default.removeItem(atPath: embeddedCopy)
+                        _ = try? sourceDB.execute("SELECT pg_drop_replication_slot('\(slotCopy)')")
+                    }
+                }
                 let config = fromJetStream
                     ? try bench.config(name, source: captured.url, slot: captured.jetStream.slot, sinks: [sink],
                                        dataDirectory: captured.jetStream.dataDirectory, topics: captured.jetStream.topics)
-                    : try bench.config(name, source: captured.url, slot: captured.embedded.slot, sinks: [sink],
+                    : try bench.config(name, source: captured.url, slot: slotCopy, sinks: [sink],
                                        dataDirectory: embeddedCopy)
                 let cpu = single?.cpuSeconds ?? 0
                 let (taken, usage) = try bench.runSluice(config, until: done)
