@@ -173,7 +173,8 @@ class NATSTestCase: XCTestCase {
             switch result {
             case .success(let value):
                 return value
-            case .failure(let error) where error.isTransient && Date() < deadline:
+            // 10005, no suitable peers: a new cluster's meta leader has not heard from every node yet.
+            case .failure(let error) where (error.isTransient || error.jetStreamCode == 10005) && Date() < deadline:
                 usleep(50_000)
             case .failure(let error):
                 throw TestFailure("\(what): \(error)")
