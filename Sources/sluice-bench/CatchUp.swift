@@ -35,31 +35,32 @@ extension Bench {
     /// whole transaction before sending its first row), and a restart_lsn pinned by a transaction left
     /// open since before the load (every batch decodes again from there).
     func catchUpCosts() throws {
+        // Slot names are the cluster's, not the database's.
         let huge = try Workload.database("catch_up_huge", on: source)
-        for slot in ["reference", "sluice", "streaming"] {
+        for slot in ["huge_reference", "huge_sluice", "huge_streaming"] {
             try PGConnection(url: huge).execute("SELECT pg_create_logical_replication_slot('\(slot)', 'pgoutput')")
         }
         try Workload.load(url: huge, total: events, perTransaction: events)
         var end = try Workload.flushedEnd(url: huge)
-        var reference = try recvlogical(url: huge, slot: "reference", end: end)
-        var ours = try captureRun("catch_up_huge", url: huge, slot: "sluice", end: end, sourceExtra: catchUpOn)
-        var streaming = try captureRun("catch_up_huge_streaming", url: huge, slot: "streaming", end: end, sourceExtra: Self.streamingOnly)
+        var reference = try recvlogical(url: huge, slot: "huge_reference", end: end)
+        var ours = try captureRun("catch_up_huge", url: huge, slot: "huge_sluice", end: end, sourceExtra: catchUpOn)
+        var streaming = try captureRun("catch_up_huge_streaming", url: huge, slot: "huge_streaming", end: end, sourceExtra: Self.streamingOnly)
         results.append(Result(name: "catch-up, one \(events)-row transaction", events: events, seconds: ours.0,
                                reference: reference.0, referenceName: "pg_recvlogical", peakRSSMB: mb(ours.1),
                                cpuSeconds: ours.1.cpuSeconds,
                                note: String(format: "Sluice streaming the same slot: %.2f s, %.0f MB", streaming.0, mb(streaming.1))))
 
         let pinned = try Workload.database("catch_up_pinned", on: source)
-        for slot in ["reference", "sluice", "streaming"] {
+        for slot in ["pinned_reference", "pinned_sluice", "pinned_streaming"] {
             try PGConnection(url: pinned).execute("SELECT pg_create_logical_replication_slot('\(slot)', 'pgoutput')")
         }
         let holder = try PGConnection(url: pinned)
         try holder.execute("BEGIN; SELECT txid_current()")
         try Workload.load(url: pinned, total: events, perTransaction: 100)
         end = try Workload.flushedEnd(url: pinned)
-        reference = try recvlogical(url: pinned, slot: "reference", end: end)
-        ours = try captureRun("catch_up_pinned", url: pinned, slot: "sluice", end: end, sourceExtra: catchUpOn)
-        streaming = try captureRun("catch_up_pinned_streaming", url: pinned, slot: "streaming", end: end, sourceExtra: Self.streamingOnly)
+        reference = try recvlogical(url: pinned, slot: "pinned_reference", end: end)
+        ours = try captureRun("catch_up_pinned", url: pinned, slot: "pinned_sluice", end: end, sourceExtra: catchUpOn)
+        streaming = try captureRun("catch_up_pinned_streaming", url: pinned, slot: "pinned_streaming", end: end, sourceExtra: Self.streamingOnly)
         try holder.execute("ROLLBACK")
         results.append(Result(name: "catch-up, restart_lsn pinned by an open transaction", events: events, seconds: ours.0,
                                reference: reference.0, referenceName: "pg_recvlogical", peakRSSMB: mb(ours.1),
