@@ -230,10 +230,15 @@ final class JetStreamTests: SinkTestCase {
         var positions = targetPositions()
         let started = Date()
         // Until at least 6 kills, 3 of them after the incarnation applied something, and 10 seconds;
-        // at most 20 kills or 45 seconds (a loaded machine starts the daemon slowly).
+        // at most 20 kills or 90 seconds (a loaded machine starts the daemon slowly).
         func enough() -> Bool { kills >= 6 && killsAfterApplying >= 3 && Date().timeIntervalSince(started) >= 10 }
-        func exhausted() -> Bool { kills >= 20 || Date().timeIntervalSince(started) >= 45 }
+        func exhausted() -> Bool { kills >= 20 || Date().timeIntervalSince(started) >= 90 }
         while !enough() && !exhausted() {
+            if kills % 2 == 1 {
+                // Every other incarnation is seen applying before its kill: on a loaded machine a daemon killed
+                // at a random moment may never get that far, and the loop would test only startups.
+                try eventually(timeout: 60, "incarnation \(kills + 1) to apply transactions" + logTail) { targetPositions() != positions }
+            }
             usleep(UInt32.random(in: 300_000...1_500_000))
             daemon.kill()
             kills += 1
