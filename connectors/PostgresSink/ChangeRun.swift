@@ -172,22 +172,6 @@ struct ChangeRun {
 }
 
 extension Tuple {
-    /// A tuple of `values` in the topic's layout.
-    init(values: [Value]) {
-        var bytes: [UInt8] = [UInt8(values.count >> 8), UInt8(values.count & 0xff)]
-        for value in values {
-            switch value {
-            case .null: bytes.append(UInt8(ascii: "n"))
-            case .unchanged: bytes.append(UInt8(ascii: "u"))
-            case let .text(content), let .binary(content):
-                if case .text = value { bytes.append(UInt8(ascii: "t")) } else { bytes.append(UInt8(ascii: "b")) }
-                withUnsafeBytes(of: UInt32(content.count).bigEndian) { bytes.append(contentsOf: $0) }
-                bytes.append(contentsOf: content)
-            }
-        }
-        self.init(bytes: bytes)
-    }
-
     /// Whether some column is an unchanged TOASTed value (not sent).
     var hasUnchanged: Bool {
         var found = false
