@@ -9,10 +9,10 @@ extension Bench {
         let url = try Workload.database("aggregates", on: source)
         let db = try PGConnection(url: url)
         try db.execute("ALTER TABLE bench REPLICA IDENTITY FULL")
-        try db.execute("SELECT pg_create_logical_replication_slot('sluice', 'pgoutput')")
+        try db.execute("SELECT pg_create_logical_replication_slot('aggregates', 'pgoutput')")
         try Workload.load(url: url, total: events, perTransaction: 100)
         let topicData = scratch + "/aggregates_capture-data"
-        _ = try captureRun("aggregates_capture", url: url, slot: "sluice", end: try Workload.flushedEnd(url: url))
+        _ = try captureRun("aggregates_capture", url: url, slot: "aggregates", end: try Workload.flushedEnd(url: url))
 
         func stage(_ name: String, aggregates: String) throws -> (Double, Child.Usage, SQLiteDatabase) {
             let path = scratch + "/\(name).db"
@@ -20,7 +20,7 @@ extension Bench {
                 guard FileManager.default.fileExists(atPath: path), let db = try? SQLiteDatabase(path: path, readOnly: true) else { return false }
                 return (try? db.query("SELECT count(*) FROM done").first?.first ?? nil) == "1"
             }
-            let config = try config(name, source: url, slot: "sluice", sinks: [sqliteSink(path) + aggregates], dataDirectory: topicData)
+            let config = try config(name, source: url, slot: "aggregates", sinks: [sqliteSink(path) + aggregates], dataDirectory: topicData)
             let (seconds, usage) = try runSluice(config, until: done)
             return (seconds, usage, try SQLiteDatabase(path: path, readOnly: true))
         }

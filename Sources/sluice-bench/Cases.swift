@@ -46,6 +46,21 @@ final class Bench {
         target = try Cluster(name: "target", root: root, scratch: scratch)
     }
 
+    /// The source cluster's replication slots.
+    func slotNames() throws -> Set<String> {
+        let rows = try source.connect().execute("SELECT slot_name FROM pg_replication_slots")
+        return Set((0..<rows.rowCount).compactMap { rows.string($0, 0) })
+    }
+
+    /// Drops the source's inactive slots not in `kept` (a finished case's slots hold WAL and count
+    /// against max_replication_slots).
+    func dropSlots(except kept: Set<String>) throws {
+        let db = try source.connect()
+        for slot in try slotNames().subtracting(kept).sorted() {
+            try db.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '\(slot)' AND NOT active")
+        }
+    }
+
     func shutdown() {
         source.stop()
         target.stop()

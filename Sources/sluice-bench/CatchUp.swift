@@ -14,15 +14,16 @@ extension Bench {
     /// side runs twice (reference, Sluice, Sluice, reference; means), as the capture case does.
     func catchUp() throws {
         let url = try Workload.database("catch_up", on: source)
-        let slots = ["reference_a", "sluice_a", "sluice_b", "reference_b", "streaming"]
+        // Slot names are the cluster's: each case names its own.
+        let slots = ["catch_up_reference_a", "catch_up_sluice_a", "catch_up_sluice_b", "catch_up_reference_b", "catch_up_streaming"]
         for slot in slots { try PGConnection(url: url).execute("SELECT pg_create_logical_replication_slot('\(slot)', 'pgoutput')") }
         try Workload.load(url: url, total: events, perTransaction: 100)
         let end = try Workload.flushedEnd(url: url)
-        let referenceA = try recvlogical(url: url, slot: "reference_a", end: end)
-        let oursA = try captureRun("catch_up_a", url: url, slot: "sluice_a", end: end, sourceExtra: catchUpOn)
-        let oursB = try captureRun("catch_up_b", url: url, slot: "sluice_b", end: end, sourceExtra: catchUpOn)
-        let referenceB = try recvlogical(url: url, slot: "reference_b", end: end)
-        let streaming = try captureRun("catch_up_streaming", url: url, slot: "streaming", end: end, sourceExtra: Self.streamingOnly)
+        let referenceA = try recvlogical(url: url, slot: "catch_up_reference_a", end: end)
+        let oursA = try captureRun("catch_up_a", url: url, slot: "catch_up_sluice_a", end: end, sourceExtra: catchUpOn)
+        let oursB = try captureRun("catch_up_b", url: url, slot: "catch_up_sluice_b", end: end, sourceExtra: catchUpOn)
+        let referenceB = try recvlogical(url: url, slot: "catch_up_reference_b", end: end)
+        let streaming = try captureRun("catch_up_streaming", url: url, slot: "catch_up_streaming", end: end, sourceExtra: Self.streamingOnly)
         results.append(Result(name: "catch-up: \(events) rows written while stopped", events: events,
                                seconds: (oursA.0 + oursB.0) / 2, reference: (referenceA.0 + referenceB.0) / 2,
                                referenceName: "pg_recvlogical", peakRSSMB: max(mb(oursA.1), mb(oursB.1)),

@@ -21,15 +21,22 @@ chmod(scratch, 0o755)
 print("sluice-bench: \(full ? "full" : "quick") mode, \(events) events; scratch \(scratch)")
 let bench = try Bench(root: root.path, scratch: scratch, events: events)
 nonisolated(unsafe) var failures: [String] = []
-func step(_ name: String, _ body: () throws -> Void) {
+/// Runs one case. Replication slots are the cluster's and `max_replication_slots` is bounded, so the
+/// slots a case created are dropped after it, except a capture case's (the stage cases read them).
+@MainActor func step(_ name: String, keepSlots: Bool = false, _ body: () throws -> Void) {
     guard wanted(name) else { return }
     FileHandle.standardError.write(Data("… \(name)\n".utf8))
+    let before = (try? bench.slotNames()) ?? []
     do { try body() } catch {
         failures.append("\(name): \(error)")
         FileHandle.standardError.write(Data("!! \(name): \(error)\n".utf8))
     }
+    guard !keepSlots else { return }
+    do { try bench.dropSlots(except: before) } catch {
+        failures.append("\(name): dropping its slots: \(error)")
+    }
 }
-step("capture") { try bench.capture() }
+step("capture", keepSlots: true) { try bench.capture() }
 step("capture-filtered") { try bench.captureFiltered() }
 step("catch-up") { try bench.catchUp() }
 step("catch-up-costs") { try bench.catchUpCosts() }
@@ -65,7 +72,7 @@ if let reason = JetStreamCases.unavailable {
         print("sluice-bench: skipping \(skipped[0])")
     }
 } else {
-    step("capture-js") { try jetStream.capture() }
+    step("capture-js", keepSlots: true) { try jetStream.capture() }
     step("stage-js") { try jetStream.applyStage() }
     step("latency-js") { try jetStream.latency(seconds: full ? 30 : 1, rate: 2000) }
 }
