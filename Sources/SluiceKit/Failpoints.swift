@@ -43,6 +43,7 @@ public enum Failpoint {
         "sink.sqlite.before_commit": "SQLite sink: a batch and its offset are written, before COMMIT",
         "sink.sqlite.after_commit": "SQLite sink: after COMMIT, before the runtime knows",
         "sink.file.rotate": "file sink: the next file is created, before the sink switches to it",
+        "sink.nats.between_events": "NATS sink: a change published as two messages has its first sent, before its second",
     ]
 
     /// What a point does when it fires.

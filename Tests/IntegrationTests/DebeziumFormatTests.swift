@@ -3,7 +3,7 @@ import SluiceWire
 import XCTest
 
 /// `format: debezium` end to end: the file sink writes Debezium's change events (snapshot read, insert,
-/// update, primary-key change, delete, truncate) framed by its BEGIN and END transaction events, with
+/// update, primary-key change as a delete and a create, delete, truncate) framed by its BEGIN and END transaction events, with
 /// Debezium's value representations, each transaction once across a SIGKILL of the daemon.
 final class DebeziumFormatTests: DaemonTestCase {
     override var fixtureName: String { "debezium" }
@@ -91,14 +91,17 @@ final class DebeziumFormatTests: DaemonTestCase {
         XCTAssertEqual(createdSource["snapshot"] as? String, "false")
 
         let updated = changes(update)
-        XCTAssertEqual(updated.map { $0["op"] as? String }, ["u", "u"])
+        XCTAssertEqual(updated.map { $0["op"] as? String }, ["u", "d", "c"], "a key change is a delete, then a create")
         XCTAssertTrue(updated.first?["before"] is NSNull, "no old row under the default replica identity")
         XCTAssertEqual((updated.first?["after"] as? [String: Any])?["name"] as? String, "zwei")
-        XCTAssertEqual((updated.last?["before"] as? [String: Any])?["id"] as? Int, 1, "a key change carries the old key")
-        XCTAssertTrue((updated.last?["before"] as? [String: Any])?["name"] is NSNull)
+        XCTAssertEqual((updated[1]["before"] as? [String: Any])?["id"] as? Int, 1, "the delete carries the old key")
+        XCTAssertTrue((updated[1]["before"] as? [String: Any])?["name"] is NSNull)
+        XCTAssertTrue(updated[1]["after"] is NSNull)
+        XCTAssertTrue(updated.last?["before"] is NSNull)
         XCTAssertEqual((updated.last?["after"] as? [String: Any])?["id"] as? Int, 10)
-        XCTAssertEqual(updated.map { ($0["transaction"] as? [String: Any])?["total_order"] as? Int }, [1, 2])
-        XCTAssertEqual(updated.map { ($0["transaction"] as? [String: Any])?["data_collection_order"] as? Int }, [1, 2])
+        XCTAssertEqual((updated.last?["after"] as? [String: Any])?["name"] as? String, "one")
+        XCTAssertEqual(updated.map { ($0["transaction"] as? [String: Any])?["total_order"] as? Int }, [1, 2, 3])
+        XCTAssertEqual(updated.map { ($0["transaction"] as? [String: Any])?["data_collection_order"] as? Int }, [1, 2, 3])
 
         let deleted = changes(delete)
         XCTAssertEqual(deleted.first?["op"] as? String, "d")
@@ -111,8 +114,8 @@ final class DebeziumFormatTests: DaemonTestCase {
 
         // BEGIN and END frame each transaction; END counts its events per table.
         let updateEnd = try XCTUnwrap(ends.first { ($0["id"] as? String)?.hasPrefix("\(update):") == true })
-        XCTAssertEqual(updateEnd["event_count"] as? Int, 2)
-        XCTAssertEqual(updateEnd["data_collections"] as? NSArray, [["data_collection": "public.items", "event_count": 2]] as NSArray)
+        XCTAssertEqual(updateEnd["event_count"] as? Int, 3)
+        XCTAssertEqual(updateEnd["data_collections"] as? NSArray, [["data_collection": "public.items", "event_count": 3]] as NSArray)
         XCTAssertEqual(lines.filter { $0["status"] as? String == "BEGIN" }.count, 5)
     }
 }

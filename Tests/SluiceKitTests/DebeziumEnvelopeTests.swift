@@ -132,13 +132,51 @@ final class DebeziumEnvelopeTests: XCTestCase {
         var renderer = ChangeRenderer(format: .debezium, topic: "app", clock: { 0 })
         let begin = BeginRecord(xid: 9, commitLSN: LSN(0x1000), commitTime: 1_000_000)
         XCTAssertTrue(renderer.begin(begin, offset: 3).hasPrefix(#"{"offset":3,"kind":"begin""#))
-        XCTAssertTrue(renderer.change(try makeChange(.insert, customers, new: anne)).hasPrefix(#"{"before":null,"after":{"id":1"#))
+        XCTAssertTrue(renderer.events(try makeChange(.insert, customers, new: anne)).first?.hasPrefix(#"{"before":null,"after":{"id":1"#) == true)
         let end = renderer.debeziumEnd(CommitRecord(xid: 9, commitLSN: LSN(0x1000), endLSN: LSN(0x1100), commitTime: 1_000_000,
                                                     eventCount: 1, totalEvents: 1), offset: 5)
         XCTAssertEqual(end, #"{"status":"END","id":"9:4096","ts_ms":1000,"event_count":1,"#
                        + #""data_collections":[{"data_collection":"public.customers","event_count":1}],"#
                        + #""sluice":{"offset":5,"lsn":"0/1000","commit_time":"1970-01-01T00:00:01.000000Z"}}"#)
         var plain = ChangeRenderer(format: .sluice, topic: "app")
-        XCTAssertTrue(plain.change(try makeChange(.insert, customers, new: anne)).hasPrefix(#"{"offset":42,"kind":"change""#))
+        XCTAssertTrue(plain.events(try makeChange(.insert, customers, new: anne)).first?.hasPrefix(#"{"offset":42,"kind":"change""#) == true)
+        let keyChange = try makeChange(.update, customers, oldKind: .key, old: cells("1", nil, nil, nil),
+                                       new: cells("7", "Anne", "Kretchmar", "annek@noanswer.org"))
+        XCTAssertEqual(plain.events(keyChange).count, 1, "Sluice's own format keeps a key change one update")
+    }
+
+    /// Debezium emits an update of the primary key as a delete of the old key, then a create of the
+    /// new row (no tombstone: there is no Kafka); both are numbered in the transaction.
+    func testAPrimaryKeyChangeIsADeleteThenACreate() throws {
+        var envelope = DebeziumEnvelope(serverName: "app", clock: { 0 })
+        _ = envelope.begin(BeginRecord(xid: 9, commitLSN: LSN(0x1000), commitTime: 1_000_000))
+        let keyChange = try makeChange(.update, customers, oldKind: .key, old: cells("1", nil, nil, nil),
+                                       new: cells("7", "Anne", "Kretchmar", "annek@noanswer.org"))
+        let events = try envelope.events(keyChange).map {
+            try XCTUnwrap(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any], $0)
+        }
+        XCTAssertEqual(events.map { $0["op"] as? String }, ["d", "c"])
+        XCTAssertEqual((events[0]["before"] as? [String: Any])?["id"] as? Int, 1, "the delete carries the old key")
+        XCTAssertTrue((events[0]["before"] as? [String: Any])?["email"] is NSNull, "only the key is known of the old row")
+        XCTAssertTrue(events[0]["after"] is NSNull)
+        XCTAssertTrue(events[1]["before"] is NSNull)
+        XCTAssertEqual((events[1]["after"] as? [String: Any])?["id"] as? Int, 7)
+        XCTAssertEqual((events[1]["after"] as? [String: Any])?["first_name"] as? String, "Anne")
+        XCTAssertEqual(events.map { ($0["transaction"] as? [String: Any])?["total_order"] as? Int }, [1, 2])
+        XCTAssertEqual(events.map { ($0["source"] as? [String: Any])?["lsn"] as? Int }, [0x16_B374_D848, 0x16_B374_D848])
+
+        // The key kept: one update, whether the old key was sent (a full old row) or not.
+        let sameKey = try makeChange(.update, customers, oldKind: .full, old: anne, new: cells("1", "Anne", "K", "a@b"))
+        XCTAssertEqual(try envelope.events(sameKey).map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            .map { $0?["op"] as? String }, ["u"])
+        XCTAssertEqual(envelope.events(try makeChange(.update, customers, new: anne)).count, 1)
+        // A keyless table under REPLICA IDENTITY FULL has no key to change.
+        let keyless = RelationSchema(id: 1, schema: "public", table: "ledger", replicaIdentity: .full, columns: [
+            column("account", identity: true), column("amount", identity: true),
+        ])
+        XCTAssertEqual(envelope.events(try makeChange(.update, keyless, oldKind: .full, old: cells("1", "2"), new: cells("3", "4"))).count, 1)
+        let end = envelope.end(CommitRecord(xid: 9, commitLSN: LSN(0x1000), endLSN: LSN(0x1100), commitTime: 1_000_000,
+                                            eventCount: 1, totalEvents: 1))
+        XCTAssertTrue(end.contains(#""event_count":5"#), "every event counted: \(end)")
     }
 }

@@ -53,8 +53,8 @@ public final class ExecSink: Sink {
     }
 
     public func apply(_ change: Change) throws {
-        let line = renderers.change(change)
-        try guarded { try plugin!.send(line) }
+        let lines = renderers.events(change)
+        try guarded { for line in lines { try plugin!.send(line) } }
     }
 
     public func commitTransaction(_ commit: CommitRecord, position: SinkPosition) throws {

@@ -64,8 +64,11 @@ public final class FileSink: Sink {
     }
 
     public func apply(_ change: Change) throws {
-        let line = renderers.change(change)
-        try guarded { try file(change.topic).append(line) }
+        let lines = renderers.events(change)
+        try guarded {
+            let file = try file(change.topic)
+            for line in lines { try file.append(line) }
+        }
     }
 
     public func commitTransaction(_ commit: CommitRecord, position: SinkPosition) throws {

@@ -149,8 +149,10 @@ public final class HTTPSink: Sink {
     }
 
     public func apply(_ change: Change) throws {
-        try write((changesInTransaction > 0 ? "," : "") + renderers.change(change))
-        changesInTransaction += 1
+        for line in renderers.events(change) {
+            try write((changesInTransaction > 0 ? "," : "") + line)
+            changesInTransaction += 1
+        }
     }
 
     public func commitTransaction(_ commit: CommitRecord, position: SinkPosition) throws {

@@ -7,6 +7,8 @@ import Foundation
 final class ChangeSpool {
     struct Entry {
         var offset: UInt64
+        /// The event's number within its change (1, 2) when the change is several messages; 0 when one.
+        var event: UInt64
         var subject: String
         var body: [UInt8]
     }
@@ -31,9 +33,9 @@ final class ChangeSpool {
 
     var count: Int { memory.count + fileEntries }
 
-    func append(offset: UInt64, subject: String, body: [UInt8]) throws {
+    func append(offset: UInt64, event: UInt64 = 0, subject: String, body: [UInt8]) throws {
         if fileEntries == 0 && memoryBytes + body.count + subject.utf8.count <= memoryLimit {
-            memory.append(Entry(offset: offset, subject: subject, body: body))
+            memory.append(Entry(offset: offset, event: event, subject: subject, body: body))
             memoryBytes += body.count + subject.utf8.count + 64
             return
         }
@@ -46,6 +48,7 @@ final class ChangeSpool {
             file = handle
         }
         Self.put(offset, into: &fileBuffer)
+        Self.put(event, into: &fileBuffer)
         Self.put(UInt64(subject.utf8.count), into: &fileBuffer)
         fileBuffer.append(contentsOf: subject.utf8)
         Self.put(UInt64(body.count), into: &fileBuffer)
@@ -55,17 +58,18 @@ final class ChangeSpool {
     }
 
     /// Every entry in append order.
-    func forEach(_ body: (UInt64, String, [UInt8]) throws -> Void) throws {
-        for entry in memory { try body(entry.offset, entry.subject, entry.body) }
+    func forEach(_ body: (Entry) throws -> Void) throws {
+        for entry in memory { try body(entry) }
         guard fileEntries > 0, let file else { return }
         try flushBuffer()
         try file.seek(toOffset: 0)
         var reader = Reader(file: file)
         for _ in 0..<fileEntries {
             let offset = try reader.u64()
+            let event = try reader.u64()
             let subject = String(decoding: try reader.bytes(Int(try reader.u64())), as: UTF8.self)
             let data = try reader.bytes(Int(try reader.u64()))
-            try body(offset, subject, data)
+            try body(Entry(offset: offset, event: event, subject: subject, body: data))
         }
     }
 

@@ -14,7 +14,9 @@ import SluiceNATS
 ///   empty transaction is its marker alone.
 /// - Headers (`NATSSinkHeader`): `Sluice-Topic`, `Sluice-Xid`, `Sluice-LSN` (commit LSN),
 ///   `Sluice-Commit-Offset`, `Sluice-Offset`, `Sluice-Marker-Sequence`, and
-///   `Nats-Msg-Id: <sink>:<topic>:<offset>` (the change's offset, or the commit's on a marker).
+///   `Nats-Msg-Id: <sink>:<topic>:<offset>` (the change's offset, or the commit's on a marker). A change
+///   published as two messages (`format: debezium`, an update of the primary key: delete, then create)
+///   has `Sluice-Event: 1` and `2` and ids `<sink>:<topic>:<offset>:1` and `…:2`.
 ///
 /// Exactly once, however long the sink was down: every message carries
 /// `Nats-Expected-Last-Sequence`, so the stream only ever holds a prefix of what was sent, in order;
@@ -214,16 +216,19 @@ public final class NATSSink: Sink {
 
     public func apply(_ change: Change) throws {
         // Rendered even when skipped: the Debezium envelope numbers every event of the transaction.
-        let body = Array(renderers.change(change).utf8)
-        if let skip = state?.skipThrough[change.topic], change.offset <= skip {
-            skipped += 1
-            return
-        }
+        let events = renderers.events(change)
         let subject = subjects[change.topic]?[change.relation.id] ?? subject(change.relation, topic: change.topic)
-        do {
-            try spool.append(offset: change.offset, subject: subject, body: body)
-        } catch {
-            throw ConnectorError.transient("sink \(name): cannot spool the transaction to \(spool.path): \(error)")
+        for (index, body) in events.enumerated() {
+            let event = events.count > 1 ? UInt64(index + 1) : 0
+            if let skip = state?.skipThrough[change.topic], skip.covers(offset: change.offset, event: event) {
+                skipped += 1
+                continue
+            }
+            do {
+                try spool.append(offset: change.offset, event: event, subject: subject, body: Array(body.utf8))
+            } catch {
+                throw ConnectorError.transient("sink \(name): cannot spool the transaction to \(spool.path): \(error)")
+            }
         }
     }
 
@@ -236,11 +241,17 @@ public final class NATSSink: Sink {
         headers[NATSSinkHeader.lsn] = commit.commitLSN.description
         headers[NATSSinkHeader.commitOffset] = String(position.offset)
         do {
-            try spool.forEach { offset, subject, body in
+            try spool.forEach { entry in
                 var message = headers
-                message[NATSSinkHeader.offset] = String(offset)
+                message[NATSSinkHeader.offset] = String(entry.offset)
                 message[NATSSinkHeader.markerSequence] = String(state.lastMarkerSequence)
-                try publish(jetStream, subject, body, message, id: "\(name):\(topic):\(offset)", state: &state)
+                var id = "\(name):\(topic):\(entry.offset)"
+                if entry.event > 0 {
+                    message[NATSSinkHeader.event] = String(entry.event)
+                    id += ":\(entry.event)"
+                }
+                if entry.event > 1 { Failpoint.hit("sink.nats.between_events") }
+                try publish(jetStream, entry.subject, entry.body, message, id: id, state: &state)
             }
         } catch let error as ConnectorError {
             throw error

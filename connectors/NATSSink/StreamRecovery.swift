@@ -15,12 +15,24 @@ struct PublishState {
     var nextSequence: UInt64
     /// The sequence of the newest commit marker (0: none yet).
     var lastMarkerSequence: UInt64
-    /// Per topic: changes at or below this offset are in the stream already (the transaction in the
-    /// middle of which the previous run stopped); they are not published again.
-    var skipThrough: [String: UInt64]
+    /// Per topic: the last message of the transaction in the middle of which the previous run
+    /// stopped; it and what came before it are in the stream already and are not published again.
+    var skipThrough: [String: MessagePoint]
 
     static let empty = PublishState(streamExists: false, streamSubjects: [], positions: [:], nextSequence: 1,
                                     lastMarkerSequence: 0, skipThrough: [:])
+}
+
+/// A message's place in a topic: its change's offset, and for a change published as several
+/// messages (a Debezium key change: delete, then create) its event number, 1 or 2 (0: the only one).
+struct MessagePoint: Equatable {
+    var offset: UInt64
+    var event: UInt64
+
+    /// Whether the message at (`offset`, `event`) comes at or before this point.
+    func covers(offset: UInt64, event: UInt64) -> Bool {
+        offset < self.offset || (offset == self.offset && (self.event == 0 || event <= self.event))
+    }
 }
 
 /// The headers the sink sets on every message.
@@ -38,6 +50,9 @@ public enum NATSSinkHeader {
     public static let offset = "Sluice-Offset"
     /// The stream sequence of the newest commit marker published before this message (0: none).
     public static let markerSequence = "Sluice-Marker-Sequence"
+    /// Only on a change published as several messages (`format: debezium`, an update of the primary
+    /// key: a delete event, then a create event): the event's number within the change, 1 or 2.
+    public static let event = "Sluice-Event"
 }
 
 /// One message's Sluice headers, parsed.
@@ -46,6 +61,8 @@ struct SluiceFields {
     var offset: UInt64
     var commitOffset: UInt64
     var markerSequence: UInt64
+    /// ``NATSSinkHeader/event``; 0 when absent.
+    var event: UInt64
     var isMarker: Bool { offset == commitOffset }
 
     init?(_ message: JetStreamMessage, sink: String) {
@@ -57,6 +74,7 @@ struct SluiceFields {
         self.offset = offset
         self.commitOffset = commitOffset
         markerSequence = message.headers[NATSSinkHeader.markerSequence].flatMap { UInt64($0) } ?? 0
+        event = message.headers[NATSSinkHeader.event].flatMap { UInt64($0) } ?? 0
     }
 }
 
@@ -88,8 +106,8 @@ enum StreamRecovery {
     /// The rule: the last message of the stream decides. A commit marker carries every topic's last
     /// published commit in its body (`positions`). A change means the previous run stopped inside that
     /// change's transaction: the positions are those of the newest marker before it (the message at its
-    /// `Sluice-Marker-Sequence`), so the transaction comes again whole, and its changes at or below the
-    /// last one's `Sluice-Offset` are skipped (they are in the stream already).
+    /// `Sluice-Marker-Sequence`), so the transaction comes again whole, and its messages up to the
+    /// last one (its `Sluice-Offset` and `Sluice-Event`) are skipped (they are in the stream already).
     static func read(_ jetStream: JetStream, stream: String, sink: String) throws -> PublishState {
         let found = try natsCall(sink, "read stream \(stream)") { () throws(NATSError) in try jetStream.streamInfo(stream) }
         guard let info = found else { return .empty }
@@ -133,7 +151,7 @@ enum StreamRecovery {
         }
         var marker = last
         if !fields.isMarker {
-            state.skipThrough[fields.topic] = fields.offset
+            state.skipThrough[fields.topic] = MessagePoint(offset: fields.offset, event: fields.event)
             guard fields.markerSequence > 0 else { return state }
             guard let previous = try message(fields.markerSequence) else {
                 throw lost("the commit marker at sequence \(fields.markerSequence) of stream \(stream) is gone")

@@ -31,8 +31,10 @@ public struct ChangeRenderer {
         return json.begin(record, offset: offset)
     }
 
-    public mutating func change(_ change: Change) -> String {
-        format == .debezium ? debezium.change(change) : json.change(change)
+    /// The change's lines, in order: one, or for Debezium a key-changing update's delete and create
+    /// events (``DebeziumEnvelope/events(_:)``). A sink writes them all for the one change.
+    public mutating func events(_ change: Change) -> [String] {
+        format == .debezium ? debezium.events(change) : [json.change(change)]
     }
 
     public mutating func commit(_ record: CommitRecord, offset: UInt64) -> String {
@@ -74,7 +76,13 @@ public struct TopicRenderers {
         render(topic) { $0.begin(record, offset: offset) }
     }
 
-    public mutating func change(_ change: Change) -> String { render(change.topic) { $0.change(change) } }
+    public mutating func events(_ change: Change) -> [String] {
+        var renderer = renderers.removeValue(forKey: change.topic)
+            ?? ChangeRenderer(format: format, topic: change.topic, namesTopic: namesTopic)
+        let lines = renderer.events(change)
+        renderers[change.topic] = renderer
+        return lines
+    }
 
     public mutating func commit(_ record: CommitRecord, topic: String, offset: UInt64) -> String {
         render(topic) { $0.commit(record, offset: offset) }

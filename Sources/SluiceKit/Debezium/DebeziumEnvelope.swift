@@ -62,7 +62,47 @@ public struct DebeziumEnvelope: Sendable {
         return out.finish()
     }
 
-    /// One change event.
+    /// The events of one change: one, except for an update that changes the primary key, which
+    /// Debezium emits as a delete of the old key (`op: d`) followed by a create (`op: c`). Sluice
+    /// writes no tombstone after the delete (Kafka's log compaction is not there to need one).
+    public mutating func events(_ change: Change) -> [String] {
+        guard Self.changesKey(change) else { return [self.change(change)] }
+        var delete = change
+        delete.operation = .delete
+        delete.new = nil
+        var create = change
+        create.operation = .insert
+        create.oldKind = .none
+        create.old = nil
+        return [self.change(delete), self.change(create)]
+    }
+
+    /// An update whose old key differs from its new one: the source sent an old key or row and a
+    /// primary-key column (the replica identity's, for a table without one) changed value.
+    public static func changesKey(_ change: Change) -> Bool {
+        guard change.operation == .update, let old = change.old, let new = change.new else { return false }
+        var key = change.relation.primaryKey
+        if key.isEmpty, change.relation.replicaIdentity == .index {
+            key = change.relation.columns.indices.filter { change.relation.columns[$0].isReplicaIdentity }
+        }
+        guard !key.isEmpty else { return false }
+        var oldValues: [Int: Value] = [:]
+        var index = 0
+        for value in old {
+            if key.contains(index) { oldValues[index] = value }
+            index += 1
+        }
+        index = 0
+        for value in new {
+            if key.contains(index), !value.isUnchanged, let before = oldValues[index], !before.isUnchanged, before != value {
+                return true
+            }
+            index += 1
+        }
+        return false
+    }
+
+    /// One change event, as the change is (``events(_:)`` splits a key change in two).
     public mutating func change(_ change: Change) -> String {
         let relation = change.relation
         let collection = relation.qualifiedName
