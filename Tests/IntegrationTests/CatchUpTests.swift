@@ -120,6 +120,29 @@ final class CatchUpTests: DaemonTestCase {
         try waitUntilConfirmed()
         XCTAssertEqual(last.terminate(), 0, logTail)
         XCTAssertGreaterThanOrEqual(occurrences("catching up through the SQL decoding interface"), 3, logTail)
+        XCTAssertEqual(occurrences("catching up without reading ahead"), 0, "batches were read ahead" + logTail)
         try assertTopic(xids: xids, rows: rows)
+        // The read-ahead copies of the slot were temporary: killed sessions took theirs along.
+        try eventually(timeout: 30, "the temporary slot copies to be gone") {
+            try source.scalar("SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'sluice_catch_up_%'") == "0"
+        }
+    }
+
+    /// With no free slot for the read-ahead copy, catch-up reads one batch at a time, and says so.
+    func testWithoutAFreeSlotBatchesAreReadOneAtATime() throws {
+        try createTable()
+        try createSlot()
+        let rows = 20_000
+        let xids = try burst(1...rows)
+        let limit = Int(try XCTUnwrap(source.scalar("SHOW max_replication_slots")))!
+        let used = Int(try XCTUnwrap(source.scalar("SELECT count(*) FROM pg_replication_slots")))!
+        for index in 0..<(limit - used) { try source.query("SELECT pg_create_physical_replication_slot('filler_\(index)')") }
+        let daemon = try startStreamingDaemon()
+        try waitUntilConfirmed()
+        XCTAssertEqual(daemon.terminate(), 0, logTail)
+        XCTAssertEqual(occurrences("catching up without reading ahead"), 1, logTail)
+        XCTAssertEqual(occurrences("caught up; streaming from here"), 1, logTail)
+        try assertTopic(xids: xids, rows: rows)
+        for index in 0..<(limit - used) { try source.query("SELECT pg_drop_replication_slot('filler_\(index)')") }
     }
 }

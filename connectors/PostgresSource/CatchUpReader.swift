@@ -62,7 +62,7 @@ final class CatchUpReader {
     }
 
     /// Moves the slot's confirmed position to `lsn` (never backwards: the server refuses that).
-    func advance(to lsn: UInt64) throws {
+    static func advance(slot: String, to lsn: UInt64, on connection: PGConnection) throws {
         try connection.execute("""
             SELECT pg_replication_slot_advance($1, GREATEST($2::pg_lsn,
                 (SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = $1)))
