@@ -166,6 +166,7 @@ final class SinkRunner: @unchecked Sendable {
                 if drain.isStopped { return }
                 if !proven || DispatchTime.now().uptimeNanoseconds - idleSince.uptimeNanoseconds > 1_000_000_000 {
                     try sink.probe()
+                    if let durable = sink.durablePositions() { progress.durable(durable) }
                     healthy()
                     idleSince = DispatchTime.now()
                 }
@@ -210,6 +211,7 @@ final class SinkRunner: @unchecked Sendable {
         for time in batch.commitTimes { delayTimer.recordMicroseconds(max(0, applied - time)) }
         progress.applied(topic: topic.name, position: last, totalEvents: batch.totalEvents, events: batch.events,
                          transactions: batch.transactions)
+        if let durable = sink.durablePositions() { progress.durable(durable) }
     }
 }
 
@@ -224,6 +226,8 @@ public final class SinkProgress: @unchecked Sendable {
     public let sink: String
     private let lock = NSLock()
     private var entries: [String: Entry] = [:]
+    /// What the target holds durably, for a sink whose commits become durable later (nil: as applied).
+    private var durable: [String: SinkPosition]?
     private var counters: [String: (events: Counter, transactions: Counter)] = [:]
 
     init(sink: String) { self.sink = sink }
@@ -254,11 +258,19 @@ public final class SinkProgress: @unchecked Sendable {
         counter.transactions.increment(by: Int64(transactions))
     }
 
-    /// The offset this sink reads next in `topic`; nil until it has read its stored position.
+    func durable(_ positions: [String: SinkPosition]) {
+        lock.lock()
+        durable = positions
+        lock.unlock()
+    }
+
+    /// The offset this sink would read next in `topic` after a crash of its target: retention keeps it.
+    /// Nil until it has read its stored position.
     public func nextOffset(topic: String) -> UInt64? {
         lock.lock()
         defer { lock.unlock() }
         guard let entry = entries[topic] else { return nil }
+        if let durable { return durable[topic].map { $0.offset + 1 } ?? 0 }
         return entry.position.map { $0.offset + 1 } ?? 0
     }
 

@@ -9,6 +9,11 @@ import SluiceWire
 /// Missing schemas and tables are created with the source's column types and primary key; columns
 /// added or dropped on the source are added or dropped here. Statements are prepared once per table
 /// and sent in libpq pipeline mode, so a batch costs a round trip per few hundred rows, not per row.
+///
+/// Batches commit with `synchronous_commit = off`, as a native subscription's apply worker does: the
+/// next batch need not wait for the target's WAL flush. A target crash can lose the last commits, with
+/// their `sluice_offsets` rows, and they are applied again from the topic; so the positions count for
+/// retention only once the target reports its WAL flushed past their commit (`durablePositions`).
 public final class PostgresSink: VerifiableSink {
     public static let typeName = "postgres"
 
@@ -24,6 +29,7 @@ public final class PostgresSink: VerifiableSink {
     private let aggregateDefinitions: [AggregateDefinition]
     private var aggregates: AggregateMaintainer?
     private var aggregateStore: PostgresAggregates?
+    private var unflushed = UnflushedCommits()
 
     struct TableKey: Hashable {
         let topic: String
@@ -52,6 +58,11 @@ public final class PostgresSink: VerifiableSink {
                 """)
             if !aggregateDefinitions.isEmpty { try PostgresAggregates.createStateTable(connection) }
             let positions = try storedPositions(connection)
+            // Read from a target that may have acknowledged them before they were durable.
+            unflushed.reset()
+            let wal = try walPositions(connection.execute(Self.walQuery))
+            unflushed.committed(Array(positions.values), walEnd: wal.inserted)
+            unflushed.flushed(through: wal.flushed)
             let pipeline = try PGPipeline(connection: connection)
             try pipeline.prepare("sluice_offset", """
                 INSERT INTO public.sluice_offsets (sink, topic, "offset", lsn, commit_time, updated_at)
@@ -163,8 +174,23 @@ public final class PostgresSink: VerifiableSink {
     }
 
     public func beginBatch() throws {
-        try guarded { try pipeline!.send("BEGIN") }
+        try guarded {
+            try pipeline!.send("BEGIN")
+            try pipeline!.send("SET LOCAL synchronous_commit TO off")
+        }
     }
+
+    /// Read after a commit: the insert position is at or past the commit record's end.
+    static let walQuery = "SELECT pg_current_wal_insert_lsn()::text, pg_current_wal_flush_lsn()::text"
+
+    private func walPositions(_ result: PGResult) throws -> (inserted: LSN, flushed: LSN) {
+        guard let inserted = result.string(0, 0).flatMap({ LSN($0) }), let flushed = result.string(0, 1).flatMap({ LSN($0) }) else {
+            throw ConnectorError.fatal("sink \(name): the target answered \(Self.walQuery) without two LSNs")
+        }
+        return (inserted, flushed)
+    }
+
+    public func durablePositions() -> [String: SinkPosition]? { unflushed.durable }
 
     public func beginTransaction(_ begin: BeginRecord, topic: String, offset: UInt64) throws {
         aggregates?.beginTransaction(commitTime: begin.commitTime)
@@ -266,13 +292,18 @@ public final class PostgresSink: VerifiableSink {
             }
             Failpoint.hit("sink.postgres.before_commit")
             try pipeline!.send("COMMIT")
-            try pipeline!.sync()
+            let wal = try walPositions(pipeline!.query(Self.walQuery))
+            unflushed.committed(positions, walEnd: wal.inserted)
+            unflushed.flushed(through: wal.flushed)
             Failpoint.hit("sink.postgres.after_commit")
         }
     }
 
     public func probe() throws {
-        try guarded { _ = try pipeline!.query("SELECT 1") }
+        try guarded {
+            guard !unflushed.isEmpty else { _ = try pipeline!.query("SELECT 1"); return }
+            unflushed.flushed(through: try walPositions(pipeline!.query(Self.walQuery)).flushed)
+        }
     }
 
     public func rollbackBatch() {

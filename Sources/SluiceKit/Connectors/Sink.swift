@@ -81,6 +81,9 @@ public struct SinkContext: Sendable {
 /// Guarantees a sink must keep:
 /// - `commitBatch` makes the batch's changes and `positions` durable atomically, or neither: a reader
 ///   of the target never sees part of a source transaction, and a crash never applies one twice.
+///   A target may acknowledge the commit before it is durable if a crash then loses the changes and
+///   the positions together; such a sink reports what is durable in `durablePositions`, and only that
+///   counts for retention (the topic keeps what a target crash would make the sink apply again).
 /// - `open` returns exactly the positions the last successful `commitBatch` stored; the runtime
 ///   resumes after them.
 /// - Applies are idempotent where the target allows (upsert by key, delete by key), so a target that
@@ -107,6 +110,9 @@ public protocol Sink: AnyObject {
     func commitTransaction(_ commit: CommitRecord, position: SinkPosition) throws
     /// Stores `positions` (one per topic the batch touched) with the batch, atomically.
     func commitBatch(positions: [SinkPosition]) throws
+    /// Per topic, the last stored position the target holds durably, when that may lag `commitBatch`;
+    /// nil when every position is durable once `commitBatch` returns. Asked after each batch and probe.
+    func durablePositions() -> [String: SinkPosition]?
     /// Abandons the open batch after an error; may be called when no batch is open.
     func rollbackBatch()
     func close()
@@ -126,6 +132,7 @@ public protocol Sink: AnyObject {
 extension Sink {
     public func check(logger: Logger) -> [CheckFinding] { [] }
     public func probe() throws {}
+    public func durablePositions() -> [String: SinkPosition]? { nil }
     public func beginTransaction(_ begin: BeginRecord, topic: String, offset: UInt64) throws {}
     public func prepare(_ relation: RelationSchema, topic: String) throws {}
     public func commitTransaction(_ commit: CommitRecord, position: SinkPosition) throws {}

@@ -74,6 +74,14 @@ final class PostgresCluster {
             """])
     }
 
+    /// Stops the server as a crash would (immediate shutdown: no checkpoint, WAL not yet written is lost).
+    func crash() {
+        _ = try? run(["/bin/bash", "-c", Self.prelude + """
+            dir='\(directory)'
+            if [ -f "$dir/postmaster.pid" ]; then as_owner "$bin/pg_ctl" -D "$dir" -m immediate -w stop >/dev/null || true; fi
+            """])
+    }
+
     func destroy() {
         stop()
         try? FileManager.default.removeItem(atPath: directory)
