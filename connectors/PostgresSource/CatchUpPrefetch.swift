@@ -112,13 +112,11 @@ final class CatchUpPrefetch: @unchecked Sendable {
             "'publication_names', " + PGConnection.quoteLiteral(PGConnection.quoteIdentifier(publication)),
             "'messages', 'true'",
         ]
-        // The first batch is not overlapped with anything: it starts small, and each next one doubles.
-        var size = min(batch, 8192)
         do {
             while !isCancelled {
                 let sql = """
                     COPY (SELECT lsn, data FROM pg_logical_slot_get_binary_changes(\(PGConnection.quoteLiteral(copy)), NULL, \
-                    \(size), \(options.joined(separator: ", ")))) TO STDOUT (FORMAT binary)
+                    \(batch), \(options.joined(separator: ", ")))) TO STDOUT (FORMAT binary)
                     """
                 var chunk: [UInt8] = []
                 chunk.reserveCapacity(Self.chunkBytes + 64 << 10)
@@ -134,9 +132,8 @@ final class CatchUpPrefetch: @unchecked Sendable {
                 }
                 if !chunk.isEmpty { guard put(.rows(chunk)) else { return } }
                 guard put(.batchEnd(rows: rows)) else { return }
-                guard rows >= size,
+                guard rows >= batch,
                       let behind = try CatchUpReader.behind(slot: copy, on: connection), behind.bytes > tail else { break }
-                size = min(batch, size * 2)
             }
             put(.finished)
             _ = try? connection.execute("SELECT pg_drop_replication_slot($1)", [copy])
