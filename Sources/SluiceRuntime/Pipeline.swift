@@ -143,6 +143,16 @@ public final class Pipeline: @unchecked Sendable {
             }
         }
 
+        for (section, sink) in sinks {
+            do {
+                try sink.preflight()
+            } catch {
+                logger.error("\(error)", metadata: ["sink": "\(section.config.name)"])
+                if case .misconfigured? = error as? ConnectorError { return 2 }
+                return 1
+            }
+        }
+
         // An aggregate over a table that sends only old keys would stop its sink at the first update.
         if let problem = (aggregatedTableFindings() + transformFindings()).first(where: { $0.severity == .error }) {
             logger.error("\(problem.subject): \(problem.message)\(problem.fix.map { ". Fix: \($0)" } ?? "")")

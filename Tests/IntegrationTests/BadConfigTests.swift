@@ -106,6 +106,14 @@ final class BadConfigTests: SinkTestCase {
             Case(name: "several mistakes reported at once",
                  yaml: config(top: ["colur: blue"], sinks: [postgresSink(extra: ["batch_sise: 100"]), postgresSink(name: "other", type: "sqlit")]),
                  expect: ["colur", "batch_sise", "'sqlit'", "did you mean 'sqlite'?", "3 mistakes"]),
+            Case(name: "an empty slot name", yaml: config(sources: [sourceBlock(extra: ["tables: [public.orders]", "slot: ''"])]),
+                 expect: ["slot", "must not be empty"]),
+            Case(name: "an empty publication name", yaml: config(sources: [sourceBlock(extra: ["tables: [public.orders]", "publication: \"\""])]),
+                 expect: ["publication", "must not be empty"]),
+            Case(name: "a number as a sink name", yaml: config(sinks: [postgresSink(name: "12345"), sqliteSink()]),
+                 expect: ["sinks[0].name", "expected a name, found a number (12345)", "quote it"]),
+            Case(name: "a boolean as a slot name", yaml: config(sources: [sourceBlock(extra: ["tables: [public.orders]", "slot: yes"])]),
+                 expect: ["sources[0].slot", "found a boolean"]),
             Case(name: "empty sources list",
                  yaml: "data_dir: \(dataDirectory)\nsources: []\nsinks:\n\(sqliteSink())\n",
                  expect: ["sources", "at least one source"]),
@@ -122,6 +130,11 @@ final class BadConfigTests: SinkTestCase {
             Case(name: "a keyless table without REPLICA IDENTITY FULL",
                  yaml: config(sources: [sourceBlock(extra: ["tables: [public.orders, public.keyless]"])]),
                  expect: ["public.keyless", "REPLICA IDENTITY FULL"], fileError: false),
+            // Not a database, but only the machine reveals it: the exec sink's program does not exist.
+            Case(name: "an exec sink whose program does not exist",
+                 yaml: config(sinks: [postgresSink(), sqliteSink(),
+                                      "  - name: py\n    type: exec\n    command: [/nonexistent/sluice-plugin]\n    topics: [app]"]),
+                 expect: ["sinks[2] (py).command", "/nonexistent/sluice-plugin is not an executable program"], fileError: false),
         ]
         for testCase in cases { try check(testCase) }
     }

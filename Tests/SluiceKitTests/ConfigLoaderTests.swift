@@ -302,4 +302,24 @@ final class ConfigLoaderTests: XCTestCase {
             }
         }
     }
+
+    /// A name or path that YAML reads as a number or a boolean is refused, naming the key; quoted it is a name.
+    func testNumbersAndBooleansWhereANameIsExpected() throws {
+        let cases = [("name: 12345", "sources[0].name", "a number"), ("slot: yes", "sources[0].slot", "a boolean"),
+                     ("publication: 1.5", "sources[0].publication", "a number")]
+        for (line, key, kind) in cases {
+            let text = Self.source.replacingOccurrences(of: "- name: app", with: line.hasPrefix("name") ? "- " + line : "- name: app\n    " + line)
+            XCTAssertThrowsError(try load(try write("typed-\(key)", text)), line) { error in
+                let found = ConfigErrors.unpack(error) ?? []
+                XCTAssertTrue(found.contains { $0.key == key && $0.message.contains("found \(kind)") }, "\(line): \(error)")
+            }
+        }
+        let quoted = try load(try write("quoted", Self.source.replacingOccurrences(of: "- name: app", with: "- name: \"12345\"\n    slot: \"s1\"")))
+        XCTAssertEqual(quoted.sources.map(\.name), ["12345"])
+        // Explicitly empty is not the default.
+        let empty = try load(try write("empty-slot", Self.source + "\n    slot: ''\n"))
+        XCTAssertThrowsError(try ConnectorRegistry.builtin.sources["postgres"]!.init(config: empty.sources[0])) { error in
+            XCTAssertEqual((error as? ConfigError)?.key, "sources[0] (app).slot", "\(error)")
+        }
+    }
 }

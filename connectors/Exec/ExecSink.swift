@@ -31,6 +31,7 @@ public final class ExecSink: Sink {
     public func open(context: SinkContext) throws -> [String: SinkPosition] {
         logger = context.logger
         close()
+        try settings.preflight(subject: "sink \(name)")
         return try guarded {
             let plugin = try settings.launch()
             plugin.timeoutMillis = ackTimeoutMillis
@@ -44,6 +45,8 @@ public final class ExecSink: Sink {
             return try Self.positions(ready["positions"], plugin: name)
         }
     }
+
+    public func preflight() throws { try settings.preflight(subject: "sink \(name)") }
 
     public func beginBatch() throws {}
 

@@ -23,11 +23,7 @@ public final class ExecSource: Source {
 
     public func check(logger: Logger) -> [CheckFinding] { settings.check(subject: "source \(name)") }
 
-    public func preflight() throws {
-        for finding in check(logger: Logger(label: "sluice")) where finding.severity == .error {
-            throw ConnectorError.misconfigured("\(finding.subject): \(finding.message)")
-        }
-    }
+    public func preflight() throws { try settings.preflight(subject: "source \(name)") }
 
     public func run(into writer: TransactionWriter, context: SourceContext) throws {
         let plugin: PluginProcess

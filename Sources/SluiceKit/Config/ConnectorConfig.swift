@@ -58,8 +58,12 @@ public final class ConnectorConfig: @unchecked Sendable {
         return text
     }
 
+    /// The key's text, or `fallback` when the key is absent; written but empty (`slot: ''`) is a mistake,
+    /// not the default.
     public func string(_ key: String, default fallback: String) throws -> String {
-        try optionalString(key) ?? fallback
+        guard let text = try optionalString(key) else { return fallback }
+        guard !text.isEmpty else { throw error(key, "must not be empty (leave the key out for the default, \(fallback))", line: value(key)?.line) }
+        return text
     }
 
     /// One of `choices`.

@@ -127,10 +127,16 @@ public protocol Sink: AnyObject {
 
     /// Checks the target can be reached and written, without changing it. Used by `sluice check`.
     func check(logger: Logger) -> [CheckFinding]
+
+    /// Called once before anything starts, without I/O to the target: throw
+    /// ``ConnectorError/misconfigured(_:)`` for a mistake that must stop `sluice run` before any
+    /// database is touched (a plugin program that does not exist). An unreachable target is not one.
+    func preflight() throws
 }
 
 extension Sink {
     public func check(logger: Logger) -> [CheckFinding] { [] }
+    public func preflight() throws {}
     public func probe() throws {}
     public func durablePositions() -> [String: SinkPosition]? { nil }
     public func beginTransaction(_ begin: BeginRecord, topic: String, offset: UInt64) throws {}

@@ -85,6 +85,7 @@ enum ConfigLoader {
                 problems.append(ConfigError(file: file, line: raw.line, key: "data_dir", message: "must be a directory path"))
             }
         }
+        problems += TypedNames.problems(expansion.typedScalars, file: file)
         if !dataDirectory.hasPrefix("/") {
             dataDirectory = URL(fileURLWithPath: dataDirectory, relativeTo: URL(fileURLWithPath: baseDirectory + "/"))
                 .standardizedFileURL.path
@@ -388,6 +389,9 @@ enum ConfigLoader {
         switch node {
         case let .scalar(scalar):
             if scalar.style == .plain && ["~", "null", "Null", "NULL", ""].contains(scalar.string) { return .null(line: line) }
+            if scalar.style == .plain, let kind = TypedNames.kind(of: node) {
+                expansion.typedScalars.append(.init(path: path, line: line, text: scalar.string, kind: kind))
+            }
             return .scalar(try expansion.expand(scalar.string, line: line, key: path), line: line)
         case let .sequence(sequence):
             return .list(try sequence.enumerated().map { index, item in

@@ -13,6 +13,8 @@ struct Expansion {
     let environment: [String: String]
     let baseDirectory: String
     var warnings: [String] = []
+    /// Plain YAML scalars that are numbers or booleans (`name: 5`), by key path: see `TypedNames`.
+    var typedScalars: [TypedNames.Scalar] = []
 
     static let secretKeys: Set<String> = ["password", "token", "secret", "api_key", "apikey", "passphrase",
                                           "authorization", "proxy-authorization", "cookie", "x-api-key"]
