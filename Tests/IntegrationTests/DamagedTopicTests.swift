@@ -88,6 +88,30 @@ final class DamagedTopicTests: SinkTestCase {
         XCTAssertLessThan(try XCTUnwrap(postgresTargetLSN()), t, "sink replica is still below T after the second refusal")
     }
 
+    /// A damaged backfill request (here: cut short) is not taken for no request: the rows it asks for
+    /// would never be copied. The source stops, naming the file and what to do, and leaves the file.
+    func testADamagedBackfillRequestStopsCaptureNamingTheFile() throws {
+        try source.query("CREATE TABLE accounts (id int PRIMARY KEY, balance int); INSERT INTO accounts VALUES (1, 10);")
+        try writeConfig(tables: ["public.accounts"])
+        let daemon = try startDaemon()
+        try waitForSlotActive()
+        let first = try commitMarked("UPDATE accounts SET balance = 11 WHERE id = 1", on: try source.connect())
+        try waitForTargets(lsn: first, timeout: 60)
+        XCTAssertEqual(daemon.terminate(), 0, "clean exit on SIGTERM" + logTail)
+
+        let request = dataDirectory + "/sources/app/backfill-request.json"
+        try Data("{\"id\":\"b1\",\"tables\":[\"public.acc".utf8).write(to: URL(fileURLWithPath: request))
+        let logFile = directory + "/daemon-damaged-request.log"
+        let again = try SluiceProcess(["run", "--config", configPath], logPath: logFile)
+        daemons.append(again)
+        func log() -> String { (try? String(contentsOfFile: logFile, encoding: .utf8)) ?? "" }
+        try eventually(timeout: 60, "the daemon to stop on the damaged request:\n\(log())") { !again.isRunning }
+        XCTAssertNotEqual(again.wait(), 0, log())
+        XCTAssertTrue(log().contains("\(request) is damaged"), "the log names the damaged file:\n\(log())")
+        XCTAssertTrue(log().contains("sluice backfill"), "the log says how to copy those rows:\n\(log())")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: request), "the damaged request is left for the operator")
+    }
+
     /// Starts `sluice run`, expects it to exit non-zero by itself within 60 s, and checks that its log
     /// explains: the slot is ahead of the topic, the lost LSNs (a range reaching T), how to recover.
     private func startRefusing(_ logName: String, tCommitLSN: UInt64, slot: UInt64,

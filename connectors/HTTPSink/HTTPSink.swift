@@ -122,7 +122,10 @@ public final class HTTPSink: Sink {
     }
 
     public func readPositions() throws -> [String: SinkPosition]? {
-        guard let stored = BackfillFiles.read([StoredPosition].self, directory: stateDirectory, name: "position.json") else { return nil }
+        let fix = "it holds the position the receiver acknowledged. Delete it to send every transaction of the topic again "
+            + "(a receiver that drops commit offsets it has seen gets each once)"
+        guard let stored = try BackfillFiles.readExisting([StoredPosition].self, directory: stateDirectory, name: "position.json", fix: fix)
+        else { return nil }
         return Dictionary(uniqueKeysWithValues: stored.map {
             ($0.topic, SinkPosition(topic: $0.topic, offset: $0.offset, lsn: LSN($0.lsn) ?? .zero, commitTime: $0.commitTime))
         })

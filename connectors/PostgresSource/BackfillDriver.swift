@@ -48,12 +48,21 @@ final class BackfillDriver {
         self.sql = sql
         self.writer = writer
         self.context = context
-        if let saved = BackfillFiles.read(BackfillProgress.self, directory: context.stateDirectory,
-                                          name: BackfillProgress.fileName), !saved.isFinished {
-            progress = saved
-            context.logger.info("resuming backfill", metadata: ["id": "\(saved.id)", "copied_rows": "\(saved.copiedRows)"])
+        do {
+            if let saved = try BackfillFiles.readExisting(BackfillProgress.self, directory: context.stateDirectory,
+                                                          name: BackfillProgress.fileName, fix: Self.damagedProgressFix), !saved.isFinished {
+                progress = saved
+                context.logger.info("resuming backfill", metadata: ["id": "\(saved.id)", "copied_rows": "\(saved.copiedRows)"])
+            }
+        } catch {
+            damaged = error
         }
     }
+
+    /// A damaged progress file, thrown at the first tick: the backfill it held must not vanish silently.
+    private var damaged: Error?
+    static let damagedProgressFix = "it holds the progress of a backfill, whose remaining rows would otherwise never be copied. "
+        + "Delete it, start sluice run again and run sluice backfill for the tables it was copying (the copy starts over)"
 
     var chunkRelation: UInt32? { chunk.flatMap { $0.windowOpen && !$0.highSeen ? $0.schema.id : nil } }
 
@@ -61,6 +70,7 @@ final class BackfillDriver {
 
     /// Between transactions: persist what is durable, adopt requests, and start the next chunk.
     func tick() throws {
+        if let damaged { throw damaged }
         persistDurable()
         if FileManager.default.fileExists(atPath: directory + "/" + BackfillRequest.cancelFileName) {
             BackfillFiles.remove(directory: directory, name: BackfillRequest.cancelFileName)
@@ -240,7 +250,8 @@ final class BackfillDriver {
     // MARK: Steps
 
     private func adoptRequest() throws {
-        guard let request = BackfillFiles.read(BackfillRequest.self, directory: directory, name: BackfillRequest.fileName)
+        guard let request = try BackfillFiles.readExisting(BackfillRequest.self, directory: directory, name: BackfillRequest.fileName,
+                                                           fix: BackfillRequest.damagedFix)
         else { return }
         if var active = progress, !active.isFinished {
             let known = Set(active.tables.map(\.table))

@@ -71,7 +71,8 @@ extension PostgresSource {
             }
             return
         }
-        var request = BackfillFiles.read(BackfillRequest.self, directory: context.stateDirectory, name: BackfillRequest.fileName)
+        var request = try BackfillFiles.readExisting(BackfillRequest.self, directory: context.stateDirectory,
+                                                     name: BackfillRequest.fileName, fix: BackfillRequest.damagedFix)
             ?? BackfillRequest(tables: [])
         for table in tables where !request.tables.contains(table) { request.tables.append(table) }
         try BackfillFiles.write(request, directory: context.stateDirectory, name: BackfillRequest.fileName)

@@ -29,6 +29,10 @@ public struct BackfillRequest: Codable, Sendable, Equatable {
     public static let fileName = "backfill-request.json"
     /// Left by `sluice backfill --cancel`: the source drops the pending or running backfill.
     public static let cancelFileName = "backfill-cancel.json"
+    /// What to do about a damaged request file (tables whose rows were to be copied).
+    public static let damagedFix = "it asks for the rows of tables to be copied (tables added to tables:, sluice backfill, "
+        + "verify --repair), which would otherwise never happen. Delete it, start sluice run again and run sluice backfill "
+        + "for those tables"
 }
 
 /// The progress of a source's backfill, written by the source after each chunk is durable in
@@ -83,6 +87,19 @@ public enum BackfillFiles {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601
         return try? decoder.decode(type, from: data)
+    }
+
+    /// The file's value, nil when there is none; a file that is there but does not decode was damaged
+    /// (its writes are atomic), and is not taken for an absent one: throws `.fatal` naming it and `fix`.
+    public static func readExisting<T: Decodable>(_ type: T.Type, directory: String, name: String, fix: String) throws -> T? {
+        let path = directory + "/" + name
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        guard let data = FileManager.default.contents(atPath: path), let value = try? decoder.decode(type, from: data) else {
+            throw ConnectorError.fatal("\(path) is damaged (not the JSON Sluice wrote): \(fix)")
+        }
+        return value
     }
 
     /// Writes through a temporary file, fsync and rename, so a reader never sees half a file.
