@@ -132,7 +132,7 @@ final class PostgresAggregates: AggregateStore {
                 switch measure.function {
                 case .countRows, .count: parameters.append(String(change.count))
                 case .sum, .avg:
-                    parameters.append(measure.valueClass == .float ? "\(change.floatSum)" : change.exactSum.description)
+                    parameters.append(measure.valueClass == .float ? "\(change.floatSum)" : change.exactSumText)
                     parameters.append(String(change.count))
                 case .min, .max: parameters.append(String(change.count))
                 }

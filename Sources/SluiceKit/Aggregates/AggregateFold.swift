@@ -12,8 +12,10 @@ public struct AggregateFold: Sendable {
     public var watermark: Int64?
     /// Rows skipped because their window was already dropped by `retain:`, since the fold was made.
     public private(set) var droppedLate = 0
-    private var pending: [Key: AggregateDelta] = [:]
-    private var order: [Key] = []
+    /// The batch's deltas in order of first change, and where each key's delta is: one array, so
+    /// `takeDeltas` hands it over without a copy.
+    private var deltas: [AggregateDelta] = []
+    private var index: [Key: Int] = [:]
 
     struct Key: Hashable {
         let windowStart: Int64
@@ -28,7 +30,7 @@ public struct AggregateFold: Sendable {
     /// Uses a new schema of the source table; pending deltas keep their meaning (same measures).
     public mutating func rebind(_ aggregate: BoundAggregate) { self.aggregate = aggregate }
 
-    public var isEmpty: Bool { order.isEmpty }
+    public var isEmpty: Bool { deltas.isEmpty }
 
     /// Folds one change. `commitTime` is its transaction's (for `time: commit_time`, where `oldTime`
     /// is the commit time that last wrote the old row). Returns the windows of rows skipped as late.
@@ -66,14 +68,17 @@ public struct AggregateFold: Sendable {
 
     /// Drops what is pending: a TRUNCATE of the source empties the aggregate anyway.
     public mutating func truncate() {
-        pending.removeAll()
-        order.removeAll()
+        deltas.removeAll()
+        index.removeAll()
     }
 
     /// The folded deltas in order of first change, and an empty fold.
     public mutating func takeDeltas() -> [AggregateDelta] {
-        defer { truncate() }
-        return order.compactMap { pending[$0] }.filter { !$0.isEmpty }
+        var taken: [AggregateDelta] = []
+        swap(&taken, &deltas)
+        index.removeAll()
+        taken.removeAll { $0.isEmpty }
+        return taken
     }
 
     /// Windows whose end is at or before this (µs) are dropped by `retain:`; nil without it.
@@ -96,6 +101,8 @@ public struct AggregateFold: Sendable {
         if sign > 0, aggregate.definition.retain != nil { watermark = max(watermark ?? time, time) }
         let group = aggregate.groupColumns.map { index -> String? in index < row.count ? row[index].string : nil }
         let groupKey = Self.groupKey(group)
+        // The row's measured values are read once, then added to each of its windows.
+        let values = MeasureValues(row, aggregate.measures)
         var late: [Int64] = []
         for start in aggregate.definition.window.starts(containing: time) {
             if let cutoff = retentionCutoff, start + aggregate.definition.window.size <= cutoff {
@@ -104,12 +111,16 @@ public struct AggregateFold: Sendable {
                 continue
             }
             let key = Key(windowStart: start, group: groupKey)
-            if pending[key] == nil {
-                pending[key] = AggregateDelta(windowStart: start, windowEnd: start + aggregate.definition.window.size, group: group,
-                                              groupKey: groupKey, measureCount: aggregate.measures.count)
-                order.append(key)
+            let position: Int
+            if let known = index[key] {
+                position = known
+            } else {
+                position = deltas.count
+                index[key] = position
+                deltas.append(AggregateDelta(windowStart: start, windowEnd: start + aggregate.definition.window.size, group: group,
+                                             groupKey: groupKey, measureCount: aggregate.measures.count))
             }
-            pending[key]!.add(row, sign: sign, measures: aggregate.measures)
+            deltas[position].add(values, sign: sign, measures: aggregate.measures)
         }
         return late
     }
@@ -142,27 +153,72 @@ public struct AggregateDelta: Sendable, Equatable {
 
     public var isEmpty: Bool { rows == 0 && measures.allSatisfy(\.isEmpty) }
 
-    mutating func add(_ row: [Value], sign: Int64, measures bound: [BoundAggregate.BoundMeasure]) {
+    mutating func add(_ row: MeasureValues, sign: Int64, measures bound: [BoundAggregate.BoundMeasure]) {
         rows += sign
-        for (index, measure) in bound.enumerated() {
-            guard let column = measure.column else {
-                measures[index].count += sign
-                continue
+        for index in bound.indices {
+            switch row.cells[index] {
+            case .null: continue  // NULL is skipped
+            case .present: break
+            case let .scaled(value, scale): measures[index].addScaled(sign > 0 ? value : -value, scale: scale)
+            case let .exact(value):
+                if let value { measures[index].overflowSum = measures[index].overflowSum + (sign > 0 ? value : -value) }
+            case let .float(value): measures[index].floatSum += value * Double(sign)
+            case let .text(text): measures[index].values[text, default: 0] += sign
             }
-            guard column < row.count, case let .text(bytes) = row[column] else { continue }  // NULL is skipped
             measures[index].count += sign
+        }
+    }
+}
+
+/// One row's measured values, read from its cells once: per measure NULL, or the number (sum,
+/// avg) or text (min, max) it needs.
+struct MeasureValues {
+    enum Cell {
+        /// `value × 10^-scale`: a decimal of at most 18 digits, added without ``ExactDecimal``.
+        case scaled(Int64, Int)
+        case null, present, exact(ExactDecimal?), float(Double), text(String)
+    }
+
+    var cells: [Cell]
+
+    init(_ row: [Value], _ bound: [BoundAggregate.BoundMeasure]) {
+        cells = bound.map { measure in
+            guard let column = measure.column else { return .present }
+            guard column < row.count, case let .text(bytes) = row[column] else { return .null }
             switch measure.function {
-            case .countRows, .count: break
+            case .countRows, .count: return .present
             case .sum, .avg:
-                if measure.valueClass == .float {
-                    measures[index].floatSum += Double(String(decoding: bytes, as: UTF8.self)).map { $0 * Double(sign) } ?? 0
-                } else if let value = ExactDecimal(text: bytes) {
-                    measures[index].exactSum = measures[index].exactSum + (sign > 0 ? value : -value)
-                }
-            case .min, .max:
-                measures[index].values[String(decoding: bytes, as: UTF8.self), default: 0] += sign
+                if measure.valueClass == .float { return .float(Double(String(decoding: bytes, as: UTF8.self)) ?? 0) }
+                if let (value, scale) = Self.scaled(bytes) { return .scaled(value, scale) }
+                return .exact(ExactDecimal(text: bytes))
+            case .min, .max: return .text(String(decoding: bytes, as: UTF8.self))
             }
         }
+    }
+}
+
+extension MeasureValues {
+    /// `-12.50` as (-1250, 2); nil for more than 18 digits, exponents, NaN and infinities.
+    static func scaled(_ bytes: ArraySlice<UInt8>) -> (Int64, Int)? {
+        var value: Int64 = 0
+        var digits = 0, scale = 0
+        var seenPoint = false, negative = false
+        for (offset, byte) in bytes.enumerated() {
+            if byte >= 48, byte <= 57 {
+                value = value * 10 + Int64(byte - 48)
+                digits += 1
+                if seenPoint { scale += 1 }
+            } else if byte == UInt8(ascii: "."), !seenPoint {
+                seenPoint = true
+            } else if offset == 0, byte == UInt8(ascii: "-") || byte == UInt8(ascii: "+") {
+                negative = byte == UInt8(ascii: "-")
+            } else {
+                return nil
+            }
+            if digits > 18 { return nil }
+        }
+        guard digits > 0 else { return nil }
+        return (negative ? -value : value, scale)
     }
 }
 
@@ -170,14 +226,57 @@ public struct AggregateDelta: Sendable, Equatable {
 public struct MeasureDelta: Sendable, Equatable {
     /// Non-NULL values added minus retracted (rows, for `count(*)`).
     public var count: Int64 = 0
-    /// The change of the sum, for integer and numeric columns.
-    public var exactSum = ExactDecimal(0)
+    /// The change of the sum, for integer and numeric columns: `scaled × 10^-scale` while it fits
+    /// 18 digits, plus `overflowSum` (values that did not).
+    var scaled: Int64 = 0
+    var scale = 0
+    var overflowSum = ExactDecimal(0)
+    /// The change of the sum, for integer and numeric columns, exact.
+    public var exactSum: ExactDecimal {
+        let small = ExactDecimal(kind: .finite, negative: scaled < 0, digits: String(scaled.magnitude).utf8.map { $0 - 48 }, scale: scale)
+        return overflowSum.isZero ? small : overflowSum + small
+    }
+
+    /// The text of `exactSum` (PostgreSQL's form, keeping the scale), without building it when it fits.
+    public var exactSumText: String {
+        guard overflowSum.isZero else { return exactSum.description }
+        var digits = String(scaled.magnitude)
+        if scale > 0 {
+            if digits.utf8.count <= scale { digits = String(repeating: "0", count: scale - digits.utf8.count + 1) + digits }
+            digits.insert(".", at: digits.index(digits.endIndex, offsetBy: -scale))
+        }
+        return scaled < 0 ? "-" + digits : digits
+    }
+
+    mutating func addScaled(_ value: Int64, scale valueScale: Int) {
+        var (sum, sumScale, added) = (scaled, scale, value)
+        var fits = true
+        while sumScale < valueScale, fits {
+            let (next, overflow) = sum.multipliedReportingOverflow(by: 10)
+            (sum, sumScale, fits) = (next, sumScale + 1, !overflow)
+        }
+        var addedScale = valueScale
+        while addedScale < sumScale, fits {
+            let (next, overflow) = added.multipliedReportingOverflow(by: 10)
+            (added, addedScale, fits) = (next, addedScale + 1, !overflow)
+        }
+        if fits {
+            let (total, overflow) = sum.addingReportingOverflow(added)
+            if !overflow, total.magnitude < 1_000_000_000_000_000_000 {
+                (scaled, scale) = (total, sumScale)
+                return
+            }
+        }
+        // Too wide for 18 digits: carried exactly from here on.
+        let wide = ExactDecimal(kind: .finite, negative: value < 0, digits: String(value.magnitude).utf8.map { $0 - 48 }, scale: valueScale)
+        overflowSum = overflowSum + wide
+    }
     /// The change of the sum, for float columns (not exact under retraction: floats round).
     public var floatSum = 0.0
     /// For min and max: each value's text with how many rows holding it were added minus retracted.
     public var values: [String: Int64] = [:]
 
-    public var isEmpty: Bool { count == 0 && exactSum.isZero && floatSum == 0 && values.values.allSatisfy { $0 == 0 } }
+    public var isEmpty: Bool { count == 0 && scaled == 0 && overflowSum.isZero && floatSum == 0 && values.values.allSatisfy { $0 == 0 } }
 }
 
 /// An aggregate that cannot be applied, with the configuration key it concerns.

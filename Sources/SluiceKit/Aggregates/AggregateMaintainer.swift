@@ -24,7 +24,9 @@ public protocol AggregateStore: AnyObject {
 /// its source table's schema arrives, folds the batch's changes, and writes them at commit.
 public final class AggregateMaintainer {
     public let definitions: [AggregateDefinition]
-    private var folds: [Int: AggregateFold] = [:]
+    /// Per definition (same index), once its source table's schema arrived: an array, so a change
+    /// reaches its folds without copying them.
+    private var folds: [AggregateFold?]
     /// Row commit times set by this batch (nil: forgotten), written at flush: an insert then costs no
     /// statement of its own, and a bulk load of the mirrored rows is not interrupted.
     private var rowTimes: [Int: [String: Int64?]] = [:]
@@ -40,13 +42,14 @@ public final class AggregateMaintainer {
         self.definitions = definitions
         self.sink = sink
         self.logger = logger
+        folds = Array(repeating: nil, count: definitions.count)
     }
 
     public var isEmpty: Bool { definitions.isEmpty }
 
     /// Forgets the unsaved batch and reloads the watermarks: called when the sink (re)opens.
     public func reset(store: AggregateStore) throws {
-        folds.removeAll()
+        folds = Array(repeating: nil, count: definitions.count)
         rowTimes.removeAll()
         watermarks = definitions.contains { $0.retain != nil } ? try store.watermarks() : [:]
     }
@@ -77,7 +80,7 @@ public final class AggregateMaintainer {
 
     /// Folds a change into the aggregates over its table. A TRUNCATE empties them at once.
     public func apply(_ change: Change, store: AggregateStore) throws {
-        for index in folds.keys.sorted() where folds[index]!.aggregate.schema.id == change.relation.id
+        for index in folds.indices where folds[index]?.aggregate.schema.id == change.relation.id
             && folds[index]!.aggregate.schema.qualifiedName == change.relation.qualifiedName {
             if change.operation == .truncate {
                 folds[index]!.truncate()
@@ -127,7 +130,7 @@ public final class AggregateMaintainer {
 
     /// Writes every aggregate's pending deltas (called before the sink stores its position).
     public func flush(store: AggregateStore) throws {
-        for index in folds.keys.sorted() {
+        for index in folds.indices where folds[index] != nil {
             let deltas = folds[index]!.takeDeltas()
             let aggregate = folds[index]!.aggregate
             for (key, time) in (rowTimes.removeValue(forKey: index) ?? [:]).sorted(by: { $0.key < $1.key }) {
@@ -143,5 +146,5 @@ public final class AggregateMaintainer {
     }
 
     /// Rows skipped as later than `retain:` since the sink opened.
-    public var droppedLate: Int { folds.values.reduce(0) { $0 + $1.droppedLate } }
+    public var droppedLate: Int { folds.reduce(0) { $0 + ($1?.droppedLate ?? 0) } }
 }

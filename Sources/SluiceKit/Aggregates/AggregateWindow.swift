@@ -50,7 +50,10 @@ public enum EventTime {
     /// Reads a `timestamptz` (`2026-12-01 14:05:00.25+00`, any offset), `timestamp` (taken as UTC) or
     /// `date` text form (ISO datestyle) as µs since the epoch; nil for `infinity`, BC dates, garbage.
     public static func micros(_ bytes: ArraySlice<UInt8>) -> Int64? {
-        let text = Array(bytes)
+        bytes.withUnsafeBufferPointer { micros(in: $0) }  // read in place: no copy per row
+    }
+
+    private static func micros(in text: UnsafeBufferPointer<UInt8>) -> Int64? {
         var index = 0
         func number(_ digits: Int) -> Int64? {
             guard index + digits <= text.count else { return nil }

@@ -1,0 +1,239 @@
+import SluiceKit
+import SluiceWire
+
+/// Writing one batch's folded deltas. A window and group new to the table (the common case: time
+/// moves on) costs one `INSERT … ON CONFLICT DO NOTHING`, its state computed from nothing; only one
+/// already stored is read, updated in Swift (SQLite has no exact decimal) and written back, or
+/// deleted when no row is left. min/max value counts are adjusted with one upsert per value, and the
+/// extreme is recomputed from the value table only when the batch retracted the current one.
+extension SQLiteAggregates {
+    /// The stored state of one window and group: rows, and per measure its count and sum or extreme text.
+    private struct Row {
+        var rows: Int64 = 0
+        var counts: [Int64]
+        var texts: [String?]
+
+        init(measures: Int) {
+            counts = Array(repeating: 0, count: measures)
+            texts = Array(repeating: nil, count: measures)
+        }
+    }
+
+    /// The statements of one aggregate's batch, prepared once per sink and aggregate.
+    private struct Statements {
+        let read, insert, replace, remove: SQLiteStatement
+        /// Per min/max measure (by index): its value table's upsert, prune, read and clear.
+        let values: [Int: (adjust: SQLiteStatement, prune: SQLiteStatement, all: SQLiteStatement, clear: SQLiteStatement)]
+    }
+
+    private func statements(_ aggregate: BoundAggregate) throws -> Statements {
+        let table = quote(name(aggregate))
+        var stateColumns = ["_sluice_rows"]
+        var columns = ["window_start", "window_end", "_sluice_group"] + aggregate.groupColumns.map { quote(aggregate.schema.columns[$0].name) }
+        columns.append("_sluice_rows")
+        for measure in aggregate.measures {
+            columns.append(quote(measure.name))
+            if measure.column == nil || measure.function == .count {
+                stateColumns += [quote(measure.name), "NULL"]
+            } else {
+                stateColumns += [quote("_sluice_\(measure.name)_n"), quote("_sluice_\(measure.name)_s")]
+                columns += [quote("_sluice_\(measure.name)_n"), quote("_sluice_\(measure.name)_s")]
+            }
+        }
+        let list = "(\(columns.joined(separator: ", "))) VALUES (" + (1...columns.count).map { "?\($0)" }.joined(separator: ", ") + ")"
+        var values: [Int: (SQLiteStatement, SQLiteStatement, SQLiteStatement, SQLiteStatement)] = [:]
+        for (index, measure) in aggregate.measures.enumerated() where measure.function == .min || measure.function == .max {
+            let state = valuesTable(aggregate, measure)
+            let group = "WHERE window_start = ?1 AND _sluice_group = ?2"
+            values[index] = (try statement("""
+                INSERT INTO \(state) (window_start, _sluice_group, value, n) VALUES (?1, ?2, ?3, ?4)
+                ON CONFLICT (window_start, _sluice_group, value) DO UPDATE SET n = n + excluded.n
+                """), try statement("DELETE FROM \(state) \(group) AND n <= 0"),
+                try statement("SELECT value FROM \(state) \(group)"), try statement("DELETE FROM \(state) \(group)"))
+        }
+        return Statements(
+            read: try statement("SELECT \(stateColumns.joined(separator: ", ")) FROM \(table) WHERE window_start = ?1 AND _sluice_group = ?2"),
+            insert: try statement("INSERT INTO \(table) \(list) ON CONFLICT (window_start, _sluice_group) DO NOTHING RETURNING 1"),
+            replace: try statement("INSERT OR REPLACE INTO \(table) \(list)"),
+            remove: try statement("DELETE FROM \(table) WHERE window_start = ?1 AND _sluice_group = ?2"),
+            values: values)
+    }
+
+    func write(_ deltas: [AggregateDelta], of aggregate: BoundAggregate) throws {
+        let statements = try self.statements(aggregate)
+        var times: [Int64: String] = [:]  // a window's start is shared by its groups, and by the next window's end
+        func text(_ micros: Int64) -> String {
+            if let known = times[micros] { return known }
+            if times.count > 10_000 { times.removeAll(keepingCapacity: true) }
+            let made = EventTime.text(micros)
+            times[micros] = made
+            return made
+        }
+        for delta in deltas {
+            let start = text(delta.windowStart)
+            // New to the table (nothing retracted): try to insert its state computed from nothing.
+            if delta.rows > 0, delta.measures.allSatisfy({ $0.values.values.allSatisfy { $0 >= 0 } }) {
+                var extremes: [Int: String?] = [:]
+                for index in statements.values.keys {
+                    let added = delta.measures[index].values.compactMap { $0.value > 0 ? $0.key : nil }
+                    let measure = aggregate.measures[index]
+                    extremes[index] = ExtremeValue.pick(added, largest: measure.function == .max, valueClass: measure.valueClass)
+                }
+                bind(statements.insert, delta, Row(measures: aggregate.measures.count), extremes: extremes, start: start,
+                     end: text(delta.windowEnd), of: aggregate)
+                let inserted = try statements.insert.step()
+                statements.insert.reset()
+                if inserted {
+                    for (index, value) in statements.values {
+                        try adjust(value.adjust, delta.measures[index], start: start, group: delta.groupKey)
+                    }
+                    continue
+                }
+            }
+            var row = Row(measures: aggregate.measures.count)
+            statements.read.bind(1, text: start)
+            statements.read.bind(2, text: delta.groupKey)
+            if try statements.read.step() {
+                row.rows = statements.read.int64(0)
+                for index in aggregate.measures.indices {
+                    row.counts[index] = statements.read.int64(1 + 2 * index)
+                    row.texts[index] = statements.read.text(2 + 2 * index)
+                }
+            }
+            statements.read.reset()
+            if row.rows + delta.rows <= 0 {
+                for statement in [statements.remove] + statements.values.values.map(\.clear) {
+                    statement.bind(1, text: start)
+                    statement.bind(2, text: delta.groupKey)
+                    try statement.run()
+                }
+                continue
+            }
+            var extremes: [Int: String?] = [:]
+            for (index, value) in statements.values {
+                // The value counts change even when no value is left (the last ones became NULL):
+                // stale counts would come back as extremes after a later retraction.
+                let measure = aggregate.measures[index]
+                let picked = try extreme(measure, delta.measures[index], current: row.texts[index], value, start: start, group: delta.groupKey)
+                extremes[index] = row.counts[index] + delta.measures[index].count <= 0 ? nil : picked
+            }
+            bind(statements.replace, delta, row, extremes: extremes, start: start, end: text(delta.windowEnd), of: aggregate)
+            try statements.replace.run()
+        }
+    }
+
+    /// Binds a window and group's new state: the stored `row` plus `delta`; min/max from `extremes`.
+    private func bind(_ statement: SQLiteStatement, _ delta: AggregateDelta, _ row: Row, extremes: [Int: String?],
+                      start: String, end: String, of aggregate: BoundAggregate) {
+        var parameter = 1
+        func bind(_ text: String?) {
+            if let text { statement.bind(parameter, text: text) } else { statement.bindNull(parameter) }
+            parameter += 1
+        }
+        func bind(_ value: Int64) {
+            statement.bind(parameter, int64: value)
+            parameter += 1
+        }
+        bind(start)
+        bind(end)
+        bind(delta.groupKey)
+        for (position, index) in aggregate.groupColumns.enumerated() {
+            let value = delta.group[position]
+            if aggregate.schema.columns[index].typeClass == .boolean, let value {
+                bind(value == "t" ? 1 : 0)
+            } else {
+                bindTyped(statement, &parameter, value, storageClass(aggregate.schema.columns[index]))
+            }
+        }
+        bind(row.rows + delta.rows)
+        for (index, measure) in aggregate.measures.enumerated() {
+            let change = delta.measures[index]
+            let count = row.counts[index] + change.count
+            switch measure.function {
+            case .countRows, .count:
+                bind(count)
+            case .sum, .avg:
+                let sum = Self.add(row.texts[index], change, float: measure.valueClass == .float)
+                let visible: String?
+                if count <= 0 {
+                    visible = nil
+                } else if measure.function == .sum {
+                    visible = sum
+                } else if measure.valueClass == .float {
+                    visible = Double(sum).map { "\($0 / Double(count))" }
+                } else {
+                    visible = ExactDecimal(sum).flatMap { $0 / ExactDecimal(count) }?.description
+                }
+                bindVisible(statement, &parameter, visible, measure, aggregate)
+                bind(count)
+                bind(count <= 0 ? nil : sum)
+            case .min, .max:
+                let extreme = count <= 0 ? nil : (extremes[index] ?? nil)
+                bindVisible(statement, &parameter, extreme, measure, aggregate)
+                bind(count)
+                bind(extreme)
+            }
+        }
+    }
+
+    /// Adds the batch's value counts of one window and group; true when some count went down.
+    @discardableResult
+    private func adjust(_ upsert: SQLiteStatement, _ change: MeasureDelta, start: String, group: String) throws -> Bool {
+        var retracted = false
+        for (value, count) in change.values where count != 0 {
+            upsert.bind(1, text: start)
+            upsert.bind(2, text: group)
+            upsert.bind(3, text: value)
+            upsert.bind(4, int64: count)
+            try upsert.run()
+            retracted = retracted || count < 0
+        }
+        return retracted
+    }
+
+    /// Adjusts the value counts and returns the new extreme: from the current one and the added values
+    /// unless the batch retracted the current one, else from every value left in this window and group.
+    private func extreme(_ measure: BoundAggregate.BoundMeasure, _ change: MeasureDelta, current: String?,
+                         _ statements: (adjust: SQLiteStatement, prune: SQLiteStatement, all: SQLiteStatement, clear: SQLiteStatement),
+                         start: String, group: String) throws -> String? {
+        var candidates = current.map { [$0] } ?? []
+        candidates += change.values.compactMap { $0.value > 0 ? $0.key : nil }
+        if try adjust(statements.adjust, change, start: start, group: group) {
+            statements.prune.bind(1, text: start)
+            statements.prune.bind(2, text: group)
+            try statements.prune.run()
+            if current == nil || (change.values[current!] ?? 0) < 0 {
+                statements.all.bind(1, text: start)
+                statements.all.bind(2, text: group)
+                candidates = []
+                while try statements.all.step() { if let value = statements.all.text(0) { candidates.append(value) } }
+                statements.all.reset()
+            }
+        }
+        return ExtremeValue.pick(candidates, largest: measure.function == .max, valueClass: measure.valueClass)
+    }
+}
+
+extension SQLiteAggregates {
+    func bindTyped(_ statement: SQLiteStatement, _ parameter: inout Int, _ value: String?, _ storage: String) {
+        defer { parameter += 1 }
+        guard let value else { statement.bindNull(parameter); return }
+        if storage == "INTEGER", let number = Int64(value) { statement.bind(parameter, int64: number); return }
+        if storage == "REAL", let number = Double(value) { statement.bind(parameter, double: number); return }
+        statement.bind(parameter, text: value)
+    }
+
+    func bindVisible(_ statement: SQLiteStatement, _ parameter: inout Int, _ value: String?,
+                     _ measure: BoundAggregate.BoundMeasure, _ aggregate: BoundAggregate) {
+        let storage = measure.valueClass == .float ? "REAL"
+            : (measure.function != .avg && aggregate.schema.columns[measure.column!].typeClass == .integer ? "INTEGER" : "TEXT")
+        bindTyped(statement, &parameter, value, storage)
+    }
+
+    /// The stored sum text plus the batch's change, in the column's arithmetic.
+    static func add(_ stored: String?, _ change: MeasureDelta, float: Bool) -> String {
+        if float { return "\((stored.flatMap(Double.init) ?? 0) + change.floatSum)" }
+        guard let base = stored.flatMap({ ExactDecimal($0) }) else { return change.exactSumText }
+        return (base + change.exactSum).description
+    }
+}
