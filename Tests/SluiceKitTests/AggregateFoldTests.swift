@@ -82,6 +82,18 @@ final class AggregateFoldTests: XCTestCase {
         XCTAssertEqual(changedValue[0].measures[3].values, ["5.00": -1, "6.50": 1])
     }
 
+    func testSumsStayExactPastEighteenDigitsAndAcrossScales() throws {
+        let amounts = ["999999999999999999", "999999999999999999", "1.5", "-0.255", "12345678901234567890.1", "+2", "1e3", "-0.000"]
+        let deltas = try fold(amounts.enumerated().map { try insert(row($0.offset, "eu", $0.element)) }, try definition())
+        XCTAssertEqual(deltas[0].measures[2].exactSum.description, "14345678901234568891.345", "wide and exponent values are carried exactly")
+        XCTAssertEqual(deltas[0].measures[2].exactSumText, "14345678901234568891.345")
+        let small = try fold([try insert(row(1, "eu", "-0.05")), try insert(row(2, "eu", "0.010"))], try definition())
+        XCTAssertEqual(small[0].measures[2].exactSumText, "-0.040", "the widest scale is kept, as numeric addition does")
+        XCTAssertEqual(small[0].measures[2].exactSum.description, "-0.040")
+        let cancelled = try fold([try insert(row(1, "eu", "2.50")), try delete(row(1, "eu", "2.50")), try insert(row(2, "us", "1"))], try definition())
+        XCTAssertEqual(cancelled.map(\.group), [["us"]], "a sum back to zero with no rows left is no delta")
+    }
+
     func testUnchangedToastedValuesOfTheNewRowComeFromTheOldRow() throws {
         var new = row(1, "eu", "5.00", "paid", "2026-12-01 10:03:00+00")
         new[1] = .unchanged

@@ -76,7 +76,8 @@ public struct AggregateFold: Sendable {
     public mutating func takeDeltas() -> [AggregateDelta] {
         var taken: [AggregateDelta] = []
         swap(&taken, &deltas)
-        index.removeAll()
+        index.removeAll(keepingCapacity: true)  // the next batch is likely as large: no regrowing
+        deltas.reserveCapacity(taken.count)
         taken.removeAll { $0.isEmpty }
         return taken
     }

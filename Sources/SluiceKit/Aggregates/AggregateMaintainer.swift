@@ -27,6 +27,9 @@ public final class AggregateMaintainer {
     /// Per definition (same index), once its source table's schema arrived: an array, so a change
     /// reaches its folds without copying them.
     private var folds: [AggregateFold?]
+    /// Per definition, the source relation (id and name) its fold is bound to and whether it is placed
+    /// by commit time: read per change without touching the fold.
+    private var sources: [(id: UInt32, name: String, byCommitTime: Bool)?]
     /// Row commit times set by this batch (nil: forgotten), written at flush: an insert then costs no
     /// statement of its own, and a bulk load of the mirrored rows is not interrupted.
     private var rowTimes: [Int: [String: Int64?]] = [:]
@@ -43,6 +46,7 @@ public final class AggregateMaintainer {
         self.sink = sink
         self.logger = logger
         folds = Array(repeating: nil, count: definitions.count)
+        sources = Array(repeating: nil, count: definitions.count)
     }
 
     public var isEmpty: Bool { definitions.isEmpty }
@@ -50,6 +54,7 @@ public final class AggregateMaintainer {
     /// Forgets the unsaved batch and reloads the watermarks: called when the sink (re)opens.
     public func reset(store: AggregateStore) throws {
         folds = Array(repeating: nil, count: definitions.count)
+        sources = Array(repeating: nil, count: definitions.count)
         rowTimes.removeAll()
         watermarks = definitions.contains { $0.retain != nil } ? try store.watermarks() : [:]
     }
@@ -75,13 +80,14 @@ public final class AggregateMaintainer {
                 lateRows[index]!.increment(by: 0)  // published from the first scrape, at 0
                 folds[index] = AggregateFold(bound, watermark: watermarks[definition.table.description])
             }
+            sources[index] = (bound.schema.id, bound.schema.qualifiedName, bound.timeColumn == nil)
         }
     }
 
     /// Folds a change into the aggregates over its table. A TRUNCATE empties them at once.
     public func apply(_ change: Change, store: AggregateStore) throws {
-        for index in folds.indices where folds[index]?.aggregate.schema.id == change.relation.id
-            && folds[index]!.aggregate.schema.qualifiedName == change.relation.qualifiedName {
+        for index in sources.indices where sources[index]?.id == change.relation.id
+            && sources[index]!.name == change.relation.qualifiedName {
             if change.operation == .truncate {
                 folds[index]!.truncate()
                 rowTimes[index] = nil
@@ -90,7 +96,7 @@ public final class AggregateMaintainer {
             }
             let late: [Int64]
             do {
-                if folds[index]!.aggregate.timeColumn == nil {
+                if sources[index]!.byCommitTime {
                     late = try applyByCommitTime(change, index: index, store: store)
                 } else {
                     late = try folds[index]!.apply(change, commitTime: commitTime)

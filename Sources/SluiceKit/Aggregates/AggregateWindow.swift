@@ -54,6 +54,7 @@ public enum EventTime {
     }
 
     private static func micros(in text: UnsafeBufferPointer<UInt8>) -> Int64? {
+        if let micros = canonicalMicros(text) { return micros }
         var index = 0
         func number(_ digits: Int) -> Int64? {
             guard index + digits <= text.count else { return nil }
@@ -105,6 +106,25 @@ public enum EventTime {
         }
         guard index == text.count else { return nil }
         return micros - sign * offset * 1_000_000
+    }
+
+    /// The form PostgreSQL sends for a timestamptz in UTC, `2026-12-01 14:05:00+00`, read at fixed
+    /// positions (the common case, per row); nil for any other form, which ``micros(_:)`` reads in full.
+    private static func canonicalMicros(_ text: UnsafeBufferPointer<UInt8>) -> Int64? {
+        guard text.count == 22, text[4] == 45, text[7] == 45, text[10] == 32, text[13] == 58, text[16] == 58,
+              text[19] == 43, text[20] == 48, text[21] == 48 else { return nil }
+        func field(_ from: Int, _ count: Int) -> Int64? {
+            var value: Int64 = 0
+            for position in from..<(from + count) {
+                let byte = text[position]
+                guard byte >= 48, byte <= 57 else { return nil }
+                value = value * 10 + Int64(byte - 48)
+            }
+            return value
+        }
+        guard let year = field(0, 4), let month = field(5, 2), let day = field(8, 2), let hour = field(11, 2),
+              let minute = field(14, 2), let second = field(17, 2), (1...12).contains(month), (1...31).contains(day) else { return nil }
+        return daysFromCivil(year, month, day) * 86_400_000_000 + ((hour * 60 + minute) * 60 + second) * 1_000_000
     }
 
     /// `2026-12-01 14:05:00+00` (fractional seconds only when present): PostgreSQL's timestamptz text
