@@ -69,17 +69,18 @@ extension SQLiteAggregates {
             times[micros] = made
             return made
         }
+        var extremes = [String?](repeating: nil, count: aggregate.measures.count)  // reused: no allocation per delta
+        let nothing = Row(measures: aggregate.measures.count)
         for delta in deltas {
             let start = text(delta.windowStart)
             // New to the table (nothing retracted): try to insert its state computed from nothing.
             if delta.rows > 0, delta.measures.allSatisfy({ $0.values.values.allSatisfy { $0 >= 0 } }) {
-                var extremes: [Int: String?] = [:]
                 for index in statements.values.keys {
                     let added = delta.measures[index].values.compactMap { $0.value > 0 ? $0.key : nil }
                     let measure = aggregate.measures[index]
                     extremes[index] = ExtremeValue.pick(added, largest: measure.function == .max, valueClass: measure.valueClass)
                 }
-                bind(statements.insert, delta, Row(measures: aggregate.measures.count), extremes: extremes, start: start,
+                bind(statements.insert, delta, nothing, extremes: extremes, start: start,
                      end: text(delta.windowEnd), of: aggregate)
                 let inserted = try statements.insert.step()
                 statements.insert.reset()
@@ -109,7 +110,6 @@ extension SQLiteAggregates {
                 }
                 continue
             }
-            var extremes: [Int: String?] = [:]
             for (index, value) in statements.values {
                 // The value counts change even when no value is left (the last ones became NULL):
                 // stale counts would come back as extremes after a later retraction.
@@ -123,7 +123,7 @@ extension SQLiteAggregates {
     }
 
     /// Binds a window and group's new state: the stored `row` plus `delta`; min/max from `extremes`.
-    private func bind(_ statement: SQLiteStatement, _ delta: AggregateDelta, _ row: Row, extremes: [Int: String?],
+    private func bind(_ statement: SQLiteStatement, _ delta: AggregateDelta, _ row: Row, extremes: [String?],
                       start: String, end: String, of aggregate: BoundAggregate) {
         var parameter = 1
         func bind(_ text: String?) {
@@ -168,7 +168,7 @@ extension SQLiteAggregates {
                 bind(count)
                 bind(count <= 0 ? nil : sum)
             case .min, .max:
-                let extreme = count <= 0 ? nil : (extremes[index] ?? nil)
+                let extreme = count <= 0 ? nil : extremes[index]
                 bindVisible(statement, &parameter, extreme, measure, aggregate)
                 bind(count)
                 bind(extreme)
