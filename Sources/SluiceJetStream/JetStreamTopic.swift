@@ -15,6 +15,9 @@ final class JetStreamTopic: Topic, @unchecked Sendable {
     let state = NSCondition()
     var writerDurable: CommittedPosition?
     var hasWriter = false
+    /// What this process's writer had acknowledged last, kept while this process has readers.
+    var recent = RecentMessages(maxCount: 256, maxBytes: 8 << 20)
+    var localReaders = 0
     private var cached: (at: UInt64, durable: CommittedPosition?)?
     /// Queries from any thread go through one connection, one at a time (guarded by `queryLock`).
     private var queries: JetStream?
@@ -121,6 +124,21 @@ final class JetStreamTopic: Topic, @unchecked Sendable {
         }
     }
 
+    /// The first batch from `sequence` on, from what this process's writer had acknowledged.
+    func recentBatch(from sequence: UInt64) -> RecentMessages.Lookup {
+        state.lock()
+        defer { state.unlock() }
+        return hasWriter ? recent.batch(from: sequence) : .missing
+    }
+
+    func recentMessage(at sequence: UInt64) -> JetStreamMessage? {
+        state.lock()
+        defer { state.unlock() }
+        guard hasWriter, let entry = recent.message(at: sequence) else { return nil }
+        return JetStreamMessage(sequence: entry.sequence, subject: entry.kind == .batch ? subjects.batches : subjects.chunks,
+                                data: entry.body)
+    }
+
     func makeReader(from offset: UInt64) throws -> any TopicReader {
         try JetStreamTopicReader(topic: self, from: offset)
     }
@@ -204,6 +222,11 @@ final class JetStreamTopicReader: TopicReader {
         self.streaming = streaming
         position = offset
         sequence = max(1, MessageBatch.base(of: offset))
+        if streaming {
+            topic.state.lock()
+            topic.localReaders += 1
+            topic.state.unlock()
+        }
         if let info = try topic.info() {
             knownLast = info.state.lastSequence
             // Purged by retention: the reader starts at what is left (the runtime then says it fell behind).
@@ -212,6 +235,13 @@ final class JetStreamTopicReader: TopicReader {
                 position = max(position, MessageBatch.offset(base: sequence, index: 0))
             }
         }
+    }
+
+    deinit {
+        guard streaming else { return }
+        topic.state.lock()
+        topic.localReaders -= 1
+        topic.state.unlock()
     }
 
     private func context() throws -> JetStream {
@@ -224,6 +254,7 @@ final class JetStreamTopicReader: TopicReader {
     /// The message at `sequence` as the stream's leader has it: a direct get may be answered by a
     /// replica still catching up, whose "not found" would look like a deleted message and skip it.
     private func fetch(_ sequence: UInt64) throws -> JetStreamMessage? {
+        if let recent = topic.recentMessage(at: sequence) { return recent }
         let js = try context()
         return try topic.store.wrap("read \(topic.stream) sequence \(sequence)") {
             try js.message(topic.stream, sequence: sequence, direct: false)
@@ -287,6 +318,17 @@ final class JetStreamTopicReader: TopicReader {
     /// arrived in a moment.
     private func streamed() throws -> JetStreamMessage? {
         while buffered.isEmpty {
+            // Just acknowledged by this process's writer: from memory, and the consumer is no longer needed.
+            switch topic.recentBatch(from: sequence) {
+            case let .found(entry):
+                consumer = nil
+                drySince = nil
+                return JetStreamMessage(sequence: entry.sequence, subject: topic.subjects.batches, data: entry.body)
+            case .notYet:
+                return nil
+            case .missing:
+                break
+            }
             let reader: StreamReader
             if let consumer {
                 reader = consumer

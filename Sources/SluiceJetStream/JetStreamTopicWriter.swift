@@ -104,6 +104,7 @@ final class JetStreamTopicWriter: TopicWriter, @unchecked Sendable {
         topic.state.lock()
         topic.hasWriter = true
         topic.writerDurable = recovered
+        topic.recent.reset(next: batcher.nextSequence)
         topic.state.unlock()
         // The context moves to the publisher thread; this thread does not touch it again.
         let handOff = Confined(jetStream)
@@ -126,6 +127,7 @@ final class JetStreamTopicWriter: TopicWriter, @unchecked Sendable {
         state.broadcast()
         while !publisherDone { state.wait() }
         jetStreamTopic.hasWriter = false
+        jetStreamTopic.recent.reset()
         state.unlock()
     }
 
@@ -279,6 +281,11 @@ final class JetStreamTopicWriter: TopicWriter, @unchecked Sendable {
         while let first = queue.first, acknowledged.remove(first.sequence) != nil {
             queue.removeFirst()
             if sent > 0 { sent -= 1 }
+            if jetStreamTopic.localReaders > 0 {
+                jetStreamTopic.recent.append(.init(sequence: first.sequence, kind: first.kind, body: first.body))
+            } else {
+                jetStreamTopic.recent.reset(next: first.sequence + 1)
+            }
             if let commit = first.lastCommit { jetStreamTopic.writerDurable = commit }
             advanced = true
         }
