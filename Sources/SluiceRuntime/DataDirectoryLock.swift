@@ -6,8 +6,38 @@ public final class DataDirectoryLock {
     public let path: String
     private let fd: Int32
 
-    /// Takes the lock, or returns nil with the holder's pid when another process has it.
-    public static func acquire(dataDirectory: String) throws -> Result<DataDirectoryLock, HeldBy> {
+    /// Takes the lock, or returns the holder's pid when another process has it. A holder that is
+    /// exiting (killed: its files are released only once its last thread is gone) is waited for, up to
+    /// `exitingWait` seconds, so a restart right after a SIGKILL does not fail; a holder that runs is
+    /// retried for `busyWait` seconds only.
+    public static func acquire(dataDirectory: String, exitingWait: Double = 30, busyWait: Double = 1) throws
+        -> Result<DataDirectoryLock, HeldBy> {
+        let started = Date()
+        while true {
+            let attempt = try acquireOnce(dataDirectory: dataDirectory)
+            guard case let .failure(holder) = attempt else { return attempt }
+            let waited = Date().timeIntervalSince(started)
+            let exiting = holder.pid.map(isExiting) ?? false
+            guard waited < (exiting ? exitingWait : busyWait) else { return attempt }
+            usleep(50_000)
+        }
+    }
+
+    /// True when `pid` has a SIGKILL pending or its main thread is already a zombie: it is going away.
+    static func isExiting(_ pid: Int32) -> Bool {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return false }
+        for line in status.split(separator: "\n") {
+            if line.hasPrefix("State:") && (line.contains("Z") || line.contains("X")) { return true }
+            if line.hasPrefix("SigPnd:") || line.hasPrefix("ShdPnd:"),
+               let mask = UInt64(line.split(separator: "\t").last.map(String.init) ?? "", radix: 16),
+               mask & (1 << (UInt64(SIGKILL) - 1)) != 0 {
+                return true
+            }
+        }
+        return false
+    }
+
+    private static func acquireOnce(dataDirectory: String) throws -> Result<DataDirectoryLock, HeldBy> {
         // The topics hold the source's rows: for the owner only, as PostgreSQL keeps its data directory.
         try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])

@@ -55,11 +55,21 @@ final class SourceCrashTests: DaemonTestCase {
             workload.lock.unlock()
             if finished && kills >= 5 { break }
             usleep(UInt32.random(in: 150_000...700_000))
-            daemon.kill()
             kills += 1
+            guard kills % 2 == 1 else {
+                daemon.kill()
+                daemon = try startDaemon()
+                continue
+            }
+            // Restarted at once, without waiting for the killed one to be gone (as a script might).
+            let killed = daemon
+            killed.signal(SIGKILL)
             daemon = try startDaemon()
+            _ = killed.wait()
         }
         XCTAssertGreaterThanOrEqual(kills, 5)
+        let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+        XCTAssertFalse(log.contains("another sluice process"), "a killed holder of data_dir is waited for" + logTail)
 
         // Let the last incarnation catch up, then stop it gracefully.
         let expected = workload.committed
