@@ -115,6 +115,25 @@ final class TransformTests: XCTestCase {
                        "NULL stays NULL")
     }
 
+    /// The new row written straight from the tuple's bytes (inserts, updates without a full old row)
+    /// is the same tuple, byte for byte, as the one built from values (updates with a full old row).
+    func testRowsWrittenFromTheTupleEqualRowsBuiltFromValues() throws {
+        let rules = try transforms([
+            ("mask_key", s("Jefe")), ("deletes", s("soft")), ("metadata", list(["op", "lsn", "xid", "commit_time"])),
+            ("columns", map([("customers", map([("exclude", list(["amount"])), ("mask", map([("email", s("hash")), ("ssn", s("redact"))]))]))])),
+        ])
+        let plan = try TableTransform(source: customers, transforms: rules)
+        for row: [TestCell] in [cells("1", "a@x.org", "123", "9.50"), cells("2", nil, nil, nil), [.text("3"), .unchanged, .text("s"), .text("1")]] {
+            let direct = try XCTUnwrap(try plan.transform(try makeChange(.update, customers, new: row), in: transaction))
+            let built = try XCTUnwrap(try plan.transform(try makeChange(.update, customers, oldKind: .full, old: row, new: row), in: transaction))
+            XCTAssertEqual(direct.new.map { Array($0.bytes) }, built.new.map { Array($0.bytes) }, "\(row)")
+            XCTAssertEqual(values(direct).new?.count, 9, "id, email, ssn, four metadata columns, two soft-delete ones")
+        }
+        let insert = try XCTUnwrap(try plan.transform(try makeChange(.insert, customers, new: cells("1", "a@x.org", "123", "9.50")), in: transaction))
+        XCTAssertEqual(values(insert).new, ["1", HMACSHA256(key: Array("Jefe".utf8)).hex(Array("a@x.org".utf8)), "<null>", "insert",
+                                            "16/B374D848", "777", "2025-12-01 12:00:00.000000+00", "f", "<null>"])
+    }
+
     func testMaskedColumnsAddedWithADefaultGetTheMaskedDefault() throws {
         var columns = customers.columns
         columns[1].existingRowsValue = "none@x.org"

@@ -3,38 +3,59 @@
 public struct HMACSHA256: Sendable {
     /// The hash states after the key's inner and outer pads (one block each), so a message costs
     /// only its own blocks and the outer one.
-    private let inner: SHA256
-    private let outer: SHA256
+    private let inner: SIMD8<UInt32>
+    private let outer: SIMD8<UInt32>
 
     public init(key: [UInt8]) {
         var block = key.count > 64 ? SHA256.digest(key) : key
         block += [UInt8](repeating: 0, count: 64 - block.count)
-        var inner = SHA256()
-        inner.update(block.map { $0 ^ 0x36 })
-        var outer = SHA256()
-        outer.update(block.map { $0 ^ 0x5c })
+        var inner = SHA256.initialState
+        var outer = SHA256.initialState
+        block.map { $0 ^ 0x36 }.withUnsafeBytes { SHA256.compress(&inner, $0.baseAddress!) }
+        block.map { $0 ^ 0x5c }.withUnsafeBytes { SHA256.compress(&outer, $0.baseAddress!) }
         self.inner = inner
         self.outer = outer
     }
 
     public func authenticate<Bytes: Collection>(_ message: Bytes) -> [UInt8] where Bytes.Element == UInt8 {
-        var inner = self.inner
-        inner.update(message)
-        var outer = self.outer
-        outer.update(inner.finish())
-        return outer.finish()
+        var out = [UInt8](repeating: 0, count: 32)
+        let bytes = Array(message)
+        bytes.withUnsafeBytes { raw in out.withUnsafeMutableBytes { mac($0.baseAddress!, of: raw) } }
+        return out
     }
 
     /// The MAC in lowercase hexadecimal.
     public func hex<Bytes: Collection>(_ message: Bytes) -> String where Bytes.Element == UInt8 {
-        let digits = Array("0123456789abcdef".utf8)
         var out: [UInt8] = []
         out.reserveCapacity(64)
-        for byte in authenticate(message) {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 15)])
-        }
+        Array(message).withUnsafeBytes { appendHex(of: $0, to: &out) }
         return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Appends the MAC of `message` in lowercase hexadecimal (64 bytes) to `out`: the mask's hot path,
+    /// without allocating.
+    public func appendHex(of message: UnsafeRawBufferPointer, to out: inout [UInt8]) {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { digest in
+            mac(UnsafeMutableRawPointer(digest.baseAddress!), of: message)
+            for byte in digest {
+                out.append(Self.hexDigits[Int(byte >> 4)])
+                out.append(Self.hexDigits[Int(byte & 15)])
+            }
+        }
+    }
+
+    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+
+    /// Writes the 32-byte MAC of `message` to `out`.
+    private func mac(_ out: UnsafeMutableRawPointer, of message: UnsafeRawBufferPointer) {
+        var state = inner
+        SHA256.finish(&state, message, priorBytes: 64)
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { digest in
+            SHA256.store(state, UnsafeMutableRawPointer(digest.baseAddress!))
+            var outerState = outer
+            SHA256.finish(&outerState, UnsafeRawBufferPointer(digest), priorBytes: 64)
+            SHA256.store(outerState, out)
+        }
     }
 }
 
@@ -51,7 +72,9 @@ public struct SHA256: Sendable {
         0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
     ]
 
-    private var state = SIMD8<UInt32>(0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19)
+    static let initialState = SIMD8<UInt32>(0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19)
+
+    private var state = initialState
     private var buffer: [UInt8] = []
     private var length: UInt64 = 0
 
@@ -65,59 +88,73 @@ public struct SHA256: Sendable {
 
     public mutating func update<Bytes: Collection>(_ bytes: Bytes) where Bytes.Element == UInt8 {
         length &+= UInt64(bytes.count)
-        for byte in bytes {
-            buffer.append(byte)
-            if buffer.count == 64 {
-                compress()
-                buffer.removeAll(keepingCapacity: true)
-            }
+        buffer.append(contentsOf: bytes)
+        guard buffer.count >= 64 else { return }
+        let blocks = buffer.count / 64
+        buffer.withUnsafeBytes { raw in
+            for block in 0..<blocks { Self.compress(&state, raw.baseAddress! + 64 * block) }
         }
+        buffer.removeFirst(blocks * 64)
     }
 
     public mutating func finish() -> [UInt8] {
-        let bits = length &* 8
-        buffer.append(0x80)
-        if buffer.count > 56 {
-            buffer += [UInt8](repeating: 0, count: 64 - buffer.count)
-            compress()
-            buffer.removeAll(keepingCapacity: true)
-        }
-        buffer += [UInt8](repeating: 0, count: 56 - buffer.count)
-        for shift in stride(from: 56, through: 0, by: -8) { buffer.append(UInt8(truncatingIfNeeded: bits >> UInt64(shift))) }
-        compress()
-        var out: [UInt8] = []
-        out.reserveCapacity(32)
-        for index in 0..<8 {
-            for shift in stride(from: 24, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: state[index] >> UInt32(shift))) }
-        }
+        var state = self.state
+        buffer.withUnsafeBytes { Self.finish(&state, $0, priorBytes: length - UInt64(buffer.count)) }
+        var out = [UInt8](repeating: 0, count: 32)
+        out.withUnsafeMutableBytes { Self.store(state, $0.baseAddress!) }
         return out
     }
 
-    private mutating func compress() {
-        let buffer = self.buffer
-        withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { w in
-            for i in 0..<16 {
-                w[i] = UInt32(buffer[4 * i]) << 24 | UInt32(buffer[4 * i + 1]) << 16 | UInt32(buffer[4 * i + 2]) << 8 | UInt32(buffer[4 * i + 3])
+    /// Hashes the last `message` bytes (after `priorBytes` already compressed into `state`) and the padding.
+    static func finish(_ state: inout SIMD8<UInt32>, _ message: UnsafeRawBufferPointer, priorBytes: UInt64) {
+        let whole = message.count / 64
+        for block in 0..<whole { compress(&state, message.baseAddress! + 64 * block) }
+        let rest = message.count - whole * 64
+        let bits = (priorBytes &+ UInt64(message.count)) &* 8
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 128) { tail in
+            let tail = UnsafeMutableRawBufferPointer(tail)
+            tail.initializeMemory(as: UInt8.self, repeating: 0)
+            if rest > 0 { tail.baseAddress!.copyMemory(from: message.baseAddress! + whole * 64, byteCount: rest) }
+            tail[rest] = 0x80
+            let end = rest + 1 > 56 ? 128 : 64
+            for index in 0..<8 { tail[end - 1 - index] = UInt8(truncatingIfNeeded: bits >> UInt64(8 * index)) }
+            compress(&state, tail.baseAddress!)
+            if end == 128 { compress(&state, tail.baseAddress! + 64) }
+        }
+    }
+
+    /// The state as the 32-byte big-endian digest.
+    static func store(_ state: SIMD8<UInt32>, _ out: UnsafeMutableRawPointer) {
+        for index in 0..<8 { out.storeBytes(of: state[index].bigEndian, toByteOffset: 4 * index, as: UInt32.self) }
+    }
+
+    /// One 64-byte block.
+    static func compress(_ state: inout SIMD8<UInt32>, _ block: UnsafeRawPointer) {
+        k.withUnsafeBufferPointer { k in
+            withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { w in
+                for i in 0..<16 {
+                    w[i] = UInt32(bigEndian: block.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))
+                }
+                for i in 16..<64 {
+                    let s0 = rotate(w[i - 15], 7) ^ rotate(w[i - 15], 18) ^ (w[i - 15] >> 3)
+                    let s1 = rotate(w[i - 2], 17) ^ rotate(w[i - 2], 19) ^ (w[i - 2] >> 10)
+                    w[i] = w[i - 16] &+ s0 &+ w[i - 7] &+ s1
+                }
+                var (a, b, c, d, e, f, g, h) = (state[0], state[1], state[2], state[3], state[4], state[5], state[6], state[7])
+                for i in 0..<64 {
+                    let s1 = rotate(e, 6) ^ rotate(e, 11) ^ rotate(e, 25)
+                    let choice = (e & f) ^ (~e & g)
+                    let t1 = h &+ s1 &+ choice &+ k[i] &+ w[i]
+                    let s0 = rotate(a, 2) ^ rotate(a, 13) ^ rotate(a, 22)
+                    let majority = (a & b) ^ (a & c) ^ (b & c)
+                    let t2 = s0 &+ majority
+                    (h, g, f, e, d, c, b, a) = (g, f, e, d &+ t1, c, b, a, t1 &+ t2)
+                }
+                state &+= SIMD8(a, b, c, d, e, f, g, h)
             }
-            for i in 16..<64 {
-                let s0 = rotate(w[i - 15], 7) ^ rotate(w[i - 15], 18) ^ (w[i - 15] >> 3)
-                let s1 = rotate(w[i - 2], 17) ^ rotate(w[i - 2], 19) ^ (w[i - 2] >> 10)
-                w[i] = w[i - 16] &+ s0 &+ w[i - 7] &+ s1
-            }
-            var (a, b, c, d, e, f, g, h) = (state[0], state[1], state[2], state[3], state[4], state[5], state[6], state[7])
-            for i in 0..<64 {
-                let s1 = rotate(e, 6) ^ rotate(e, 11) ^ rotate(e, 25)
-                let choice = (e & f) ^ (~e & g)
-                let t1 = h &+ s1 &+ choice &+ Self.k[i] &+ w[i]
-                let s0 = rotate(a, 2) ^ rotate(a, 13) ^ rotate(a, 22)
-                let majority = (a & b) ^ (a & c) ^ (b & c)
-                let t2 = s0 &+ majority
-                (h, g, f, e, d, c, b, a) = (g, f, e, d &+ t1, c, b, a, t1 &+ t2)
-            }
-            state &+= SIMD8(a, b, c, d, e, f, g, h)
         }
     }
 
     @inline(__always)
-    private func rotate(_ value: UInt32, _ count: UInt32) -> UInt32 { value >> count | value << (32 - count) }
+    private static func rotate(_ value: UInt32, _ count: UInt32) -> UInt32 { value >> count | value << (32 - count) }
 }

@@ -23,9 +23,16 @@ extension TableTransform {
             }
             return output(change, old: nil, new: nil)
         case .read, .insert:
-            let values = change.new!.values
-            guard try passes(values, change) else { return nil }
-            return output(change, old: nil, new: row(values, change, transaction, deleted: false))
+            guard writesRowDirectly(change) else {
+                let values = change.new!.values
+                guard try passes(values, change) else { return nil }
+                return output(change, old: nil, new: row(values, change, transaction, deleted: false))
+            }
+            if predicate != nil, try !passes(change.new!.values, change) { return nil }
+            var out = change
+            out.relation = target
+            out.new = mirroredRow(change.new!, change.operation, lsn: change.lsn, transaction)
+            return out
         case .update:
             var values = change.new!.values
             let old = change.old?.values
@@ -41,6 +48,11 @@ extension TableTransform {
                     where:, the target lacks the row until an update sends every value (ALTER TABLE \(source.qualifiedName) \
                     REPLICA IDENTITY FULL makes this exact)
                     """)
+            }
+            if writesRowDirectly(change) {
+                var out = output(change, old: change.old.map { rewriteOld($0.values) }, new: nil)
+                out.new = mirroredRow(change.new!, change.operation, lsn: change.lsn, transaction)
+                return out
             }
             return output(change, old: change.old.map { rewriteOld($0.values) }, new: row(values, change, transaction, deleted: false))
         case .delete:

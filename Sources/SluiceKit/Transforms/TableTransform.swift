@@ -18,6 +18,9 @@ public struct TableTransform: Sendable {
     let hmac: HMACSHA256?
     /// Nothing changes the tuples: the sink gets them as they are, under the target's name.
     let passesTuples: Bool
+    /// Per source column, what the target gets of it (``TableTransform/mirroredRow(_:_:lsn:_:)``).
+    let columnPlans: [ColumnPlan]
+    let hashedColumns: Int
 
     /// Checks the table's keys against its columns; errors are ``ConnectorError/misconfigured(_:)``
     /// naming the configuration key.
@@ -45,6 +48,15 @@ public struct TableTransform: Sendable {
         var masks: [Int: SinkTransforms.Mask] = [:]
         for (name, mask) in columnRules.mask { masks[names.firstIndex(of: name)!] = mask }
         self.masks = masks
+        columnPlans = source.columns.indices.map { index in
+            if columnRules.exclude.contains(names[index]) { return .drop }
+            switch masks[index] {
+            case nil: return .copy
+            case .redact?: return .redact
+            case .hash?: return .hash
+            }
+        }
+        hashedColumns = masks.values.filter { $0 == .hash }.count
         let hmac = rules.maskKey.map(HMACSHA256.init(key:))
         self.hmac = hmac
         if let predicate = rules.predicates[table] {
