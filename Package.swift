@@ -36,7 +36,8 @@ let package = Package(
         .systemLibrary(name: "CNATS", pkgConfig: "libnats", providers: [.apt(["libnats-dev"])]),
         // The HTTP sink's transport: URLSession on Linux takes no CA file or client certificate.
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
-        .target(name: "CSluiceSupport"),
+        // CRC32C, failpoints, and HMAC-SHA256 over libcrypto (libssl-dev, which libpq-dev pulls in).
+        .target(name: "CSluiceSupport", linkerSettings: [.linkedLibrary("crypto")]),
 
         // Wire layer: libpq connections, the replication stream, COPY, pipeline mode; sqlite3.
         .target(name: "SluiceWire", dependencies: ["CLibPQ", "CSQLite", "PGOutput"]),

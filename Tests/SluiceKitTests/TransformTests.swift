@@ -1,4 +1,4 @@
-import SluiceKit
+@testable import SluiceKit
 import XCTest
 
 /// The per-sink transforms on change records: configuration checks, target schemas, and what each
@@ -46,6 +46,15 @@ final class TransformTests: XCTestCase {
                        "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54")
         XCTAssertEqual(SHA256.digest([UInt8]()).map { String(format: "%02x", $0) }.joined(),
                        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+    }
+
+    /// libcrypto's path and the Swift one agree, on values of every length around the block edges.
+    func testHMACOfValuesMatchesTheSwiftReference() {
+        let hmac = HMACSHA256(key: Array("bench-mask-key".utf8))
+        for length in [0, 1, 31, 55, 56, 63, 64, 65, 119, 120, 200] {
+            let message = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) }
+            XCTAssertEqual(hmac.authenticate(message), hmac.swiftMAC(message), "\(length) bytes")
+        }
     }
 
     func testGlobs() throws {

@@ -1,5 +1,8 @@
-/// HMAC-SHA256 (RFC 2104, FIPS 180-4) for the `hash` mask: small, dependency-free, and checked
-/// against the RFC 4231 test vectors. The key's inner and outer pads are computed once.
+import CSluiceSupport
+
+/// HMAC-SHA256 (RFC 2104, FIPS 180-4) for the `hash` mask, checked against the RFC 4231 test
+/// vectors. The key's inner and outer pads are hashed once (here); each value then costs only its
+/// own blocks and the outer one, in libcrypto's SHA-256 (`sluice_hmac_sha256`).
 public struct HMACSHA256: Sendable {
     /// The hash states after the key's inner and outer pads (one block each), so a message costs
     /// only its own blocks and the outer one.
@@ -48,14 +51,27 @@ public struct HMACSHA256: Sendable {
 
     /// Writes the 32-byte MAC of `message` to `out`.
     private func mac(_ out: UnsafeMutableRawPointer, of message: UnsafeRawBufferPointer) {
+        withUnsafeBytes(of: inner) { inner in
+            withUnsafeBytes(of: outer) { outer in
+                sluice_hmac_sha256(inner.baseAddress!.assumingMemoryBound(to: UInt32.self),
+                                   outer.baseAddress!.assumingMemoryBound(to: UInt32.self),
+                                   message.baseAddress, message.count, out.assumingMemoryBound(to: UInt8.self))
+            }
+        }
+    }
+
+    /// The same MAC in Swift alone (the reference the C path is tested against).
+    func swiftMAC(_ message: [UInt8]) -> [UInt8] {
         var state = inner
-        SHA256.finish(&state, message, priorBytes: 64)
+        var out = [UInt8](repeating: 0, count: 32)
+        message.withUnsafeBytes { SHA256.finish(&state, $0, priorBytes: 64) }
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { digest in
             SHA256.store(state, UnsafeMutableRawPointer(digest.baseAddress!))
             var outerState = outer
             SHA256.finish(&outerState, UnsafeRawBufferPointer(digest), priorBytes: 64)
-            SHA256.store(outerState, out)
+            out.withUnsafeMutableBytes { SHA256.store(outerState, $0.baseAddress!) }
         }
+        return out
     }
 }
 

@@ -139,9 +139,14 @@ public struct TransactionInfo: Sendable {
     /// The commit time in PostgreSQL's text form for timestamptz, UTC.
     public let commitTimeText: [UInt8]
 
-    public init(xid: UInt32, commitTime: Micros) {
+    /// `withText: false` leaves ``commitTimeText`` empty, for transforms that write no commit time.
+    public init(xid: UInt32, commitTime: Micros, withText: Bool = true) {
         self.xid = xid
         self.commitTime = commitTime
+        guard withText else {
+            commitTimeText = []
+            return
+        }
         var text = formatMicros(commitTime)
         text = text.replacingAll("T", with: " ")
         if text.hasSuffix("Z") { text.removeLast(); text += "+00" }

@@ -12,6 +12,10 @@ public final class TransformingSink: Sink {
     public let inner: any Sink
     public let transforms: SinkTransforms
     private var plans: [String: [UInt32: TableTransform?]] = [:]
+    /// The plan of the last relation a change came for, looked up once per run of its changes.
+    private var current: (topic: String, id: UInt32, plan: PlanBox?)?
+    /// Whether any column the transforms write holds the commit time (else it is never formatted).
+    private let writesCommitTime: Bool
     /// Target table → source table, so two tables never land in one.
     private var targets: [TableName: String] = [:]
     private var transaction = TransactionInfo(xid: 0, commitTime: 0)
@@ -21,6 +25,7 @@ public final class TransformingSink: Sink {
     public init(wrapping inner: any Sink, transforms: SinkTransforms) {
         self.inner = inner
         self.transforms = transforms
+        writesCommitTime = transforms.mode == .history || transforms.deletes == .soft || transforms.metadata.contains(.commit_time)
     }
 
     public init(config: ConnectorConfig) throws {
@@ -35,7 +40,7 @@ public final class TransformingSink: Sink {
     public func beginBatch() throws { try inner.beginBatch() }
 
     public func beginTransaction(_ begin: BeginRecord, topic: String, offset: UInt64) throws {
-        transaction = TransactionInfo(xid: begin.xid, commitTime: begin.commitTime)
+        transaction = TransactionInfo(xid: begin.xid, commitTime: begin.commitTime, withText: writesCommitTime)
         try inner.beginTransaction(begin, topic: topic, offset: offset)
     }
 
@@ -47,6 +52,7 @@ public final class TransformingSink: Sink {
     }
 
     private func plan(_ relation: RelationSchema, _ topic: String) throws {
+        current = nil
         guard transforms.includes(name(relation)) else {
             plans[topic, default: [:]][relation.id] = .some(nil)
             return
@@ -69,11 +75,18 @@ public final class TransformingSink: Sink {
     }
 
     public func apply(_ change: Change) throws {
-        guard let known = plans[change.topic]?[change.relation.id] else {
-            throw ConnectorError.fatal("a change to \(change.relation.qualifiedName) at offset \(change.offset) came before its schema")
+        let box: PlanBox?
+        if let current, current.id == change.relation.id, current.topic == change.topic {
+            box = current.plan
+        } else {
+            guard let known = plans[change.topic]?[change.relation.id] else {
+                throw ConnectorError.fatal("a change to \(change.relation.qualifiedName) at offset \(change.offset) came before its schema")
+            }
+            box = known.map(PlanBox.init)
+            current = (change.topic, change.relation.id, box)
         }
-        guard let plan = known else { return }
-        let out = try plan.transform(change, in: transaction) { message in
+        guard let box else { return }
+        let out = try box.plan.transform(change, in: transaction) { message in
             if warned.insert(message).inserted { logger.warning("\(message)") }
         }
         if let out { try inner.apply(out) }
@@ -115,4 +128,10 @@ public final class TransformingSink: Sink {
     }
 
     private func name(_ relation: RelationSchema) -> TableName { TableName(schema: relation.schema, table: relation.table) }
+}
+
+/// A table's plan by reference, so the per-change lookup copies no struct of arrays.
+private final class PlanBox {
+    let plan: TableTransform
+    init(_ plan: TableTransform) { self.plan = plan }
 }
