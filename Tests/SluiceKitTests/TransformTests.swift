@@ -57,6 +57,22 @@ final class TransformTests: XCTestCase {
         }
     }
 
+    /// A predicate read straight from a tuple's bytes decides as over its values, NULL and unsent values included.
+    func testPredicatesOverTupleBytesMatchPredicatesOverValues() throws {
+        let predicate = try Predicate("id > 1 AND (email LIKE '%@x.org' OR amount IS NULL)").bind(to: customers.columns)
+        func t(_ text: String) -> Value { .text(Array(text.utf8)[...]) }
+        let rows: [[Value]] = [
+            [t("2"), t("a@x.org"), .null, t("1")], [t("1"), t("a@x.org"), .null, .null],
+            [t("3"), t("b@y.org"), t("s"), .null], [t("3"), t("b@y.org"), t("s"), t("2")],
+            [.null, .null, .null, .null], [t("5"), .unchanged, t("s"), t("1")],
+        ]
+        let expected: [PredicateResult] = [.true, .false, .true, .false, .null, .unavailable]
+        for (row, wanted) in zip(rows, expected) {
+            XCTAssertEqual(predicate.evaluate(row), wanted, "\(describe(row))")
+            XCTAssertEqual(predicate.evaluate(Tuple(values: row)), wanted, "\(describe(row))")
+        }
+    }
+
     func testGlobs() throws {
         let rules = try transforms([("tables", list(["public.*", "!public.audit_*", "sales.orders"]))])
         XCTAssertTrue(rules.includes(TableName(schema: "public", table: "customers")))

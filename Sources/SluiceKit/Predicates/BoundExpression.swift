@@ -27,10 +27,15 @@ public struct BoundExpression: Sendable {
 
     /// The expression's value over `row` (one value per column of the schema it was bound to), or
     /// nil when a column it reads was not sent (an unchanged TOASTed value, or a binary value).
-    public func evaluate(_ row: [Value]) -> SQLValue? {
+    public func evaluate(_ row: [Value]) -> SQLValue? { evaluate(columns: row) }
+
+    /// The same over a tuple's bytes, without materializing its values.
+    public func evaluate(_ tuple: Tuple) -> SQLValue? { tuple.withColumns { evaluate(columns: $0) } }
+
+    func evaluate<Row: ColumnValues>(columns row: Row) -> SQLValue? {
         for index in referencedColumns {
-            guard index < row.count else { return nil }
-            switch row[index] {
+            guard index < row.columnCount else { return nil }
+            switch row[column: index] {
             case .unchanged, .binary: return nil
             case .null, .text: continue
             }
@@ -38,10 +43,10 @@ public struct BoundExpression: Sendable {
         return Self.evaluate(root, row)
     }
 
-    static func evaluate(_ node: Node, _ row: [Value]) -> SQLValue {
+    static func evaluate<Row: ColumnValues>(_ node: Node, _ row: Row) -> SQLValue {
         switch node {
         case let .column(index, type):
-            guard case let .text(bytes) = row[index] else { return .null }
+            guard case let .text(bytes) = row[column: index] else { return .null }
             return SQLValue.parse(bytes, as: type) ?? .null
         case let .constant(value):
             return value
@@ -140,6 +145,60 @@ public struct BoundExpression: Sendable {
             case .divide: return y == 0 ? .null : .float(x / y)
             }
         default: return .null
+        }
+    }
+}
+
+/// A row's column values as an expression reads them: an array of values, or a tuple's bytes.
+protocol ColumnValues {
+    var columnCount: Int { get }
+    subscript(column index: Int) -> Value { get }
+}
+
+extension Array: ColumnValues where Element == Value {
+    var columnCount: Int { count }
+    subscript(column index: Int) -> Value { self[index] }
+}
+
+/// A tuple's columns, located once (each column's kind byte), read on demand.
+struct TupleColumns: ColumnValues {
+    let storage: [UInt8]
+    let positions: UnsafeBufferPointer<Int>
+
+    var columnCount: Int { positions.count }
+
+    subscript(column index: Int) -> Value {
+        let position = positions[index]
+        let kind = storage[position]
+        switch kind {
+        case Tuple.null: return .null
+        case Tuple.unchanged: return .unchanged
+        default:
+            let length = storage.withUnsafeBytes {
+                Int(UInt32(bigEndian: $0.loadUnaligned(fromByteOffset: position + 1, as: UInt32.self)))
+            }
+            let bytes = storage[(position + 5)..<(position + 5 + length)]
+            return kind == Tuple.text ? .text(bytes) : .binary(bytes)
+        }
+    }
+}
+
+extension Tuple {
+    /// Calls `body` with the tuple's columns located (on the stack: nothing allocated).
+    func withColumns<R>(_ body: (TupleColumns) throws -> R) rethrows -> R {
+        try withUnsafeTemporaryAllocation(of: Int.self, capacity: Swift.max(count, 1)) { positions in
+            storage.withUnsafeBytes { raw in
+                var position = range.lowerBound + 2
+                for column in 0..<count {
+                    positions[column] = position
+                    let kind = raw[position]
+                    position += 1
+                    if kind == Tuple.text || kind == Tuple.binary {
+                        position += 4 + Int(UInt32(bigEndian: raw.loadUnaligned(fromByteOffset: position, as: UInt32.self)))
+                    }
+                }
+            }
+            return try body(TupleColumns(storage: storage, positions: UnsafeBufferPointer(rebasing: positions[0..<count])))
         }
     }
 }

@@ -55,8 +55,13 @@ public struct BoundPredicate: Sendable {
     public var referencedColumns: [Int] { expression.referencedColumns }
 
     /// The predicate's truth over `row` (one value per column of the bound schema).
-    public func evaluate(_ row: [Value]) -> PredicateResult {
-        guard let value = expression.evaluate(row) else { return .unavailable }
+    public func evaluate(_ row: [Value]) -> PredicateResult { result(expression.evaluate(row)) }
+
+    /// The same over a tuple's bytes (the per-row hot path: no values materialized).
+    public func evaluate(_ tuple: Tuple) -> PredicateResult { result(expression.evaluate(tuple)) }
+
+    private func result(_ value: SQLValue?) -> PredicateResult {
+        guard let value else { return .unavailable }
         switch value {
         case .boolean(true): return .true
         case .boolean(false): return .false

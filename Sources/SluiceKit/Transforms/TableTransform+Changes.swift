@@ -28,7 +28,7 @@ extension TableTransform {
                 guard try passes(values, change) else { return nil }
                 return output(change, old: nil, new: row(values, change, transaction, deleted: false))
             }
-            if predicate != nil, try !passes(change.new!.values, change) { return nil }
+            if predicate != nil, try !passes(change.new!, change) { return nil }
             var out = change
             out.relation = target
             out.new = mirroredRow(change.new!, change.operation, lsn: change.lsn, transaction)
@@ -107,6 +107,16 @@ extension TableTransform {
         out.operation = .insert
         out.oldKind = .none
         return out
+    }
+
+    /// ``passes(_:_:)-([Value],_)`` over a tuple's bytes.
+    private func passes(_ tuple: Tuple, _ change: Change) throws -> Bool {
+        guard let predicate else { return true }
+        switch predicate.evaluate(tuple) {
+        case .true: return true
+        case .false, .null: return false
+        case .unavailable: return try passes(tuple.values, change)
+        }
     }
 
     /// Whether a row passes `where:` (always true without one). A value the predicate reads that was
