@@ -62,23 +62,13 @@ extension StreamLoop {
             case let .rows(bytes):
                 try stream {
                     try bytes.withUnsafeBytes { buffer in
-                        try rows.parse(buffer) { lsn, payload in
-                            let message = try decoder.decode(payload)
-                            if case let .commit(commit) = message { lastEnd = commit.endLSN }
-                            try handle(message, lsn: LSN(lsn))
-                        }
+                        try rows.parse(buffer) { lsn, payload in try handleCaughtUp(lsn: lsn, payload, lastEnd: &lastEnd) }
                     }
                 }
             case .batchEnd:
                 guard rows.ended else { throw ConnectorError.transient("source '\(source.name)': the slot's changes ended without COPY's trailer") }
                 batches += 1
-                guard !inTransaction else {
-                    throw ConnectorError.transient("source '\(source.name)': a catch-up batch ended inside a transaction")
-                }
-                if let end = lastEnd {
-                    try writer.writer.flush()
-                    try confirmBatch(through: end, on: sql)
-                }
+                try endBatch(through: lastEnd, on: sql)
                 rows = BinaryCopyRows()
                 lastEnd = nil
             case .finished:
@@ -97,23 +87,31 @@ extension StreamLoop {
         while !context.isStopping() {
             var lastEnd: UInt64?
             let rows = try stream {
-                try reader.read(changes: source.catchUpBatch) { lsn, payload in
-                    let message = try decoder.decode(payload)
-                    if case let .commit(commit) = message { lastEnd = commit.endLSN }
-                    try handle(message, lsn: LSN(lsn))
-                }
+                try reader.read(changes: source.catchUpBatch) { lsn, payload in try handleCaughtUp(lsn: lsn, payload, lastEnd: &lastEnd) }
             }
             batches += 1
-            guard !inTransaction else {
-                throw ConnectorError.transient("source '\(source.name)': a catch-up batch ended inside a transaction")
-            }
-            guard let lastEnd else { break }
-            try writer.writer.flush()
-            try confirmBatch(through: lastEnd, on: reader.connection)
-            guard rows >= source.catchUpBatch,
+            try endBatch(through: lastEnd, on: reader.connection)
+            guard lastEnd != nil, rows >= source.catchUpBatch,
                   let now = try source.wrap({ try CatchUpReader.behind(slot: source.slot, on: reader.connection) }), now.bytes > tail else { break }
         }
         return batches
+    }
+
+    /// One decoded message of a batch, handled as a streamed one; a commit's end is the batch's end so far.
+    private func handleCaughtUp(lsn: UInt64, _ payload: UnsafeRawBufferPointer, lastEnd: inout UInt64?) throws {
+        let message = try decoder.decode(payload)
+        if case let .commit(commit) = message { lastEnd = commit.endLSN }
+        try handle(message, lsn: LSN(lsn))
+    }
+
+    /// A batch ended (whole transactions only): flush the topic, then advance the slot to its last commit.
+    private func endBatch(through lastEnd: UInt64?, on connection: PGConnection) throws {
+        guard !inTransaction else {
+            throw ConnectorError.transient("source '\(source.name)': a catch-up batch ended inside a transaction")
+        }
+        guard let lastEnd else { return }
+        try writer.writer.flush()
+        try confirmBatch(through: lastEnd, on: connection)
     }
 
     /// Advances the slot to `lastEnd` once the topic holds the batch: to the durable commit marker, or

@@ -107,17 +107,9 @@ final class CatchUpPrefetch: @unchecked Sendable {
             put(.unavailable(error))
             return
         }
-        let options = [
-            "'proto_version', '1'",
-            "'publication_names', " + PGConnection.quoteLiteral(PGConnection.quoteIdentifier(publication)),
-            "'messages', 'true'",
-        ]
+        let sql = CatchUpReader.batchSQL("pg_logical_slot_get_binary_changes", slot: copy, changes: batch, publication: publication)
         do {
             while !isCancelled {
-                let sql = """
-                    COPY (SELECT lsn, data FROM pg_logical_slot_get_binary_changes(\(PGConnection.quoteLiteral(copy)), NULL, \
-                    \(batch), \(options.joined(separator: ", ")))) TO STDOUT (FORMAT binary)
-                    """
                 var chunk: [UInt8] = []
                 chunk.reserveCapacity(Self.chunkBytes + 64 << 10)
                 var rows = 0

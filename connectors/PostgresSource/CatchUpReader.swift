@@ -40,15 +40,7 @@ final class CatchUpReader {
     /// batch holds whole transactions only (a larger one whole).
     @discardableResult
     func read(changes: Int, _ message: (_ lsn: UInt64, _ payload: UnsafeRawBufferPointer) throws -> Void) throws -> Int {
-        let options = [
-            "'proto_version', '1'",
-            "'publication_names', " + PGConnection.quoteLiteral(PGConnection.quoteIdentifier(publication)),
-            "'messages', 'true'",
-        ]
-        let sql = """
-            COPY (SELECT lsn, data FROM pg_logical_slot_peek_binary_changes(\(PGConnection.quoteLiteral(slot)), NULL, \
-            \(changes), \(options.joined(separator: ", ")))) TO STDOUT (FORMAT binary)
-            """
+        let sql = Self.batchSQL("pg_logical_slot_peek_binary_changes", slot: slot, changes: changes, publication: publication)
         var rows = BinaryCopyRows()
         var count = 0
         try connection.copyOut(sql) { data in
@@ -59,6 +51,20 @@ final class CatchUpReader {
         }
         guard rows.ended else { throw PGError("the slot's changes ended without COPY's trailer") }
         return count
+    }
+
+    /// One batch of `function` (peek or get) on `slot` as `COPY … TO STDOUT (FORMAT binary)`, with the
+    /// pgoutput options the walsender would be started with.
+    static func batchSQL(_ function: String, slot: String, changes: Int, publication: String) -> String {
+        let options = [
+            "'proto_version', '1'",
+            "'publication_names', " + PGConnection.quoteLiteral(PGConnection.quoteIdentifier(publication)),
+            "'messages', 'true'",
+        ]
+        return """
+            COPY (SELECT lsn, data FROM \(function)(\(PGConnection.quoteLiteral(slot)), NULL, \
+            \(changes), \(options.joined(separator: ", ")))) TO STDOUT (FORMAT binary)
+            """
     }
 
     /// Moves the slot's confirmed position to `lsn` (never backwards: the server refuses that).
