@@ -105,12 +105,16 @@ final class CatchUpTests: DaemonTestCase {
         XCTAssertEqual(occurrences("failpoint source.catch_up.before_advance fired"), 1, logTail)
 
         // Random: SIGKILL while catching up, at most four times; each restart resumes from the slot.
+        // A kill just before the switch can leave the slot within the threshold: that restart streams at once.
         for _ in 0..<4 {
             let started = occurrences("catching up through the SQL decoding interface")
+            let streamed = occurrences(Self.streamingLine)
             let daemon = try startDaemon()
-            try eventually(timeout: 120, "the daemon to start catching up" + logTail) {
-                occurrences("catching up through the SQL decoding interface") > started || !daemon.isRunning
+            try eventually(timeout: 120, "the daemon to start catching up or streaming" + logTail) {
+                occurrences("catching up through the SQL decoding interface") > started
+                    || occurrences(Self.streamingLine) > streamed || !daemon.isRunning
             }
+            if occurrences(Self.streamingLine) > streamed { daemon.kill(); break }
             usleep(UInt32.random(in: 50_000...1_200_000))
             let done = occurrences("caught up; streaming from here")
             daemon.kill()
@@ -119,7 +123,7 @@ final class CatchUpTests: DaemonTestCase {
         let last = try startStreamingDaemon()
         try waitUntilConfirmed()
         XCTAssertEqual(last.terminate(), 0, logTail)
-        XCTAssertGreaterThanOrEqual(occurrences("catching up through the SQL decoding interface"), 3, logTail)
+        XCTAssertGreaterThanOrEqual(occurrences("catching up through the SQL decoding interface"), 2, logTail)
         XCTAssertEqual(occurrences("catching up without reading ahead"), 0, "batches were read ahead" + logTail)
         try assertTopic(xids: xids, rows: rows)
         // The read-ahead copies of the slot were temporary: killed sessions took theirs along.
