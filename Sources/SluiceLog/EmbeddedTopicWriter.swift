@@ -107,8 +107,8 @@ public final class EmbeddedTopicWriter: TopicWriter {
         }
         nextOffset += 1
         if kind == .commit {
-            var cursor = RecordCursor(pending, range: (start + Frame.headerSize)..<pending.count)
-            let commit = CommittedPosition(offset: offset, commit: try CommitRecord.decode(&cursor))
+            let commit = CommittedPosition(offset: offset,
+                                           commit: try Self.commitRecord(in: pending, body: (start + Frame.headerSize)..<pending.count))
             try writePending()
             writeCommittedIndex()
             commitEnd = fileSize
@@ -119,6 +119,14 @@ public final class EmbeddedTopicWriter: TopicWriter {
             try writePending()
         }
         return offset
+    }
+
+    /// Decoded in a function of its own so the cursor's reference to `pending` ends here: one still
+    /// alive at `writePending` made `removeAll(keepingCapacity:)` copy the buffer — a fresh allocation
+    /// of its whole capacity (a page larger each time) and an munmap per commit.
+    private static func commitRecord(in bytes: [UInt8], body: Range<Int>) throws -> CommitRecord {
+        var cursor = RecordCursor(bytes, range: body)
+        return try CommitRecord.decode(&cursor)
     }
 
     private func writePending() throws {
