@@ -100,7 +100,7 @@ final class CatchUpTests: DaemonTestCase {
         let xids = try burst(1...rows)
 
         // Deterministic: a batch is durable in the topic, the slot not yet advanced past it.
-        let crashed = try startDaemon(environment: ["SLUICE_FAILPOINTS": "source.catch_up.before_advance@2"])
+        let crashed = try startDaemon(environment: ["SLUICE_FAILPOINTS": "source.catch_up.before_advance@1"])
         XCTAssertEqual(crashed.wait(timeout: 180), 137, "the failpoint killed the daemon" + logTail)
         XCTAssertEqual(occurrences("failpoint source.catch_up.before_advance fired"), 1, logTail)
 

@@ -48,6 +48,8 @@ extension StreamLoop {
         var batches = 0
         var rows = BinaryCopyRows()
         var lastEnd: UInt64?
+        var unconfirmed = 0
+        var confirmedAt = DispatchTime.now().uptimeNanoseconds
         while !context.isStopping() {
             guard let item = prefetch.next(timeoutMillis: 200) else { continue }
             switch item {
@@ -68,7 +70,14 @@ extension StreamLoop {
             case .batchEnd:
                 guard rows.ended else { throw ConnectorError.transient("source '\(source.name)': the slot's changes ended without COPY's trailer") }
                 batches += 1
-                try endBatch(through: lastEnd, on: sql)
+                unconfirmed += 1
+                // Each advance decodes from the slot's restart_lsn again, and so does streaming's start, which
+                // confirms the topic's end anyway: advance only now and then, to release WAL and bound a
+                // crash's re-read.
+                let now = DispatchTime.now().uptimeNanoseconds
+                let advance = unconfirmed >= Self.batchesPerAdvance || now - confirmedAt >= Self.advanceIntervalNanos
+                try endBatch(through: lastEnd, on: sql, advance: advance)
+                if advance { unconfirmed = 0; confirmedAt = now }
                 rows = BinaryCopyRows()
                 lastEnd = nil
             case .finished:
@@ -104,14 +113,17 @@ extension StreamLoop {
         try handle(message, lsn: LSN(lsn))
     }
 
+    static let batchesPerAdvance = 8
+    static let advanceIntervalNanos: UInt64 = 10_000_000_000
+
     /// A batch ended (whole transactions only): flush the topic, then advance the slot to its last commit.
-    private func endBatch(through lastEnd: UInt64?, on connection: PGConnection) throws {
+    private func endBatch(through lastEnd: UInt64?, on connection: PGConnection, advance: Bool = true) throws {
         guard !inTransaction else {
             throw ConnectorError.transient("source '\(source.name)': a catch-up batch ended inside a transaction")
         }
         guard let lastEnd else { return }
         try writer.writer.flush()
-        try confirmBatch(through: lastEnd, on: connection)
+        if advance { try confirmBatch(through: lastEnd, on: connection) }
     }
 
     /// Advances the slot to `lastEnd` once the topic holds the batch: to the durable commit marker, or
