@@ -62,7 +62,8 @@ def main():
     with open(path, "ab") as out:
         for line in sys.stdin:
             message = json.loads(line)
-            kind = message["kind"]
+            # A Debezium change event (format: debezium) has no kind: it is a change line.
+            kind = message.get("kind", "change")
             if kind in ("begin", "change", "commit"):
                 pending.append(line.encode())
             elif kind == "flush":

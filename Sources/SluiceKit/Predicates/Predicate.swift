@@ -50,6 +50,13 @@ public struct Predicate: Sendable, Equatable, CustomStringConvertible {
 /// A predicate bound to one table's schema; evaluate it per row.
 public struct BoundPredicate: Sendable {
     public let expression: BoundExpression
+    /// The fast form when the predicate is an AND of column-against-constant tests.
+    let tests: ColumnTests?
+
+    init(expression: BoundExpression) {
+        self.expression = expression
+        tests = ColumnTests(expression.root)
+    }
 
     /// Indices of the columns the predicate reads.
     public var referencedColumns: [Int] { expression.referencedColumns }
@@ -58,7 +65,10 @@ public struct BoundPredicate: Sendable {
     public func evaluate(_ row: [Value]) -> PredicateResult { result(expression.evaluate(row)) }
 
     /// The same over a tuple's bytes (the per-row hot path: no values materialized).
-    public func evaluate(_ tuple: Tuple) -> PredicateResult { result(expression.evaluate(tuple)) }
+    public func evaluate(_ tuple: Tuple) -> PredicateResult {
+        if let tests, let decided = tests.evaluate(tuple) { return decided }
+        return result(expression.evaluate(tuple))
+    }
 
     private func result(_ value: SQLValue?) -> PredicateResult {
         guard let value else { return .unavailable }

@@ -38,16 +38,17 @@ public struct HMACSHA256: Sendable {
     /// Appends the MAC of `message` in lowercase hexadecimal (64 bytes) to `out`: the mask's hot path,
     /// without allocating.
     public func appendHex(of message: UnsafeRawBufferPointer, to out: inout [UInt8]) {
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { digest in
-            mac(UnsafeMutableRawPointer(digest.baseAddress!), of: message)
-            for byte in digest {
-                out.append(Self.hexDigits[Int(byte >> 4)])
-                out.append(Self.hexDigits[Int(byte & 15)])
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 96) { scratch in
+            mac(UnsafeMutableRawPointer(scratch.baseAddress!), of: message)
+            let digits: StaticString = "0123456789abcdef"
+            for index in 0..<32 {
+                let byte = scratch[index]
+                scratch[32 + 2 * index] = digits.utf8Start[Int(byte >> 4)]
+                scratch[33 + 2 * index] = digits.utf8Start[Int(byte & 15)]
             }
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: scratch[32..<96]))
         }
     }
-
-    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 
     /// Writes the 32-byte MAC of `message` to `out`.
     private func mac(_ out: UnsafeMutableRawPointer, of message: UnsafeRawBufferPointer) {

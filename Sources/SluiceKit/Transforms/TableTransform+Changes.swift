@@ -3,113 +3,117 @@ extension TableTransform {
     /// about a change the transforms cannot make exact (see docs/transforms.md, "Unchanged values").
     public func transform(_ change: Change, in transaction: TransactionInfo,
                           warn: (String) -> Void = { _ in }) throws -> Change? {
+        var buffers = RowBuffers()
+        return try transform(change, in: transaction, buffers: &buffers, warn: warn)
+    }
+
+    /// The same, writing target rows into `buffers` (a sink's, reused for every change). Rows are
+    /// written from the tuples' bytes; values are built only for an update whose unchanged TOASTed
+    /// values come from its full old row, and for an update leaving the predicate without an old key.
+    public func transform(_ change: Change, in transaction: TransactionInfo, buffers: inout RowBuffers,
+                          warn: (String) -> Void = { _ in }) throws -> Change? {
         switch rules.mode {
-        case .history: return try history(change, transaction)
-        case .mirror: return try mirror(change, transaction, warn: warn)
+        case .history: return try history(change, transaction, &buffers)
+        case .mirror: return try mirror(change, transaction, &buffers, warn: warn)
         }
     }
 
-    private func mirror(_ change: Change, _ transaction: TransactionInfo, warn: (String) -> Void) throws -> Change? {
-        if passesTuples, predicate == nil, rules.deletes == .apply {
-            var out = change
-            out.relation = target
-            return out
-        }
+    private func mirror(_ change: Change, _ transaction: TransactionInfo, _ buffers: inout RowBuffers,
+                        warn: (String) -> Void) throws -> Change? {
+        var out = change
+        out.relation = target
+        if passesTuples, predicate == nil, rules.deletes == .apply { return out }
         switch change.operation {
         case .truncate:
             if rules.deletes != .apply {
                 if rules.deletes == .soft { warn("a TRUNCATE of \(source.qualifiedName) is not applied under deletes: soft (rows stay, not marked deleted)") }
                 return nil
             }
-            return output(change, old: nil, new: nil)
+            (out.old, out.new, out.oldKind) = (nil, nil, .none)
+            return out
         case .read, .insert:
-            guard writesRowDirectly(change) else {
-                let values = change.new!.values
-                guard try passes(values, change) else { return nil }
-                return output(change, old: nil, new: row(values, change, transaction, deleted: false))
-            }
-            if predicate != nil, try !passes(change.new!, change) { return nil }
-            var out = change
-            out.relation = target
-            out.new = mirroredRow(change.new!, change.operation, lsn: change.lsn, transaction)
+            let new = change.new!
+            guard try passes(new, change) else { return nil }
+            out.new = targetRow(new, .mirrored(change.operation), lsn: change.lsn, transaction, into: &buffers.new)
             return out
         case .update:
-            var values = change.new!.values
-            let old = change.old?.values
-            if change.oldKind == .full, let old { values = Self.filled(values, from: old) }
-            guard try passes(values, change) else {
+            let new = newRow(change)
+            guard try passes(new, change) else {
                 // Out of the predicate: gone from the target, as a delete of its old identity would.
-                let identity = change.old.map { (change.oldKind, $0.values) } ?? (.key, keyOnly(values))
-                return deleted(change, kind: identity.0, old: identity.1, transaction)
+                let old = change.old ?? Tuple(values: keyOnly(new.values))
+                return deleted(change, kind: change.old == nil ? .key : change.oldKind, old: old, transaction, &buffers)
             }
-            if predicate != nil, change.oldKind != .full, values.contains(where: \.isUnchanged) {
+            if predicate != nil, change.oldKind != .full, new.hasUnchanged {
                 warn("""
                     an update of \(source.qualifiedName) left a TOASTed value unchanged (not sent); if it moved the row into \
                     where:, the target lacks the row until an update sends every value (ALTER TABLE \(source.qualifiedName) \
                     REPLICA IDENTITY FULL makes this exact)
                     """)
             }
-            if writesRowDirectly(change) {
-                var out = output(change, old: change.old.map { rewriteOld($0.values) }, new: nil)
-                out.new = mirroredRow(change.new!, change.operation, lsn: change.lsn, transaction)
-                return out
-            }
-            return output(change, old: change.old.map { rewriteOld($0.values) }, new: row(values, change, transaction, deleted: false))
+            out.old = change.old.map { targetRow($0, .old, lsn: change.lsn, transaction, into: &buffers.old) }
+            if out.old == nil { out.oldKind = .none }
+            out.new = targetRow(new, .mirrored(.update), lsn: change.lsn, transaction, into: &buffers.new)
+            return out
         case .delete:
-            guard let oldTuple = change.old else { return nil }
-            let old = oldTuple.values
+            guard let old = change.old else { return nil }
             // A full old row that never passed the predicate was never at the target.
             if change.oldKind == .full, try !passes(old, change) { return nil }
-            return deleted(change, kind: change.oldKind, old: old, transaction)
+            return deleted(change, kind: change.oldKind, old: old, transaction, &buffers)
         }
+    }
+
+    /// An update's new row; under REPLICA IDENTITY FULL the old row supplies unchanged TOASTed values.
+    private func newRow(_ change: Change) -> Tuple {
+        let new = change.new!
+        guard change.oldKind == .full, let old = change.old, new.hasUnchanged else { return new }
+        return Tuple(values: Self.filled(new.values, from: old.values))
     }
 
     /// A delete (or a move out of the predicate) under the `deletes:` rule.
-    private func deleted(_ change: Change, kind: OldValuesKind, old: [Value], _ transaction: TransactionInfo) -> Change? {
-        switch rules.deletes {
-        case .ignore: return nil
-        case .apply:
-            var out = output(change, old: rewriteOld(old), new: nil)
-            out.operation = .delete
-            out.oldKind = kind
-            return out
-        case .soft:
+    private func deleted(_ change: Change, kind: OldValuesKind, old: Tuple, _ transaction: TransactionInfo,
+                         _ buffers: inout RowBuffers) -> Change? {
+        if rules.deletes == .ignore { return nil }
+        var out = change
+        out.relation = target
+        out.oldKind = kind
+        out.old = targetRow(old, .old, lsn: change.lsn, transaction, into: &buffers.old)
+        if rules.deletes == .apply {
+            (out.operation, out.new) = (.delete, nil)
+        } else {
             // An update of the soft-delete (and metadata) columns only: the row keeps its last values.
-            let unchanged = [Value](repeating: .unchanged, count: kept.count)
-            var out = output(change, old: rewriteOld(old), new: unchanged + extras(.delete, change, transaction, deleted: true))
             out.operation = .update
-            out.oldKind = kind
-            return out
+            out.new = targetRow(nil, .softDeleted, lsn: change.lsn, transaction, into: &buffers.new)
         }
-    }
-
-    private func history(_ change: Change, _ transaction: TransactionInfo) throws -> Change? {
-        var values: [Value]
-        switch change.operation {
-        case .truncate:
-            values = [Value](repeating: .null, count: source.columns.count)
-        case .read, .insert:
-            values = change.new!.values
-            guard try passes(values, change) else { return nil }
-        case .update:
-            values = change.new!.values
-            let old = change.old.map(\.values)
-            if change.oldKind == .full, let old { values = Self.filled(values, from: old) }
-            let oldPassed = try change.oldKind == .full && old.map { try passes($0, change) } == true
-            guard try passes(values, change) || oldPassed else { return nil }
-        case .delete:
-            guard let old = change.old?.values else { return nil }
-            if change.oldKind == .full, try !passes(old, change) { return nil }
-            values = old
-        }
-        values = values.map { $0.isUnchanged ? .null : $0 }
-        var out = output(change, old: nil, new: extras(change.operation, change, transaction, deleted: false) + rewrite(values))
-        out.operation = .insert
-        out.oldKind = .none
         return out
     }
 
-    /// ``passes(_:_:)-([Value],_)`` over a tuple's bytes.
+    private func history(_ change: Change, _ transaction: TransactionInfo, _ buffers: inout RowBuffers) throws -> Change? {
+        let row: Tuple?
+        switch change.operation {
+        case .truncate:
+            row = nil
+        case .read, .insert:
+            row = change.new!
+            guard try passes(change.new!, change) else { return nil }
+        case .update:
+            let new = newRow(change)
+            let oldPassed = try change.oldKind == .full && change.old.map { try passes($0, change) } == true
+            guard try passes(new, change) || oldPassed else { return nil }
+            row = new
+        case .delete:
+            guard let old = change.old else { return nil }
+            if change.oldKind == .full, try !passes(old, change) { return nil }
+            row = old
+        }
+        var out = change
+        out.relation = target
+        (out.operation, out.old, out.oldKind) = (.insert, nil, .none)
+        out.new = targetRow(row, .history(change.operation), lsn: change.lsn, transaction, into: &buffers.new)
+        return out
+    }
+
+    /// Whether a row passes `where:` (always true without one), decided over the tuple's bytes; the
+    /// values are built only when it cannot be decided there.
     private func passes(_ tuple: Tuple, _ change: Change) throws -> Bool {
         guard let predicate else { return true }
         switch predicate.evaluate(tuple) {
@@ -119,8 +123,8 @@ extension TableTransform {
         }
     }
 
-    /// Whether a row passes `where:` (always true without one). A value the predicate reads that was
-    /// not sent stops the sink: guessing would make the target wrong.
+    /// The same over values. A value the predicate reads that was not sent stops the sink: guessing
+    /// would make the target wrong.
     private func passes(_ values: [Value], _ change: Change) throws -> Bool {
         guard let predicate else { return true }
         switch predicate.evaluate(values) {
@@ -136,50 +140,6 @@ extension TableTransform {
         }
     }
 
-    private func row(_ values: [Value], _ change: Change, _ transaction: TransactionInfo, deleted: Bool) -> [Value] {
-        rewrite(values) + extras(change.operation, change, transaction, deleted: deleted)
-    }
-
-    /// An old row or key in the target's columns (added columns NULL: no old values for them).
-    func rewriteOld(_ values: [Value]) -> [Value] {
-        let row = rewrite(values)
-        return row.count < target.columns.count ? row + [Value](repeating: .null, count: target.columns.count - row.count) : row
-    }
-
-    /// Kept columns, masked.
-    func rewrite(_ values: [Value]) -> [Value] {
-        if passesTuples { return values }
-        return kept.map { index in
-            let value = values[index]
-            switch masks[index] {
-            case nil: return value
-            case .redact?: return .null
-            case .hash?:
-                switch value {
-                case let .text(bytes), let .binary(bytes): return .text(Array(hmac!.hex(bytes).utf8)[...])
-                case .null, .unchanged: return value
-                }
-            }
-        }
-    }
-
-    private func extras(_ operation: ChangeOperation, _ change: Change, _ transaction: TransactionInfo, deleted: Bool) -> [Value] {
-        func text(_ string: String) -> Value { .text(Array(string.utf8)[...]) }
-        let items: [SinkTransforms.Metadata] = rules.mode == .history ? [.op, .lsn, .xid, .commit_time] : rules.metadata
-        var values = items.map { item -> Value in
-            switch item {
-            case .lsn: return text(change.lsn.description)
-            case .commit_time: return .text(transaction.commitTimeText[...])
-            case .op: return text(operation.name)
-            case .xid: return text(String(transaction.xid))
-            }
-        }
-        if rules.mode == .mirror, rules.deletes == .soft {
-            values += deleted ? [text("t"), .text(transaction.commitTimeText[...])] : [text("f"), .null]
-        }
-        return values
-    }
-
     /// The identity of a row from its new values (others null), for a delete built from an update.
     private func keyOnly(_ values: [Value]) -> [Value] {
         var identity = source.columns.indices.filter { source.columns[$0].isReplicaIdentity }
@@ -190,15 +150,6 @@ extension TableTransform {
     static func filled(_ values: [Value], from old: [Value]) -> [Value] {
         guard values.contains(where: \.isUnchanged) else { return values }
         return values.indices.map { values[$0].isUnchanged && $0 < old.count ? old[$0] : values[$0] }
-    }
-
-    private func output(_ change: Change, old: [Value]?, new: [Value]?) -> Change {
-        var out = change
-        out.relation = target
-        out.old = old.map(Tuple.init(values:))
-        out.new = new.map(Tuple.init(values:))
-        if old == nil { out.oldKind = .none }
-        return out
     }
 }
 

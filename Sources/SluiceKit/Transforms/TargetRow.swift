@@ -3,32 +3,104 @@ enum ColumnPlan: UInt8, Sendable {
     case drop, copy, redact, hash
 }
 
+/// The buffers one sink's transforms write target rows into, reused from change to change so the
+/// per-row path allocates nothing. A row the sink still holds when the next is written is left to
+/// it (the buffer is copied on write), so reuse is always safe.
+public struct RowBuffers {
+    var new: [UInt8] = []
+    var old: [UInt8] = []
+
+    public init() {}
+}
+
 extension TableTransform {
-    /// The target row of a mirrored change, written straight from the source tuple's bytes: kept
-    /// columns copied, masks applied, then the metadata and soft-delete columns. The same bytes as
-    /// `Tuple(values: row(…))`, without materializing values (the per-row hot path).
-    func mirroredRow(_ tuple: Tuple, _ operation: ChangeOperation, lsn: LSN, _ transaction: TransactionInfo) -> Tuple {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(tuple.range.count + 72 * hashedColumns + 48)
+    /// Which target row to write from a source tuple.
+    enum RowShape {
+        /// The new row of a mirrored change: kept columns, metadata, `_sluice_deleted = false`.
+        case mirrored(ChangeOperation)
+        /// An old key or row: kept columns, added columns NULL.
+        case old
+        /// The new row of a soft delete: kept columns unchanged, metadata, the delete mark.
+        case softDeleted
+        /// A history row: the four history columns, then the kept columns (unchanged ones NULL).
+        case history(ChangeOperation)
+    }
+
+    /// The target row of `tuple` (nil: every source column NULL), written straight from its bytes
+    /// into `buffer`: runs of copied columns in one copy each, masks applied in place, then the
+    /// added columns. No `Value` is built.
+    func targetRow(_ tuple: Tuple?, _ shape: RowShape, lsn: LSN, _ transaction: TransactionInfo,
+                   into buffer: inout [UInt8]) -> Tuple {
+        buffer.removeAll(keepingCapacity: true)
+        buffer.reserveCapacity((tuple?.range.count ?? 0) + 69 * hashedColumns + 112)
         let count = UInt16(target.columns.count)
-        bytes.append(UInt8(count >> 8))
-        bytes.append(UInt8(count & 0xFF))
+        buffer.append(UInt8(count >> 8))
+        buffer.append(UInt8(count & 0xFF))
+        switch shape {
+        case let .mirrored(operation):
+            appendColumns(tuple, unchangedAsNull: false, to: &buffer)
+            appendMetadata(rules.metadata, operation, lsn, transaction, to: &buffer)
+            if rules.deletes == .soft { buffer.append(contentsOf: Self.notDeleted) }
+        case .old:
+            appendColumns(tuple, unchangedAsNull: false, to: &buffer)
+            buffer.append(contentsOf: repeatElement(Tuple.null, count: target.columns.count - kept.count))
+        case .softDeleted:
+            buffer.append(contentsOf: repeatElement(Tuple.unchanged, count: kept.count))
+            appendMetadata(rules.metadata, .delete, lsn, transaction, to: &buffer)
+            buffer.append(contentsOf: Self.deleted)
+            Self.appendLength(transaction.commitTimeText.count, to: &buffer)
+            buffer.append(contentsOf: transaction.commitTimeText)
+        case let .history(operation):
+            appendMetadata(Self.historyColumns, operation, lsn, transaction, to: &buffer)
+            appendColumns(tuple, unchangedAsNull: true, to: &buffer)
+        }
+        return Tuple(bytes: buffer)
+    }
+
+    static let historyColumns: [SinkTransforms.Metadata] = [.op, .lsn, .xid, .commit_time]
+    /// `_sluice_deleted = 'f'`, `_sluice_deleted_at = NULL`.
+    private static let notDeleted: [UInt8] = [Tuple.text, 0, 0, 0, 1, UInt8(ascii: "f"), Tuple.null]
+    /// `_sluice_deleted = 't'`, then the kind of `_sluice_deleted_at` (text; its length and the time follow).
+    private static let deleted: [UInt8] = [Tuple.text, 0, 0, 0, 1, UInt8(ascii: "t"), Tuple.text]
+
+    /// The kept columns of `tuple`, masked. Source columns the tuple lacks are NULL.
+    private func appendColumns(_ tuple: Tuple?, unchangedAsNull: Bool, to out: inout [UInt8]) {
         let plans = columnPlans
-        tuple.forEachRaw { column, value in
-            let plan = column < plans.count ? plans[column] : .drop
-            switch (plan, value) {
-            case (.drop, _): return
-            case (.redact, _), (_, .null): bytes.append(Tuple.null)
-            case (_, .unchanged): bytes.append(Tuple.unchanged)
-            case let (.copy, .text(raw)): Self.append(Tuple.text, raw, to: &bytes)
-            case let (.copy, .binary(raw)): Self.append(Tuple.binary, raw, to: &bytes)
-            case let (.hash, .text(raw)), let (.hash, .binary(raw)):
-                bytes.append(Tuple.text)
-                Self.appendLength(64, to: &bytes)
-                hmac!.appendHex(of: raw, to: &bytes)
+        let present = min(tuple?.count ?? 0, plans.count)
+        if let tuple, present > 0 {
+            tuple.storage.withUnsafeBytes { raw in
+                var position = tuple.range.lowerBound + 2
+                var run = position  // the start of copied columns not yet appended
+                for column in 0..<present {
+                    let start = position
+                    let kind = raw[position]
+                    position += 1
+                    if kind == Tuple.text || kind == Tuple.binary {
+                        position += 4 + Int(UInt32(bigEndian: raw.loadUnaligned(fromByteOffset: position, as: UInt32.self)))
+                    }
+                    let plan = plans[column]
+                    if plan == .copy, !unchangedAsNull || kind != Tuple.unchanged { continue }
+                    if run < start { out.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[run..<start])) }
+                    run = position
+                    switch (plan, kind) {
+                    case (.drop, _): break
+                    case (.hash, Tuple.text), (.hash, Tuple.binary):
+                        out.append(Tuple.text)
+                        Self.appendLength(64, to: &out)
+                        hmac!.appendHex(of: UnsafeRawBufferPointer(rebasing: raw[(start + 5)..<position]), to: &out)
+                    case (.hash, Tuple.unchanged) where !unchangedAsNull: out.append(Tuple.unchanged)
+                    default: out.append(Tuple.null)  // redacted, NULL, or not sent in a history row
+                    }
+                }
+                if run < position { out.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[run..<position])) }
             }
         }
-        for item in rules.metadata {
+        for column in present..<plans.count where plans[column] != .drop { out.append(Tuple.null) }
+    }
+
+    private func appendMetadata(_ items: [SinkTransforms.Metadata], _ operation: ChangeOperation, _ lsn: LSN,
+                                _ transaction: TransactionInfo, to bytes: inout [UInt8]) {
+        for item in items {
             bytes.append(Tuple.text)
             let start = bytes.count
             Self.appendLength(0, to: &bytes)
@@ -46,27 +118,6 @@ extension TableTransform {
                 for index in 0..<4 { bytes[start + index] = raw[index] }
             }
         }
-        if rules.deletes == .soft {
-            bytes.append(Tuple.text)
-            Self.appendLength(1, to: &bytes)
-            bytes.append(UInt8(ascii: "f"))
-            bytes.append(Tuple.null)
-        }
-        return Tuple(bytes: bytes)
-    }
-
-    /// Whether ``mirroredRow(_:_:lsn:_:)`` makes the target row of this change: a new row that needs
-    /// nothing from the old one.
-    func writesRowDirectly(_ change: Change) -> Bool {
-        rules.mode == .mirror && change.new?.count == source.columns.count && (change.operation == .insert || change.operation == .read
-                                  || (change.operation == .update && change.oldKind != .full))
-    }
-
-    @inline(__always)
-    static func append(_ kind: UInt8, _ raw: UnsafeRawBufferPointer, to bytes: inout [UInt8]) {
-        bytes.append(kind)
-        appendLength(raw.count, to: &bytes)
-        bytes.append(contentsOf: raw)
     }
 
     @inline(__always)
@@ -92,5 +143,14 @@ extension TableTransform {
             bytes.append(UInt8(ascii: "0") + UInt8((value / divisor) % 10))
             divisor /= 10
         }
+    }
+}
+
+extension Tuple {
+    /// Whether some column is an unchanged TOASTed value (not sent).
+    var hasUnchanged: Bool {
+        var found = false
+        forEachRaw { _, value in if case .unchanged = value { found = true } }
+        return found
     }
 }

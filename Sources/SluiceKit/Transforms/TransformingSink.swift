@@ -19,6 +19,8 @@ public final class TransformingSink: Sink {
     /// Target table → source table, so two tables never land in one.
     private var targets: [TableName: String] = [:]
     private var transaction = TransactionInfo(xid: 0, commitTime: 0)
+    /// Target rows are written here, change after change (nothing allocated per row).
+    private var buffers = RowBuffers()
     private var warned: Set<String> = []
     private var logger = Logger(label: "sluice.transforms")
 
@@ -86,7 +88,7 @@ public final class TransformingSink: Sink {
             current = (change.topic, change.relation.id, box)
         }
         guard let box else { return }
-        let out = try box.plan.transform(change, in: transaction) { message in
+        let out = try box.plan.transform(change, in: transaction, buffers: &buffers) { message in
             if warned.insert(message).inserted { logger.warning("\(message)") }
         }
         if let out { try inner.apply(out) }
