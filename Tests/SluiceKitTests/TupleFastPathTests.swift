@@ -70,7 +70,7 @@ final class TupleFastPathTests: XCTestCase {
     func strings(_ tuple: Tuple?) -> [String]? { tuple.map { describe($0.values) } }
 
     func testUpdatesAndDeletesWithFullOldRowsAndHistoryFromTupleBytes() throws {
-        let hash = { HMACSHA256(key: Array("k".utf8)).hex(Array($0.utf8)) }
+        let hash = { (text: String) in HMACSHA256(key: Array("k".utf8)).hex(Array(text.utf8)) }
         let mirror = try TableTransform(source: people, transforms: try rules([("metadata", .list([.scalar("op", line: 1)], line: 1))]))
         var buffers = RowBuffers()
         let update = try makeChange(.update, people, oldKind: .full, old: cells("1", "a@x", "s", "20", "old"),
