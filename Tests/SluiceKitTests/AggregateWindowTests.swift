@@ -39,6 +39,22 @@ final class AggregateWindowTests: XCTestCase {
         }
     }
 
+    func testComputedStartsEqualEveryWindowHoldingTheTime() {
+        // The fold computes the first start instead of searching: it must match a brute-force scan.
+        let shapes: [(Int64, Int64)] = [(minute, minute), (5 * minute, minute), (150_000_000, minute), (7, 3), (10, 10), (9, 1)]
+        var random = SystemRandomNumberGenerator()
+        for (size, every) in shapes {
+            let window = AggregateWindow(size: size, every: every, time: .column("t"))
+            for _ in 0..<300 {
+                let time = Int64.random(in: -20 * size...20 * size, using: &random)
+                let scan = stride(from: (time / every - size / every - 2) * every, through: time + every, by: Int(every))
+                    .filter { $0 <= time && time < $0 + size }
+                XCTAssertEqual(window.starts(containing: time), scan, "size \(size), every \(every), time \(time)")
+                XCTAssertEqual(window.firstStart(containing: time), scan.first)
+            }
+        }
+    }
+
     func testTimesAreReadInUTC() {
         func micros(_ text: String) -> Int64? { EventTime.micros(ArraySlice(text.utf8)) }
         XCTAssertEqual(micros("1970-01-01 00:00:00+00"), 0)

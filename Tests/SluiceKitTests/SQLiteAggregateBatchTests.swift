@@ -69,13 +69,51 @@ final class SQLiteAggregateBatchTests: XCTestCase {
             "2026-12-01 10:00:00+00 | us | 1 | 5.00 | 5.00 | 5.00",
             "2026-12-01 10:02:00+00 | eu | 1 | 30.00 | 30.00 | 30.00",
         ])
-        XCTAssertEqual(try database.query("SELECT window_start, value, n FROM _sluice_per_minute_top ORDER BY 1, 2")
-            .map { $0.map { $0 ?? "NULL" }.joined(separator: " | ") }, [
-            "2026-12-01 10:00:00+00 | 10.00 | 1", "2026-12-01 10:00:00+00 | 5.00 | 1", "2026-12-01 10:02:00+00 | 30.00 | 1",
-        ], "the value counts hold exactly the rows left")
+        func listed() throws -> [String] {
+            try database.query("SELECT window_start, _sluice_group, value, n FROM _sluice_per_minute_top ORDER BY 1, 2, 3")
+                .map { $0.map { $0 ?? "NULL" }.joined(separator: " | ") }
+        }
+        XCTAssertEqual(try listed(), ["2026-12-01 10:00:00+00 | 2:eu | 10.00 | 1"],
+                       "a window and group that held two values lists its counts; one holding a single value is not listed")
 
-        // The maximum retracted again in a stored window, with a smaller value added in the same batch.
-        try commit([try insert(row(8, "eu", "3.00", "00:10")), try update(row(1, "eu", "10.00", "00:30"), row(1, "eu", "1.00", "00:30"))])
-        XCTAssertEqual(try lines().first, "2026-12-01 10:00:00+00 | eu | 2 | 4.00 | 3.00 | 1.00")
+        // The maximum retracted again in a stored window, with a smaller value added in the same batch;
+        // a window holding one value gets a second (listed now) and a row without an amount.
+        try commit([try insert(row(8, "eu", "3.00", "00:10")), try update(row(1, "eu", "10.00", "00:30"), row(1, "eu", "1.00", "00:30")),
+                    try insert(row(9, "eu", "40.00", "02:20")), try insert(row(10, "eu", nil, "02:30"))])
+        XCTAssertEqual(try lines(), [
+            "2026-12-01 10:00:00+00 | eu | 2 | 4.00 | 3.00 | 1.00",
+            "2026-12-01 10:00:00+00 | us | 1 | 5.00 | 5.00 | 5.00",
+            "2026-12-01 10:02:00+00 | eu | 3 | 70.00 | 40.00 | 30.00",
+        ])
+        XCTAssertEqual(try listed(), [
+            "2026-12-01 10:00:00+00 | 2:eu | 1.00 | 1", "2026-12-01 10:00:00+00 | 2:eu | 3.00 | 1",
+            "2026-12-01 10:02:00+00 | 2:eu | 30.00 | 1", "2026-12-01 10:02:00+00 | 2:eu | 40.00 | 1",
+        ])
+
+        // The current maximum of a listed window and of one holding a single value retracted: the next
+        // value, and NULL when only a row without an amount is left.
+        try commit([try delete(row(9, "eu", "40.00", "02:20")), try update(row(3, "us", "5.00", "00:05"), row(3, "us", nil, "00:05"))])
+        XCTAssertEqual(try lines(), [
+            "2026-12-01 10:00:00+00 | eu | 2 | 4.00 | 3.00 | 1.00",
+            "2026-12-01 10:00:00+00 | us | 1 | NULL | NULL | NULL",
+            "2026-12-01 10:02:00+00 | eu | 2 | 30.00 | 30.00 | 30.00",
+        ])
+
+        // Many windows and groups new to the table in one batch (multi-row INSERTs and their remainder),
+        // beside an insert and delete of one key and a row moving into them.
+        var many: [Change] = []
+        for id in 100..<170 { many.append(try insert(row(id, "r\(id % 35)", "\(id).00", id < 135 ? "05:00" : "06:00"))) }
+        many.append(try insert(row(200, "r1", "999.00", "05:30")))
+        many.append(try delete(row(200, "r1", "999.00", "05:30")))
+        many.append(try update(row(8, "eu", "3.00", "00:10"), row(8, "r2", "3.00", "06:10")))
+        try commit(many)
+        let late = try lines().filter { $0.hasPrefix("2026-12-01 10:05") || $0.hasPrefix("2026-12-01 10:06") }
+        XCTAssertEqual(late.count, 70, "35 groups in each of two new windows")
+        XCTAssertEqual(late.first { $0.contains("10:05:00+00 | r1 |") }, "2026-12-01 10:05:00+00 | r1 | 1 | 106.00 | 106.00 | 106.00",
+                       "the row inserted and deleted in the batch left nothing")
+        XCTAssertEqual(late.first { $0.contains("10:06:00+00 | r2 |") }, "2026-12-01 10:06:00+00 | r2 | 2 | 145.00 | 142.00 | 3.00",
+                       "the moved row joined its new window and group")
+        XCTAssertEqual(try lines().first, "2026-12-01 10:00:00+00 | eu | 1 | 1.00 | 1.00 | 1.00", "and left its old one")
+        XCTAssertEqual(try listed().filter { $0.contains("10:06") }, ["2026-12-01 10:06:00+00 | 2:r2 | 142.00 | 1", "2026-12-01 10:06:00+00 | 2:r2 | 3.00 | 1"])
     }
 }

@@ -1,11 +1,17 @@
 import SluiceKit
 import SluiceWire
 
-/// Writing one batch's folded deltas. A window and group new to the table (the common case: time
-/// moves on) costs one `INSERT … ON CONFLICT DO NOTHING`, its state computed from nothing; only one
-/// already stored is read, updated in Swift (SQLite has no exact decimal) and written back, or
-/// deleted when no row is left. min/max value counts are adjusted with one upsert per value, and the
-/// extreme is recomputed from the value table only when the batch retracted the current one.
+/// Writing one batch's folded deltas. Windows the table holds no group of yet (the common case: time
+/// moves on) are inserted in multi-row INSERTs of ``insertChunk`` rows, their state computed from
+/// nothing; a new group of a stored window costs one `INSERT … ON CONFLICT DO NOTHING`; only a window
+/// and group already stored is read, updated in Swift (SQLite has no exact decimal) and written back,
+/// or deleted when no row is left.
+///
+/// min/max value counts: a window and group not listed in the value table holds one distinct value
+/// (its extreme, `_sluice_<m>_n` times) — most windows and groups of a fine-grained aggregate, at no
+/// cost per row. The first batch leaving it two or more lists every value's count; from then on each
+/// changed value is one upsert, and the extreme is recomputed from the list only when the batch
+/// retracted the current one.
 extension SQLiteAggregates {
     /// The stored state of one window and group: rows, and per measure its count and sum or extreme text.
     private struct Row {
@@ -22,9 +28,20 @@ extension SQLiteAggregates {
     /// The statements of one aggregate's batch, prepared once per sink and aggregate.
     private struct Statements {
         let read, insert, replace, remove: SQLiteStatement
-        /// Per min/max measure (by index): its value table's upsert, prune, read and clear.
-        let values: [Int: (adjust: SQLiteStatement, prune: SQLiteStatement, all: SQLiteStatement, clear: SQLiteStatement)]
+        /// Whether the table holds any group of a window; plain INSERTs of one and of ``insertChunk`` windows and groups.
+        let stored, fresh, freshChunk: SQLiteStatement
+        /// Parameters per window and group.
+        let width: Int
+        /// Per min/max measure (by index): its value table's upsert, prune, read, clear and whether it lists a window and group.
+        let values: [Int: ValueStatements]
     }
+
+    private struct ValueStatements {
+        let adjust, prune, all, clear, listed: SQLiteStatement
+    }
+
+    /// Rows per multi-row INSERT of new windows and groups.
+    static let insertChunk = 32
 
     private func statements(_ aggregate: BoundAggregate) throws -> Statements {
         let table = quote(name(aggregate))
@@ -40,22 +57,32 @@ extension SQLiteAggregates {
                 columns += [quote("_sluice_\(measure.name)_n"), quote("_sluice_\(measure.name)_s")]
             }
         }
-        let list = "(\(columns.joined(separator: ", "))) VALUES (" + (1...columns.count).map { "?\($0)" }.joined(separator: ", ") + ")"
-        var values: [Int: (SQLiteStatement, SQLiteStatement, SQLiteStatement, SQLiteStatement)] = [:]
+        func rows(_ count: Int) -> String {
+            (0..<count).map { row in
+                "(" + (1...columns.count).map { "?\(row * columns.count + $0)" }.joined(separator: ", ") + ")"
+            }.joined(separator: ", ")
+        }
+        let into = "INSERT INTO \(table) (\(columns.joined(separator: ", "))) VALUES "
+        var values: [Int: ValueStatements] = [:]
         for (index, measure) in aggregate.measures.enumerated() where measure.function == .min || measure.function == .max {
             let state = valuesTable(aggregate, measure)
             let group = "WHERE window_start = ?1 AND _sluice_group = ?2"
-            values[index] = (try statement("""
-                INSERT INTO \(state) (window_start, _sluice_group, value, n) VALUES (?1, ?2, ?3, ?4)
-                ON CONFLICT (window_start, _sluice_group, value) DO UPDATE SET n = n + excluded.n
-                """), try statement("DELETE FROM \(state) \(group) AND n <= 0"),
-                try statement("SELECT value FROM \(state) \(group)"), try statement("DELETE FROM \(state) \(group)"))
+            values[index] = ValueStatements(
+                adjust: try statement("""
+                    INSERT INTO \(state) (window_start, _sluice_group, value, n) VALUES (?1, ?2, ?3, ?4)
+                    ON CONFLICT (window_start, _sluice_group, value) DO UPDATE SET n = n + excluded.n
+                    """),
+                prune: try statement("DELETE FROM \(state) \(group) AND n <= 0"),
+                all: try statement("SELECT value FROM \(state) \(group)"), clear: try statement("DELETE FROM \(state) \(group)"),
+                listed: try statement("SELECT 1 FROM \(state) \(group) LIMIT 1"))
         }
         return Statements(
             read: try statement("SELECT \(stateColumns.joined(separator: ", ")) FROM \(table) WHERE window_start = ?1 AND _sluice_group = ?2"),
-            insert: try statement("INSERT INTO \(table) \(list) ON CONFLICT (window_start, _sluice_group) DO NOTHING RETURNING 1"),
-            replace: try statement("INSERT OR REPLACE INTO \(table) \(list)"),
+            insert: try statement(into + rows(1) + " ON CONFLICT (window_start, _sluice_group) DO NOTHING"),
+            replace: try statement("INSERT OR REPLACE INTO \(table) (\(columns.joined(separator: ", "))) VALUES " + rows(1)),
             remove: try statement("DELETE FROM \(table) WHERE window_start = ?1 AND _sluice_group = ?2"),
+            stored: try statement("SELECT 1 FROM \(table) WHERE window_start = ?1 LIMIT 1"),
+            fresh: try statement(into + rows(1)), freshChunk: try statement(into + rows(Self.insertChunk)), width: columns.count,
             values: values)
     }
 
@@ -71,23 +98,67 @@ extension SQLiteAggregates {
         }
         var extremes = [String?](repeating: nil, count: aggregate.measures.count)  // reused: no allocation per delta
         let nothing = Row(measures: aggregate.measures.count)
-        for delta in deltas {
-            let start = text(delta.windowStart)
-            // New to the table (nothing retracted): try to insert its state computed from nothing.
-            if delta.rows > 0, delta.measures.allSatisfy({ $0.values.values.allSatisfy { $0 >= 0 } }) {
-                for index in statements.values.keys {
-                    let added = delta.measures[index].values.compactMap { $0.value > 0 ? $0.key : nil }
-                    let measure = aggregate.measures[index]
-                    extremes[index] = ExtremeValue.pick(added, largest: measure.function == .max, valueClass: measure.valueClass)
+        /// The new extremes of a window and group new to the table: from its added values.
+        func addedExtremes(_ delta: AggregateDelta) {
+            for index in statements.values.keys {
+                let added = delta.measures[index].values.compactMap { $0.value > 0 ? $0.key : nil }
+                let measure = aggregate.measures[index]
+                extremes[index] = ExtremeValue.pick(added, largest: measure.function == .max, valueClass: measure.valueClass)
+            }
+        }
+        /// Lists the values of a window and group new to the table that holds two or more.
+        func listValues(_ delta: AggregateDelta, start: String) throws {
+            for (index, value) in statements.values where delta.measures[index].values.reduce(0, { $0 + ($1.value > 0 ? 1 : 0) }) > 1 {
+                try adjust(value.adjust, delta.measures[index], start: start, group: delta.groupKey)
+            }
+        }
+        // Deltas of windows the table holds no group of: nothing to read or conflict with (a batch has
+        // one delta per window and group), inserted together.
+        var stored: [Int64: Bool] = [:]
+        var fresh: [Int] = []
+        fresh.reserveCapacity(Self.insertChunk)
+        func insertFresh() throws {
+            if fresh.count == Self.insertChunk {
+                for (row, position) in fresh.enumerated() {
+                    addedExtremes(deltas[position])
+                    bind(statements.freshChunk, deltas[position], nothing, extremes: extremes, start: text(deltas[position].windowStart),
+                         end: text(deltas[position].windowEnd), of: aggregate, first: row * statements.width + 1)
                 }
-                bind(statements.insert, delta, nothing, extremes: extremes, start: start,
-                     end: text(delta.windowEnd), of: aggregate)
-                let inserted = try statements.insert.step()
-                statements.insert.reset()
-                if inserted {
-                    for (index, value) in statements.values {
-                        try adjust(value.adjust, delta.measures[index], start: start, group: delta.groupKey)
-                    }
+                try statements.freshChunk.run()
+            } else {
+                for position in fresh {
+                    addedExtremes(deltas[position])
+                    bind(statements.fresh, deltas[position], nothing, extremes: extremes, start: text(deltas[position].windowStart),
+                         end: text(deltas[position].windowEnd), of: aggregate)
+                    try statements.fresh.run()
+                }
+            }
+            for position in fresh { try listValues(deltas[position], start: text(deltas[position].windowStart)) }
+            fresh.removeAll(keepingCapacity: true)
+        }
+        for (position, delta) in deltas.enumerated() {
+            let start = text(delta.windowStart)
+            // New to the table (nothing retracted): insert its state computed from nothing.
+            if delta.rows > 0, delta.measures.allSatisfy({ $0.values.values.allSatisfy { $0 >= 0 } }) {
+                let held: Bool
+                if let known = stored[delta.windowStart] {
+                    held = known
+                } else {
+                    statements.stored.bind(1, text: start)
+                    held = try statements.stored.step()
+                    statements.stored.reset()
+                    stored[delta.windowStart] = held
+                }
+                if !held {
+                    fresh.append(position)
+                    if fresh.count == Self.insertChunk { try insertFresh() }
+                    continue
+                }
+                addedExtremes(delta)
+                bind(statements.insert, delta, nothing, extremes: extremes, start: start, end: text(delta.windowEnd), of: aggregate)
+                try statements.insert.run()
+                if database.changes > 0 {
+                    try listValues(delta, start: start)
                     continue
                 }
             }
@@ -114,18 +185,20 @@ extension SQLiteAggregates {
                 // The value counts change even when no value is left (the last ones became NULL):
                 // stale counts would come back as extremes after a later retraction.
                 let measure = aggregate.measures[index]
-                let picked = try extreme(measure, delta.measures[index], current: row.texts[index], value, start: start, group: delta.groupKey)
+                let picked = try extreme(measure, delta.measures[index], current: row.texts[index], held: row.counts[index], value,
+                                         start: start, group: delta.groupKey)
                 extremes[index] = row.counts[index] + delta.measures[index].count <= 0 ? nil : picked
             }
             bind(statements.replace, delta, row, extremes: extremes, start: start, end: text(delta.windowEnd), of: aggregate)
             try statements.replace.run()
         }
+        try insertFresh()
     }
 
     /// Binds a window and group's new state: the stored `row` plus `delta`; min/max from `extremes`.
     private func bind(_ statement: SQLiteStatement, _ delta: AggregateDelta, _ row: Row, extremes: [String?],
-                      start: String, end: String, of aggregate: BoundAggregate) {
-        var parameter = 1
+                      start: String, end: String, of aggregate: BoundAggregate, first: Int = 1) {
+        var parameter = first
         func bind(_ text: String?) {
             if let text { statement.bind(parameter, text: text) } else { statement.bindNull(parameter) }
             parameter += 1
@@ -191,11 +264,33 @@ extension SQLiteAggregates {
         return retracted
     }
 
-    /// Adjusts the value counts and returns the new extreme: from the current one and the added values
-    /// unless the batch retracted the current one, else from every value left in this window and group.
-    private func extreme(_ measure: BoundAggregate.BoundMeasure, _ change: MeasureDelta, current: String?,
-                         _ statements: (adjust: SQLiteStatement, prune: SQLiteStatement, all: SQLiteStatement, clear: SQLiteStatement),
-                         start: String, group: String) throws -> String? {
+    /// Adjusts the value counts and returns the new extreme. A window and group not listed in the value
+    /// table holds one value (`current`, `held` times): listed once the batch leaves two or more.
+    /// A listed one's extreme comes from the current one and the added values unless the batch
+    /// retracted the current one, else from every value left in this window and group.
+    private func extreme(_ measure: BoundAggregate.BoundMeasure, _ change: MeasureDelta, current: String?, held: Int64,
+                         _ statements: ValueStatements, start: String, group: String) throws -> String? {
+        let largest = measure.function == .max
+        if change.values.values.allSatisfy({ $0 == 0 }) { return current }
+        statements.listed.bind(1, text: start)
+        statements.listed.bind(2, text: group)
+        let listed = try statements.listed.step()
+        statements.listed.reset()
+        guard listed else {
+            var counts = change.values
+            if let current, held > 0 { counts[current, default: 0] += held }
+            let left = counts.filter { $0.value > 0 }
+            if left.count > 1 {
+                for (value, count) in left.sorted(by: { $0.key < $1.key }) {
+                    statements.adjust.bind(1, text: start)
+                    statements.adjust.bind(2, text: group)
+                    statements.adjust.bind(3, text: value)
+                    statements.adjust.bind(4, int64: count)
+                    try statements.adjust.run()
+                }
+            }
+            return ExtremeValue.pick(Array(left.keys), largest: largest, valueClass: measure.valueClass)
+        }
         var candidates = current.map { [$0] } ?? []
         candidates += change.values.compactMap { $0.value > 0 ? $0.key : nil }
         if try adjust(statements.adjust, change, start: start, group: group) {
@@ -210,7 +305,7 @@ extension SQLiteAggregates {
                 statements.all.reset()
             }
         }
-        return ExtremeValue.pick(candidates, largest: measure.function == .max, valueClass: measure.valueClass)
+        return ExtremeValue.pick(candidates, largest: largest, valueClass: measure.valueClass)
     }
 }
 

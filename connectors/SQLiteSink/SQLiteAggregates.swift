@@ -9,8 +9,9 @@ import SluiceWire
 /// columns the table keeps `_sluice_group` (the group's key: NULL values are one group),
 /// `_sluice_rows`, and per measure `_sluice_<m>_n` (non-NULL values) and `_sluice_<m>_s` (the exact
 /// sum as text, or for min/max the current extreme as text). min and max keep, per window, group and
-/// value, how many rows hold the value in `_sluice_<table>_<measure>`; when a batch retracts values
-/// the extreme is recomputed from that table (reading that window and group's distinct values).
+/// value, how many rows hold the value in `_sluice_<table>_<measure>` once the window and group has
+/// held two distinct values (before, its one value is the extreme); when a batch retracts the extreme
+/// it is recomputed from that table (reading that window and group's distinct values).
 final class SQLiteAggregates: AggregateStore {
     let database: SQLiteDatabase
     private let sink: String

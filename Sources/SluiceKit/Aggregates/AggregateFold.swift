@@ -16,6 +16,10 @@ public struct AggregateFold: Sendable {
     /// `takeDeltas` hands it over without a copy.
     private var deltas: [AggregateDelta] = []
     private var index: [Key: Int] = [:]
+    /// The previous row's windows (first and last start), group key and their deltas' positions:
+    /// consecutive rows of a time-ordered stream often share them, and then skip the lookups.
+    private var recent: (first: Int64, last: Int64, group: String)?
+    private var recentPositions: [Int] = []
 
     struct Key: Hashable {
         let windowStart: Int64
@@ -36,17 +40,23 @@ public struct AggregateFold: Sendable {
     /// is the commit time that last wrote the old row). Returns the windows of rows skipped as late.
     @discardableResult
     public mutating func apply(_ change: Change, commitTime: Int64, oldTime: Int64? = nil) throws(AggregateBindError) -> [Int64] {
+        try apply(change, rows: ChangeRows(change), commitTime: commitTime, oldTime: oldTime)
+    }
+
+    /// The same with the change's rows already read (once for all the folds over its table).
+    @discardableResult
+    public mutating func apply(_ change: Change, rows: ChangeRows, commitTime: Int64,
+                               oldTime: Int64? = nil) throws(AggregateBindError) -> [Int64] {
         var late: [Int64] = []
         switch change.operation {
         case .insert, .read:
-            guard let new = change.new else { return [] }
-            late += add(new.values, sign: 1, time: commitTime)
+            guard let new = rows.new else { return [] }
+            late += add(new, sign: 1, time: commitTime)
         case .delete:
-            late += add(try oldRow(change), sign: -1, time: oldTime)
+            late += add(try oldRow(change, rows), sign: -1, time: oldTime)
         case .update:
-            let old = try oldRow(change)
-            guard let new = change.new else { return [] }
-            var row = new.values
+            let old = try oldRow(change, rows)
+            guard var row = rows.new else { return [] }
             for index in row.indices where row[index].isUnchanged && index < old.count { row[index] = old[index] }
             late += add(old, sign: -1, time: oldTime)
             late += add(row, sign: 1, time: commitTime)
@@ -56,20 +66,21 @@ public struct AggregateFold: Sendable {
         return late
     }
 
-    private func oldRow(_ change: Change) throws(AggregateBindError) -> [Value] {
-        guard change.oldKind == .full, let old = change.old else {
+    private func oldRow(_ change: Change, _ rows: ChangeRows) throws(AggregateBindError) -> [Value] {
+        guard change.oldKind == .full, let old = rows.old else {
             throw AggregateBindError(key: aggregate.definition.key, message: """
                 a \(change.operation.name) of \(change.relation.qualifiedName) came without its old row, which the aggregate needs \
                 to retract it: ALTER TABLE \(BoundAggregate.quoted(change.relation)) REPLICA IDENTITY FULL on the source
                 """)
         }
-        return old.values
+        return old
     }
 
     /// Drops what is pending: a TRUNCATE of the source empties the aggregate anyway.
     public mutating func truncate() {
         deltas.removeAll()
         index.removeAll()
+        recent = nil
     }
 
     /// The folded deltas in order of first change, and an empty fold.
@@ -77,6 +88,7 @@ public struct AggregateFold: Sendable {
         var taken: [AggregateDelta] = []
         swap(&taken, &deltas)
         index.removeAll(keepingCapacity: true)  // the next batch is likely as large: no regrowing
+        recent = nil
         deltas.reserveCapacity(taken.count)
         taken.removeAll { $0.isEmpty }
         return taken
@@ -89,7 +101,8 @@ public struct AggregateFold: Sendable {
     }
 
     private mutating func add(_ row: [Value], sign: Int64, time commitTime: Int64?) -> [Int64] {
-        let aggregate = self.aggregate
+        // Per row: fields of `aggregate` are read in place (a copy of it would retain all its parts),
+        // the group's key is built once, and the group values only for a window and group new to the batch.
         if let predicate = aggregate.predicate, predicate.evaluate(row) != .true { return [] }
         let time: Int64
         if let column = aggregate.timeColumn {
@@ -99,14 +112,24 @@ public struct AggregateFold: Sendable {
             guard let commitTime else { return [] }
             time = commitTime
         }
+        let window = aggregate.definition.window
         if sign > 0, aggregate.definition.retain != nil { watermark = max(watermark ?? time, time) }
-        let group = aggregate.groupColumns.map { index -> String? in index < row.count ? row[index].string : nil }
-        let groupKey = Self.groupKey(group)
+        let groupKey = Self.groupKey(row, aggregate.groupColumns)
         // The row's measured values are read once, then added to each of its windows.
         let values = MeasureValues(row, aggregate.measures)
+        let cutoff = retentionCutoff
+        let first = window.firstStart(containing: time), last = AggregateWindow.floor(time, window.every)
+        if let recent, recent.first == first, recent.last == last, recent.group == groupKey, cutoff.map({ first + window.size > $0 }) ?? true {
+            for position in recentPositions { deltas[position].add(values, sign: sign, measures: aggregate.measures) }
+            return []
+        }
+        recent = nil
+        recentPositions.removeAll(keepingCapacity: true)
         var late: [Int64] = []
-        for start in aggregate.definition.window.starts(containing: time) {
-            if let cutoff = retentionCutoff, start + aggregate.definition.window.size <= cutoff {
+        var start = first
+        while start <= last {
+            defer { start += window.every }
+            if let cutoff, start + window.size <= cutoff {
                 droppedLate += 1
                 late.append(start)
                 continue
@@ -118,18 +141,48 @@ public struct AggregateFold: Sendable {
             } else {
                 position = deltas.count
                 index[key] = position
-                deltas.append(AggregateDelta(windowStart: start, windowEnd: start + aggregate.definition.window.size, group: group,
+                let group = aggregate.groupColumns.map { index -> String? in index < row.count ? row[index].string : nil }
+                deltas.append(AggregateDelta(windowStart: start, windowEnd: start + window.size, group: group,
                                              groupKey: groupKey, measureCount: aggregate.measures.count))
             }
             deltas[position].add(values, sign: sign, measures: aggregate.measures)
+            recentPositions.append(position)
         }
+        if late.isEmpty { recent = (first, last, groupKey) }
         return late
+    }
+
+    /// ``groupKey(_:)`` of a row's group columns, built without the intermediate arrays.
+    static func groupKey(_ row: [Value], _ columns: [Int]) -> String {
+        var key = ""
+        for (position, index) in columns.enumerated() {
+            if position > 0 { key.append(",") }
+            if index < row.count, let text = row[index].string {
+                key.append(String(text.utf8.count))
+                key.append(":")
+                key.append(text)
+            } else {
+                key.append("n")
+            }
+        }
+        return key
     }
 
     /// One text per group: `n` for NULL, else the value's length, `:` and its text; joined by `,`.
     /// Unambiguous, so equal keys are equal groups (the aggregate table's key column `_sluice_group`).
     public static func groupKey(_ values: [String?]) -> String {
         values.map { value in value.map { "\($0.utf8.count):\($0)" } ?? "n" }.joined(separator: ",")
+    }
+}
+
+/// A change's old and new rows as values, read from their tuples once per change.
+public struct ChangeRows: Sendable {
+    public let old: [Value]?
+    public let new: [Value]?
+
+    public init(_ change: Change) {
+        old = change.old?.values
+        new = change.new?.values
     }
 }
 
@@ -231,7 +284,8 @@ public struct MeasureDelta: Sendable, Equatable {
     /// 18 digits, plus `overflowSum` (values that did not).
     var scaled: Int64 = 0
     var scale = 0
-    var overflowSum = ExactDecimal(0)
+    var overflowSum = MeasureDelta.zero
+    static let zero = ExactDecimal(0)
     /// The change of the sum, for integer and numeric columns, exact.
     public var exactSum: ExactDecimal {
         let small = ExactDecimal(kind: .finite, negative: scaled < 0, digits: String(scaled.magnitude).utf8.map { $0 - 48 }, scale: scale)

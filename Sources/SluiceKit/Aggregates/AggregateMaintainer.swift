@@ -29,7 +29,7 @@ public final class AggregateMaintainer {
     private var folds: [AggregateFold?]
     /// Per definition, the source relation (id and name) its fold is bound to and whether it is placed
     /// by commit time: read per change without touching the fold.
-    private var sources: [(id: UInt32, name: String, byCommitTime: Bool)?]
+    private var sources: [(id: UInt32, schema: String, table: String, byCommitTime: Bool)?]
     /// Row commit times set by this batch (nil: forgotten), written at flush: an insert then costs no
     /// statement of its own, and a bulk load of the mirrored rows is not interrupted.
     private var rowTimes: [Int: [String: Int64?]] = [:]
@@ -80,14 +80,15 @@ public final class AggregateMaintainer {
                 lateRows[index]!.increment(by: 0)  // published from the first scrape, at 0
                 folds[index] = AggregateFold(bound, watermark: watermarks[definition.table.description])
             }
-            sources[index] = (bound.schema.id, bound.schema.qualifiedName, bound.timeColumn == nil)
+            sources[index] = (bound.schema.id, bound.schema.schema, bound.schema.table, bound.timeColumn == nil)
         }
     }
 
     /// Folds a change into the aggregates over its table. A TRUNCATE empties them at once.
     public func apply(_ change: Change, store: AggregateStore) throws {
+        var rows: ChangeRows?
         for index in sources.indices where sources[index]?.id == change.relation.id
-            && sources[index]!.name == change.relation.qualifiedName {
+            && sources[index]!.table == change.relation.table && sources[index]!.schema == change.relation.schema {
             if change.operation == .truncate {
                 folds[index]!.truncate()
                 rowTimes[index] = nil
@@ -95,11 +96,12 @@ public final class AggregateMaintainer {
                 continue
             }
             let late: [Int64]
+            if rows == nil { rows = ChangeRows(change) }
             do {
                 if sources[index]!.byCommitTime {
-                    late = try applyByCommitTime(change, index: index, store: store)
+                    late = try applyByCommitTime(change, rows!, index: index, store: store)
                 } else {
-                    late = try folds[index]!.apply(change, commitTime: commitTime)
+                    late = try folds[index]!.apply(change, rows: rows!, commitTime: commitTime)
                 }
             } catch let error as AggregateBindError {
                 throw ConnectorError.misconfigured("sink \(sink): \(error)")
@@ -115,7 +117,7 @@ public final class AggregateMaintainer {
 
     /// Under `time: commit_time` a row's time is the commit time of the transaction that last wrote it,
     /// which the old row does not carry: the store keeps it per primary key.
-    private func applyByCommitTime(_ change: Change, index: Int, store: AggregateStore) throws -> [Int64] {
+    private func applyByCommitTime(_ change: Change, _ rows: ChangeRows, index: Int, store: AggregateStore) throws -> [Int64] {
         let aggregate = folds[index]!.aggregate
         let key = aggregate.schema.primaryKey
         func rowKey(_ tuple: Tuple?) -> String? {
@@ -128,7 +130,7 @@ public final class AggregateMaintainer {
         if let oldKey {
             if let pending = rowTimes[index]?[oldKey] { oldTime = pending } else { oldTime = try store.rowTime(aggregate, key: oldKey) }
         }
-        let late = try folds[index]!.apply(change, commitTime: commitTime, oldTime: oldTime)
+        let late = try folds[index]!.apply(change, rows: rows, commitTime: commitTime, oldTime: oldTime)
         if let oldKey, oldKey != newKey { rowTimes[index, default: [:]][oldKey] = .some(nil) }
         if let newKey { rowTimes[index, default: [:]][newKey] = .some(commitTime) }
         return late

@@ -28,14 +28,15 @@ public struct AggregateWindow: Sendable, Equatable {
     /// Starts of the windows holding `time`, earliest first: one for tumbling windows,
     /// `ceil(size / every)` or fewer for hopping ones.
     public func starts(containing time: Int64) -> [Int64] {
+        Array(stride(from: firstStart(containing: time), through: Self.floor(time, every), by: Int(every)))
+    }
+
+    /// The earliest start of a window holding `time`; the others follow every `every` up to
+    /// `floor(time, every)`. Computed, not searched: the fold calls it per row.
+    public func firstStart(containing time: Int64) -> Int64 {
         let last = Self.floor(time, every)
-        var starts: [Int64] = []
-        var start = last
-        while start > time &- size {
-            starts.append(start)
-            start -= every
-        }
-        return starts.reversed()
+        // Windows start at last - k·every for every k ≥ 0 with last - k·every > time - size.
+        return last - (last - time + size - 1) / every * every
     }
 
     /// The largest multiple of `step` at or below `value` (floor division, also for negatives).
