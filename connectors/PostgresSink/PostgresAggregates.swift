@@ -11,9 +11,10 @@ import SluiceWire
 /// so avg is kept as sum and count.
 /// min and max keep, per window, group and value, how many rows hold the value, in a table
 /// `_sluice_<table>_<measure>` beside it; the extreme is read back from there after each batch,
-/// so deleting the current maximum gives the next one.
+/// so deleting the current maximum gives the next one. Batches of many windows and groups go through
+/// staging tables (PostgresAggregateStaging.swift).
 final class PostgresAggregates: AggregateStore {
-    private let pipeline: PGPipeline
+    let pipeline: PGPipeline
     private let sink: String
 
     init(pipeline: PGPipeline, sink: String) {
@@ -28,11 +29,11 @@ final class PostgresAggregates: AggregateStore {
             """)
     }
 
-    private func quote(_ name: String) -> String { PGConnection.quoteIdentifier(name) }
-    private func table(_ aggregate: BoundAggregate) -> String {
+    func quote(_ name: String) -> String { PGConnection.quoteIdentifier(name) }
+    func table(_ aggregate: BoundAggregate) -> String {
         quote(aggregate.definition.table.schema) + "." + quote(aggregate.definition.table.table)
     }
-    private func valuesTable(_ aggregate: BoundAggregate, _ measure: BoundAggregate.BoundMeasure) -> String {
+    func valuesTable(_ aggregate: BoundAggregate, _ measure: BoundAggregate.BoundMeasure) -> String {
         quote(aggregate.definition.table.schema) + "." + quote("_sluice_\(aggregate.definition.table.table)_\(measure.name)")
     }
 
@@ -119,6 +120,10 @@ final class PostgresAggregates: AggregateStore {
             INSERT INTO \(target) AS a (\(names.joined(separator: ", "))) VALUES (\(casts.enumerated().map { "$\($0.offset + 1)::\($0.element)" }.joined(separator: ", ")))
             ON CONFLICT (window_start, _sluice_group) DO UPDATE SET \(updates.joined(separator: ", "))
             """
+        if deltas.count >= Self.stagingThreshold {
+            try writeStaged(deltas, of: aggregate, names: names, updates: updates)
+            return
+        }
         var parameters = PGParameters()
         for delta in deltas {
             parameters.removeAll()
