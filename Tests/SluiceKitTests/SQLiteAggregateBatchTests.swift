@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 @testable import SQLiteSink
 import SluiceKit
 import SluiceWire
@@ -115,5 +116,51 @@ final class SQLiteAggregateBatchTests: XCTestCase {
                        "the moved row joined its new window and group")
         XCTAssertEqual(try lines().first, "2026-12-01 10:00:00+00 | eu | 1 | 1.00 | 1.00 | 1.00", "and left its old one")
         XCTAssertEqual(try listed().filter { $0.contains("10:06") }, ["2026-12-01 10:06:00+00 | 2:r2 | 142.00 | 1", "2026-12-01 10:06:00+00 | 2:r2 | 3.00 | 1"])
+    }
+
+    /// A fold written ahead every few windows and groups (as a large batch is) leaves the same table
+    /// as one written at the end of the batch: across the cuts a key is inserted and deleted, a row
+    /// moves windows and the current maximum is retracted.
+    func testWritingAheadWithinABatchLeavesTheSameAggregate() throws {
+        let definition = AggregateDefinition(
+            table: TableName(schema: "public", table: "per_minute"), from: TableName(schema: "public", table: "orders"),
+            predicate: nil, groupBy: ["region"], window: AggregateWindow(size: 60_000_000, every: 60_000_000, time: .column("created_at")),
+            measures: [("n", AggregateDefinition.Measure("count(*)")!), ("total", AggregateDefinition.Measure("sum(amount)")!),
+                       ("top", AggregateDefinition.Measure("max(amount)")!)],
+            retain: nil, key: "sinks[0] (s).aggregates[0]")
+        let directory = NSTemporaryDirectory() + "sqlite-aggregate-ahead-\(getpid())"
+        try? FileManager.default.removeItem(atPath: directory)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let insert = { (cells: [TestCell]) in try makeChange(.insert, self.orders, new: cells) }
+        let delete = { (cells: [TestCell]) in try makeChange(.delete, self.orders, oldKind: .full, old: cells) }
+        let update = { (old: [TestCell], new: [TestCell]) in try makeChange(.update, self.orders, oldKind: .full, old: old, new: new) }
+        let batches: [[Change]] = [
+            [try insert(row(1, "eu", "10.00", "00:30")), try insert(row(2, "eu", "50.00", "00:40")), try insert(row(3, "us", "5.00", "01:10")),
+             try insert(row(4, "ap", "7.00", "02:10")), try insert(row(5, "eu", "1.00", "03:10")), try delete(row(4, "ap", "7.00", "02:10"))],
+            [try insert(row(6, "eu", "70.00", "00:50")), try insert(row(7, "us", "2.00", "04:00")), try insert(row(8, "ap", "3.00", "05:00")),
+             try delete(row(6, "eu", "70.00", "00:50")), try update(row(3, "us", "5.00", "01:10"), row(3, "eu", "5.00", "00:05")),
+             try delete(row(2, "eu", "50.00", "00:40")), try insert(row(9, "us", "9.00", "01:20")), try update(row(1, "eu", "10.00", "00:30"), row(1, "eu", nil, "00:30"))],
+        ]
+        func run(writeAhead: Int?) throws -> [String] {
+            let database = try SQLiteDatabase(path: directory + "/ahead-\(writeAhead ?? 0).db")
+            let store = SQLiteAggregates(database: database, sink: "s")
+            let maintainer = AggregateMaintainer(definitions: [definition], sink: "s", logger: Logger(label: "test"))
+            maintainer.writeAhead = writeAhead
+            try maintainer.reset(store: store)
+            try maintainer.prepare(orders, store: store)
+            for batch in batches {
+                try database.execute("BEGIN IMMEDIATE")
+                for change in batch { try maintainer.apply(change, store: store) }
+                try maintainer.flush(store: store)
+                try database.execute("COMMIT")
+            }
+            return try database.query("SELECT window_start, region, n, total, top, _sluice_rows, _sluice_total_n, _sluice_top_n FROM per_minute ORDER BY 1, 2")
+                .map { $0.map { $0 ?? "NULL" }.joined(separator: " | ") }
+        }
+        let whole = try run(writeAhead: nil)
+        XCTAssertEqual(whole.first, "2026-12-01 10:00:00+00 | eu | 2 | 5.00 | 5.00 | 2 | 1 | 1", "a NULL amount and the moved row")
+        XCTAssertEqual(try run(writeAhead: 1), whole)
+        XCTAssertEqual(try run(writeAhead: 2), whole)
     }
 }

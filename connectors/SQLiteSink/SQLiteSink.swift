@@ -11,6 +11,8 @@ import SluiceWire
 /// form (timestamptz in UTC).
 public final class SQLiteSink: VerifiableSink {
     public static let typeName = "sqlite"
+    /// Windows and groups an aggregate folds before writing them inside the batch (bounds memory).
+    static let aggregateWriteAhead = 16_384
 
     let name: String
     let path: String
@@ -62,6 +64,7 @@ public final class SQLiteSink: VerifiableSink {
                 try SQLiteAggregates.createStateTable(database)
                 let store = SQLiteAggregates(database: database, sink: name)
                 let maintainer = AggregateMaintainer(definitions: aggregateDefinitions, sink: name, logger: logger)
+                maintainer.writeAhead = Self.aggregateWriteAhead
                 try maintainer.reset(store: store)
                 (aggregates, aggregateStore) = (maintainer, store)
             }

@@ -35,6 +35,8 @@ public struct AggregateFold: Sendable {
     public mutating func rebind(_ aggregate: BoundAggregate) { self.aggregate = aggregate }
 
     public var isEmpty: Bool { deltas.isEmpty }
+    /// Windows and groups pending.
+    public var pendingCount: Int { deltas.count }
 
     /// Folds one change. `commitTime` is its transaction's (for `time: commit_time`, where `oldTime`
     /// is the commit time that last wrote the old row). Returns the windows of rows skipped as late.

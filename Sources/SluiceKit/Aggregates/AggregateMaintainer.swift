@@ -40,6 +40,10 @@ public final class AggregateMaintainer {
     private var lateRows: [Int: Counter] = [:]
     private let logger: Logger
     private let sink: String
+    /// When set, a fold holding this many windows and groups is written at once instead of at
+    /// flush: deltas add up, so the result is the same, and a batch's memory stays bounded. Only for a
+    /// store that may be written between changes (SQLite; the PostgreSQL sink may have a COPY open).
+    public var writeAhead: Int?
 
     public init(definitions: [AggregateDefinition], sink: String, logger: Logger) {
         self.definitions = definitions
@@ -105,6 +109,10 @@ public final class AggregateMaintainer {
                 }
             } catch let error as AggregateBindError {
                 throw ConnectorError.misconfigured("sink \(sink): \(error)")
+            }
+            if let writeAhead, folds[index]!.pendingCount >= writeAhead {
+                let deltas = folds[index]!.takeDeltas()
+                if !deltas.isEmpty { try store.write(deltas, of: folds[index]!.aggregate) }
             }
             if !late.isEmpty { lateRows[index]?.increment(by: late.count) }
             for start in late {
