@@ -57,8 +57,14 @@ struct Tail: ParsableCommand {
         let reader = try logTopic.makeReader(from: start)
         while true {
             if let end = logTopic.durableCommit?.offset {
-                while let record = try reader.next(limit: end + 1) {
-                    try printer.print(record)
+                do {
+                    while let record = try reader.next(limit: end + 1) {
+                        try printer.print(record)
+                    }
+                } catch {
+                    // What was read before a damaged record is printed, then the damage is named.
+                    printer.flush()
+                    throw RuntimeFailure(message: "topic \(topic): \(error)")
                 }
                 printer.flush()
             }
@@ -102,6 +108,12 @@ struct RecordPrinter {
         self.schema = schema
     }
 
+    /// The table as `tables:` and `--table` write it (a part quoted when it needs it), so `"a.b".c`
+    /// and `a."b.c"` read apart.
+    static func name(_ relation: RelationSchema) -> String {
+        TableName(schema: relation.schema, table: relation.table).description
+    }
+
     mutating func print(_ raw: RawRecord) throws {
         let line: String?
         switch try raw.decode() {
@@ -111,7 +123,7 @@ struct RecordPrinter {
         case let .relation(relation):
             relations[relation.id] = relation
             line = !schema ? nil : json ? renderer.relation(relation, offset: raw.offset)
-                : "\(raw.offset)\tSCHEMA\t\(relation.qualifiedName) (\(relation.columns.map { "\($0.name) \($0.typeName)" }.joined(separator: ", ")))"
+                : "\(raw.offset)\tSCHEMA\t\(Self.name(relation)) (\(relation.columns.map { "\($0.name) \($0.typeName)" }.joined(separator: ", ")))"
         case let .change(change):
             guard let relation = relations[change.relationID] else {
                 line = json ? "{\"offset\":\(raw.offset),\"kind\":\"change\",\"op\":\"\(change.operation.name)\",\"table\":null}"
@@ -119,7 +131,7 @@ struct RecordPrinter {
                 break
             }
             line = json ? renderer.change(change, relation: relation, offset: raw.offset)
-                : "\(raw.offset)\t\(change.operation.name.uppercased())\t\(relation.qualifiedName)\t\(renderer.text(change, relation: relation))"
+                : "\(raw.offset)\t\(change.operation.name.uppercased())\t\(Self.name(relation))\t\(renderer.text(change, relation: relation))"
         case let .commit(commit):
             line = json ? renderer.commit(commit, offset: raw.offset)
                 : "\(raw.offset)\tCOMMIT\txid=\(commit.xid) lsn=\(commit.commitLSN) events=\(commit.eventCount)"

@@ -29,7 +29,9 @@ public enum JSONLinesReplay {
             } catch {
                 throw ReplayError(description: "line \(number + 1) is not a JSON object of the tail format: \(line.prefix(120))")
             }
-            guard change.kind == "change", change.table == name else { continue }
+            // The two parts apart where the line has them (`table` alone is ambiguous for dotted names).
+            let same = change.table_schema.map { $0 == table.schema && change.table_name == table.table } ?? (change.table == name)
+            guard change.kind == "change", same else { continue }
             guard let op = change.op, let operation = ChangeOperation.allCases.first(where: { $0.name == op }) else {
                 throw ReplayError(description: "line \(number + 1): unknown op \(change.op ?? "(none)")")
             }
@@ -57,6 +59,8 @@ public enum JSONLinesReplay {
         var kind: String
         var op: String?
         var table: String?
+        var table_schema: String?
+        var table_name: String?
         var before: [String: Scalar]?
         var after: [String: Scalar]?
         var unchanged: [String]?

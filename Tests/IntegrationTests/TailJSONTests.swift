@@ -63,4 +63,46 @@ final class TailJSONTests: DaemonTestCase {
         XCTAssertTrue(update.hasSuffix(#"{"id":1,"prefs":{"vip":true,"tier":1},"doc":[1,2],"note":"changed"}"#), String(update))
         XCTAssertEqual(daemon.terminate(), 0, logTail)
     }
+
+    /// `"a.b"."c"` and `"a"."b.c"` share the `table` text `a.b.c`: `table_schema` and `table_name` tell them
+    /// apart in tail --json and the file sink, and the readable tail quotes the dotted part.
+    func testDottedSchemaAndTableNamesAreToldApart() throws {
+        try source.query("""
+            CREATE SCHEMA "a.b"; CREATE SCHEMA a;
+            CREATE TABLE "a.b".c (id int PRIMARY KEY, v text);
+            CREATE TABLE a."b.c" (id int PRIMARY KEY, v text);
+            """)
+        try writeSourceConfig(tables: [#"'"a.b".c'"#, #"'a."b.c"'"#], sinks: [
+            "  - name: files", "    type: file", "    path: \(outDirectory)", "    topics: [app]",
+        ])
+        let daemon = try startDaemon()
+        try waitForSlotActive()
+        try source.query(#"INSERT INTO "a.b".c VALUES (1, 'schema has the dot'); INSERT INTO a."b.c" VALUES (2, 'table has the dot')"#)
+        try eventually("the file sink to write both rows" + logTail) {
+            let text = pluginTopicText(outDirectory, topic: "app")
+            return text.contains(#""id":1"#) && text.contains(#""id":2"#)
+        }
+        let tail = try sluice(["tail", "app", "--config", configPath, "--from-beginning", "--json", "--schema"])
+        XCTAssertEqual(tail.status, 0, tail.err)
+        var parts: [Int: [String]] = [:]
+        var relations: Set<[String]> = []
+        for line in tail.out.split(separator: "\n") {
+            let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], String(line))
+            let names = [object["table"] as? String ?? "?", object["table_schema"] as? String ?? "?", object["table_name"] as? String ?? "?"]
+            if object["kind"] as? String == "relation" { relations.insert(names) }
+            if object["kind"] as? String == "change", let id = (object["after"] as? [String: Any])?["id"] as? Int { parts[id] = names }
+        }
+        XCTAssertEqual(parts[1], ["a.b.c", "a.b", "c"], tail.out)
+        XCTAssertEqual(parts[2], ["a.b.c", "a", "b.c"], tail.out)
+        XCTAssertEqual(relations, [["a.b.c", "a.b", "c"], ["a.b.c", "a", "b.c"]], tail.out)
+        let fileLines = pluginTopicText(outDirectory, topic: "app").split(separator: "\n").filter { $0.contains(#""kind":"change""#) }
+        XCTAssertTrue(fileLines.contains { $0.contains(#""table_schema":"a.b","table_name":"c""#) }, fileLines.joined(separator: "\n"))
+        XCTAssertTrue(fileLines.contains { $0.contains(#""table_schema":"a","table_name":"b.c""#) }, fileLines.joined(separator: "\n"))
+
+        let text = try sluice(["tail", "app", "--config", configPath, "--from-beginning"])
+        XCTAssertEqual(text.status, 0, text.err)
+        XCTAssertTrue(text.out.contains("\tINSERT\t\"a.b\".c\t"), text.out)
+        XCTAssertTrue(text.out.contains("\tINSERT\ta.\"b.c\"\t"), text.out)
+        XCTAssertEqual(daemon.terminate(), 0, logTail)
+    }
 }

@@ -25,7 +25,21 @@ final class RecordJSONTests: XCTestCase {
 
     func testRelation() {
         assertLine(json.relation(keyedTable, offset: 1),
-                   #"{"offset":1,"kind":"relation","table":"public.accounts","columns":[{"name":"id","type":"integer","primary_key":true},{"name":"name","type":"text"},{"name":"note","type":"text"}]}"#)
+                   #"{"offset":1,"kind":"relation","table":"public.accounts","table_schema":"public","table_name":"accounts","columns":[{"name":"id","type":"integer","primary_key":true},{"name":"name","type":"text"},{"name":"note","type":"text"}]}"#)
+    }
+
+    /// `"a.b"."c"` and `"a"."b.c"` print the same `table`; `table_schema` and `table_name` tell them apart.
+    func testDottedNamesAreToldApartBySchemaAndTableName() throws {
+        let dottedSchema = RelationSchema(id: 7, schema: "a.b", table: "c", replicaIdentity: .default, columns: [column("id", key: true)])
+        let dottedTable = RelationSchema(id: 8, schema: "a", table: "b.c", replicaIdentity: .default, columns: [column("id", key: true)])
+        let first = json.change(try makeChange(.insert, dottedSchema, new: cells("1")))
+        let second = json.change(try makeChange(.insert, dottedTable, new: cells("1")))
+        XCTAssertTrue(first.contains(#""table":"a.b.c","table_schema":"a.b","table_name":"c""#), first)
+        XCTAssertTrue(second.contains(#""table":"a.b.c","table_schema":"a","table_name":"b.c""#), second)
+        let quoted = RelationSchema(id: 9, schema: "My \"S\"", table: "t é", replicaIdentity: .default, columns: [column("id", key: true)])
+        let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(json.relation(quoted, offset: 3).utf8)) as? [String: Any])
+        XCTAssertEqual(object["table_schema"] as? String, "My \"S\"")
+        XCTAssertEqual(object["table_name"] as? String, "t é")
     }
 
     func testInsertMapsEachTypeClass() throws {
@@ -38,7 +52,7 @@ final class RecordJSONTests: XCTestCase {
         let change = try makeChange(.insert, table, new: cells(
             "42", "99999999999999999999", "1.5", "NaN", "t", "10.50", #"{"a": 1}"#, #"\x00ff"#, "line\nbreak \"q\" \u{01} ☃", nil))
         assertLine(json.change(change),
-                   #"{"offset":42,"kind":"change","op":"insert","table":"public.types","lsn":"16/B374D848","before":null,"#
+                   #"{"offset":42,"kind":"change","op":"insert","table":"public.types","table_schema":"public","table_name":"types","lsn":"16/B374D848","before":null,"#
                    + #""after":{"i":42,"big":"99999999999999999999","f":1.5,"nan":"NaN","b":true,"n":"10.50","j":{"a":1},"#
                    + #""by":"\\x00ff","t":"line\nbreak \"q\" \u0001 ☃","nothing":null}}"#)
     }
@@ -46,34 +60,34 @@ final class RecordJSONTests: XCTestCase {
     func testSnapshotReadWithTopic() throws {
         let change = try makeChange(.read, keyedTable, new: cells("1", "a", nil))
         assertLine(RecordJSON(topic: "app").change(change),
-                   #"{"offset":42,"topic":"app","kind":"change","op":"read","table":"public.accounts","lsn":"16/B374D848","before":null,"after":{"id":1,"name":"a","note":null}}"#)
+                   #"{"offset":42,"topic":"app","kind":"change","op":"read","table":"public.accounts","table_schema":"public","table_name":"accounts","lsn":"16/B374D848","before":null,"after":{"id":1,"name":"a","note":null}}"#)
     }
 
     func testUpdateWithOldKeyAndUnchangedValue() throws {
         let change = try makeChange(.update, keyedTable, oldKind: .key, old: cells("2", nil, nil),
                                     new: [.text("3"), .text("b"), .unchanged])
         assertLine(json.change(change),
-                   #"{"offset":42,"kind":"change","op":"update","table":"public.accounts","lsn":"16/B374D848","before":{"id":2},"after":{"id":3,"name":"b"},"unchanged":["note"]}"#)
+                   #"{"offset":42,"kind":"change","op":"update","table":"public.accounts","table_schema":"public","table_name":"accounts","lsn":"16/B374D848","before":{"id":2},"after":{"id":3,"name":"b"},"unchanged":["note"]}"#)
     }
 
     func testUpdateWithFullOldRow() throws {
         let change = try makeChange(.update, keylessTable, oldKind: .full, old: cells("1", nil), new: cells("1", "6"))
         assertLine(json.change(change),
-                   #"{"offset":42,"kind":"change","op":"update","table":"public.ledger","lsn":"16/B374D848","before":{"account":1,"amount":null},"after":{"account":1,"amount":6}}"#)
+                   #"{"offset":42,"kind":"change","op":"update","table":"public.ledger","table_schema":"public","table_name":"ledger","lsn":"16/B374D848","before":{"account":1,"amount":null},"after":{"account":1,"amount":6}}"#)
     }
 
     func testDelete() throws {
         assertLine(json.change(try makeChange(.delete, keyedTable, oldKind: .key, old: cells("7", nil, nil))),
-                   #"{"offset":42,"kind":"change","op":"delete","table":"public.accounts","lsn":"16/B374D848","before":{"id":7},"after":null}"#)
+                   #"{"offset":42,"kind":"change","op":"delete","table":"public.accounts","table_schema":"public","table_name":"accounts","lsn":"16/B374D848","before":{"id":7},"after":null}"#)
         assertLine(json.change(try makeChange(.delete, keylessTable, oldKind: .full, old: cells("1", "5"))),
-                   #"{"offset":42,"kind":"change","op":"delete","table":"public.ledger","lsn":"16/B374D848","before":{"account":1,"amount":5},"after":null}"#)
+                   #"{"offset":42,"kind":"change","op":"delete","table":"public.ledger","table_schema":"public","table_name":"ledger","lsn":"16/B374D848","before":{"account":1,"amount":5},"after":null}"#)
     }
 
     func testTruncateOptions() throws {
         assertLine(json.change(try makeChange(.truncate, keyedTable)),
-                   #"{"offset":42,"kind":"change","op":"truncate","table":"public.accounts","lsn":"16/B374D848","before":null,"after":null}"#)
+                   #"{"offset":42,"kind":"change","op":"truncate","table":"public.accounts","table_schema":"public","table_name":"accounts","lsn":"16/B374D848","before":null,"after":null}"#)
         assertLine(json.change(try makeChange(.truncate, keyedTable, truncateOptions: 3)),
-                   #"{"offset":42,"kind":"change","op":"truncate","table":"public.accounts","lsn":"16/B374D848","before":null,"after":null,"cascade":true,"restart_identity":true}"#)
+                   #"{"offset":42,"kind":"change","op":"truncate","table":"public.accounts","table_schema":"public","table_name":"accounts","lsn":"16/B374D848","before":null,"after":null,"cascade":true,"restart_identity":true}"#)
     }
 
     /// json and jsonb are embedded as JSON on one line; JSON null is told from SQL NULL by `json_null`.
@@ -85,7 +99,7 @@ final class RecordJSONTests: XCTestCase {
         let change = try makeChange(.update, table, oldKind: .key, old: cells("1", nil, nil, nil, nil), new: cells(
             "1", "{\n  \"a\" : [1, 2],\t\"sp ace\": \"x \\\" y\"\n}", #"{"vip": true, "n": null}"#, #""just a string""#, "null"))
         assertLine(json.change(change),
-                   #"{"offset":42,"kind":"change","op":"update","table":"public.docs","lsn":"16/B374D848","before":{"id":1},"#
+                   #"{"offset":42,"kind":"change","op":"update","table":"public.docs","table_schema":"public","table_name":"docs","lsn":"16/B374D848","before":{"id":1},"#
                    + #""after":{"id":1,"j":{"a":[1,2],"sp ace":"x \" y"},"jb":{"vip":true,"n":null},"s":"just a string","n":null},"#
                    + #""json_null":["after.n"]}"#)
         // The Debezium form keeps the text.

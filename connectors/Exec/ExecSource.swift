@@ -58,7 +58,7 @@ struct ExecSourceSession {
     let plugin: PluginProcess
     let writer: TransactionWriter
     let logger: Logger
-    private var relations: [String: RelationSchema] = [:]
+    private var relations: [TableName: RelationSchema] = [:]
     /// Position of the open transaction; nil outside one. `skipping` when it was stored already.
     private var open: UInt64?
     private var skipping = false
@@ -134,8 +134,9 @@ struct ExecSourceSession {
             throw ConnectorError.transient("source \(name): the plugin failed: \(text)")
         case "relation":
             let relation = try self.relation(message)
-            let changed = relations[relation.qualifiedName].map { $0 != relation } ?? false
-            relations[relation.qualifiedName] = relation
+            let key = TableName(schema: relation.schema, table: relation.table)
+            let changed = relations[key].map { $0 != relation } ?? false
+            relations[key] = relation
             if changed && open != nil && !skipping { try writer.relationChanged(relation) }
         case "begin":
             guard open == nil else { throw ProtocolError(message: "`begin` inside an open transaction: \(line.prefix(200))") }
@@ -171,12 +172,23 @@ struct ExecSourceSession {
 
     // MARK: Tables and rows
 
-    private func relation(_ message: [String: JSONValue]) throws -> RelationSchema {
-        guard let table = message["table"]?.string, case let .array(columns)? = message["columns"], !columns.isEmpty else {
-            throw ProtocolError(message: "`relation` needs `table` (schema.table) and a non-empty `columns` list")
+    /// `table_schema` and `table_name` when the line has them (names with dots), else `table`: `schema.table`
+    /// split at its first dot, or a bare name in `public`.
+    static func tableName(_ message: [String: JSONValue]) -> TableName? {
+        if let schema = message["table_schema"]?.string, let table = message["table_name"]?.string, !schema.isEmpty, !table.isEmpty {
+            return TableName(schema: schema, table: table)
         }
+        guard let table = message["table"]?.string, !table.isEmpty else { return nil }
         let parts = table.split(separator: ".", maxSplits: 1).map(String.init)
-        let (schema, bare) = parts.count == 2 ? (parts[0], parts[1]) : ("public", table)
+        return parts.count == 2 ? TableName(schema: parts[0], table: parts[1]) : TableName(schema: "public", table: table)
+    }
+
+    private func relation(_ message: [String: JSONValue]) throws -> RelationSchema {
+        guard let qualified = Self.tableName(message), case let .array(columns)? = message["columns"], !columns.isEmpty else {
+            throw ProtocolError(message: "`relation` needs `table` (schema.table, or `table_schema` and `table_name`) and a non-empty `columns` list")
+        }
+        let (schema, bare) = (qualified.schema, qualified.table)
+        let table = qualified.description
         var result: [RelationSchema.Column] = []
         for column in columns {
             guard case let .object(fields) = column, let columnName = fields["name"]?.string else {
@@ -196,13 +208,14 @@ struct ExecSourceSession {
                                                 isReplicaIdentity: key))
         }
         let hasKey = result.contains(where: \.isPrimaryKey)
-        return RelationSchema(id: Self.stableID(schema + "." + bare), schema: schema, table: bare,
+        // Dotted names by their quoted form, so "a.b".c and a."b.c" get two ids (others keep theirs).
+        let idName = schema.contains(".") || bare.contains(".") ? qualified.description : schema + "." + bare
+        return RelationSchema(id: Self.stableID(idName), schema: schema, table: bare,
                               replicaIdentity: hasKey ? .default : .full, columns: result)
     }
 
     private mutating func change(_ message: [String: JSONValue], line: String) throws {
-        guard let table = message["table"]?.string else { throw ProtocolError(message: "`change` needs `table`: \(line.prefix(200))") }
-        let qualified = table.contains(".") ? table : "public." + table
+        guard let qualified = Self.tableName(message) else { throw ProtocolError(message: "`change` needs `table`: \(line.prefix(200))") }
         guard let relation = relations[qualified] else {
             throw ProtocolError(message: "change of \(qualified) before its `relation` line")
         }

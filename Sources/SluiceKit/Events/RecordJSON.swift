@@ -4,7 +4,8 @@ import Foundation
 /// (and the file sink writes):
 ///
 ///     {"offset":0,"kind":"begin","xid":742,"lsn":"0/1A2B3C0","commit_time":"2026-11-25T10:00:00.123456Z"}
-///     {"offset":2,"kind":"change","op":"insert","table":"public.accounts","lsn":"0/1A2B2F8","before":null,"after":{"id":1,"name":"a"}}
+///     {"offset":2,"kind":"change","op":"insert","table":"public.accounts","table_schema":"public","table_name":"accounts",
+///      "lsn":"0/1A2B2F8","before":null,"after":{"id":1,"name":"a"}}
 ///     {"offset":3,"kind":"commit","xid":742,"lsn":"0/1A2B3C0","end_lsn":"0/1A2B3F0","commit_time":"…","events":1}
 ///
 /// Integers and finite floats are JSON numbers, booleans are true/false, NULL is null, json and jsonb
@@ -46,7 +47,7 @@ public struct RecordJSON {
         out.field("offset", number: String(offset))
         if let topic { out.field("topic", string: topic) }
         out.field("kind", string: "relation")
-        out.field("table", string: relation.qualifiedName)
+        tableFields(relation, into: &out)
         var columns = "["
         for (index, column) in relation.columns.enumerated() {
             if index > 0 { columns += "," }
@@ -67,7 +68,7 @@ public struct RecordJSON {
         if let topic { out.field("topic", string: topic) }
         out.field("kind", string: "change")
         out.field("op", string: change.operation.name)
-        out.field("table", string: relation.qualifiedName)
+        tableFields(relation, into: &out)
         out.field("lsn", string: change.lsn.description)
         switch change.operation {
         case .truncate:
@@ -90,6 +91,14 @@ public struct RecordJSON {
             }
         }
         return out.finish()
+    }
+
+    /// `table` (`schema.table`, as before: ambiguous when a name holds a dot) and the two parts apart,
+    /// `table_schema` and `table_name` (as information_schema names them), which never are.
+    private func tableFields(_ relation: RelationSchema, into out: inout JSONLine) {
+        out.field("table", string: relation.qualifiedName)
+        out.field("table_schema", string: relation.schema)
+        out.field("table_name", string: relation.table)
     }
 
     /// A change as a sink receives it.

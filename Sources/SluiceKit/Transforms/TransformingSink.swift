@@ -17,7 +17,7 @@ public final class TransformingSink: Sink {
     /// Whether any column the transforms write holds the commit time (else it is never formatted).
     private let writesCommitTime: Bool
     /// Target table → source table, so two tables never land in one.
-    private var targets: [TableName: String] = [:]
+    private var targets: [TableName: TableName] = [:]
     private var transaction = TransactionInfo(xid: 0, commitTime: 0)
     /// Target rows are written here, change after change (nothing allocated per row).
     private var buffers = RowBuffers()
@@ -66,12 +66,12 @@ public final class TransformingSink: Sink {
             throw ConnectorError.fatal(reason + Self.stopNote)
         }
         let target = TableName(schema: plan.target.schema, table: plan.target.table)
-        if let other = targets[target], other != relation.qualifiedName {
+        if let other = targets[target], other != name(relation) {
             throw ConnectorError.fatal(transforms.error("rename", """
-                \(relation.qualifiedName) and \(other) would both be written to \(target); rename one of them
+                \(name(relation)) and \(other) would both be written to \(target); rename one of them
                 """).description + Self.stopNote)
         }
-        targets[target] = relation.qualifiedName
+        targets[target] = name(relation)
         plans[topic, default: [:]][relation.id] = plan
         try inner.prepare(plan.target, topic: topic)
     }
