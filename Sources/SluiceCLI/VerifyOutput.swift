@@ -45,6 +45,9 @@ final class VerifyOutput {
         if result.targetTableMissing {
             return head + "  DIFFERS: the target has no table \(result.targetTable) (\(result.sourceRows) source rows missing)"
         }
+        if !result.targetColumnsMissing.isEmpty {
+            return head + "  DIFFERS: " + Self.missingColumnsAdvice(result)
+        }
         let shape = "  \(result.sourceRows) rows  \(result.chunks) \(result.keyColumns.isEmpty ? "buckets (keyless)" : "chunks")"
             + (result.transforms.isEmpty ? "" : "  as transformed (\(result.transforms.joined(separator: ", ")))")
         guard !result.isEqual else { return head + shape + "  equal" }
@@ -57,6 +60,26 @@ final class VerifyOutput {
         }
         if result.differenceCount > Self.textLimit { lines.append("  … and \(result.differenceCount - Self.textLimit) more (--json lists up to \(Self.jsonLimit))") }
         return lines.joined(separator: "\n")
+    }
+
+    /// Which columns the target's table lacks, and how to make it whole again.
+    static func missingColumnsAdvice(_ result: TableVerification) -> String {
+        let columns = result.targetColumnsMissing.map { TableName.display($0) }.joined(separator: ", ")
+        let plural = result.targetColumnsMissing.count > 1
+        return """
+            the target table \(result.targetTable) has no column\(plural ? "s" : "") \(columns) (dropped there by hand?), so none of \
+            its \(result.sourceRows) rows can equal the source's. Fix: `sluice verify --repair --table \(shellWord(result.table))` (the sink \
+            adds the column\(plural ? "s" : "") back and the table is copied whole), or restart `sluice run` and then run \
+            `sluice backfill --table \(shellWord(result.table))`; to keep \(plural ? "them" : "it") out of this target instead, list \
+            \(plural ? "them" : "it") under the sink's columns: {\(result.table): {exclude: [...]}}
+            """
+    }
+
+    /// A table name as one word of a shell command line.
+    static func shellWord(_ table: TableName) -> String {
+        let text = table.description
+        let plain = text.unicodeScalars.allSatisfy { ($0 >= "a" && $0 <= "z") || ($0 >= "0" && $0 <= "9") || $0 == "_" || $0 == "." }
+        return plain ? text : "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
     }
 
     private func values(_ row: [String?]?) -> String {
@@ -74,9 +97,11 @@ final class VerifyOutput {
         fields += ["\"target_table\":\(jsonString(result.targetTable))", "\"keyed\":\(!result.keyColumns.isEmpty)",
                    "\"rows\":\(result.sourceRows)", "\"chunks\":\(result.chunks)", "\"equal\":\(result.isEqual)",
                    "\"target_table_missing\":\(result.targetTableMissing)",
+                   "\"target_columns_missing\":[" + result.targetColumnsMissing.map(jsonString).joined(separator: ",") + "]",
+                   result.targetColumnsMissing.isEmpty ? nil : "\"advice\":" + jsonString(Self.missingColumnsAdvice(result)),
                    "\"transforms\":[" + result.transforms.map(jsonString).joined(separator: ",") + "]",
                    "\"missing\":\(result.count(.missing))", "\"extra\":\(result.count(.extra))", "\"different\":\(result.count(.different))",
-                   "\"difference_count\":\(result.differenceCount)"]
+                   "\"difference_count\":\(result.differenceCount)"].compactMap { $0 }
         func object(_ names: [String], _ values: [String?]) -> String {
             "{" + zip(names, values).map { "\(jsonString($0)):" + ($1.map(jsonString) ?? "null") }.joined(separator: ",") + "}"
         }

@@ -28,7 +28,7 @@ struct VerifyRepair {
             }
             guard let sourceName = sinkPlan?.tables.first(where: { $0.table == result.table })?.source.name else { continue }
             let table = result.table.description
-            if result.targetTableMissing {
+            if result.needsWholeCopy {
                 whole[sourceName, default: []].insert(table)
                 continue
             }

@@ -35,12 +35,17 @@ public struct TableVerification: Sendable {
     public var differenceCount = 0
     /// The target has no such table at all (every source row is missing).
     public var targetTableMissing = false
+    /// Columns the target's table lacks (dropped there by hand): its rows cannot equal the source's.
+    public var targetColumnsMissing: [String] = []
     /// The sink's transforms the comparison followed ("rename", "columns", "where"); empty for a plain mirror.
     public var transforms: [String] = []
     /// Why the table was not compared (a transform, an aggregate); nil when it was.
     public var skipped: String?
 
-    public var isEqual: Bool { skipped != nil || (differenceCount == 0 && !targetTableMissing) }
+    public var isEqual: Bool { skipped != nil || (differenceCount == 0 && !targetTableMissing && targetColumnsMissing.isEmpty) }
+
+    /// The target's table must be made whole again (copied whole by `--repair`), not mended row by row.
+    public var needsWholeCopy: Bool { targetTableMissing || !targetColumnsMissing.isEmpty }
 
     public func count(_ kind: RowDifference.Kind) -> Int {
         differences.filter { $0.kind == kind }.reduce(0) { $0 + $1.copies }

@@ -38,6 +38,24 @@ enum TargetStore {
         }
     }
 
+    /// The columns of `shape` the target's table lacks (dropped there by hand, or not made yet), in
+    /// the shape's order; a reader would fail on them with the database's own error.
+    func missingColumns(_ shape: TableShape) throws -> [String] {
+        let present: Set<String>
+        switch self {
+        case let .postgres(connection):
+            let result = try connection.execute("""
+                SELECT attname FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped
+                """, [shape.table.sql])
+            present = Set((0..<result.rowCount).compactMap { result.string($0, 0) })
+        case let .sqlite(database):
+            // SQLite matches column names without regard to ASCII case.
+            present = Set(try database.query("SELECT name FROM pragma_table_info(?)", [shape.sqliteName]).compactMap { $0[0]?.lowercased() })
+            return shape.columns.map(\.name).filter { !present.contains($0.lowercased()) }
+        }
+        return shape.columns.map(\.name).filter { !present.contains($0) }
+    }
+
     /// The reader of one table, nil when the target does not have it.
     func table(_ shape: TableShape) throws -> TargetTable? {
         switch self {

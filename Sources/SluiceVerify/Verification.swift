@@ -91,10 +91,18 @@ public final class Verification {
             result.keyColumns = view.source.key.map { view.source.columns[$0].name }
             result.transforms = view.transformed
             let filter = [published.filter, view.filter].compactMap { $0.map { "(" + $0 + ")" } }.joined(separator: " AND ")
+            func sourceRows() throws -> UInt64 {
+                try PostgresTableReader(connection: source, shape: view.source, qualifiedName: entry.table.sql,
+                                        textOrder: false, filter: filter.isEmpty ? nil : filter).rowCount()
+            }
             guard let target = try store.table(view.target) else {
                 result.targetTableMissing = true
-                result.sourceRows = try PostgresTableReader(connection: source, shape: view.source, qualifiedName: entry.table.sql,
-                                                            textOrder: false, filter: filter.isEmpty ? nil : filter).rowCount()
+                result.sourceRows = try sourceRows()
+                return result
+            }
+            result.targetColumnsMissing = try store.missingColumns(view.target)
+            guard result.targetColumnsMissing.isEmpty else {
+                result.sourceRows = try sourceRows()
                 return result
             }
             let verifier = Verifier(source: source, view: view, filter: filter.isEmpty ? nil : filter, target: target,
@@ -129,6 +137,8 @@ public final class Verification {
                 result.targetTableMissing = true
                 return result
             }
+            result.targetColumnsMissing = try store.missingColumns(view.shape)
+            guard result.targetColumnsMissing.isEmpty else { return result }
             let verifier = Verifier(source: source, view: SinkView(plain: view.shape), filter: nil, target: target, textOrder: false,
                                     catchUp: catchUp, chunkSize: chunkSize, sourceRelation: view.sourceRelation) { chunks, rows in
                 observer?.progress(sink: sink, table: definition.table, chunks: chunks, rows: rows)

@@ -200,6 +200,15 @@ public final class PostgresSink: VerifiableSink {
         if let aggregates, let aggregateStore { try guarded { try aggregates.prepare(relation, store: aggregateStore) } }
         let key = TableKey(topic: topic, relation: relation.id)
         if let table = tables[key], table.schema == relation { return }
+        if (relation.schema == "public" && ["sluice_offsets", "sluice_aggregates"].contains(relation.table)) || relation.table.hasPrefix("_sluice_") {
+            // Mirroring it would rewrite the sink's own positions (or an aggregate's state) with the source's rows.
+            let table = TableName(schema: relation.schema, table: relation.table)
+            throw ConnectorError.fatal("""
+                sink \(name): \(table) has the name of a table the sink keeps for its own use (public.sluice_offsets, \
+                public.sluice_aggregates, _sluice_*); write it elsewhere on this sink with rename: {\(table): schema.other_name}, \
+                or leave it out with tables: ["!\(table)"]
+                """)
+        }
         try guarded {
             try finishBulk()
             statementCounter += 1
@@ -346,6 +355,14 @@ public final class PostgresSink: VerifiableSink {
                     """)
             }
             if error.isTransient || error.connectionLost { throw ConnectorError.transient("\(error.message)") }
+            // A column or table dropped at the target by hand: the next attempt prepares the tables again,
+            // which adds it back; the rows it held there are gone until a backfill copies them.
+            if error.sqlState == "42703" || error.sqlState == "42P01" {
+                throw ConnectorError.transient("""
+                    \(error.message) at the target (dropped there by hand?): the sink creates it again and retries; rows the \
+                    target held in it are gone until `sluice verify --repair` (or `sluice backfill --table …`) copies them again
+                    """)
+            }
             // Another writer (a second sink into this database) created the same table, schema or type at the
             // same moment: IF NOT EXISTS does not cover that race; the next attempt finds the object there.
             let catalogRace = ["42P07", "42P06", "42710"].contains(error.sqlState ?? "")

@@ -18,6 +18,8 @@ public final class SQLiteSink: VerifiableSink {
     let path: String
     private var database: SQLiteDatabase?
     private var tables: [TableKey: SQLiteTable] = [:]
+    /// SQLite table (lower-cased: SQLite ignores ASCII case in names) → the source table written there.
+    private var targetNames: [String: TableName] = [:]
     private var saveOffset: SQLiteStatement?
     private var inBatch = false
     private var logger = Logger(label: "sluice")
@@ -124,9 +126,33 @@ public final class SQLiteSink: VerifiableSink {
         if let aggregates, let aggregateStore { try guarded { try aggregates.prepare(relation, store: aggregateStore) } }
         let key = TableKey(topic: topic, relation: relation.id)
         if let table = tables[key], table.schema == relation { return }
+        try claimTargetName(of: relation)
         try guarded {
             tables[key] = try SQLiteTable(database: database!, schema: relation, logger: logger)
         }
+    }
+
+    /// Refuses a table whose SQLite name is the sink's own table or one another source table is written
+    /// to (`public.a_b` and `a.b` are both `a_b`; `"T"` and `t` are one table to SQLite): merged, their
+    /// rows and columns would overwrite each other.
+    private func claimTargetName(of relation: RelationSchema) throws {
+        let target = SQLiteTable.targetName(relation)
+        let source = TableName(schema: relation.schema, table: relation.table)
+        let fix = "give one of them another name on this sink with rename: {\(source): schema.other_name}"
+        let folded = target.lowercased()
+        if ["sluice_offsets", "sluice_aggregates"].contains(folded) || folded.hasPrefix("_sluice_") || folded.hasPrefix("sqlite_") {
+            throw ConnectorError.fatal("""
+                sink \(name): \(source) would be written to the SQLite table \(target), a name the sink or SQLite keeps for its own \
+                use (sluice_offsets, sluice_aggregates, _sluice_*, sqlite_*); \(fix), or leave it out with tables: ["!\(source)"]
+                """)
+        }
+        if let other = targetNames[folded], other != source {
+            throw ConnectorError.fatal("""
+                sink \(name): \(source) and \(other) would both be written to the SQLite table \(target) (the SQLite sink names \
+                a table T for public.T and schema_T otherwise, and SQLite ignores case in names); \(fix)
+                """)
+        }
+        targetNames[folded] = source
     }
 
     public func apply(_ change: Change) throws {
@@ -178,6 +204,15 @@ public final class SQLiteSink: VerifiableSink {
             return try body()
         } catch let error as SQLiteError {
             if error.isTransient { throw ConnectorError.transient("sink \(name): \(error)") }
+            // A column or table dropped from the file by hand: the next attempt prepares the tables again,
+            // which adds it back; the rows it held there are gone until a backfill copies them.
+            if error.code & 0xFF == 1,  // SQLITE_ERROR
+               ["no such column", "no such table", "has no column named"].contains(where: { error.message.contains($0) }) {
+                throw ConnectorError.transient("""
+                    sink \(name): \(error.message) in \(path) (dropped there by hand?): the sink creates it again and retries; \
+                    rows the target held in it are gone until `sluice verify --repair` (or `sluice backfill --table …`) copies them again
+                    """)
+            }
             throw ConnectorError.fatal("sink \(name) (\(path)): \(error)")
         }
     }
