@@ -27,6 +27,20 @@ final class DiskSpace: @unchecked Sendable {
         min(64 << 20, max(1 << 20, size / 20)) + UInt64(Self.reserveBytes)
     }
 
+    /// What a paused source waits for, for its status: how much must be free, and how much is.
+    func waitingFor() -> (text: String, free: UInt64) {
+        guard let space = Self.available(at: directory) else { return ("capture resumes when space returns", 0) }
+        let needed = resumeThreshold(size: space.size)
+        return ("capture resumes once \(Self.megabytes(needed)) are free there (\(Self.megabytes(space.free)) now; "
+                + "5 % of the filesystem, 1 MB at least and 64 MB at most, plus a 1 MB reserve): free space there or grow the filesystem",
+                space.free)
+    }
+
+    /// `2.1 MB`: one decimal, binary megabytes as sizes in the configuration are.
+    static func megabytes(_ bytes: UInt64) -> String {
+        String(format: "%.1f MB", Double(bytes) / Double(1 << 20))
+    }
+
     /// Whether a source paused by a full disk may write again.
     var hasRoom: Bool {
         guard let space = Self.available(at: directory) else { return true }

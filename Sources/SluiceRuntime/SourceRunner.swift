@@ -95,11 +95,18 @@ final class SourceRunner: @unchecked Sendable {
                 }
                 writer?.close()
                 writer = nil
-                health.set("source", name, .retrying("\(full); capture resumes when space returns"), logger: logger)
+                var waiting = space.waitingFor()
+                health.set("source", name, .retrying("\(full); \(waiting.text)"), logger: logger)
                 retries.increment()
                 while !stop.isStopped && !space.hasRoom {
                     onDiskFull()
                     stop.sleep(millis: 1000)
+                    // Said again when the free space moved by a megabyte or more (each state change is logged).
+                    let now = space.waitingFor()
+                    if max(now.free, waiting.free) - min(now.free, waiting.free) >= 1 << 20 {
+                        waiting = now
+                        health.set("source", name, .retrying("\(full); \(waiting.text)"), logger: logger)
+                    }
                 }
                 continue
             } catch let error as ConnectorError {

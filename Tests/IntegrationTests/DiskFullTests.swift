@@ -170,6 +170,49 @@ final class DiskFullTests: SinkTestCase {
         XCTAssertEqual(daemon.terminate(), 0, "clean exit on SIGTERM" + logTail)
     }
 
+    /// The disk filled by something else (a file beside the topic): with less free than capture needs to
+    /// resume (~1 MB free on an 8 MB filesystem, which needs 2 MB), the source stays paused and `status`
+    /// says how much must be free and how much is; once there is room it resumes and loses nothing.
+    func testLessThanTheResumeThresholdFreeKeepsCapturePausedAndSaysWhatItNeeds() throws {
+        try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
+        do {
+            try IntegrationTests.run(["/usr/bin/mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", dataDirectory])
+        } catch {
+            if getuid() != 0 { throw XCTSkip("mounting a tmpfs needs root: \(error)") }
+            throw error
+        }
+        mountPoint = dataDirectory
+        try source.query("CREATE TABLE items (id int PRIMARY KEY, payload text)")
+        try writeConfig(tables: ["public.items"], sourceExtra: ["heartbeat_interval: 500ms"])
+        let daemon = try startDaemon()
+        try waitForSlotActive()
+        try waitForTargets(lsn: try commitMarked("INSERT INTO items VALUES (0, 'first')"))
+
+        // Something else fills the filesystem.
+        let filler = dataDirectory + "/filler"
+        let fd = open(filler, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        let block = [UInt8](repeating: 7, count: 64 << 10)
+        while block.withUnsafeBytes({ write(fd, $0.baseAddress!, $0.count) }) > 0 {}
+        // Half a megabyte back: room for the status file, not for capture.
+        XCTAssertEqual(ftruncate(fd, lseek(fd, 0, SEEK_END) - (512 << 10)), 0)
+        close(fd)
+        try source.query("INSERT INTO items SELECT g, repeat(md5(g::text), 64) FROM generate_series(1, 2000) g")
+        var statusText = ""
+        try eventually(timeout: 60, "`sluice status` to say what capture needs to resume (last: \(statusText))" + logTail) {
+            statusText = try sluice(["status", "--config", configPath]).out
+            return statusText.contains("disk full") && statusText.contains("capture resumes once 2.0 MB are free there")
+        }
+        XCTAssertTrue(statusText.range(of: #"\(\d+\.\d MB now"#, options: .regularExpression) != nil, statusText)
+        XCTAssertTrue(daemon.isRunning, logTail)
+
+        // Room again: capture resumes by itself, and every row arrives once.
+        try FileManager.default.removeItem(atPath: filler)
+        try waitForTargets(lsn: try commitMarked("INSERT INTO items VALUES (5000, 'last')"), timeout: 60)
+        try assertTargetsEqualSource("public.items")
+        XCTAssertEqual(daemon.terminate(), 0, logTail)
+    }
+
     private func slotConfirmedLSN() throws -> UInt64 {
         lsnValue(try XCTUnwrap(source.scalar("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'sluice_app'")))
     }
