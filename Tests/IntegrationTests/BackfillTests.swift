@@ -216,6 +216,29 @@ final class BackfillTests: SinkTestCase {
         print("backfill resume: killed at \(copiedBefore) copied rows; rerun took \(Date().timeIntervalSince(started)) s; topic events \(events)")
     }
 
+    /// A TRUNCATE committed between a chunk's SELECT and its high watermark: the rows read are stale and
+    /// must not be written after the watermark (they would bring back every truncated row at the sinks).
+    func testTruncateInsideAChunkWindowDropsTheChunk() throws {
+        try createTable(rows: 300)
+        try writeConfig(tables: ["public.t"], sourceExtra: ["heartbeat_interval: 500ms"])
+        _ = try startDaemon(environment: ["SLUICE_FAILPOINTS": "backfill.before_high_watermark:sleep(3000)"])
+        try waitForSlotActive()
+        try waitForTargets(lsn: try commitMarked("UPDATE t SET b = 'first' WHERE id = 1"))
+        XCTAssertEqual(try targetRows(), 300)
+
+        let backfill = try SluiceProcess(["backfill", "--config", configPath, "--table", "public.t"], logPath: directory + "/backfill.log")
+        daemons.append(backfill)
+        // The chunk is read and the daemon sleeps before its high watermark: the table is emptied meanwhile.
+        try eventually(timeout: 60, "the chunk's SELECT to be done" + logTail) {
+            (try String(contentsOfFile: logPath, encoding: .utf8)).contains("failpoint backfill.before_high_watermark fired")
+        }
+        try source.query("TRUNCATE t")
+        XCTAssertEqual(backfill.wait(timeout: 120), 0, backfill.log + logTail)
+        try waitForTargets(lsn: try commitMarked("INSERT INTO t VALUES (1000000, 1, 'after', 1, 1)"))
+        XCTAssertEqual(try targetRows(), 1, "only the row inserted after the TRUNCATE" + logTail)
+        XCTAssertEqual(try sqliteCount("public.t"), 1, logTail)
+    }
+
     // MARK: (d) tables it cannot copy
 
     func testBackfillRefusesTablesItCannotCopy() throws {

@@ -206,6 +206,13 @@ final class BackfillDriver {
         if chunk!.absent[key] != nil { chunk!.absentChanged.insert(key) }
     }
 
+    /// A TRUNCATE of the chunk's table inside the window: every row read is stale (written after the
+    /// high watermark, they would bring back rows the stream emptied), and so is every absent key.
+    func observeTruncate() {
+        chunk!.removed = Set(chunk!.rows.indices)
+        chunk!.absentChanged = Set(chunk!.absent.keys)
+    }
+
     /// After each commit from the stream: once the high watermark's transaction committed, the
     /// chunk is written right here, in stream order.
     func committed(commitLSN: UInt64, endLSN: UInt64) throws {

@@ -156,6 +156,7 @@ final class StreamLoop {
             try writer.change(.delete, relation: relation, lsn: lsn, oldKind: kind, old: delete.old.tuple.bytes)
         case let .truncate(truncate):
             for oid in truncate.relationOIDs {
+                if oid == backfill.chunkRelation { backfill.observeTruncate() }
                 guard let relation = try captured(oid) else { continue }
                 try writer.change(.truncate, relation: relation, lsn: lsn, truncateOptions: truncate.options.rawValue)
             }
