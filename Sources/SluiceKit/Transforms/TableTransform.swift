@@ -1,13 +1,13 @@
 /// The transforms of one source table for one sink, built when the table's schema is first seen
 /// (and again when it changes): the target schema, and how each change becomes the change the sink
 /// applies. Pure: no I/O, the same input always gives the same output, so a replay after a crash
-/// yields the same target.
+/// yields the same target. A class, so the per-change call shares it instead of copying its fields.
 ///
 /// - Mirror: kept columns (excluded ones dropped, hashed ones become text), then `_sluice_<name>`
 ///   metadata columns, then `_sluice_deleted`/`_sluice_deleted_at` under `deletes: soft`.
 /// - History: a keyless table of `_sluice_op`, `_sluice_lsn`, `_sluice_xid`, `_sluice_commit_time`
 ///   and the kept columns; every change becomes one inserted row (the old row for deletes).
-public struct TableTransform: Sendable {
+public final class TableTransform: Sendable {
     public let source: RelationSchema
     public let target: RelationSchema
     /// Source column indices the target keeps, in order.
@@ -44,7 +44,8 @@ public struct TableTransform: Sendable {
                 throw fail("\(key).exclude", "\(name) identifies rows of \(table) (its key): updates and deletes could not find them; mask it with hash instead")
             }
         }
-        kept = source.columns.indices.filter { !columnRules.exclude.contains(names[$0]) }
+        let kept = source.columns.indices.filter { !columnRules.exclude.contains(names[$0]) }
+        self.kept = kept
         var masks: [Int: SinkTransforms.Mask] = [:]
         for (name, mask) in columnRules.mask { masks[names.firstIndex(of: name)!] = mask }
         self.masks = masks

@@ -128,11 +128,14 @@ extension TableTransform {
     /// Uppercase hexadecimal without leading zeros, as an LSN's halves print.
     static func appendHex(_ value: UInt64, to bytes: inout [UInt8]) {
         let digits: StaticString = "0123456789ABCDEF"
-        var shift = 60
-        while shift > 0 && (value >> UInt64(shift)) & 15 == 0 { shift -= 4 }
-        while shift >= 0 {
-            bytes.append(digits.utf8Start[Int((value >> UInt64(shift)) & 15)])
-            shift -= 4
+        let count = value == 0 ? 1 : (67 - value.leadingZeroBitCount) / 4
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 16) { scratch in
+            var rest = value
+            for index in stride(from: count - 1, through: 0, by: -1) {
+                scratch[index] = digits.utf8Start[Int(rest & 15)]
+                rest >>= 4
+            }
+            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: scratch[0..<count]))
         }
     }
 

@@ -13,7 +13,7 @@ public final class TransformingSink: Sink {
     public let transforms: SinkTransforms
     private var plans: [String: [UInt32: TableTransform?]] = [:]
     /// The plan of the last relation a change came for, looked up once per run of its changes.
-    private var current: (topic: String, id: UInt32, plan: PlanBox?)?
+    private var current: (topic: String, id: UInt32, plan: TableTransform?)?
     /// Whether any column the transforms write holds the commit time (else it is never formatted).
     private let writesCommitTime: Bool
     /// Target table → source table, so two tables never land in one.
@@ -77,18 +77,18 @@ public final class TransformingSink: Sink {
     }
 
     public func apply(_ change: Change) throws {
-        let box: PlanBox?
+        let plan: TableTransform?
         if let current, current.id == change.relation.id, current.topic == change.topic {
-            box = current.plan
+            plan = current.plan
         } else {
             guard let known = plans[change.topic]?[change.relation.id] else {
                 throw ConnectorError.fatal("a change to \(change.relation.qualifiedName) at offset \(change.offset) came before its schema")
             }
-            box = known.map(PlanBox.init)
-            current = (change.topic, change.relation.id, box)
+            plan = known
+            current = (change.topic, change.relation.id, known)
         }
-        guard let box else { return }
-        let out = try box.plan.transform(change, in: transaction, buffers: &buffers) { message in
+        guard let plan else { return }
+        let out = try plan.transform(change, in: transaction, buffers: &buffers) { message in
             if warned.insert(message).inserted { logger.warning("\(message)") }
         }
         if let out { try inner.apply(out) }
@@ -130,10 +130,4 @@ public final class TransformingSink: Sink {
     }
 
     private func name(_ relation: RelationSchema) -> TableName { TableName(schema: relation.schema, table: relation.table) }
-}
-
-/// A table's plan by reference, so the per-change lookup copies no struct of arrays.
-private final class PlanBox {
-    let plan: TableTransform
-    init(_ plan: TableTransform) { self.plan = plan }
 }
