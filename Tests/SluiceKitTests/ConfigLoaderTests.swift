@@ -314,6 +314,12 @@ final class ConfigLoaderTests: XCTestCase {
                 XCTAssertTrue(found.contains { $0.key == key && $0.message.contains("found \(kind)") }, "\(line): \(error)")
             }
         }
+        for (value, key) in [("12", "sinks[0].tables"), ("[public.a, true]", "sinks[0].tables[1]")] {
+            let text = Self.source + "\nsinks:\n  - {name: r, type: sqlite, path: r.db, tables: \(value)}\n"
+            XCTAssertThrowsError(try load(try write("typed-tables", text)), value) { error in
+                XCTAssertTrue((ConfigErrors.unpack(error) ?? []).contains { $0.key == key }, "\(value): \(error)")
+            }
+        }
         let quoted = try load(try write("quoted", Self.source.replacingOccurrences(of: "- name: app", with: "- name: \"12345\"\n    slot: \"s1\"")))
         XCTAssertEqual(quoted.sources.map(\.name), ["12345"])
         // Explicitly empty is not the default.

@@ -19,6 +19,8 @@ enum TypedNames {
         if ["data_dir", "topics.stream_prefix"].contains(path) { return true }
         let parts = path.split(separator: ".")
         guard parts.count == 2, parts[0].hasPrefix("sources[") || parts[0].hasPrefix("sinks[") else { return false }
+        // A sink's tables: globs (`tables: 12` would be a glob matching no table: the sink silently took nothing).
+        if parts[0].hasPrefix("sinks["), parts[1] == "tables" || parts[1].hasPrefix("tables[") { return true }
         return ["name", "slot", "publication", "path", "stream", "subject_prefix"].contains(String(parts[1]))
     }
 
