@@ -117,6 +117,7 @@ final class TransformSinkTests: SinkTestCase {
             INSERT INTO audit_log VALUES (2, 'y');
             DELETE FROM customers WHERE id = 3;
             INSERT INTO customers VALUES (2, 'b2@x.org', '2', '5', 21.00);  -- a re-insert clears the soft delete
+            UPDATE customers SET id = 5 WHERE id = 1;  -- a key change: the old key marked deleted (kept), the new inserted
             """)
         try waitForSinks(["replica", "local", "history", "history_lite", "ignore_lite"], lsn: last)
         XCTAssertEqual(daemon.terminate(), 0, logTail)
@@ -132,9 +133,10 @@ final class TransformSinkTests: SinkTestCase {
         XCTAssertEqual(try sqliteColumns("public.customers"),
                        ["id", "email", "phone", "amount", "_sluice_op", "_sluice_xid", "_sluice_deleted", "_sluice_deleted_at"])
         let customers = [
-            rowLine(["1", h("a@x.org"), nil, "11.00", "update", "f"]),
+            rowLine(["1", h("a@x.org"), nil, "11.00", "delete", "t"]),
             rowLine(["2", h("b2@x.org"), nil, "21.00", "insert", "f"]),
             rowLine(["3", h("c@x.org"), nil, "30.00", "delete", "t"]),
+            rowLine(["5", h("a@x.org"), nil, "11.00", "insert", "f"]),
         ]
         XCTAssertEqual(try target.query("""
             SELECT id, email, phone, amount, _sluice_op, _sluice_deleted FROM public.customers ORDER BY id
@@ -173,6 +175,7 @@ final class TransformSinkTests: SinkTestCase {
         // deletes: ignore keeps deleted rows as they were.
         XCTAssertEqual(try sqlite(ignorePath, "SELECT id, email, ssn, amount FROM customers ORDER BY id"), [
             rowLine(["1", "a@x.org", "111", "11.00"]), rowLine(["2", "b2@x.org", "2", "21.00"]), rowLine(["3", "c@x.org", "333", "30.00"]),
+            rowLine(["5", "a@x.org", "111", "11.00"]),
         ])
     }
 

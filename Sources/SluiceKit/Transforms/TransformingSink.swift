@@ -88,10 +88,38 @@ public final class TransformingSink: Sink {
             current = (change.topic, change.relation.id, known)
         }
         guard let plan else { return }
-        let out = try plan.transform(change, in: transaction, buffers: &buffers) { message in
-            if warned.insert(message).inserted { logger.warning("\(message)") }
+        // Under deletes: soft or ignore, a primary-key change is the old key's delete (marked, or kept) and
+        // the new key's insert, as Debezium shows it, not a move of the row. A new row lacking an unchanged
+        // TOASTed value (no full old row to take it from) cannot be inserted whole: it moves, and says so.
+        if plan.rules.mode == .mirror, plan.rules.deletes != .apply, DebeziumEnvelope.changesKey(change) {
+            if change.new!.hasUnchanged && change.oldKind != .full {
+                warn("""
+                    a primary-key change of \(change.relation.qualifiedName) left a TOASTed value unchanged (not sent): \
+                    the row moves to its new key instead of a delete and an insert (REPLICA IDENTITY FULL makes this exact)
+                    """)
+            } else {
+                var gone = change
+                (gone.operation, gone.new) = (.delete, nil)
+                var arrived = change
+                (arrived.operation, arrived.old, arrived.oldKind) = (.insert, nil, .none)
+                if change.oldKind == .full, let old = change.old, let new = change.new, new.hasUnchanged {
+                    arrived.new = Tuple(values: TableTransform.filled(new.values, from: old.values))
+                }
+                for part in [gone, arrived] {
+                    if let out = try transformed(part, plan) { try inner.apply(out) }
+                }
+                return
+            }
         }
-        if let out { try inner.apply(out) }
+        if let out = try transformed(change, plan) { try inner.apply(out) }
+    }
+
+    private func transformed(_ change: Change, _ plan: TableTransform) throws -> Change? {
+        try plan.transform(change, in: transaction, buffers: &buffers) { message in warn(message) }
+    }
+
+    private func warn(_ message: String) {
+        if warned.insert(message).inserted { logger.warning("\(message)") }
     }
 
     public func commitTransaction(_ commit: CommitRecord, position: SinkPosition) throws {
