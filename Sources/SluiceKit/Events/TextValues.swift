@@ -1,11 +1,13 @@
 /// Parsing PostgreSQL's text forms without building strings, for sinks that store native values.
 public enum TextValues {
-    /// An integer's text form (`-42`); nil if it is not one.
-    public static func int64(_ bytes: ArraySlice<UInt8>) -> Int64? {
+    /// An integer's text form (`-42`); nil if it is not one. Inlinable, so each caller's byte collection
+    /// (an array slice, a raw buffer of a tuple) gets its own specialized loop.
+    @inlinable
+    public static func int64<Bytes: Collection>(_ bytes: Bytes) -> Int64? where Bytes.Element == UInt8 {
         var index = bytes.startIndex
         guard index < bytes.endIndex else { return nil }
         let negative = bytes[index] == UInt8(ascii: "-")
-        if negative || bytes[index] == UInt8(ascii: "+") { index += 1 }
+        if negative || bytes[index] == UInt8(ascii: "+") { bytes.formIndex(after: &index) }
         guard index < bytes.endIndex else { return nil }
         var value: Int64 = 0
         while index < bytes.endIndex {
@@ -16,7 +18,7 @@ public enum TextValues {
                 : times.addingReportingOverflow(Int64(digit))
             guard !o1, !o2 else { return nil }
             value = sum
-            index += 1
+            bytes.formIndex(after: &index)
         }
         return value
     }

@@ -125,10 +125,10 @@ struct ColumnTests: Sendable {
     private static func test(_ test: Test, _ value: UnsafeRawBufferPointer) -> Bool? {
         switch test {
         case let .integer(op, constant):
-            guard let number = int64(value) else { return nil }
+            guard let number = TextValues.int64(value) else { return nil }
             return op.holds(number == constant ? 0 : (number < constant ? -1 : 1))
         case let .integerIn(constants, negated):
-            guard let number = int64(value) else { return nil }
+            guard let number = TextValues.int64(value) else { return nil }
             return constants.contains(number) != negated
         case let .decimal(op, mantissa, scale):
             guard let number = fixedPoint(value), let order = compare(number.0, number.1, mantissa, scale) else { return nil }
@@ -157,25 +157,6 @@ struct ColumnTests: Sendable {
             }
             return value.count == other.count ? 0 : (value.count < other.count ? -1 : 1)
         }
-    }
-
-    static func int64(_ bytes: UnsafeRawBufferPointer) -> Int64? {
-        var index = 0
-        guard !bytes.isEmpty else { return nil }
-        let negative = bytes[0] == UInt8(ascii: "-")
-        if negative || bytes[0] == UInt8(ascii: "+") { index = 1 }
-        guard index < bytes.count else { return nil }
-        var value: Int64 = 0
-        while index < bytes.count {
-            let digit = bytes[index] &- UInt8(ascii: "0")
-            guard digit < 10 else { return nil }
-            let (times, o1) = value.multipliedReportingOverflow(by: 10)
-            let (sum, o2) = negative ? times.subtractingReportingOverflow(Int64(digit)) : times.addingReportingOverflow(Int64(digit))
-            guard !o1, !o2 else { return nil }
-            value = sum
-            index += 1
-        }
-        return value
     }
 
     /// `-123.45` as (-12345, 2); nil for anything else (NaN, Infinity, exponents, more than 18 digits).
