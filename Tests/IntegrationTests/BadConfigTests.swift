@@ -114,6 +114,21 @@ final class BadConfigTests: SinkTestCase {
                  expect: ["sinks[0].name", "expected a name, found a number (12345)", "quote it"]),
             Case(name: "a boolean as a slot name", yaml: config(sources: [sourceBlock(extra: ["tables: [public.orders]", "slot: yes"])]),
                  expect: ["sources[0].slot", "found a boolean"]),
+            // Values that make no sense, and keys written with no value (YAML null is not the default).
+            Case(name: "a zero max_file_bytes",
+                 yaml: config(sinks: [sqliteSink(), "  - {name: files, type: file, path: \(directory)/out, max_file_bytes: 0, topics: [app]}"]),
+                 expect: ["sinks[1] (files).max_file_bytes", "'0' is too small", "at least 1KB"]),
+            Case(name: "a zero http timeout",
+                 yaml: config(sinks: [sqliteSink(), "  - {name: hook, type: http, url: 'http://127.0.0.1:9/x', timeout: 0, topics: [app]}"]),
+                 expect: ["sinks[1] (hook).timeout", "'0' is too short", "at least 100ms"]),
+            Case(name: "a zero heartbeat_interval",
+                 yaml: config(sources: [sourceBlock(extra: ["tables: [public.orders]", "heartbeat_interval: 0"])]),
+                 expect: ["heartbeat_interval", "'0' is too short"]),
+            Case(name: "a slot with no value", yaml: config(sources: [sourceBlock(extra: ["tables: [public.orders]", "slot:"])]),
+                 expect: ["sources[0] (app).slot", "has no value", "leave the key out for the default"]),
+            Case(name: "a data_dir with no value",
+                 yaml: config().replacingOccurrences(of: "data_dir: \(dataDirectory)", with: "data_dir: ~"),
+                 expect: ["data_dir", "has no value"]),
             Case(name: "empty sources list",
                  yaml: "data_dir: \(dataDirectory)\nsources: []\nsinks:\n\(sqliteSink())\n",
                  expect: ["sources", "at least one source"]),
@@ -193,6 +208,10 @@ final class BadConfigTests: SinkTestCase {
             }
             XCTAssertFalse(result.all.contains("Fatal error") || result.all.contains("Stack dump"),
                            "\(label) sluice \(name) crashed: \(result.describe)", file: file, line: line)
+            if testCase.fileError {
+                XCTAssertFalse(FileManager.default.fileExists(atPath: dataDirectory) || FileManager.default.fileExists(atPath: directory + "/out"),
+                               "\(label) sluice \(name) created the data directory or a sink's directory", file: file, line: line)
+            }
             try assertNothingCreated(label + " after sluice \(name)", file: file, line: line)
         }
         try? FileManager.default.removeItem(atPath: dataDirectory)

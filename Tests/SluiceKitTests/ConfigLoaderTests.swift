@@ -329,3 +329,70 @@ final class ConfigLoaderTests: XCTestCase {
         }
     }
 }
+
+extension ConfigLoaderTests {
+    /// A value that makes no sense (a zero size, timeout or interval) or a key written with no value
+    /// (YAML null) is refused naming the key, the value and what to write instead; null is never the default.
+    func testZeroAndNoValueAreRefusedNamingTheKeyAndTheFix() throws {
+        let sinks: [(sink: String, key: String, words: [String])] = [
+            ("{name: s, type: file, path: f, max_file_bytes: 0}", "max_file_bytes", ["'0' is too small", "at least 1KB", "default, 64MB"]),
+            ("{name: s, type: http, url: 'https://h/x', timeout: 0}", "timeout", ["'0' is too short", "at least 100ms", "default, 10s"]),
+            ("{name: s, type: exec, command: [x], ack_timeout: 0s}", "ack_timeout", ["'0s' is too short", "default, 1m"]),
+            ("{name: s, type: file, path: f, max_file_bytes: ~}", "max_file_bytes", ["has no value", "default (64MB)"]),
+            ("{name: s, type: sqlite, path: }", "path", ["has no value", "required"]),
+            ("{name: s, type: http, url: 'https://h/x', headers: }", "headers", ["has no value"]),
+            ("{name: s, type: sqlite, path: a.db, tables: }", "tables", ["has no value"]),
+            ("{name: s, type: sqlite, path: a.db, rename: ~}", "rename", ["has no value"]),
+        ]
+        for (number, test) in sinks.enumerated() {
+            let path = try write("senseless-sink-\(number)", Self.source + "\nsinks:\n  - \(test.sink)\n")
+            XCTAssertThrowsError(try load(path).sinks.forEach { section in
+                _ = try ConnectorRegistry.builtin.sinks[section.config.type]!.init(config: section.config)
+            }, test.sink) { error in
+                let found = ConfigErrors.unpack(error) ?? []
+                XCTAssertTrue(found.contains { $0.key == "sinks[0] (s).\(test.key)" && test.words.allSatisfy($0.message.contains) },
+                              "\(test.sink): \(error)")
+                XCTAssertTrue(found.allSatisfy { $0.file == path }, "\(error)")
+            }
+        }
+        let sources: [(line: String, key: String, words: [String])] = [
+            ("heartbeat_interval: 0", "heartbeat_interval", ["'0' is too short", "at least 100ms", "default, 10s"]),
+            ("slot:", "slot", ["has no value", "default (sluice_app)"]),
+            ("publication: ~", "publication", ["has no value"]),
+            ("tables:", "tables", ["has no value", "every table of the publication"]),
+            ("retained_wal_warning: 0", "retained_wal_warning", ["'0' is too small", "at least 1MB"]),
+            ("catch_up_threshold: 0", "catch_up_threshold", ["'0' is too small", "or off"]),
+            ("streaming: null", "streaming", ["has no value", "default (true)"]),
+            ("backfill_chunk_size: 0", "backfill_chunk_size", ["'0' is not a whole number in 1...1000000"]),
+        ]
+        for (number, test) in sources.enumerated() {
+            let config = try load(try write("senseless-source-\(number)", Self.source + "\n    \(test.line)\n"))
+            XCTAssertThrowsError(try ConnectorRegistry.builtin.sources["postgres"]!.init(config: config.sources[0]), test.line) { error in
+                let found = error as? ConfigError
+                XCTAssertEqual(found?.key, "sources[0] (app).\(test.key)", "\(test.line): \(error)")
+                XCTAssertTrue(test.words.allSatisfy { found?.message.contains($0) ?? false }, "\(test.line): \(error)")
+            }
+        }
+        let files: [(text: String, key: String, words: [String])] = [
+            ("data_dir: ~\n" + Self.source, "data_dir", ["has no value", "default (./sluice-data)"]),
+            ("data_dir:\n" + Self.source, "data_dir", ["has no value"]),
+            (Self.source + "\nretention: {max_bytes: 0}\n", "retention.max_bytes", ["'0' is too small", "at least 1MB"]),
+            (Self.source + "\nretention: {max_age: 0s}\n", "retention.max_age", ["'0s' is too short", "at least 1m"]),
+            (Self.source + "\nretention: {max_age: }\n", "retention.max_age", ["has no value"]),
+        ]
+        for (number, test) in files.enumerated() {
+            let path = try write("senseless-file-\(number)", test.text)
+            XCTAssertThrowsError(try load(path), test.text) { error in
+                let found = error as? ConfigError
+                XCTAssertEqual(found?.key, test.key, "\(test.text): \(error)")
+                XCTAssertEqual(found?.file, path)
+                XCTAssertTrue(test.words.allSatisfy { found?.message.contains($0) ?? false }, "\(test.text): \(error)")
+            }
+        }
+        // The smallest sensible values still load.
+        let smallest = try load(try write("smallest", Self.source + "\n    heartbeat_interval: 100ms\n"
+                                          + "sinks:\n  - {name: s, type: file, path: f, max_file_bytes: 1KB}\n"))
+        XCTAssertNoThrow(try ConnectorRegistry.builtin.sources["postgres"]!.init(config: smallest.sources[0]))
+        XCTAssertNoThrow(try ConnectorRegistry.builtin.sinks["file"]!.init(config: smallest.sinks[0].config))
+    }
+}

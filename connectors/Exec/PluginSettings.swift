@@ -21,7 +21,7 @@ struct PluginSettings {
         workingDirectory = config.baseDirectory
         commandKey = "\(config.file): \(config.path).command"
         configJSON = ExecSink.json(config.value("config") ?? .null(line: 0))
-        timeoutMillis = try config.durationMillis("ack_timeout", default: 60_000)
+        timeoutMillis = try config.durationMillis("ack_timeout", default: 60_000, minimum: 100)
     }
 
     /// Throws `.misconfigured` when the program cannot be run: a mistake in the file, not an outage to retry.

@@ -24,7 +24,7 @@ public final class FileSink: Sink {
     public init(config: ConnectorConfig) throws {
         name = config.name
         directory = config.resolvePath(try config.string("path"))
-        maxFileBytes = try config.bytes("max_file_bytes", default: 64 << 20) ?? (64 << 20)
+        maxFileBytes = try config.bytes("max_file_bytes", default: 64 << 20, minimum: 1 << 10)
         format = try ChangeFormat.read(config)
         renderers = TopicRenderers(format: format)
         try config.rejectUnknownKeys()

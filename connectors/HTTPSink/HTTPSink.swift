@@ -53,7 +53,7 @@ public final class HTTPSink: Sink {
         }
         self.url = url
         headers = try config.stringMap("headers")
-        timeoutSeconds = Double(try config.durationMillis("timeout", default: 10_000)) / 1000
+        timeoutSeconds = Double(try config.durationMillis("timeout", default: 10_000, minimum: 100)) / 1000
         retryForMillis = try config.durationMillis("retry_for", default: 60_000)
         renderers = TopicRenderers(format: try ChangeFormat.read(config))
         stateDirectory = config.dataDirectory + "/sinks/" + config.name

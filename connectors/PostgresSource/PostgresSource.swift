@@ -59,8 +59,8 @@ public final class PostgresSource: BackfillSource, VerifiableSource, OldRowSourc
             published = try PublishedTable.parseList(config.value("tables"), config: config)
         }
         initialSnapshot = try config.choice("snapshot", ["initial", "never"], default: "initial") == "initial"
-        heartbeatMillis = try config.durationMillis("heartbeat_interval", default: 10_000)
-        retainedWALWarning = try config.bytes("retained_wal_warning", default: 1 << 30) ?? (1 << 30)
+        heartbeatMillis = try config.durationMillis("heartbeat_interval", default: 10_000, minimum: 100)
+        retainedWALWarning = try config.bytes("retained_wal_warning", default: 1 << 30, minimum: 1 << 20)
         stateDirectory = DataDirectory(config.dataDirectory).sourceState(config.name)
         backfillChunkSize = try config.int("backfill_chunk_size", default: 20_000, range: 1...1_000_000)
         streaming = try config.bool("streaming", default: true)
@@ -68,6 +68,10 @@ public final class PostgresSource: BackfillSource, VerifiableSource, OldRowSourc
         if catchUp == "off" {
             catchUpThreshold = nil
         } else if let bytes = parseByteSize(catchUp) {
+            guard bytes >= 1 << 20 else {
+                throw config.error("catch_up_threshold", "'\(catchUp)' is too small: give at least 1MB, or off "
+                                   + "(or leave the key out for the default, 64MB)", line: config.value("catch_up_threshold")?.line)
+            }
             catchUpThreshold = bytes
         } else {
             throw config.error("catch_up_threshold", "'\(catchUp)' is neither a size such as 64MB or 1GB nor off",

@@ -43,7 +43,8 @@ struct PublishedTable: Equatable, Sendable {
     static func parseList(_ value: ConfigValue?, config: ConnectorConfig) throws -> [PublishedTable]? {
         let items: [ConfigValue]
         switch value {
-        case nil, .null?: return nil
+        case nil: return nil
+        case let .null(line)?: throw config.noValue("tables", line: line, fallback: "every table of the publication")
         case let .scalar(text, line)?: items = [.scalar(text, line: line)]
         case let .list(list, _)?: items = list
         case let .map(_, line)?:

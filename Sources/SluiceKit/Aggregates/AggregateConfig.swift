@@ -7,7 +7,7 @@ extension AggregateDefinition {
         guard let value = config.value("aggregates") else { return [] }
         let items: [ConfigValue]
         switch value {
-        case .null: return []
+        case let .null(line): throw config.noValue("aggregates", line: line)
         case let .list(list, _): items = list
         default: throw config.error("aggregates", "expected a list of aggregates ({table, from, group_by, window, measures})", line: value.line)
         }

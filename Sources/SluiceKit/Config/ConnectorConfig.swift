@@ -40,15 +40,31 @@ public final class ConnectorConfig: @unchecked Sendable {
         return entries.first { $0.key == key }?.value
     }
 
+    /// The key's text, nil when the key is absent. Written with no value (`slot:`, `slot: ~`) is a
+    /// mistake, never the default: YAML reads a forgotten value as null.
     public func optionalString(_ key: String) throws -> String? {
         switch value(key) {
-        case nil, .null?: return nil
+        case nil: return nil
+        case let .null(line)?: throw noValue(key, line: line)
         case let .scalar(text, _)?: return text
         case let other?: throw error(key, "expected a value, found \(other.kindName)", line: other.line)
         }
     }
 
+    /// The error for a key written with no value; `fallback` is what leaving it out gives.
+    public func noValue(_ key: String, line: Int, fallback: String? = nil) -> ConfigError {
+        error(key, "has no value: write one" + (fallback.map { ", or leave the key out for the default (\($0))" } ?? ", or leave the key out"),
+              line: line)
+    }
+
+    /// `optionalString`, naming `fallback` when the key is written with no value.
+    private func givenText(_ key: String, fallback: String) throws -> String? {
+        if case let .null(line)? = value(key) { throw noValue(key, line: line, fallback: fallback) }
+        return try optionalString(key)
+    }
+
     public func string(_ key: String) throws -> String {
+        if case let .null(line)? = value(key) { throw error(key, "has no value: it is required", line: line) }
         guard let text = try optionalString(key) else {
             // A required key next to a near miss is almost always that key misspelt.
             let misspelt = entries.map(\.key).first { $0 != key && !didYouMean($0, among: [key]).isEmpty }
@@ -61,7 +77,7 @@ public final class ConnectorConfig: @unchecked Sendable {
     /// The key's text, or `fallback` when the key is absent; written but empty (`slot: ''`) is a mistake,
     /// not the default.
     public func string(_ key: String, default fallback: String) throws -> String {
-        guard let text = try optionalString(key) else { return fallback }
+        guard let text = try givenText(key, fallback: fallback) else { return fallback }
         guard !text.isEmpty else { throw error(key, "must not be empty (leave the key out for the default, \(fallback))", line: value(key)?.line) }
         return text
     }
@@ -76,7 +92,7 @@ public final class ConnectorConfig: @unchecked Sendable {
     }
 
     public func int(_ key: String, default fallback: Int, range: ClosedRange<Int> = Int.min...Int.max) throws -> Int {
-        guard let text = try optionalString(key) else { return fallback }
+        guard let text = try givenText(key, fallback: String(fallback)) else { return fallback }
         guard let number = Int(text), range.contains(number) else {
             throw error(key, "'\(text)' is not a whole number in \(range.lowerBound)...\(range.upperBound)",
                         line: value(key)?.line)
@@ -85,7 +101,7 @@ public final class ConnectorConfig: @unchecked Sendable {
     }
 
     public func bool(_ key: String, default fallback: Bool) throws -> Bool {
-        guard let text = try optionalString(key) else { return fallback }
+        guard let text = try givenText(key, fallback: String(fallback)) else { return fallback }
         switch text.lowercased() {
         case "true", "yes", "on": return true
         case "false", "no", "off": return false
@@ -93,27 +109,37 @@ public final class ConnectorConfig: @unchecked Sendable {
         }
     }
 
-    /// A duration such as `500ms`, `10s`, `5m`, `1h` (a bare number means seconds), in milliseconds.
-    public func durationMillis(_ key: String, default fallback: Int) throws -> Int {
-        guard let text = try optionalString(key) else { return fallback }
+    /// A duration such as `500ms`, `10s`, `5m`, `1h` (a bare number means seconds), in milliseconds,
+    /// of at least `minimum` (a zero timeout or interval makes no sense for most keys).
+    public func durationMillis(_ key: String, default fallback: Int, minimum: Int = 0) throws -> Int {
+        guard let text = try givenText(key, fallback: formatDuration(millis: fallback)) else { return fallback }
         guard let millis = parseDurationMillis(text) else {
             throw error(key, "'\(text)' is not a duration such as 500ms, 10s, 5m or 1h", line: value(key)?.line)
+        }
+        guard millis >= minimum else {
+            throw error(key, "'\(text)' is too short: give at least \(formatDuration(millis: minimum)) "
+                        + "(or leave the key out for the default, \(formatDuration(millis: fallback)))", line: value(key)?.line)
         }
         return millis
     }
 
-    /// A size such as `512MB`, `10GB`, `4096` (bytes).
-    public func bytes(_ key: String, default fallback: UInt64?) throws -> UInt64? {
-        guard let text = try optionalString(key) else { return fallback }
+    /// A size such as `512MB`, `10GB`, `4096` (bytes), of at least `minimum`.
+    public func bytes(_ key: String, default fallback: UInt64, minimum: UInt64 = 0) throws -> UInt64 {
+        guard let text = try givenText(key, fallback: formatByteSize(fallback)) else { return fallback }
         guard let size = parseByteSize(text) else {
             throw error(key, "'\(text)' is not a size such as 64MB or 10GB", line: value(key)?.line)
+        }
+        guard size >= minimum else {
+            throw error(key, "'\(text)' is too small: give at least \(formatByteSize(minimum)) "
+                        + "(or leave the key out for the default, \(formatByteSize(fallback)))", line: value(key)?.line)
         }
         return size
     }
 
     public func stringList(_ key: String) throws -> [String]? {
         switch value(key) {
-        case nil, .null?: return nil
+        case nil: return nil
+        case let .null(line)?: throw noValue(key, line: line)
         case let .scalar(text, _)?: return [text]
         case let .list(items, _)?:
             return try items.map { item in
@@ -129,7 +155,8 @@ public final class ConnectorConfig: @unchecked Sendable {
     /// A mapping of string values (e.g. HTTP headers).
     public func stringMap(_ key: String) throws -> [(String, String)] {
         switch value(key) {
-        case nil, .null?: return []
+        case nil: return []
+        case let .null(line)?: throw noValue(key, line: line)
         case let .map(pairs, _)?:
             return try pairs.map { pair in
                 guard case let .scalar(text, _) = pair.value else {
@@ -173,6 +200,22 @@ public func parseDurationMillis(_ text: String) -> Int? {
     }
     if let seconds = Double(trimmed), seconds >= 0, seconds * 1000 <= limit { return Int(seconds * 1000) }
     return nil
+}
+
+/// `500ms`, `10s`, `5m`, `2h`, `7d`: the largest unit that divides `millis` exactly.
+public func formatDuration(millis: Int) -> String {
+    for (suffix, factor) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] where millis >= factor && millis % factor == 0 {
+        return "\(millis / factor)\(suffix)"
+    }
+    return "\(millis)ms"
+}
+
+/// `64MB`, `1GB`, `4KB`, `1000`: the largest binary unit that divides `bytes` exactly.
+public func formatByteSize(_ bytes: UInt64) -> String {
+    for (suffix, shift) in [("TB", 40), ("GB", 30), ("MB", 20), ("KB", 10)] where bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+        return "\(bytes >> shift)\(suffix)"
+    }
+    return "\(bytes)"
 }
 
 public func parseByteSize(_ text: String) -> UInt64? {

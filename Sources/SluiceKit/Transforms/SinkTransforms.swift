@@ -126,7 +126,8 @@ public struct SinkTransforms: Sendable {
 
     static func tableMap(_ config: ConnectorConfig, _ key: String) throws -> [(TableName, ConfigValue)] {
         switch config.value(key) {
-        case nil, .null?: return []
+        case nil: return []
+        case let .null(line)?: throw config.noValue(key, line: line)
         case let .map(pairs, _)?:
             var seen = Set<TableName>()
             return try pairs.map { pair in

@@ -82,7 +82,9 @@ enum ConfigLoader {
             if case let .scalar(text, _) = raw, !text.isEmpty {
                 dataDirectory = text
             } else {
-                problems.append(ConfigError(file: file, line: raw.line, key: "data_dir", message: "must be a directory path"))
+                let found = if case .null = raw { "has no value" } else { "must be a directory path" }
+                problems.append(ConfigError(file: file, line: raw.line, key: "data_dir",
+                                            message: "\(found): write a directory path, or leave the key out for the default (./sluice-data)"))
             }
         }
         problems += TypedNames.problems(expansion.typedScalars, file: file)
@@ -358,17 +360,28 @@ enum ConfigLoader {
         }
         for entry in entries {
             guard case let .scalar(text, line) = entry.value else {
-                throw ConfigError(file: file, line: entry.value.line, key: "retention.\(entry.key)", message: "must be a value")
+                let found = if case .null = entry.value { "has no value" } else { "must be a value" }
+                throw ConfigError(file: file, line: entry.value.line, key: "retention.\(entry.key)",
+                                  message: "\(found): write one, or leave the key out for no such limit")
             }
             switch entry.key {
             case "max_bytes":
                 guard let size = parseByteSize(text) else {
                     throw ConfigError(file: file, line: line, key: "retention.max_bytes", message: "'\(text)' is not a size such as 10GB")
                 }
+                // Zero would delete every segment a sink has not read yet.
+                guard size >= 1 << 20 else {
+                    throw ConfigError(file: file, line: line, key: "retention.max_bytes",
+                                      message: "'\(text)' is too small: give at least 1MB, or leave the key out for no size limit")
+                }
                 policy.maxBytes = size
             case "max_age":
                 guard let millis = parseDurationMillis(text) else {
                     throw ConfigError(file: file, line: line, key: "retention.max_age", message: "'\(text)' is not a duration such as 7d or 24h")
+                }
+                guard millis >= 60_000 else {
+                    throw ConfigError(file: file, line: line, key: "retention.max_age",
+                                      message: "'\(text)' is too short: give at least 1m, or leave the key out for no age limit")
                 }
                 policy.maxAgeMillis = millis
             case "segment_bytes":
