@@ -51,7 +51,11 @@ struct Tail: ParsableCommand {
 
         var start = logTopic.firstOffset
         if !fromBeginning, let end = logTopic.durableCommit?.offset {
-            start = try TransactionStarts.lastBegin(topic: logTopic, count: last, end: end)
+            do {
+                start = try TransactionStarts.lastBegin(topic: logTopic, count: last, end: end)
+            } catch {
+                throw RuntimeFailure(message: "topic \(topic): \(error)")
+            }
         }
         var printer = RecordPrinter(json: json, schema: schema)
         let reader = try logTopic.makeReader(from: start)
@@ -68,7 +72,11 @@ struct Tail: ParsableCommand {
                 }
                 printer.flush()
             }
-            guard follow else { return }
+            guard follow else {
+                // What was asked for is printed and readable; the damage elsewhere is still said.
+                if let damage = logTopic.damage { Output.standardError("warning: topic \(topic): \(damage)\n") }
+                return
+            }
             _ = logTopic.waitForCommit(after: reader.position == 0 ? nil : reader.position - 1, timeoutMillis: 1000)
         }
     }

@@ -96,9 +96,15 @@ public final class EmbeddedTopic: Topic, @unchecked Sendable {
     /// `<topic>/DAMAGED`: the reason a source gave for refusing to capture over a gap.
     var damagePath: String { directory + "/DAMAGED" }
 
+    /// The source's note (`DAMAGED`), or, read without a writer in this process, damage found in the middle
+    /// of the newest segment (the writer's recovery cuts that back when it opens the topic).
     public var damage: String? {
-        guard let data = FileManager.default.contents(atPath: damagePath) else { return nil }
-        return String(decoding: data, as: UTF8.self)
+        if let data = FileManager.default.contents(atPath: damagePath) { return String(decoding: data, as: UTF8.self) }
+        state.lock()
+        defer { state.unlock() }
+        guard !hasWriter else { return nil }
+        refreshFromDisk()
+        return scan.damage?.description
     }
 
     public func commitMarker(at offset: UInt64) throws -> CommitRecord? {
@@ -155,6 +161,8 @@ struct CommitScan {
     private var position: UInt64 = 0
     private var nextOffset: UInt64 = 0
     private var last: DurableMark?
+    /// The first damage found in the middle of a segment, with committed records after it.
+    private(set) var damage: SegmentDamage?
 
     mutating func lastCommit(in directory: String) -> DurableMark? {
         let bases = SegmentFile.list(directory)
@@ -164,6 +172,7 @@ struct CommitScan {
             for segment in bases where segment >= base {
                 let resumeAt = segment == base ? (position, nextOffset) : (header, segment)
                 let result = Self.scanSegment(directory, segment, position: resumeAt.0, expected: resumeAt.1)
+                damage = damage ?? result.damage
                 if let found = result.last {
                     last = DurableMark(commit: found, segmentBase: segment, end: result.resume)
                     self.base = segment
@@ -178,6 +187,7 @@ struct CommitScan {
         for segment in bases.reversed() {
             let result = Self.scanSegment(directory, segment, position: header, expected: segment)
             if let found = result.last {
+                damage = result.damage
                 last = DurableMark(commit: found, segmentBase: segment, end: result.resume)
                 base = segment
                 position = result.resume
@@ -189,24 +199,48 @@ struct CommitScan {
     }
 
     /// Scans one segment from `position`; returns its last commit marker and the position just after it.
+    /// Bytes that do not frame, followed by valid frames and a commit marker, are damage, not a torn
+    /// tail: the scan goes on past them (so readers reach them and fail) and reports them.
     static func scanSegment(_ directory: String, _ base: UInt64, position start: UInt64, expected first: UInt64)
-        -> (last: CommittedPosition?, resume: UInt64)
+        -> (last: CommittedPosition?, resume: UInt64, damage: SegmentDamage?)
     {
         let path = directory + "/" + SegmentFile.name(base: base, suffix: "log")
-        guard let reader = try? SegmentReader(path: path, base: base) else { return (nil, start) }
+        guard let reader = try? SegmentReader(path: path, base: base) else { return (nil, start, nil) }
         reader.seek(to: start)
         var expected = first
         var last: CommittedPosition?
         var resume = start
-        while case let .frame(kind, offset, body, position, length) = (try? reader.next()) ?? .end {
-            guard offset == expected else { break }
-            expected += 1
-            if kind == RecordKind.commit.rawValue,
-               case let .commit(commit)? = try? TopicRecord.decode(kind: kind, storage: reader.buffer, body: body) {
-                last = CommittedPosition(offset: offset, commit: commit)
-                resume = position + UInt64(length)
+        var damage: SegmentDamage?
+        var suspect: SegmentDamage?
+        // Each round after the first resumes past one damaged stretch; a few are enough to report it.
+        for _ in 0..<8 {
+            var stop: (position: UInt64, reason: String)?
+            scanning: while true {
+                switch (try? reader.next()) ?? .end {
+                case let .frame(kind, offset, body, position, length):
+                    guard offset == expected else {
+                        stop = (position, "offset \(offset) where \(expected) was expected")
+                        break scanning
+                    }
+                    expected += 1
+                    if kind == RecordKind.commit.rawValue,
+                       case let .commit(commit)? = try? TopicRecord.decode(kind: kind, storage: reader.buffer, body: body) {
+                        last = CommittedPosition(offset: offset, commit: commit)
+                        resume = position + UInt64(length)
+                        if let found = suspect { damage = damage ?? found }
+                    }
+                case .end:
+                    break scanning
+                case let .invalid(position, reason):
+                    stop = (position, reason)
+                    break scanning
+                }
             }
+            guard let stop, let next = SegmentDamage.nextFrame(in: path, after: stop.position, minimum: expected) else { break }
+            suspect = SegmentDamage(path: path, position: stop.position, offset: expected, reason: stop.reason)
+            reader.seek(to: next.position)
+            expected = next.offset
         }
-        return (last, resume)
+        return (last, resume, damage)
     }
 }

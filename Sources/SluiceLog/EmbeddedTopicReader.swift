@@ -27,6 +27,7 @@ public final class EmbeddedTopicReader: TopicReader {
         }
         let reader = try openSegment(base)
         var current = base
+        var rescanned = false
         if let entry = SegmentIndex.load(indexPath(base)).floor(position) {
             reader.seek(to: entry.position)
             current = entry.offset
@@ -35,10 +36,18 @@ public final class EmbeddedTopicReader: TopicReader {
             switch try reader.next() {
             case let .frame(_, offset, _, _, _) where offset == current:
                 current += 1
-            case .frame where current != base, .invalid where current != base:
-                // A stale index entry: scan from the segment's start instead.
+            case .frame where current != base && !rescanned, .invalid where current != base && !rescanned:
+                // A stale index entry: scan from the segment's start instead (once: damage stops a second scan too).
                 reader.seek(to: UInt64(SegmentFile.headerSize))
                 current = base
+                rescanned = true
+            case let .invalid(at, reason):
+                // Damage before the offset wanted: the frames after it are checksummed and can still be read.
+                guard let next = SegmentDamage.nextFrame(in: reader.path, after: at, minimum: current), next.offset <= position else {
+                    throw damaged(reader, at: at, offset: current, reason: reason)
+                }
+                reader.seek(to: next.position)
+                current = next.offset
             default:
                 throw LogError("\(segmentPath(base)): cannot find offset \(position)")
             }
@@ -52,6 +61,15 @@ public final class EmbeddedTopicReader: TopicReader {
             guard let bound = topic.readBound() else { return 0 }
             return bound.segmentBase == base ? bound.position : bound.segmentBase > base ? nil : 0
         }
+    }
+
+    /// Bytes below the committed end that are not a record: corruption, never skipped.
+    private func damaged(_ reader: SegmentReader, at: UInt64, offset: UInt64, reason: String) -> LogError {
+        let newest = topic.readBound().map { $0.segmentBase == reader.base } ?? true
+        return LogError("""
+            \(reader.path): invalid record at byte \(at) below the committed end (\(reason)): records from offset \(offset) on \
+            cannot be read. \(newest ? SegmentDamage.fixForNewestSegment : SegmentDamage.fixForOlderSegment(directory))
+            """)
     }
 
     public func next(limit: UInt64) throws -> RawRecord? {
@@ -76,7 +94,7 @@ public final class EmbeddedTopicReader: TopicReader {
                 }
                 segment = try openSegment(position)
             case let .invalid(at, reason):
-                throw LogError("\(segment!.path): invalid record at byte \(at) below the committed end: \(reason)")
+                throw damaged(segment!, at: at, offset: position, reason: reason)
             }
         }
     }

@@ -88,7 +88,7 @@ public struct StatusReport {
     /// Caught up with a topic that lost transactions is not caught up: the sink shows failed.
     static func damageProblem(_ topics: [String], _ open: [String: any SluiceKit.Topic]) -> String? {
         guard let damaged = topics.first(where: { open[$0]?.damage != nil }), let damage = open[damaged]?.damage else { return nil }
-        return "topic \(damaged) lost transactions after its last commit marker: \(damage)"
+        return "topic \(damaged) is damaged: \(damage)"
     }
 
     public static func gather(config: SluiceConfig, registry: ConnectorRegistry, logger: Logger) throws -> StatusReport {

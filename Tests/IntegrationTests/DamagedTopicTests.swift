@@ -173,3 +173,63 @@ private func walkFrames(_ bytes: [UInt8]) -> [(start: Int, size: Int)] {
 
 private func readU32(_ bytes: [UInt8], _ at: Int) -> UInt64 { bytes[at..<at + 4].reduce(0) { $0 << 8 | UInt64($1) } }
 private func readU64(_ bytes: [UInt8], _ at: Int) -> UInt64 { bytes[at..<at + 8].reduce(0) { $0 << 8 | UInt64($1) } }
+
+/// `sluice tail` with no daemon running, on a topic whose newest segment is damaged in the middle (one
+/// byte of a committed record flipped): it prints what lies before the damage and then fails, naming
+/// the segment, the byte and the first offset it cannot read, and what to do; `status` notes the damage.
+/// A torn tail (a crash's partial last frame) is not damage: tail prints every whole transaction, exit 0.
+final class DamagedSegmentTailTests: DaemonTestCase {
+    override var fixtureName: String { "damagedtail" }
+    override var startsSourceCluster: Bool { false }
+
+    func testTailFailsOnMidSegmentDamageButNotOnATornTail() throws {
+        let input = directory + "/incoming.jsonl"
+        try """
+            data_dir: \(dataDirectory)
+            sources:
+              - name: feed
+                type: exec
+                command: [\(pluginPython), \(repositoryRoot)/examples/exec-source/jsonl_source.py]
+                config: {path: \(input), table: public.events, columns: [{name: id, type: bigint, key: true}, {name: body, type: text}]}
+            """.write(toFile: configPath, atomically: true, encoding: .utf8)
+        XCTAssertTrue(FileManager.default.createFile(atPath: input, contents: nil))
+        try ExecSourceTests.append(1...60, to: input)
+        func inserts(_ result: CommandResult) -> [String] { result.out.split(separator: "\n").map(String.init).filter { $0.contains("\tINSERT\t") } }
+        let daemon = try startDaemon()
+        try eventually(timeout: 60, "the 60 lines to reach the topic" + logTail) {
+            inserts(try sluice(["tail", "feed", "--config", configPath, "--from-beginning"])).count == 60
+        }
+        XCTAssertEqual(daemon.terminate(), 0, logTail)
+
+        let topic = dataDirectory + "/topics/feed"
+        let path = topic + "/" + (try XCTUnwrap(damagedSegmentNames(topic).last))
+        let original = [UInt8](try XCTUnwrap(FileManager.default.contents(atPath: path)))
+        let frames = walkFrames(original)
+        XCTAssertGreaterThan(frames.count, 100, "the segment holds every record")
+        let victim = frames[frames.count / 2]
+        let victimOffset = readU64(original, victim.start + 10)
+        var damaged = original
+        damaged[victim.start + victim.size] ^= 0x5A  // inside the part its checksum covers
+        try Data(damaged).write(to: URL(fileURLWithPath: path))
+
+        let tail = try sluice(["tail", "feed", "--config", configPath, "--from-beginning"])
+        XCTAssertNotEqual(tail.status, 0, "tail must not end quietly short of the topic's records: \(tail.describe)")
+        for words in [path, "offset \(victimOffset)", "sluice run"] {
+            XCTAssertTrue(tail.err.contains(words), "tail's error names \(words): \(tail.describe)")
+        }
+        let printed = inserts(tail)
+        XCTAssertFalse(printed.isEmpty, "the records before the damage are printed: \(tail.describe)")
+        XCTAssertTrue(printed.allSatisfy { UInt64($0.prefix { $0 != "\t" }) ?? .max < victimOffset },
+                      "nothing from the damaged offset on is printed: \(tail.describe)")
+        let status = try sluice(["status", "--config", configPath])
+        XCTAssertEqual(status.status, 0, status.describe)
+        XCTAssertTrue(status.out.contains("DAMAGED") && status.out.contains(path), "status notes the damage: \(status.describe)")
+
+        // A torn tail: the last frame (the last transaction's commit marker) cut short.
+        try Data(original.dropLast(3)).write(to: URL(fileURLWithPath: path))
+        let torn = try sluice(["tail", "feed", "--config", configPath, "--from-beginning"])
+        XCTAssertEqual(torn.status, 0, "a torn tail is crash debris, not an error: \(torn.describe)")
+        XCTAssertEqual(inserts(torn).count, 59, "every whole transaction, the torn one left out: \(torn.describe)")
+        XCTAssertFalse(torn.err.contains("damaged"), torn.describe)
+    }
+}
