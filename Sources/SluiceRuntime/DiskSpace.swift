@@ -36,6 +36,14 @@ final class DiskSpace: @unchecked Sendable {
                 space.free)
     }
 
+    /// For `sluice status` when the daemon's status file went stale: what a full filesystem under
+    /// `data_dir` means, or nil when it has room (at least the reserve's size free).
+    static func fullNote(dataDirectory: String, statusAge: TimeInterval) -> String? {
+        guard let space = available(at: dataDirectory), space.free < UInt64(reserveBytes) else { return nil }
+        return "disk full: \(dataDirectory) has \(megabytes(space.free)) free, so capture cannot write and the daemon has not "
+            + "updated its status file for \(Int(statusAge)) s: free space there or grow the filesystem"
+    }
+
     /// `2.1 MB`: one decimal, binary megabytes as sizes in the configuration are.
     static func megabytes(_ bytes: UInt64) -> String {
         String(format: "%.1f MB", Double(bytes) / Double(1 << 20))
@@ -46,6 +54,9 @@ final class DiskSpace: @unchecked Sendable {
         guard let space = Self.available(at: directory) else { return true }
         return space.free >= resumeThreshold(size: space.size)
     }
+
+    /// Less free than capture needs to resume: a write that failed here most likely failed for room.
+    var isLow: Bool { !hasRoom }
 
     /// The disk filled: give back the reserve.
     func filled() {

@@ -211,7 +211,14 @@ public final class Pipeline: @unchecked Sendable {
             }
         }
         if consoleShown, let saved = ConsoleHistoryFile.read(dataDirectory: dataDirectory, logger: logger) { console.restore(saved) }
-        let writeStatus: @Sendable () -> Void = { [health] in health.snapshot(progress: progress).write(dataDirectory: dataDirectory) }
+        let writeStatus: @Sendable () -> Void = { [health] in
+            let status = health.snapshot(progress: progress)
+            // The reserve is there so that `sluice status` can still learn what a full disk did.
+            if !status.write(dataDirectory: dataDirectory), space.isLow {
+                space.filled()
+                status.write(dataDirectory: dataDirectory)
+            }
+        }
         health.observe(writeStatus)
         writeStatus()
         sourceRunners.forEach { $0.start() }

@@ -45,18 +45,26 @@ public struct StatusFile: Codable, Sendable {
 
     private static let writing = NSLock()
 
-    func write(dataDirectory: String) {
+    /// False when the file could not be written (a full disk, most likely).
+    @discardableResult
+    func write(dataDirectory: String) -> Bool {
         Self.writing.lock()
         defer { Self.writing.unlock() }
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .iso8601
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        guard let data = try? encoder.encode(self) else { return }
+        guard let data = try? encoder.encode(self) else { return false }
         let path = Self.path(dataDirectory: dataDirectory)
         let temp = path + ".tmp"
-        guard FileManager.default.createFile(atPath: temp, contents: data) else { return }
-        rename(temp, path)
+        guard FileManager.default.createFile(atPath: temp, contents: data) else {
+            unlink(temp)
+            return false
+        }
+        return rename(temp, path) == 0
     }
+
+    /// Rewritten every second by the daemon: older than this, what it says may no longer hold.
+    public static let staleAfter: TimeInterval = 10
 
     public func connector(_ kind: String, _ name: String) -> Connector? {
         connectors.first { $0.kind == kind && $0.name == name }

@@ -98,10 +98,17 @@ public struct StatusReport {
         let live = report.daemonPID.flatMap { pid in
             StatusFile.read(dataDirectory: config.dataDirectory).flatMap { $0.pid == pid ? $0 : nil }
         }
+        // A file the daemon stopped rewriting (a full disk that took even its reserve) no longer says how things are.
+        let age = live.map { Date().timeIntervalSince($0.updatedAt) } ?? 0
+        let stale = age > StatusFile.staleAfter
+        let full = stale ? DiskSpace.fullNote(dataDirectory: config.dataDirectory, statusAge: age) : nil
         func state(_ kind: String, _ name: String) -> (String, String?) {
             guard report.daemonPID != nil else { return ("stopped", nil) }
             guard let connector = live?.connector(kind, name) else { return ("starting", nil) }
-            return (connector.state, connector.error)
+            guard stale else { return (connector.state, connector.error) }
+            if kind == "source", let full { return ("retrying", full) }
+            let note = full ?? "as of \(Int(age)) s ago: the daemon has not rewritten \(StatusFile.path(dataDirectory: config.dataDirectory)) since"
+            return (connector.state, [connector.error, note].compactMap { $0 }.joined(separator: "; "))
         }
         report.backfills = backfills(config)
         report.changes = live?.changes ?? []

@@ -42,6 +42,8 @@ public final class ExecSource: Source {
             try session.run(config: settings.configJSON, startTimeoutMillis: settings.timeoutMillis, context: context)
         } catch let error as ConnectorError {
             throw error
+        } catch let full as TopicStorageFull {
+            throw full  // the runtime pauses capture and gives back its space reserve
         } catch let error as ExecSourceSession.ProtocolError {
             throw ConnectorError.transient("source \(name): \(error.message)")
         } catch {
