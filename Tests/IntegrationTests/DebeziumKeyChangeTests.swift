@@ -74,6 +74,27 @@ extension ExecSinkTests {
     }
 }
 
+extension ExecSinkTests {
+    /// The fixture plugin, behaving, takes Debezium change events (lines without a kind) between Sluice's
+    /// begin and commit lines, as the example plugin does.
+    func testTheFixturePluginTakesDebeziumLines() throws {
+        XCTAssertTrue(FileManager.default.createFile(atPath: flagPath, contents: Data("behave\n".utf8)))
+        try writeConfig(fixtureSink("py", mode: "fatal") + ["    format: debezium"])  // the flag overrides the mode
+        let daemon = try startDaemon()
+        try waitForSlotActive()
+        try source.query("INSERT INTO orders VALUES (1, 1, 'one')")
+        try source.query("UPDATE orders SET note = 'uno' WHERE id = 1")
+        let status = try waitForCaughtUp(["py"])
+        XCTAssertEqual(daemon.terminate(), 0, logTail)
+        let records = try outputText.split(separator: "\n").map { line in
+            try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], String(line))
+        }
+        XCTAssertEqual(records.filter { $0["kind"] == nil }.map { $0["op"] as? String }, ["c", "u"], "\(records)" + logTail)
+        XCTAssertEqual(records.last?["kind"] as? String, "commit")
+        XCTAssertEqual(records.last?["offset"] as? Int, status.endOffset("app"), "the plugin holds the topic's end")
+    }
+}
+
 extension HTTPSinkTests {
     func testDebeziumKeyChangeIsADeleteThenACreateEachOnceThroughRetries() throws {
         let port = try startReceiver()

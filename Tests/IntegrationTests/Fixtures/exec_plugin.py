@@ -9,7 +9,8 @@ Its hello config chooses what it does on `flush`:
     mode: stall       after `ready`, stops reading its input altogether
 
 While the file named by `flag` exists, it behaves instead: appends the batch's lines to `path`,
-fsyncs, and acks, resuming from the last commit line of `path` like examples/exec-sink/jsonl_sink.py.
+fsyncs, and acks, resuming from the last commit line of `path` like examples/exec-sink/jsonl_sink.py,
+in either format (with format: debezium a change line is a Debezium event, which has no kind).
 Each start appends "<pid> <parent pid> <mode> <unix time>" to `starts` and the hello message to `hello` (when given).
 """
 import json
@@ -77,7 +78,7 @@ def main():
     out = open(path, "ab") if (behave and path) else None
     for line in sys.stdin:
         message = json.loads(line)
-        kind = message["kind"]
+        kind = message.get("kind", "change")
         if kind in ("begin", "change", "commit"):
             pending.append(line.encode())
         elif kind == "flush":
