@@ -396,3 +396,22 @@ extension ConfigLoaderTests {
         XCTAssertNoThrow(try ConnectorRegistry.builtin.sinks["file"]!.init(config: smallest.sinks[0].config))
     }
 }
+
+extension ConfigLoaderTests {
+    /// A --config that is empty, a directory or an empty file says which, and what to give instead.
+    func testConfigPathsThatAreNoFile() throws {
+        let cases: [(path: String, file: String, words: String)] = [
+            ("", "--config", "is empty: give the path of the configuration file"),
+            (directory!, directory!, "is a directory, not a configuration file"),
+            ("/dev/null", "/dev/null", "is empty"),
+            (directory + "/missing/sluice.yml", directory + "/missing/sluice.yml", "does not exist"),
+        ]
+        for test in cases {
+            XCTAssertThrowsError(try load(test.path), test.path) { error in
+                let found = error as? ConfigError
+                XCTAssertEqual(found?.file, test.file, "\(error)")
+                XCTAssertTrue(found?.message.contains(test.words) ?? false, "\(test.path): \(error)")
+            }
+        }
+    }
+}

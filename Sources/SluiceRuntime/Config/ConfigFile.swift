@@ -45,10 +45,20 @@ enum ConfigLoader {
     static func load(path: String, registry: ConnectorRegistry,
                      environment: [String: String] = ProcessInfo.processInfo.environment) throws -> SluiceConfig {
         let file = path
-        guard let data = FileManager.default.contents(atPath: path) else {
-            let reason = FileManager.default.fileExists(atPath: path) ? "cannot be read" : "does not exist"
+        guard !path.isEmpty else {
+            throw ConfigError(file: "--config", key: "", message: "is empty: give the path of the configuration file, e.g. --config sluice.yml")
+        }
+        var isDirectory: ObjCBool = false
+        let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
+        if exists && isDirectory.boolValue {
+            throw ConfigError(file: file, key: "", message: "is a directory, not a configuration file: give the path of the YAML file, e.g. \(path)/sluice.yml")
+        }
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            let reason = exists ? "cannot be read (\(String(cString: strerror(errno))))" : "does not exist"
             throw ConfigError(file: file, key: "", message: "the configuration file \(reason)")
         }
+        defer { try? handle.close() }
+        let data = (try? handle.readToEnd()) ?? Data()
         guard let text = String(data: data, encoding: .utf8) else {
             throw ConfigError(file: file, key: "", message: "is not UTF-8 text")
         }
