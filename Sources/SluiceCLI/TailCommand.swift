@@ -46,7 +46,11 @@ struct Tail: ParsableCommand {
             throw UsageError(message: "\(options.config): there is no topic '\(topic)'; topics are named after sources: \(config.topics.joined(separator: ", "))")
         }
         let logTopic = try TopicStores.make(config, logger: Logger(label: "sluice")).topic(topic)
-        if !follow && logTopic.durableCommit == nil { return }
+        if !follow && logTopic.durableCommit == nil {
+            // Nothing readable: an empty topic, or one whose only segment is damaged.
+            if let damage = logTopic.damage { throw RuntimeFailure(message: "topic \(topic): \(damage)") }
+            return
+        }
         if follow { Signals.onStop { Foundation.exit(0) } }
 
         var start = logTopic.firstOffset

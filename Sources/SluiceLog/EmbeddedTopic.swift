@@ -186,8 +186,8 @@ struct CommitScan {
         self = CommitScan()
         for segment in bases.reversed() {
             let result = Self.scanSegment(directory, segment, position: header, expected: segment)
+            damage = damage ?? result.damage
             if let found = result.last {
-                damage = result.damage
                 last = DurableMark(commit: found, segmentBase: segment, end: result.resume)
                 base = segment
                 position = result.resume
@@ -205,7 +205,15 @@ struct CommitScan {
         -> (last: CommittedPosition?, resume: UInt64, damage: SegmentDamage?)
     {
         let path = directory + "/" + SegmentFile.name(base: base, suffix: "log")
-        guard let reader = try? SegmentReader(path: path, base: base) else { return (nil, start, nil) }
+        let reader: SegmentReader
+        do {
+            reader = try SegmentReader(path: path, base: base)
+        } catch {
+            // Shorter than a header is a creation a crash cut short (recovery writes it again); otherwise damage.
+            let damage = SegmentFile.size(path: path) < UInt64(SegmentFile.headerSize) ? nil
+                : SegmentDamage(path: path, position: 0, offset: first, reason: "\(error)", header: true)
+            return (nil, start, damage)
+        }
         reader.seek(to: start)
         var expected = first
         var last: CommittedPosition?

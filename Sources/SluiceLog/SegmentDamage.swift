@@ -12,10 +12,17 @@ struct SegmentDamage: Equatable {
     /// The offset of the first record that cannot be read.
     let offset: UInt64
     let reason: String
+    /// The header is not a segment's: recovery refuses the file rather than cut it.
+    var header = false
 
     /// What a reader without the daemon says, and what to do.
     var description: String {
-        "\(path) is damaged at byte \(position) (\(reason)): records from offset \(offset) on cannot be read, "
+        guard !header else {
+            return "\(reason): records from offset \(offset) on cannot be read. Recovery refuses "
+                + "such a segment (`sluice run` exits naming it): restore the file from a copy, or re-snapshot the source "
+                + "(README: a slot ahead of a damaged topic)"
+        }
+        return "\(path) is damaged at byte \(position) (\(reason)): records from offset \(offset) on cannot be read, "
             + "though committed records follow. \(Self.fixForNewestSegment)"
     }
 

@@ -178,6 +178,7 @@ private func readU64(_ bytes: [UInt8], _ at: Int) -> UInt64 { bytes[at..<at + 8]
 /// byte of a committed record flipped): it prints what lies before the damage and then fails, naming
 /// the segment, the byte and the first offset it cannot read, and what to do; `status` notes the damage.
 /// A torn tail (a crash's partial last frame) is not damage: tail prints every whole transaction, exit 0.
+/// A segment whose header is not a segment's fails tail too (it once read as an empty topic).
 final class DamagedSegmentTailTests: DaemonTestCase {
     override var fixtureName: String { "damagedtail" }
     override var startsSourceCluster: Bool { false }
@@ -231,5 +232,13 @@ final class DamagedSegmentTailTests: DaemonTestCase {
         XCTAssertEqual(torn.status, 0, "a torn tail is crash debris, not an error: \(torn.describe)")
         XCTAssertEqual(inserts(torn).count, 59, "every whole transaction, the torn one left out: \(torn.describe)")
         XCTAssertFalse(torn.err.contains("damaged"), torn.describe)
+
+        // A header that is not a segment's: nothing can be read, and tail must not pass for an empty topic.
+        try Data(Array("NOTALOG!".utf8) + original.dropFirst(8)).write(to: URL(fileURLWithPath: path))
+        let headless = try sluice(["tail", "feed", "--config", configPath, "--from-beginning"])
+        XCTAssertNotEqual(headless.status, 0, headless.describe)
+        XCTAssertTrue(headless.err.contains(path) && headless.err.contains("bad header"), headless.describe)
+        let noted = try sluice(["status", "--config", configPath])
+        XCTAssertTrue(noted.out.contains("DAMAGED") && noted.out.contains("bad header"), noted.describe)
     }
 }
