@@ -112,6 +112,31 @@ final class DamagedTopicTests: SinkTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: request), "the damaged request is left for the operator")
     }
 
+    /// A damaged source state file (here: cut short) is not taken for a fresh start, which would forget the
+    /// cluster the topic belongs to: run stops naming the file and what to do, check reports it, the file stays.
+    func testADamagedSourceStateStopsCaptureNamingTheFile() throws {
+        try source.query("CREATE TABLE accounts (id int PRIMARY KEY, balance int); INSERT INTO accounts VALUES (1, 10);")
+        try writeConfig(tables: ["public.accounts"])
+        let daemon = try startDaemon()
+        try waitForSlotActive()
+        XCTAssertEqual(daemon.terminate(), 0, "clean exit on SIGTERM" + logTail)
+
+        let state = dataDirectory + "/sources/app/state.json"
+        let saved = try XCTUnwrap(FileManager.default.contents(atPath: state), "the source recorded its state")
+        try saved.prefix(saved.count / 2).write(to: URL(fileURLWithPath: state))
+        let logFile = directory + "/daemon-damaged-state.log"
+        let again = try SluiceProcess(["run", "--config", configPath], logPath: logFile)
+        daemons.append(again)
+        func log() -> String { (try? String(contentsOfFile: logFile, encoding: .utf8)) ?? "" }
+        try eventually(timeout: 60, "the daemon to stop on the damaged state:\n\(log())") { !again.isRunning }
+        XCTAssertNotEqual(again.wait(), 0, log())
+        XCTAssertTrue(log().contains("\(state) is damaged") && log().contains("Restore it from a copy, or delete it"), log())
+        let check = try sluice(["check", "--config", configPath])
+        XCTAssertEqual(check.status, 2, check.describe)
+        XCTAssertTrue(check.out.contains("\(state) is damaged"), check.describe)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: state), "the damaged file is left for the operator")
+    }
+
     /// Starts `sluice run`, expects it to exit non-zero by itself within 60 s, and checks that its log
     /// explains: the slot is ahead of the topic, the lost LSNs (a range reaching T), how to recover.
     private func startRefusing(_ logName: String, tCommitLSN: UInt64, slot: UInt64,

@@ -83,8 +83,13 @@ public final class PostgresSource: BackfillSource, VerifiableSource, OldRowSourc
 
     public func check(logger: Logger) -> [CheckFinding] {
         do {
+            let state: SourceState
+            do {
+                state = try SourceState.load(from: stateDirectory)
+            } catch {
+                return [CheckFinding(.error, "source \(name)", "\(error)")]
+            }
             let sql = try connect { try PGConnection(url: url, applicationName: "sluice-check") }
-            let state = (try? SourceState.load(from: stateDirectory)) ?? SourceState()
             var findings = Prerequisites(source: self, sql: sql, state: state).findings()
             if let report = try? slotReport(sql), let warning = report.warning,
                report.details.contains(where: { $0.key == "wal_limit_in_seconds" && (Double($0.value) ?? .infinity) < WALForecast.warnWithin }) {

@@ -21,12 +21,17 @@ struct SourceState: Codable, Equatable {
         var lsn: UInt64
     }
 
+    /// A file that is there but does not decode was damaged (its writes are atomic): never taken for a
+    /// fresh start, which would forget which cluster the topic belongs to.
     static func load(from directory: String) throws -> SourceState {
-        let path = directory + "/state.json"
-        guard FileManager.default.fileExists(atPath: path) else { return SourceState() }
-        let data = try Data(contentsOf: URL(fileURLWithPath: path))
-        return try JSONDecoder().decode(SourceState.self, from: data)
+        try BackfillFiles.readExisting(SourceState.self, directory: directory, name: "state.json", fix: damagedFix) ?? SourceState()
     }
+
+    static let damagedFix = """
+        it records which cluster the topic belongs to and what Sluice created (the slot, the publication). Restore it \
+        from a copy, or delete it to go on with the same slot and topic (Sluice then takes the slot and the publication \
+        for someone else's: it will not drop the slot to restart an interrupted snapshot, nor add tables to the publication)
+        """
 
     /// Written atomically (temp file, fsync, rename).
     func save(to directory: String) throws {
