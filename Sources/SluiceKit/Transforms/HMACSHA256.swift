@@ -29,24 +29,22 @@ public struct HMACSHA256: Sendable {
 
     /// The MAC in lowercase hexadecimal.
     public func hex<Bytes: Collection>(_ message: Bytes) -> String where Bytes.Element == UInt8 {
-        var out: [UInt8] = []
-        out.reserveCapacity(64)
-        Array(message).withUnsafeBytes { appendHex(of: $0, to: &out) }
+        var out = [UInt8](repeating: 0, count: 64)
+        Array(message).withUnsafeBytes { raw in out.withUnsafeMutableBytes { writeHex(of: raw, to: $0.baseAddress!) } }
         return String(decoding: out, as: UTF8.self)
     }
 
-    /// Appends the MAC of `message` in lowercase hexadecimal (64 bytes) to `out`: the mask's hot path,
+    /// Writes the MAC of `message` in lowercase hexadecimal (64 bytes) at `out`: the mask's hot path,
     /// without allocating.
-    public func appendHex(of message: UnsafeRawBufferPointer, to out: inout [UInt8]) {
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 96) { scratch in
-            mac(UnsafeMutableRawPointer(scratch.baseAddress!), of: message)
+    public func writeHex(of message: UnsafeRawBufferPointer, to out: UnsafeMutableRawPointer) {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { digest in
+            mac(UnsafeMutableRawPointer(digest.baseAddress!), of: message)
             let digits: StaticString = "0123456789abcdef"
             for index in 0..<32 {
-                let byte = scratch[index]
-                scratch[32 + 2 * index] = digits.utf8Start[Int(byte >> 4)]
-                scratch[33 + 2 * index] = digits.utf8Start[Int(byte & 15)]
+                let byte = digest[index]
+                out.storeBytes(of: digits.utf8Start[Int(byte >> 4)], toByteOffset: 2 * index, as: UInt8.self)
+                out.storeBytes(of: digits.utf8Start[Int(byte & 15)], toByteOffset: 2 * index + 1, as: UInt8.self)
             }
-            out.append(contentsOf: UnsafeBufferPointer(rebasing: scratch[32..<96]))
         }
     }
 

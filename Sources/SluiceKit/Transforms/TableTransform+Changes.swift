@@ -20,22 +20,23 @@ extension TableTransform {
 
     private func mirror(_ change: Change, _ transaction: TransactionInfo, _ buffers: inout RowBuffers,
                         warn: (String) -> Void) throws -> Change? {
-        var out = change
-        out.relation = target
-        if passesTuples, predicate == nil, rules.deletes == .apply { return out }
+        if passesTuples, predicate == nil, rules.deletes == .apply {
+            var out = change
+            out.relation = target
+            return out
+        }
         switch change.operation {
         case .truncate:
             if rules.deletes != .apply {
                 if rules.deletes == .soft { warn("a TRUNCATE of \(source.qualifiedName) is not applied under deletes: soft (rows stay, not marked deleted)") }
                 return nil
             }
-            (out.old, out.new, out.oldKind) = (nil, nil, .none)
-            return out
+            return Change(change, relation: target, oldKind: .none, old: nil, new: nil)
         case .read, .insert:
             let new = change.new!
             guard try passes(new, change) else { return nil }
-            out.new = targetRow(new, .mirrored(change.operation), lsn: change.lsn, transaction, into: &buffers.new)
-            return out
+            return Change(change, relation: target, oldKind: change.oldKind, old: change.old,
+                          new: targetRow(new, .mirrored(change.operation), lsn: change.lsn, transaction, into: &buffers.new))
         case .update:
             let new = newRow(change)
             guard try passes(new, change) else {
@@ -50,10 +51,9 @@ extension TableTransform {
                     REPLICA IDENTITY FULL makes this exact)
                     """)
             }
-            out.old = change.old.map { targetRow($0, .old, lsn: change.lsn, transaction, into: &buffers.old) }
-            if out.old == nil { out.oldKind = .none }
-            out.new = targetRow(new, .mirrored(.update), lsn: change.lsn, transaction, into: &buffers.new)
-            return out
+            let old = change.old.map { targetRow($0, .old, lsn: change.lsn, transaction, into: &buffers.old) }
+            return Change(change, relation: target, oldKind: old == nil ? .none : change.oldKind, old: old,
+                          new: targetRow(new, .mirrored(.update), lsn: change.lsn, transaction, into: &buffers.new))
         case .delete:
             guard let old = change.old else { return nil }
             // A full old row that never passed the predicate was never at the target.
@@ -73,18 +73,13 @@ extension TableTransform {
     private func deleted(_ change: Change, kind: OldValuesKind, old: Tuple, _ transaction: TransactionInfo,
                          _ buffers: inout RowBuffers) -> Change? {
         if rules.deletes == .ignore { return nil }
-        var out = change
-        out.relation = target
-        out.oldKind = kind
-        out.old = targetRow(old, .old, lsn: change.lsn, transaction, into: &buffers.old)
+        let oldRow = targetRow(old, .old, lsn: change.lsn, transaction, into: &buffers.old)
         if rules.deletes == .apply {
-            (out.operation, out.new) = (.delete, nil)
-        } else {
-            // An update of the soft-delete (and metadata) columns only: the row keeps its last values.
-            out.operation = .update
-            out.new = targetRow(nil, .softDeleted, lsn: change.lsn, transaction, into: &buffers.new)
+            return Change(change, relation: target, operation: .delete, oldKind: kind, old: oldRow, new: nil)
         }
-        return out
+        // An update of the soft-delete (and metadata) columns only: the row keeps its last values.
+        return Change(change, relation: target, operation: .update, oldKind: kind, old: oldRow,
+                      new: targetRow(nil, .softDeleted, lsn: change.lsn, transaction, into: &buffers.new))
     }
 
     private func history(_ change: Change, _ transaction: TransactionInfo, _ buffers: inout RowBuffers) throws -> Change? {
@@ -105,16 +100,15 @@ extension TableTransform {
             if change.oldKind == .full, try !passes(old, change) { return nil }
             row = old
         }
-        var out = change
-        out.relation = target
-        (out.operation, out.old, out.oldKind) = (.insert, nil, .none)
-        out.new = targetRow(row, .history(change.operation), lsn: change.lsn, transaction, into: &buffers.new)
-        return out
+        return Change(change, relation: target, operation: .insert, oldKind: .none, old: nil,
+                      new: targetRow(row, .history(change.operation), lsn: change.lsn, transaction, into: &buffers.new))
     }
 
     /// Whether a row passes `where:` (always true without one), decided over the tuple's bytes; the
     /// values are built only when it cannot be decided there.
     private func passes(_ tuple: Tuple, _ change: Change) throws -> Bool {
+        // The fast form read in place (binding the predicate to a local would copy it, retains and all).
+        if let decided = columnTests?.evaluate(tuple) { return decided == .true }
         guard let predicate else { return true }
         switch predicate.evaluate(tuple) {
         case .true: return true
@@ -169,6 +163,23 @@ extension Tuple {
             }
         }
         self.init(bytes: body.bytes)
+    }
+}
+
+extension Change {
+    /// `change` as the sink applies it: the target's schema and rows, built at once rather than as a
+    /// copy whose fields are then replaced (each replaced field a retain and a release per row).
+    init(_ change: Change, relation: RelationSchema, operation: ChangeOperation? = nil, oldKind: OldValuesKind,
+         old: Tuple?, new: Tuple?) {
+        topic = change.topic
+        offset = change.offset
+        self.operation = operation ?? change.operation
+        self.relation = relation
+        lsn = change.lsn
+        self.oldKind = oldKind
+        self.old = old
+        self.new = new
+        truncateOptions = change.truncateOptions
     }
 }
 

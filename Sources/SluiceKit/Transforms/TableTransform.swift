@@ -14,6 +14,8 @@ public final class TableTransform: Sendable {
     let kept: [Int]
     let masks: [Int: SinkTransforms.Mask]
     let predicate: BoundPredicate?
+    /// The predicate's fast form (``ColumnTests``), when it has one.
+    let columnTests: ColumnTests?
     public let rules: SinkTransforms
     let hmac: HMACSHA256?
     /// Nothing changes the tuples: the sink gets them as they are, under the target's name.
@@ -21,6 +23,9 @@ public final class TableTransform: Sendable {
     /// Per source column, what the target gets of it (``TableTransform/mirroredRow(_:_:lsn:_:)``).
     let columnPlans: [ColumnPlan]
     let hashedColumns: Int
+    /// The most a target row can be longer than its source tuple, besides the commit time it holds
+    /// (twice at most): a hash is 69 bytes, an added column's kind, length and text at most 22 (an LSN).
+    let rowSlack: Int
 
     /// Checks the table's keys against its columns; errors are ``ConnectorError/misconfigured(_:)``
     /// naming the configuration key.
@@ -60,15 +65,16 @@ public final class TableTransform: Sendable {
         hashedColumns = masks.values.filter { $0 == .hash }.count
         let hmac = rules.maskKey.map(HMACSHA256.init(key:))
         self.hmac = hmac
+        var bound: BoundPredicate?
         if let predicate = rules.predicates[table] {
             do {
-                self.predicate = try predicate.bind(to: source.columns, table: table.description)
+                bound = try predicate.bind(to: source.columns, table: table.description)
             } catch {
                 throw fail("where.\(table)", "\"\(predicate.text)\": \(error)")
             }
-        } else {
-            predicate = nil
         }
+        predicate = bound
+        columnTests = bound?.tests
         if rules.deletes == .soft, rules.mode == .mirror, source.primaryKey.isEmpty {
             throw fail("deletes", "soft needs a primary key to mark a row deleted; \(table) has none (use deletes: apply or ignore for it, or add a key)")
         }
@@ -107,6 +113,7 @@ public final class TableTransform: Sendable {
         let name = rules.target(of: table)
         target = RelationSchema(id: source.id, schema: name.schema, table: name.table, replicaIdentity: replicaIdentity,
                                 columns: columns)
+        rowSlack = 32 + 2 * source.columns.count + 2 * columns.count + 69 * hashedColumns + 24 * (added.count + 4)
         passesTuples = kept.count == source.columns.count && masks.isEmpty && added.isEmpty
     }
 

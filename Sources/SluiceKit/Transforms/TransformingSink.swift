@@ -12,15 +12,14 @@ public final class TransformingSink: Sink {
     public let inner: any Sink
     public let transforms: SinkTransforms
     private var plans: [String: [UInt32: TableTransform?]] = [:]
-    /// The plan of the last relation a change came for, looked up once per run of its changes.
-    private var current: (topic: String, id: UInt32, plan: TableTransform?)?
+    /// What every change reads or writes (the plan of the last relation a change came for, the
+    /// transaction, the row buffers), behind a pointer: a class's stored `var` costs a runtime
+    /// exclusivity check on each access, the pointee none.
+    private let state = UnsafeMutablePointer<ApplyState>.allocate(capacity: 1)
     /// Whether any column the transforms write holds the commit time (else it is never formatted).
     private let writesCommitTime: Bool
     /// Target table → source table, so two tables never land in one.
     private var targets: [TableName: TableName] = [:]
-    private var transaction = TransactionInfo(xid: 0, commitTime: 0)
-    /// Target rows are written here, change after change (nothing allocated per row).
-    private var buffers = RowBuffers()
     private var warned: Set<String> = []
     private var logger = Logger(label: "sluice.transforms")
 
@@ -28,6 +27,20 @@ public final class TransformingSink: Sink {
         self.inner = inner
         self.transforms = transforms
         writesCommitTime = transforms.mode == .history || transforms.deletes == .soft || transforms.metadata.contains(.commit_time)
+        state.initialize(to: ApplyState())
+    }
+
+    deinit {
+        state.deinitialize(count: 1)
+        state.deallocate()
+    }
+
+    private struct ApplyState {
+        /// The plan of the last relation a change came for, looked up once per run of its changes.
+        var current: (topic: String, id: UInt32, plan: TableTransform?)?
+        var transaction = TransactionInfo(xid: 0, commitTime: 0)
+        /// Target rows are written here, change after change (nothing allocated per row).
+        var buffers = RowBuffers()
     }
 
     public init(config: ConnectorConfig) throws {
@@ -42,7 +55,7 @@ public final class TransformingSink: Sink {
     public func beginBatch() throws { try inner.beginBatch() }
 
     public func beginTransaction(_ begin: BeginRecord, topic: String, offset: UInt64) throws {
-        transaction = TransactionInfo(xid: begin.xid, commitTime: begin.commitTime, withText: writesCommitTime)
+        state.pointee.transaction = TransactionInfo(xid: begin.xid, commitTime: begin.commitTime, withText: writesCommitTime)
         try inner.beginTransaction(begin, topic: topic, offset: offset)
     }
 
@@ -54,7 +67,7 @@ public final class TransformingSink: Sink {
     }
 
     private func plan(_ relation: RelationSchema, _ topic: String) throws {
-        current = nil
+        state.pointee.current = nil
         guard transforms.includes(name(relation)) else {
             plans[topic, default: [:]][relation.id] = .some(nil)
             return
@@ -78,14 +91,14 @@ public final class TransformingSink: Sink {
 
     public func apply(_ change: Change) throws {
         let plan: TableTransform?
-        if let current, current.id == change.relation.id, current.topic == change.topic {
+        if let current = state.pointee.current, current.id == change.relation.id, current.topic == change.topic {
             plan = current.plan
         } else {
             guard let known = plans[change.topic]?[change.relation.id] else {
                 throw ConnectorError.fatal("a change to \(change.relation.qualifiedName) at offset \(change.offset) came before its schema")
             }
             plan = known
-            current = (change.topic, change.relation.id, known)
+            state.pointee.current = (change.topic, change.relation.id, known)
         }
         guard let plan else { return }
         // Under deletes: soft or ignore, a primary-key change is the old key's delete (marked, or kept) and
@@ -115,7 +128,7 @@ public final class TransformingSink: Sink {
     }
 
     private func transformed(_ change: Change, _ plan: TableTransform) throws -> Change? {
-        try plan.transform(change, in: transaction, buffers: &buffers) { message in warn(message) }
+        try plan.transform(change, in: state.pointee.transaction, buffers: &state.pointee.buffers) { message in warn(message) }
     }
 
     private func warn(_ message: String) {
