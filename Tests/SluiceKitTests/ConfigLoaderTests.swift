@@ -415,3 +415,20 @@ extension ConfigLoaderTests {
         }
     }
 }
+
+extension ConfigLoaderTests {
+    /// A data_dir that is a file, or lies under one, is a mistake of the file: exit 2 naming it, for
+    /// every command, instead of run failing with a system error and check saying "ready".
+    func testDataDirThatIsAFile() throws {
+        try "x".write(toFile: directory + "/taken", atomically: true, encoding: .utf8)
+        for (dataDir, words) in [("taken", "/taken is a file, not a directory"), ("taken/sub", "cannot be created: \(directory!)/taken is a file")] {
+            let path = try write("datadir-file", "data_dir: \(dataDir)\n" + Self.source)
+            XCTAssertThrowsError(try load(path), dataDir) { error in
+                let found = error as? ConfigError
+                XCTAssertEqual(found?.key, "data_dir", "\(error)")
+                XCTAssertTrue(found?.message.contains(words) ?? false, "\(dataDir): \(error)")
+            }
+        }
+        XCTAssertNoThrow(try load(try write("datadir-new", "data_dir: not/yet/there\n" + Self.source)))
+    }
+}

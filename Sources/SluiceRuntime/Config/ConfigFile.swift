@@ -102,6 +102,11 @@ enum ConfigLoader {
             dataDirectory = URL(fileURLWithPath: dataDirectory, relativeTo: URL(fileURLWithPath: baseDirectory + "/"))
                 .standardizedFileURL.path
         }
+        if let blocker = fileInTheWay(of: dataDirectory) {
+            let what = blocker == dataDirectory ? "is a file, not a directory" : "cannot be created: \(blocker) is a file, not a directory"
+            problems.append(ConfigError(file: file, line: value("data_dir")?.line, key: "data_dir",
+                                        message: "\(dataDirectory) \(what): give the path of a directory (created if missing)"))
+        }
 
         let backend = try problems.collect { try topicBackend(value("topics"), file: file, baseDirectory: baseDirectory) } ?? .embedded
         // With a shared broker a process may hold only sinks (a split deployment).
@@ -159,6 +164,19 @@ enum ConfigLoader {
         return SluiceConfig(file: file, dataDirectory: dataDirectory, sources: sources, sinks: sinks, metrics: metricsSettings,
                             logFormat: logFormat, logLevel: logLevel, retention: retentionPolicy, topicBackend: backend,
                             warnings: expansion.warnings)
+    }
+
+    /// The path itself, or the nearest existing folder above it, when that is not a directory.
+    static func fileInTheWay(of path: String) -> String? {
+        var candidate = URL(fileURLWithPath: path)
+        while candidate.path != "/" {
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: candidate.path, isDirectory: &isDirectory) {
+                return isDirectory.boolValue ? nil : candidate.path
+            }
+            candidate.deleteLastPathComponent()
+        }
+        return nil
     }
 
     /// The topics a sink reads: its `topics:` (default: every source of the file).
