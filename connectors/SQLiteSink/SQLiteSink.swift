@@ -98,9 +98,17 @@ public final class SQLiteSink: VerifiableSink {
         let directory = (path as NSString).deletingLastPathComponent
         let subject = "sink \(name)"
         if FileManager.default.fileExists(atPath: path) {
-            return FileManager.default.isWritableFile(atPath: path)
-                ? [CheckFinding(.ok, subject, "\(path) exists and is writable")]
-                : [CheckFinding(.error, subject, "\(path) is not writable", fix: "chmod u+w \(path)")]
+            guard FileManager.default.isWritableFile(atPath: path) else {
+                return [CheckFinding(.error, subject, "\(path) is not writable", fix: "chmod u+w \(path)")]
+            }
+            // Damaged, or another kind of file: run would fail this sink at its first batch.
+            do {
+                _ = try SQLiteDatabase(path: path, readOnly: true).query("SELECT count(*) FROM sqlite_master")
+            } catch {
+                return [CheckFinding(.error, subject, "\(path) is not a readable SQLite database: \(error)",
+                                     fix: "restore it from a copy, or move it aside: the sink then builds a new one from the topic")]
+            }
+            return [CheckFinding(.ok, subject, "\(path) exists and is writable")]
         }
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue {
