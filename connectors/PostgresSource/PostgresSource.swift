@@ -192,11 +192,17 @@ public final class PostgresSource: BackfillSource, VerifiableSource, OldRowSourc
     }
 
     public func status() -> SourceStatus {
+        let sql: PGConnection
         do {
-            let sql = try PGConnection(url: url, applicationName: "sluice-status", connectTimeoutSeconds: 5)
+            sql = try PGConnection(url: url, applicationName: "sluice-status", connectTimeoutSeconds: 5)
+        } catch {
+            // The driver's error already says "cannot connect to" the (redacted) URL.
+            return SourceStatus(details: [("slot", slot)], error: "\(error)")
+        }
+        do {
             return try slotReport(sql)
         } catch {
-            return SourceStatus(details: [("slot", slot)], error: "cannot connect to \(redactURL(url)): \(error)")
+            return SourceStatus(details: [("slot", slot)], error: "cannot read slot \(slot) at \(redactURL(url)): \(error)")
         }
     }
 
