@@ -55,6 +55,13 @@ final class DiskSpace: @unchecked Sendable {
         return space.free >= resumeThreshold(size: space.size)
     }
 
+    /// Why nothing can be written under data_dir (less free than the reserve's size), or nil.
+    var starved: String? {
+        guard let space = Self.available(at: directory), space.free < UInt64(Self.reserveBytes) else { return nil }
+        return "disk full: \(directory) has less than \(Self.megabytes(UInt64(Self.reserveBytes))) free, so nothing can be captured: "
+            + "free space there or grow the filesystem"
+    }
+
     /// Less free than capture needs to resume: a write that failed here most likely failed for room.
     var isLow: Bool { !hasRoom }
 

@@ -230,10 +230,16 @@ public final class Pipeline: @unchecked Sendable {
         }
         let retention = Retention(store: store, policy: config.retention, topics: config.topics.map { store.topic($0) }, readers: readers,
                                   logger: logger)
-        let reporter = Thread { [stopSources] in
+        let reporter = Thread { [stopSources, health, logger] in
             var ticks = 0
             while !stopSources.sleep(millis: 1000) {
                 space.tick()
+                // Less free than the reserve: nothing can be captured (an idle source has not noticed yet).
+                if let full = space.starved {
+                    health.set("data_dir", dataDirectory, .retrying(full), logger: logger)
+                } else if health.state("data_dir", dataDirectory) != nil {
+                    health.set("data_dir", dataDirectory, .running, logger: logger)
+                }
                 writeStatus()
                 gauges.update()
                 if consoleShown { console.sample() }

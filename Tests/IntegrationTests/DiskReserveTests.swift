@@ -4,7 +4,7 @@ import XCTest
 /// data_dir on an 8 MB tmpfs that something else fills to the last byte, then fills again once the
 /// daemon has given back its space reserve: the daemon can no longer rewrite its status file, yet
 /// `sluice status` must not keep showing the source "running" from before — it says disk full and
-/// why. When the source then has rows to write, /health says disk full too (an exec source's full
+/// why, and so does /health. When the source then has rows to write, /health says disk full too (an exec source's full
 /// disk pauses capture like any other, instead of flapping between running and retrying), and once
 /// the space is back capture resumes with nothing lost.
 final class DiskReserveTests: DaemonTestCase {
@@ -74,6 +74,11 @@ final class DiskReserveTests: DaemonTestCase {
             return source?["state"] as? String == "retrying" && (source?["error"] as? String ?? "").contains("disk full")
         }
         XCTAssertTrue((status.source("feed")?["error"] as? String ?? "").contains(dataDirectory), "names data_dir: \(status.text)")
+        var idle = (status: 0, body: "")
+        try eventually(timeout: 10, "/health to say disk full while the idle source has not written yet (last: \(idle))" + logTail) {
+            idle = try opsHTTPGet(port: port, path: "/health")
+            return idle.status == 503 && idle.body.contains("disk full") && idle.body.contains(dataDirectory)
+        }
 
         // Rows to write: the source pauses for room, and /health says so until there is room again.
         try ExecSourceTests.append(21...40, to: input)
