@@ -147,6 +147,7 @@ final class ConfigLoaderTests: XCTestCase {
                 message: "at least 64KB"),
         BadFile(name: "unknown-retention-key", text: source + "\nretention: {keep: 1d}\n", key: "retention.keep", message: "unknown key"),
         BadFile(name: "bad-listen", text: source + "\nmetrics: {listen: localhost}\n", key: "metrics.listen", message: "not host:port"),
+        BadFile(name: "port-zero", text: source + "\nmetrics: {listen: '127.0.0.1:0'}\n", key: "metrics.listen", message: "port 0 is no port"),
         BadFile(name: "unknown-metrics-key", text: source + "\nmetrics: {listen: ':1', path: /m}\n", key: "metrics.path",
                 message: "unknown key"),
         BadFile(name: "empty-metrics-token", text: source + "\nmetrics: {listen: ':1', token: ''}\n", key: "metrics.token",

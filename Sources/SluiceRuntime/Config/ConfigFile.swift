@@ -273,6 +273,10 @@ enum ConfigLoader {
               (0...65535).contains(port) else {
             throw ConfigError(file: file, line: line, key: "metrics.listen", message: "'\(listen)' is not host:port, e.g. 127.0.0.1:9187")
         }
+        // Port 0 would listen on a port chosen by the system that nothing tells the scraper.
+        guard port > 0 else {
+            throw ConfigError(file: file, line: line, key: "metrics.listen", message: "'\(listen)': port 0 is no port to scrape: give one, e.g. 127.0.0.1:9187")
+        }
         // Loopback unless the file names an address: the console shows the whole pipeline.
         let host = String(listen[..<colon])
         return SluiceConfig.Metrics(host: host.isEmpty ? "127.0.0.1" : host, port: port, token: token)
