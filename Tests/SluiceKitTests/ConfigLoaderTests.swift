@@ -433,3 +433,21 @@ extension ConfigLoaderTests {
         XCTAssertNoThrow(try load(try write("datadir-new", "data_dir: not/yet/there\n" + Self.source)))
     }
 }
+
+extension ConfigLoaderTests {
+    /// An aggregate whose table or helper names pass PostgreSQL's 63 bytes is refused at a PostgreSQL sink
+    /// (PostgreSQL would cut them, and two measures' helper tables would become one); SQLite takes it.
+    func testAggregateNamesPastPostgreSQLsLimit() throws {
+        let long = String(repeating: "t", count: 50)
+        let aggregate = "aggregates: [{table: public.\(long), from: public.orders, window: {tumbling: 1m, time: commit_time}, "
+            + "measures: {biggest_amount: \"max(amount)\", smallest_amount: \"min(amount)\"}}]"
+        let config = try load(try write("long-aggregate", Self.source + "\nsinks:\n  - {name: r, type: postgres, url: 'postgresql://h/d', \(aggregate)}\n"
+                                         + "  - {name: l, type: sqlite, path: l.db, \(aggregate)}\n"))
+        XCTAssertThrowsError(try ConnectorRegistry.builtin.sinks["postgres"]!.init(config: config.sinks[0].config)) { error in
+            let found = error as? ConfigError
+            XCTAssertEqual(found?.key, "sinks[0] (r).aggregates[0]", "\(error)")
+            XCTAssertTrue(found?.message.contains("_sluice_\(long)_biggest_amount (73 bytes), longer than PostgreSQL's 63") ?? false, "\(error)")
+        }
+        XCTAssertNoThrow(try ConnectorRegistry.builtin.sinks["sqlite"]!.init(config: config.sinks[1].config))
+    }
+}

@@ -8,13 +8,21 @@ import SluiceWire
 extension PostgresAggregates {
     static let stagingThreshold = 64
 
+    /// `_sluice_stage_<what>`, or a hash of it past PostgreSQL's 63 bytes: a cut name could be two aggregates'.
+    static func stagingName(_ what: String) -> String {
+        let name = "_sluice_stage_" + what
+        guard name.utf8.count > 63 else { return name }
+        let hash = name.utf8.reduce(UInt64(0xcbf2_9ce4_8422_2325)) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 }
+        return "_sluice_stage_" + String(hash, radix: 16)
+    }
+
     /// `names` are the upserted columns in ``write(_:of:)``'s parameter order; `updates` its `SET` list.
     func writeStaged(_ deltas: [AggregateDelta], of aggregate: BoundAggregate, names: [String], updates: [String]) throws {
         let target = table(aggregate)
-        let stage = quote("_sluice_stage_\(aggregate.definition.table.schema)_\(aggregate.definition.table.table)".prefix(63).description)
+        let stage = quote(Self.stagingName("\(aggregate.definition.table.schema)_\(aggregate.definition.table.table)"))
         let extremes = aggregate.measures.enumerated().filter { $0.element.function == .min || $0.element.function == .max }
         func valueStage(_ measure: BoundAggregate.BoundMeasure) -> String {
-            quote("_sluice_stage_\(aggregate.definition.table.schema)_\(aggregate.definition.table.table)_\(measure.name)".prefix(63).description)
+            quote(Self.stagingName("\(aggregate.definition.table.schema)_\(aggregate.definition.table.table)_\(measure.name)"))
         }
         try pipeline.suspend()
         let connection = pipeline.connection

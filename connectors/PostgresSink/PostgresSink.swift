@@ -43,6 +43,18 @@ public final class PostgresSink: VerifiableSink {
         url = try config.string("url")
         if let problem = connectionURLProblem(url) { throw config.error("url", "'\(redactURL(url))' \(problem)") }
         aggregateDefinitions = try AggregateDefinition.parseAll(config)
+        for definition in aggregateDefinitions {
+            // PostgreSQL cuts longer names without a word: two helper tables or columns would become one.
+            let table = definition.table.table
+            let names = [table, "_sluice_\(table)_rows"]
+                + definition.measures.flatMap { ["_sluice_\(table)_\($0.name)", "_sluice_\($0.name)_n", "_sluice_\($0.name)_sum"] }
+            if let long = names.first(where: { $0.utf8.count > 63 }) {
+                throw ConfigError(file: config.file, key: definition.key, message: """
+                    \(definition.table) needs the name \(long) (\(long.utf8.count) bytes), longer than PostgreSQL's 63: \
+                    shorten the aggregate's table name or the measure's
+                    """)
+            }
+        }
         try config.rejectUnknownKeys()
     }
 
