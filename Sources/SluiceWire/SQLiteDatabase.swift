@@ -97,8 +97,11 @@ public final class SQLiteStatement {
     public func bind(_ index: Int, int64 value: Int64) { sqlite3_bind_int64(statement, Int32(index), value) }
     public func bind(_ index: Int, double value: Double) { sqlite3_bind_double(statement, Int32(index), value) }
 
+    /// Binds a string's UTF-8 bytes with their length: no C-string copy (a small string's would
+    /// be a heap allocation) and no strlen.
     public func bind(_ index: Int, text value: String) {
-        sqlite3_bind_text(statement, Int32(index), value, -1, sluice_sqlite_transient())
+        var value = value
+        value.withUTF8 { bytes in bind(index, text: UnsafeRawBufferPointer(bytes)) }
     }
 
     /// Binds UTF-8 text without building a Swift string.

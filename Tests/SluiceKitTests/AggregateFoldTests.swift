@@ -94,6 +94,20 @@ final class AggregateFoldTests: XCTestCase {
         XCTAssertEqual(cancelled.map(\.group), [["us"]], "a sum back to zero with no rows left is no delta")
     }
 
+    /// The sum's text written without a String (what the SQLite sink binds) is ``exactSumText``.
+    func testSumTextFromTheStackBufferIsTheExactSumText() throws {
+        for amounts in [["-0.05", "0.010"], ["0"], ["0.00"], ["7"], ["-12.5", "2"], ["999999999999999999"], ["0.000000000000000001"],
+                        ["-999999999999999999", "-0.5"], ["1.25", "-1.25", "3"], ["999999999999999999", "1"]] {
+            let delta = try fold(amounts.enumerated().map { try insert(row($0.offset, "eu", $0.element)) }, try definition())[0].measures[2]
+            let text = delta.withExactSumText { String(decoding: $0, as: UTF8.self) }
+            if delta.smallSum == nil {
+                XCTAssertNil(text, "\(amounts): beyond 18 digits it is the ExactDecimal's text")
+            } else {
+                XCTAssertEqual(text, delta.exactSumText, "\(amounts)")
+            }
+        }
+    }
+
     func testUnchangedToastedValuesOfTheNewRowComeFromTheOldRow() throws {
         var new = row(1, "eu", "5.00", "paid", "2026-12-01 10:03:00+00")
         new[1] = .unchanged

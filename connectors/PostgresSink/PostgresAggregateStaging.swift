@@ -78,7 +78,8 @@ extension PostgresAggregates {
         for (index, measure) in extremes {
             try connection.beginCopyIn("COPY \(valueStage(measure)) (window_start, _sluice_group, value, n) FROM STDIN")
             for delta in deltas {
-                for (value, count) in delta.measures[index].values where count != 0 {
+                delta.measures[index].forEachValue { value, count in
+                    guard count != 0 else { return }
                     if count < 0 { retracted.insert(index) }
                     field(time(delta.windowStart))
                     field(delta.groupKey)

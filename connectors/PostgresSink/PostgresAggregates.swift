@@ -143,7 +143,7 @@ final class PostgresAggregates: AggregateStore {
                 }
             }
             try pipeline.send(upsert, parameters)
-            for (measure, change) in zip(aggregate.measures, delta.measures) where !change.values.isEmpty {
+            for (measure, change) in zip(aggregate.measures, delta.measures) where change.hasValues {
                 try writeExtreme(measure, change, aggregate: aggregate, start: start, group: delta.groupKey)
             }
             if delta.rows < 0 {

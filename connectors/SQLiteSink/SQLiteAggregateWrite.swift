@@ -34,6 +34,13 @@ extension SQLiteAggregates {
         let width: Int
         /// Per min/max measure (by index): its value table's upsert, prune, read, clear and whether it lists a window and group.
         let values: [Int: ValueStatements]
+        /// How each group column and each measure's visible value is stored (decided once, not per bind).
+        let groupStorage: [Storage]
+        let measureStorage: [Storage]
+    }
+
+    enum Storage {
+        case integer, real, text
     }
 
     private struct ValueStatements {
@@ -83,7 +90,12 @@ extension SQLiteAggregates {
             remove: try statement("DELETE FROM \(table) WHERE window_start = ?1 AND _sluice_group = ?2"),
             stored: try statement("SELECT 1 FROM \(table) WHERE window_start = ?1 LIMIT 1"),
             fresh: try statement(into + rows(1)), freshChunk: try statement(into + rows(Self.insertChunk)), width: columns.count,
-            values: values)
+            values: values, groupStorage: aggregate.groupColumns.map { Self.storage(storageClass(aggregate.schema.columns[$0])) },
+            measureStorage: aggregate.measures.map { measure in
+                guard let column = measure.column else { return .integer }
+                return measure.valueClass == .float ? .real
+                    : (measure.function != .avg && aggregate.schema.columns[column].typeClass == .integer ? .integer : .text)
+            })
     }
 
     func write(_ deltas: [AggregateDelta], of aggregate: BoundAggregate) throws {
@@ -101,14 +113,13 @@ extension SQLiteAggregates {
         /// The new extremes of a window and group new to the table: from its added values.
         func addedExtremes(_ delta: AggregateDelta) {
             for index in statements.values.keys {
-                let added = delta.measures[index].values.compactMap { $0.value > 0 ? $0.key : nil }
                 let measure = aggregate.measures[index]
-                extremes[index] = ExtremeValue.pick(added, largest: measure.function == .max, valueClass: measure.valueClass)
+                extremes[index] = delta.measures[index].addedExtreme(largest: measure.function == .max, valueClass: measure.valueClass)
             }
         }
         /// Lists the values of a window and group new to the table that holds two or more.
         func listValues(_ delta: AggregateDelta, start: String) throws {
-            for (index, value) in statements.values where delta.measures[index].values.reduce(0, { $0 + ($1.value > 0 ? 1 : 0) }) > 1 {
+            for (index, value) in statements.values where delta.measures[index].addedValueCount > 1 {
                 try adjust(value.adjust, delta.measures[index], start: start, group: delta.groupKey)
             }
         }
@@ -122,15 +133,15 @@ extension SQLiteAggregates {
                 for (row, position) in fresh.enumerated() {
                     addedExtremes(deltas[position])
                     bind(statements.freshChunk, deltas[position], nothing, extremes: extremes, start: text(deltas[position].windowStart),
-                         end: text(deltas[position].windowEnd), of: aggregate, first: row * statements.width + 1)
+                         end: text(deltas[position].windowEnd), of: aggregate, layout: statements, first: row * statements.width + 1)
                 }
-                try statements.freshChunk.run()
+                try runBound(statements.freshChunk)
             } else {
                 for position in fresh {
                     addedExtremes(deltas[position])
                     bind(statements.fresh, deltas[position], nothing, extremes: extremes, start: text(deltas[position].windowStart),
-                         end: text(deltas[position].windowEnd), of: aggregate)
-                    try statements.fresh.run()
+                         end: text(deltas[position].windowEnd), of: aggregate, layout: statements)
+                    try runBound(statements.fresh)
                 }
             }
             for position in fresh { try listValues(deltas[position], start: text(deltas[position].windowStart)) }
@@ -139,7 +150,7 @@ extension SQLiteAggregates {
         for (position, delta) in deltas.enumerated() {
             let start = text(delta.windowStart)
             // New to the table (nothing retracted): insert its state computed from nothing.
-            if delta.rows > 0, delta.measures.allSatisfy({ $0.values.values.allSatisfy { $0 >= 0 } }) {
+            if delta.rows > 0, !delta.measures.contains(where: \.retractsValue) {
                 let held: Bool
                 if let known = stored[delta.windowStart] {
                     held = known
@@ -155,8 +166,8 @@ extension SQLiteAggregates {
                     continue
                 }
                 addedExtremes(delta)
-                bind(statements.insert, delta, nothing, extremes: extremes, start: start, end: text(delta.windowEnd), of: aggregate)
-                try statements.insert.run()
+                bind(statements.insert, delta, nothing, extremes: extremes, start: start, end: text(delta.windowEnd), of: aggregate, layout: statements)
+                try runBound(statements.insert)
                 if database.changes > 0 {
                     try listValues(delta, start: start)
                     continue
@@ -189,18 +200,18 @@ extension SQLiteAggregates {
                                          start: start, group: delta.groupKey)
                 extremes[index] = row.counts[index] + delta.measures[index].count <= 0 ? nil : picked
             }
-            bind(statements.replace, delta, row, extremes: extremes, start: start, end: text(delta.windowEnd), of: aggregate)
-            try statements.replace.run()
+            bind(statements.replace, delta, row, extremes: extremes, start: start, end: text(delta.windowEnd), of: aggregate, layout: statements)
+            try runBound(statements.replace)
         }
         try insertFresh()
     }
 
     /// Binds a window and group's new state: the stored `row` plus `delta`; min/max from `extremes`.
     private func bind(_ statement: SQLiteStatement, _ delta: AggregateDelta, _ row: Row, extremes: [String?],
-                      start: String, end: String, of aggregate: BoundAggregate, first: Int = 1) {
+                      start: String, end: String, of aggregate: BoundAggregate, layout: Statements, first: Int = 1) {
         var parameter = first
         func bind(_ text: String?) {
-            if let text { statement.bind(parameter, text: text) } else { statement.bindNull(parameter) }
+            if let text { statement.bind(parameter, text: text, in: bindArena) } else { statement.bindNull(parameter) }
             parameter += 1
         }
         func bind(_ value: Int64) {
@@ -215,7 +226,7 @@ extension SQLiteAggregates {
             if aggregate.schema.columns[index].typeClass == .boolean, let value {
                 bind(value == "t" ? 1 : 0)
             } else {
-                bindTyped(statement, &parameter, value, storageClass(aggregate.schema.columns[index]))
+                bindTyped(statement, &parameter, value, layout.groupStorage[position])
             }
         }
         bind(row.rows + delta.rows)
@@ -226,6 +237,21 @@ extension SQLiteAggregates {
             case .countRows, .count:
                 bind(count)
             case .sum, .avg:
+                // A window and group new to the table, its sum within 18 digits: bound from a stack buffer.
+                if measure.function == .sum, measure.valueClass == .exact, row.texts[index] == nil, count > 0,
+                   let (scaled, scale) = change.smallSum,
+                   change.withExactSumText({ (text: UnsafeRawBufferPointer) -> Void in
+                       if layout.measureStorage[index] == .integer, scale == 0 {
+                           statement.bind(parameter, int64: scaled)
+                       } else {
+                           statement.bind(parameter, text: text, in: bindArena)
+                       }
+                       statement.bind(parameter + 1, int64: count)
+                       statement.bind(parameter + 2, text: text, in: bindArena)
+                   }) != nil {
+                    parameter += 3
+                    continue
+                }
                 let sum = Self.add(row.texts[index], change, float: measure.valueClass == .float)
                 let visible: String?
                 if count <= 0 {
@@ -237,12 +263,12 @@ extension SQLiteAggregates {
                 } else {
                     visible = ExactDecimal(sum).flatMap { $0 / ExactDecimal(count) }?.description
                 }
-                bindVisible(statement, &parameter, visible, measure, aggregate)
+                bindTyped(statement, &parameter, visible, layout.measureStorage[index])
                 bind(count)
                 bind(count <= 0 ? nil : sum)
             case .min, .max:
                 let extreme = count <= 0 ? nil : extremes[index]
-                bindVisible(statement, &parameter, extreme, measure, aggregate)
+                bindTyped(statement, &parameter, extreme, layout.measureStorage[index])
                 bind(count)
                 bind(extreme)
             }
@@ -253,7 +279,8 @@ extension SQLiteAggregates {
     @discardableResult
     private func adjust(_ upsert: SQLiteStatement, _ change: MeasureDelta, start: String, group: String) throws -> Bool {
         var retracted = false
-        for (value, count) in change.values where count != 0 {
+        try change.forEachValue { value, count in
+            guard count != 0 else { return }
             upsert.bind(1, text: start)
             upsert.bind(2, text: group)
             upsert.bind(3, text: value)
@@ -271,7 +298,7 @@ extension SQLiteAggregates {
     private func extreme(_ measure: BoundAggregate.BoundMeasure, _ change: MeasureDelta, current: String?, held: Int64,
                          _ statements: ValueStatements, start: String, group: String) throws -> String? {
         let largest = measure.function == .max
-        if change.values.values.allSatisfy({ $0 == 0 }) { return current }
+        if change.valuesUnchanged { return current }
         statements.listed.bind(1, text: start)
         statements.listed.bind(2, text: group)
         let listed = try statements.listed.step()
@@ -310,19 +337,22 @@ extension SQLiteAggregates {
 }
 
 extension SQLiteAggregates {
-    func bindTyped(_ statement: SQLiteStatement, _ parameter: inout Int, _ value: String?, _ storage: String) {
-        defer { parameter += 1 }
-        guard let value else { statement.bindNull(parameter); return }
-        if storage == "INTEGER", let number = Int64(value) { statement.bind(parameter, int64: number); return }
-        if storage == "REAL", let number = Double(value) { statement.bind(parameter, double: number); return }
-        statement.bind(parameter, text: value)
+    static func storage(_ storageClass: String) -> Storage {
+        storageClass == "INTEGER" ? .integer : (storageClass == "REAL" ? .real : .text)
     }
 
-    func bindVisible(_ statement: SQLiteStatement, _ parameter: inout Int, _ value: String?,
-                     _ measure: BoundAggregate.BoundMeasure, _ aggregate: BoundAggregate) {
-        let storage = measure.valueClass == .float ? "REAL"
-            : (measure.function != .avg && aggregate.schema.columns[measure.column!].typeClass == .integer ? "INTEGER" : "TEXT")
-        bindTyped(statement, &parameter, value, storage)
+    func bindTyped(_ statement: SQLiteStatement, _ parameter: inout Int, _ value: String?, _ storage: Storage) {
+        defer { parameter += 1 }
+        guard let value else { statement.bindNull(parameter); return }
+        if storage == .integer, let number = Int64(value) { statement.bind(parameter, int64: number); return }
+        if storage == .real, let number = Double(value) { statement.bind(parameter, double: number); return }
+        statement.bind(parameter, text: value, in: bindArena)
+    }
+
+    /// Runs a statement bound by ``bind(_:_:_:extremes:start:end:of:layout:first:)``, then frees its arena.
+    private func runBound(_ statement: SQLiteStatement) throws {
+        defer { bindArena.reset() }
+        try statement.run()
     }
 
     /// The stored sum text plus the batch's change, in the column's arithmetic.

@@ -16,6 +16,8 @@ final class SQLiteAggregates: AggregateStore {
     let database: SQLiteDatabase
     private let sink: String
     private var statements: [String: SQLiteStatement] = [:]
+    /// The text values of the aggregate rows being written (``SQLiteBindArena``).
+    let bindArena = SQLiteBindArena()
 
     init(database: SQLiteDatabase, sink: String) {
         self.database = database

@@ -20,6 +20,8 @@ public struct AggregateFold: Sendable {
     /// consecutive rows of a time-ordered stream often share them, and then skip the lookups.
     private var recent: (first: Int64, last: Int64, group: String)?
     private var recentPositions: [Int] = []
+    /// The current row's measured values: one buffer reused for every row.
+    private var values = MeasureValues()
 
     struct Key: Hashable {
         let windowStart: Int64
@@ -118,7 +120,7 @@ public struct AggregateFold: Sendable {
         if sign > 0, aggregate.definition.retain != nil { watermark = max(watermark ?? time, time) }
         let groupKey = Self.groupKey(row, aggregate.groupColumns)
         // The row's measured values are read once, then added to each of its windows.
-        let values = MeasureValues(row, aggregate.measures)
+        values.read(row, aggregate.measures)
         let cutoff = retentionCutoff
         let first = window.firstStart(containing: time), last = AggregateWindow.floor(time, window.every)
         if let recent, recent.first == first, recent.last == last, recent.group == groupKey, cutoff.map({ first + window.size > $0 }) ?? true {
@@ -219,7 +221,7 @@ public struct AggregateDelta: Sendable, Equatable {
             case let .exact(value):
                 if let value { measures[index].overflowSum = measures[index].overflowSum + (sign > 0 ? value : -value) }
             case let .float(value): measures[index].floatSum += value * Double(sign)
-            case let .text(text): measures[index].values[text, default: 0] += sign
+            case let .text(text): measures[index].addValue(text, sign)
             }
             measures[index].count += sign
         }
@@ -235,20 +237,24 @@ struct MeasureValues {
         case null, present, exact(ExactDecimal?), float(Double), text(String)
     }
 
-    var cells: [Cell]
+    var cells: [Cell] = []
 
-    init(_ row: [Value], _ bound: [BoundAggregate.BoundMeasure]) {
-        cells = bound.map { measure in
-            guard let column = measure.column else { return .present }
-            guard column < row.count, case let .text(bytes) = row[column] else { return .null }
-            switch measure.function {
-            case .countRows, .count: return .present
-            case .sum, .avg:
-                if measure.valueClass == .float { return .float(Double(String(decoding: bytes, as: UTF8.self)) ?? 0) }
-                if let (value, scale) = Self.scaled(bytes) { return .scaled(value, scale) }
-                return .exact(ExactDecimal(text: bytes))
-            case .min, .max: return .text(String(decoding: bytes, as: UTF8.self))
-            }
+    /// Reads another row into the same buffer (no allocation once it has the measures' capacity).
+    mutating func read(_ row: [Value], _ bound: [BoundAggregate.BoundMeasure]) {
+        cells.removeAll(keepingCapacity: true)
+        for measure in bound { cells.append(Self.cell(row, measure)) }
+    }
+
+    private static func cell(_ row: [Value], _ measure: BoundAggregate.BoundMeasure) -> Cell {
+        guard let column = measure.column else { return .present }
+        guard column < row.count, case let .text(bytes) = row[column] else { return .null }
+        switch measure.function {
+        case .countRows, .count: return .present
+        case .sum, .avg:
+            if measure.valueClass == .float { return .float(Double(String(decoding: bytes, as: UTF8.self)) ?? 0) }
+            if let (value, scale) = Self.scaled(bytes) { return .scaled(value, scale) }
+            return .exact(ExactDecimal(text: bytes))
+        case .min, .max: return .text(String(decoding: bytes, as: UTF8.self))
         }
     }
 }
@@ -305,6 +311,27 @@ public struct MeasureDelta: Sendable, Equatable {
         return scaled < 0 ? "-" + digits : digits
     }
 
+    /// The change of the sum as `value × 10^-scale` while it fits 18 digits.
+    public var smallSum: (value: Int64, scale: Int)? { overflowSum.isZero ? (scaled, scale) : nil }
+
+    /// The text of `exactSum` written into a stack buffer for `body` (no String); nil when the sum
+    /// went beyond 18 digits (then ``exactSumText``).
+    public func withExactSumText<T>(_ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T? {
+        guard overflowSum.isZero, scale <= 18 else { return nil }
+        return try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 48) { buffer in
+            // Digits from the right: the fraction, the point, the integer part (at least "0"), the sign.
+            var position = 48, magnitude = scaled.magnitude
+            func put(_ byte: UInt8) { position -= 1; buffer[position] = byte }
+            if scale > 0 {
+                for _ in 0..<scale { put(UInt8(48 + magnitude % 10)); magnitude /= 10 }
+                put(UInt8(ascii: "."))
+            }
+            repeat { put(UInt8(48 + magnitude % 10)); magnitude /= 10 } while magnitude > 0
+            if scaled < 0 { put(UInt8(ascii: "-")) }
+            return try body(UnsafeRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(buffer)[position...]))
+        }
+    }
+
     mutating func addScaled(_ value: Int64, scale valueScale: Int) {
         var (sum, sumScale, added) = (scaled, scale, value)
         var fits = true
@@ -330,10 +357,59 @@ public struct MeasureDelta: Sendable, Equatable {
     }
     /// The change of the sum, for float columns (not exact under retraction: floats round).
     public var floatSum = 0.0
-    /// For min and max: each value's text with how many rows holding it were added minus retracted.
-    public var values: [String: Int64] = [:]
+    /// For min and max: the first value seen and its count, inline (a fine-grained window and group
+    /// often holds one value); further distinct values in `moreValues`.
+    var firstValue: String?
+    var firstCount: Int64 = 0
+    var moreValues: [String: Int64]?
 
-    public var isEmpty: Bool { count == 0 && scaled == 0 && overflowSum.isZero && floatSum == 0 && values.values.allSatisfy { $0 == 0 } }
+    /// For min and max: each value's text with how many rows holding it were added minus retracted.
+    public var values: [String: Int64] {
+        var all = moreValues ?? [:]
+        if let firstValue { all[firstValue] = firstCount }
+        return all
+    }
+
+    mutating func addValue(_ text: String, _ sign: Int64) {
+        guard let first = firstValue else { (firstValue, firstCount) = (text, sign); return }
+        if first == text { firstCount += sign; return }
+        if moreValues == nil { moreValues = [text: sign] } else { moreValues![text, default: 0] += sign }
+    }
+
+    /// Whether any value's count changed (min and max).
+    public var hasValues: Bool { firstValue != nil }
+    /// Each value with its count (zero counts included), without building a dictionary.
+    public func forEachValue(_ body: (String, Int64) throws -> Void) rethrows {
+        guard let firstValue else { return }
+        try body(firstValue, firstCount)
+        if let moreValues { for (value, count) in moreValues { try body(value, count) } }
+    }
+    /// How many values gained rows.
+    public var addedValueCount: Int {
+        (firstCount > 0 ? 1 : 0) + (moreValues?.values.reduce(0) { $0 + ($1 > 0 ? 1 : 0) } ?? 0)
+    }
+    /// Whether some value lost rows.
+    public var retractsValue: Bool { firstCount < 0 || (moreValues?.values.contains { $0 < 0 } ?? false) }
+    /// The extreme of the values that gained rows (nil if none did).
+    public func addedExtreme(largest: Bool, valueClass: BoundAggregate.ValueClass) -> String? {
+        var best = firstCount > 0 ? firstValue : nil
+        for (value, count) in moreValues ?? [:] where count > 0 {
+            guard let current = best else { best = value; continue }
+            let order = ExtremeValue.compare(value, current, valueClass)
+            if largest ? order > 0 : order < 0 { best = value }
+        }
+        return best
+    }
+
+    /// Whether no value's count changed (none listed, or all back to zero).
+    public var valuesUnchanged: Bool { firstCount == 0 && (moreValues?.values.allSatisfy { $0 == 0 } ?? true) }
+
+    public var isEmpty: Bool { count == 0 && scaled == 0 && overflowSum.isZero && floatSum == 0 && valuesUnchanged }
+
+    public static func == (a: MeasureDelta, b: MeasureDelta) -> Bool {
+        a.count == b.count && a.scaled == b.scaled && a.scale == b.scale && a.overflowSum == b.overflowSum
+            && a.floatSum == b.floatSum && a.values == b.values
+    }
 }
 
 /// An aggregate that cannot be applied, with the configuration key it concerns.
