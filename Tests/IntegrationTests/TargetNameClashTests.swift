@@ -57,4 +57,24 @@ final class TargetNameClashTests: SinkTestCase {
         XCTAssertEqual(try IntegrationTests.sqliteRows(path: sqlitePath, table: "a_b_of_a", columns: ["id", "y"]).count, 6)
         XCTAssertEqual(try IntegrationTests.sqliteRows(path: sqlitePath, table: "app_offsets", columns: ["id", "v"]).count, 5)
     }
+
+    /// Target tables created by hand without a unique key, with 63-byte names: the key index the sink adds
+    /// has a name of its own (cut to 63 bytes, it was the table's own name, and the sink failed).
+    func testKeyIndexesOfLongTargetTablesGetNamesOfTheirOwn() throws {
+        let long = String(repeating: "l", count: 60) + "_ab"
+        let other = String(repeating: "l", count: 60) + "_cd"
+        try source.query("""
+            CREATE TABLE \(long) (id int PRIMARY KEY, v text); CREATE TABLE \(other) (id int PRIMARY KEY, v text);
+            INSERT INTO \(long) VALUES (1, 'one'); INSERT INTO \(other) VALUES (1, 'one');
+            """)
+        try target.query("CREATE TABLE \(long) (id int, v text); CREATE TABLE \(other) (id int, v text)")
+        _ = try writeConfig(tables: ["public.\(long)", "public.\(other)"])
+        let daemon = try startDaemon()
+        try waitForTargets(lsn: try commitMarked("INSERT INTO \(long) VALUES (2, 'two'); UPDATE \(other) SET v = 'uno' WHERE id = 1"))
+        XCTAssertEqual(try target.count("public.\(long)"), 2, logTail)
+        XCTAssertEqual(try target.query("SELECT v FROM \(other)").map { $0[0] }, ["uno"], logTail)
+        XCTAssertEqual(try target.scalar("SELECT count(*) FROM pg_index WHERE indisunique AND indrelid IN ('\(long)'::regclass, '\(other)'::regclass)"),
+                       "2", "each table got its key index")
+        XCTAssertEqual(daemon.terminate(), 0, logTail)
+    }
 }

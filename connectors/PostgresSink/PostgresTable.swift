@@ -125,11 +125,20 @@ final class PostgresTable {
                     = (SELECT array_agg(k ORDER BY k) FROM unnest($2::text[]) AS k)
                 """, key)
             if unique.rowCount == 0 {
-                let indexName = PGConnection.quoteIdentifier(String("\(schema.table)_sluice_key".prefix(63)))
+                let indexName = PGConnection.quoteIdentifier(Self.keyIndexName(schema.table))
                 try pipeline.send("CREATE UNIQUE INDEX \(indexName) ON \(qualifiedName) (" + primaryKey.map { quotedColumns[$0] }.joined(separator: ", ") + ")")
             }
         }
         try pipeline.sync()
+    }
+
+    /// `<table>_sluice_key`, or a hash of it past PostgreSQL's 63 bytes: cut to 63, a long table's index would
+    /// take the table's own name (or another long table's index's), and the CREATE fail.
+    static func keyIndexName(_ table: String) -> String {
+        let name = table + "_sluice_key"
+        guard name.utf8.count > 63 else { return name }
+        let hash = name.utf8.reduce(UInt64(0xcbf2_9ce4_8422_2325)) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 }
+        return "sluice_key_" + String(hash, radix: 16)
     }
 
     /// The source's type names, with its enums created in the target first; another user-defined type
