@@ -203,13 +203,8 @@ public final class Pipeline: @unchecked Sendable {
         console.attach(progress)
         let consoleShown = metricsServer != nil
         if consoleShown { console.followSources(until: stopSources) }
-        let saveHistory: @Sendable () -> Void = { [logger] in
-            do {
-                try console.saved().write(dataDirectory: dataDirectory)
-            } catch {
-                logger.warning("cannot save the console's history", metadata: ["reason": "\(error)"])
-            }
-        }
+        let historySaver = ConsoleHistorySaver(dataDirectory: dataDirectory, logger: logger)
+        let saveHistory: @Sendable () -> Void = { historySaver.save(console.saved()) }
         if consoleShown, let saved = ConsoleHistoryFile.read(dataDirectory: dataDirectory, logger: logger) { console.restore(saved) }
         let writeStatus: @Sendable () -> Void = { [health] in
             let status = health.snapshot(progress: progress)
