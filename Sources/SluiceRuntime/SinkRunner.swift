@@ -182,6 +182,14 @@ final class SinkRunner: @unchecked Sendable {
         guard let stored else { return }
         let end = topic.durableCommit?.offset
         let damage = topic.damage.map { " (\($0))" } ?? ""
+        if let found = topic.damage, end.map({ stored.offset > $0 }) ?? true {
+            // Damage, not an empty or recreated topic: the fix starts with the damaged file, named here.
+            throw ConnectorError.fatal("""
+                sink \(name) has applied topic \(topic.name) up to offset \(stored.offset) (LSN \(stored.lsn)), but the \
+                topic is damaged and \(end.map { "can be read only up to offset \($0)" } ?? "none of it can be read"): \(found). \
+                If the source is re-snapshotted instead of the topic restored, empty the target (and its sluice_offsets rows) too.
+                """)
+        }
         guard let end, stored.offset <= end else {
             throw ConnectorError.fatal("""
                 sink \(name) has applied topic \(topic.name) up to offset \(stored.offset) (LSN \(stored.lsn)), \

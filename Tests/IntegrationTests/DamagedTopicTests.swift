@@ -207,6 +207,7 @@ private func readU64(_ bytes: [UInt8], _ at: Int) -> UInt64 { bytes[at..<at + 8]
 final class DamagedSegmentTailTests: DaemonTestCase {
     override var fixtureName: String { "damagedtail" }
     override var startsSourceCluster: Bool { false }
+    var sqlitePath: String { directory + "/local.db" }
 
     func testTailFailsOnMidSegmentDamageButNotOnATornTail() throws {
         let input = directory + "/incoming.jsonl"
@@ -217,13 +218,18 @@ final class DamagedSegmentTailTests: DaemonTestCase {
                 type: exec
                 command: [\(pluginPython), \(repositoryRoot)/examples/exec-source/jsonl_source.py]
                 config: {path: \(input), table: public.events, columns: [{name: id, type: bigint, key: true}, {name: body, type: text}]}
+            sinks:
+              - {name: local, type: sqlite, path: \(sqlitePath), topics: [feed]}
             """.write(toFile: configPath, atomically: true, encoding: .utf8)
         XCTAssertTrue(FileManager.default.createFile(atPath: input, contents: nil))
         try ExecSourceTests.append(1...60, to: input)
         func inserts(_ result: CommandResult) -> [String] { result.out.split(separator: "\n").map(String.init).filter { $0.contains("\tINSERT\t") } }
         let daemon = try startDaemon()
-        try eventually(timeout: 60, "the 60 lines to reach the topic" + logTail) {
-            inserts(try sluice(["tail", "feed", "--config", configPath, "--from-beginning"])).count == 60
+        try eventually(timeout: 60, "the 60 lines to reach the topic and the SQLite sink" + logTail) {
+            guard inserts(try sluice(["tail", "feed", "--config", configPath, "--from-beginning"])).count == 60,
+                  FileManager.default.fileExists(atPath: sqlitePath) else { return false }
+            let rows = try SQLiteDatabase(path: sqlitePath, readOnly: true).query("SELECT count(*) FROM events")
+            return rows.first?[0] == "60"
         }
         XCTAssertEqual(daemon.terminate(), 0, logTail)
 
@@ -265,5 +271,21 @@ final class DamagedSegmentTailTests: DaemonTestCase {
         XCTAssertTrue(headless.err.contains(path) && headless.err.contains("bad header"), headless.describe)
         let noted = try sluice(["status", "--config", configPath])
         XCTAssertTrue(noted.out.contains("DAMAGED") && noted.out.contains("bad header"), noted.describe)
+
+        // The daemon refuses the segment, naming it; its sink, which applied the topic, names the damage
+        // too instead of calling the topic empty.
+        let refusedLog = directory + "/daemon-bad-header.log"
+        let refused = try SluiceProcess(["run", "--config", configPath], logPath: refusedLog)
+        daemons.append(refused)
+        func log() -> String { (try? String(contentsOfFile: refusedLog, encoding: .utf8)) ?? "" }
+        try eventually(timeout: 60, "the daemon to stop on the damaged header:\n\(log())") { !refused.isRunning }
+        XCTAssertEqual(refused.wait(), 1, log())
+        XCTAssertTrue(log().contains(path) && log().contains("bad header"), log())
+        let sinkLines = log().split(separator: "\n").filter { $0.contains("sink local has applied topic feed") }
+        XCTAssertFalse(log().contains("ends empty"), "a damaged topic is not called empty:\n\(log())")
+        XCTAssertEqual(sinkLines.count, 1, "the sink stops on the damaged topic:\n\(log())")
+        for words in ["is damaged", path, "bad header", "restore the file from a copy"] {
+            XCTAssertTrue(sinkLines.allSatisfy { $0.contains(words) }, "the sink's message names \(words):\n\(log())")
+        }
     }
 }
