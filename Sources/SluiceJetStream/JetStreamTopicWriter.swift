@@ -30,6 +30,11 @@ final class JetStreamTopicWriter: TopicWriter, @unchecked Sendable {
     /// Messages waiting or in flight at most: past that the source waits (memory stays bounded,
     /// at most this many messages of up to 900 KB).
     static let maxQueued = 48
+    /// Bytes waiting or in flight at most (the source waits past it): at replicas 3 on an idle
+    /// machine the source outran the acknowledgements and 48 messages of half the maximum size
+    /// took the process to 160 MB.
+    static let maxQueuedBytes = 16 << 20
+    private var queuedBytes = 0
     /// Messages published and not yet acknowledged at most.
     static let maxInFlight = 32
     /// Below this many in flight a committed transaction is sent at once; above, it waits for an ack
@@ -180,9 +185,10 @@ final class JetStreamTopicWriter: TopicWriter, @unchecked Sendable {
         let handed = batcher.takeOutgoing()
         if !handed.isEmpty {
             queue += handed
+            queuedBytes += handed.reduce(0) { $0 + $1.body.count }
             state.broadcast()
         }
-        while queue.count > Self.maxQueued {
+        while queue.count > Self.maxQueued || (queuedBytes > Self.maxQueuedBytes && queue.count > 1) {
             if let failure { throw failure }
             state.wait()
         }
@@ -237,7 +243,9 @@ final class JetStreamTopicWriter: TopicWriter, @unchecked Sendable {
                 let now = DispatchTime.now().uptimeNanoseconds
                 if lingered(now: now) || stopping {
                     handOff()
-                    queue += batcher.takeOutgoing()
+                    let handed = batcher.takeOutgoing()
+                    queue += handed
+                    queuedBytes += handed.reduce(0) { $0 + $1.body.count }
                 } else if queue.isEmpty {
                     let due = Double(Self.minPublishIntervalNanos - (now &- lastHandOff)) / 1e9
                     lingering = true
@@ -311,6 +319,7 @@ final class JetStreamTopicWriter: TopicWriter, @unchecked Sendable {
         var advanced = false
         while let first = queue.first, acknowledged.remove(first.sequence) != nil {
             queue.removeFirst()
+            queuedBytes -= first.body.count
             if sent > 0 { sent -= 1 }
             if jetStreamTopic.localReaders > 0 {
                 jetStreamTopic.recent.append(.init(sequence: first.sequence, kind: first.kind, body: first.body))
