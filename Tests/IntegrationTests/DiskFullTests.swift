@@ -23,13 +23,7 @@ final class DiskFullTests: SinkTestCase {
 
     func testDiskFullPausesCaptureWithoutExitingAndResumesOnceRetentionFreesSpace() throws {
         // A small filesystem for data_dir only; the SQLite target and the daemon's log stay outside it.
-        try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
-        do {
-            try IntegrationTests.run(["/usr/bin/mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", dataDirectory])
-        } catch {
-            if getuid() != 0 { throw XCTSkip("mounting a tmpfs needs root: \(error)") }
-            throw error
-        }
+        try mountTmpfs(on: dataDirectory, size: "24m")
         mountPoint = dataDirectory
 
         try source.query("""
@@ -174,13 +168,7 @@ final class DiskFullTests: SinkTestCase {
     /// resume (~1 MB free on an 8 MB filesystem, which needs 2 MB), the source stays paused and `status`
     /// says how much must be free and how much is; once there is room it resumes and loses nothing.
     func testLessThanTheResumeThresholdFreeKeepsCapturePausedAndSaysWhatItNeeds() throws {
-        try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
-        do {
-            try IntegrationTests.run(["/usr/bin/mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", dataDirectory])
-        } catch {
-            if getuid() != 0 { throw XCTSkip("mounting a tmpfs needs root: \(error)") }
-            throw error
-        }
+        try mountTmpfs(on: dataDirectory, size: "8m")
         mountPoint = dataDirectory
         try source.query("CREATE TABLE items (id int PRIMARY KEY, payload text)")
         try writeConfig(tables: ["public.items"], sourceExtra: ["heartbeat_interval: 500ms"])

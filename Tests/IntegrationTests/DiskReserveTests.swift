@@ -32,13 +32,7 @@ final class DiskReserveTests: DaemonTestCase {
     }
 
     func testStatusSaysDiskFullWhenTheReserveIsTakenToo() throws {
-        try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
-        do {
-            try IntegrationTests.run(["/usr/bin/mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", dataDirectory])
-        } catch {
-            if getuid() != 0 { throw XCTSkip("mounting a tmpfs needs root: \(error)") }
-            throw error
-        }
+        try mountTmpfs(on: dataDirectory, size: "8m")
         mountPoint = dataDirectory
         let input = directory + "/incoming.jsonl"
         let port = try freePort()

@@ -181,3 +181,15 @@ func opsMetric(_ samples: [OpsSample], _ name: String, _ labels: [String: String
     }
     return matching.isEmpty ? nil : matching.reduce(0) { $0 + $1.value }
 }
+
+/// Mounts a tmpfs of `size` (e.g. "8m") on `path`, creating it first: a small disk a test can fill.
+/// Needs root; skips the test otherwise. The caller unmounts it (`umount -l`) in its tear-down.
+func mountTmpfs(on path: String, size: String) throws {
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    do {
+        try IntegrationTests.run(["/usr/bin/mount", "-t", "tmpfs", "-o", "size=\(size)", "tmpfs", path])
+    } catch {
+        if getuid() != 0 { throw XCTSkip("mounting a tmpfs needs root: \(error)") }
+        throw error
+    }
+}
