@@ -179,13 +179,18 @@ final class JetStreamTopicWriter: TopicWriter, @unchecked Sendable {
         lastHandOff = DispatchTime.now().uptimeNanoseconds
     }
 
+    /// Called with `state` locked.
+    private func queueUp(_ handed: [Batcher.Outgoing]) {
+        queue += handed
+        queuedBytes += handed.reduce(0) { $0 + $1.body.count }
+    }
+
     /// Moves handed-off messages to the queue, waiting while it is full.
     private func enqueue() throws {
         // Wake the publisher only for new messages: a wake per record cost more CPU than the publishing.
         let handed = batcher.takeOutgoing()
         if !handed.isEmpty {
-            queue += handed
-            queuedBytes += handed.reduce(0) { $0 + $1.body.count }
+            queueUp(handed)
             state.broadcast()
         }
         while queue.count > Self.maxQueued || (queuedBytes > Self.maxQueuedBytes && queue.count > 1) {
@@ -243,9 +248,7 @@ final class JetStreamTopicWriter: TopicWriter, @unchecked Sendable {
                 let now = DispatchTime.now().uptimeNanoseconds
                 if lingered(now: now) || stopping {
                     handOff()
-                    let handed = batcher.takeOutgoing()
-                    queue += handed
-                    queuedBytes += handed.reduce(0) { $0 + $1.body.count }
+                    queueUp(batcher.takeOutgoing())
                 } else if queue.isEmpty {
                     let due = Double(Self.minPublishIntervalNanos - (now &- lastHandOff)) / 1e9
                     lingering = true
