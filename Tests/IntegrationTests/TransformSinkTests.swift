@@ -15,7 +15,7 @@ final class TransformSinkTests: SinkTestCase {
     /// The mirror keys every test's `replica`/`local` sinks share.
     func mirrorKeys(deletes: String, metadata: Bool) -> [String] {
         [
-            "    tables: [\"public.*\", \"!public.audit_*\"]",
+            "    tables: [\"public.*\", \"!public.audit_*\", \"!public.tags\"]",
             "    rename: {public.orders: analytics.orders}",
             "    where: {public.orders: \"amount > 100 AND status <> 'draft'\"}",
             "    columns: {public.customers: {exclude: [ssn], mask: {email: hash, phone: redact}}}",
@@ -32,22 +32,32 @@ final class TransformSinkTests: SinkTestCase {
         sinks += ["  - name: history", "    type: postgres", "    url: \(historyURL)", "    tables: [public.events]",
                   "    rename: {public.events: history.events}", "    mode: history"]
         sinks += ["  - name: history_lite", "    type: sqlite", "    path: \(historyPath)", "    tables: [public.events]", "    mode: history"]
+        // A keyless table with metadata: its old rows are matched without the added columns.
+        for (name, kind, at) in [("tags", "postgres", "url: \(tagsURL)"), ("tags_lite", "sqlite", "path: \(tagsPath)")] {
+            sinks += ["  - name: \(name)", "    type: \(kind)", "    \(at)", "    tables: [public.tags]", "    metadata: [lsn, op]"]
+        }
         if ignoreSink {
             sinks += ["  - name: ignore_lite", "    type: sqlite", "    path: \(ignorePath)", "    tables: [customers]", "    deletes: ignore"]
         }
-        try writeSourceConfig(tables: ["public.customers", "public.orders", "public.audit_log", "public.events"], sinks: sinks)
+        try writeSourceConfig(tables: ["public.customers", "public.orders", "public.audit_log", "public.events", "public.tags"],
+                              sinks: sinks)
     }
 
     var historyURL: String { String(target.url.dropLast("postgres".count)) + "history" }
+    var tagsURL: String { String(target.url.dropLast("postgres".count)) + "tags" }
+    var tagsPath: String { directory + "/tags.db" }
 
     func createTables() throws {
         try target.query("CREATE DATABASE history")
+        try target.query("CREATE DATABASE tags")
         try source.query("""
             CREATE TABLE customers (id int PRIMARY KEY, email text, ssn text, phone text, amount numeric(10,2));
             CREATE TABLE orders (id int PRIMARY KEY, status text NOT NULL, amount numeric(12,2), note text);
             CREATE TABLE audit_log (id int PRIMARY KEY, what text);
             CREATE TABLE events (id int PRIMARY KEY, kind text);
             ALTER TABLE events REPLICA IDENTITY FULL;
+            CREATE TABLE tags (name text, n int);
+            ALTER TABLE tags REPLICA IDENTITY FULL;
             """)
     }
 
@@ -57,11 +67,11 @@ final class TransformSinkTests: SinkTestCase {
         switch sink {
         case "replica":
             return try target.scalar("SELECT lsn::text FROM public.sluice_offsets WHERE sink = $1 AND topic = 'app'", [sink]).map(lsnValue)
-        case "history":
-            let db = try PGConnection(url: historyURL)
-            return try db.execute("SELECT lsn::text FROM public.sluice_offsets WHERE sink = 'history' AND topic = 'app'").string(0, 0).map(lsnValue)
+        case "history", "tags":
+            let db = try PGConnection(url: sink == "tags" ? tagsURL : historyURL)
+            return try db.execute("SELECT lsn::text FROM public.sluice_offsets WHERE sink = $1 AND topic = 'app'", [sink]).string(0, 0).map(lsnValue)
         default:
-            let path = ["local": sqlitePath, "history_lite": historyPath, "ignore_lite": ignorePath][sink]!
+            let path = ["local": sqlitePath, "history_lite": historyPath, "ignore_lite": ignorePath, "tags_lite": tagsPath][sink]!
             guard FileManager.default.fileExists(atPath: path) else { return nil }
             let db = try SQLiteDatabase(path: path)
             return try db.query("SELECT lsn FROM sluice_offsets WHERE sink = ? AND topic = 'app'", [sink]).first?[0].flatMap { $0 }.map(lsnValue)
@@ -93,6 +103,7 @@ final class TransformSinkTests: SinkTestCase {
             INSERT INTO orders VALUES (1, 'paid', 150.00, 'big'), (2, 'draft', 500.00, 'draft big'), (3, 'paid', 50.00, 'small');
             INSERT INTO audit_log VALUES (1, 'x');
             INSERT INTO events VALUES (1, 'signup');
+            INSERT INTO tags VALUES ('a', 1), ('a', 1), ('b', 2);
             """)
         try writeTransformConfig()
         let daemon = try startDaemon()
@@ -112,6 +123,8 @@ final class TransformSinkTests: SinkTestCase {
             INSERT INTO events VALUES (2, 'login');
             UPDATE events SET kind = 'logout' WHERE id = 2;
             DELETE FROM events WHERE id = 1;
+            DELETE FROM tags WHERE ctid = (SELECT min(ctid) FROM tags WHERE name = 'a');
+            UPDATE tags SET n = 3 WHERE name = 'b';
             """)
         let last = try commitMarked("""
             INSERT INTO audit_log VALUES (2, 'y');
@@ -119,7 +132,7 @@ final class TransformSinkTests: SinkTestCase {
             INSERT INTO customers VALUES (2, 'b2@x.org', '2', '5', 21.00);  -- a re-insert clears the soft delete
             UPDATE customers SET id = 5 WHERE id = 1;  -- a key change: the old key marked deleted (kept), the new inserted
             """)
-        try waitForSinks(["replica", "local", "history", "history_lite", "ignore_lite"], lsn: last)
+        try waitForSinks(["replica", "local", "history", "history_lite", "ignore_lite", "tags", "tags_lite"], lsn: last)
         XCTAssertEqual(daemon.terminate(), 0, logTail)
 
         // tables: the excluded glob's table is never created.
@@ -171,6 +184,13 @@ final class TransformSinkTests: SinkTestCase {
         XCTAssertEqual(try sqlite(historyPath, "SELECT _sluice_op, id, kind FROM events ORDER BY rowid"), history, logTail)
         XCTAssertEqual(try historyDB.execute("SELECT count(*) FROM history.events WHERE _sluice_xid IS NULL OR _sluice_commit_time IS NULL").string(0, 0), "0")
         XCTAssertFalse(try sqliteHasTable(historyPath, "customers"), "tables: limits the history sink to events")
+
+        // metadata on a keyless table: the delete removed one copy, the update found its row.
+        let tags = [rowLine(["a", "1", "read"]), rowLine(["b", "3", "update"])]
+        let tagsDB = try PGConnection(url: tagsURL)
+        let pgTags = try tagsDB.execute("SELECT name, n, _sluice_op FROM public.tags ORDER BY name")
+        XCTAssertEqual((0..<pgTags.rowCount).map { row in rowLine((0..<3).map { pgTags.string(row, $0) }) }, tags, logTail)
+        XCTAssertEqual(try sqlite(tagsPath, "SELECT name, n, _sluice_op FROM tags ORDER BY name"), tags, logTail)
 
         // deletes: ignore keeps deleted rows as they were.
         XCTAssertEqual(try sqlite(ignorePath, "SELECT id, email, ssn, amount FROM customers ORDER BY id"), [

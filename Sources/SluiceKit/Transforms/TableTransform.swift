@@ -26,6 +26,9 @@ public final class TableTransform: Sendable {
     /// The most a target row can be longer than its source tuple, besides the commit time it holds
     /// (twice at most): a hash is 69 bytes, an added column's kind, length and text at most 22 (an LSN).
     let rowSlack: Int
+    /// What an old row holds in the columns the sink adds: NULL, or "unchanged" for a keyless target,
+    /// whose old row is matched on every column it carries (the old row's metadata are not known).
+    let oldRowAddedValue: UInt8
 
     /// Checks the table's keys against its columns; errors are ``ConnectorError/misconfigured(_:)``
     /// naming the configuration key.
@@ -113,6 +116,7 @@ public final class TableTransform: Sendable {
         let name = rules.target(of: table)
         target = RelationSchema(id: source.id, schema: name.schema, table: name.table, replicaIdentity: replicaIdentity,
                                 columns: columns)
+        oldRowAddedValue = columns.contains(where: \.isPrimaryKey) ? Tuple.null : Tuple.unchanged
         rowSlack = 32 + 2 * source.columns.count + 2 * columns.count + 69 * hashedColumns + 24 * (added.count + 4)
         passesTuples = kept.count == source.columns.count && masks.isEmpty && added.isEmpty
     }

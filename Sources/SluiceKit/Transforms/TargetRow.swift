@@ -57,7 +57,7 @@ extension TableTransform {
     enum RowShape {
         /// The new row of a mirrored change: kept columns, metadata, `_sluice_deleted = false`.
         case mirrored(ChangeOperation)
-        /// An old key or row: kept columns, added columns NULL.
+        /// An old key or row: kept columns, added columns NULL (unchanged at a keyless target).
         case old
         /// The new row of a soft delete: kept columns unchanged, metadata, the delete mark.
         case softDeleted
@@ -84,7 +84,7 @@ extension TableTransform {
                 if rules.deletes == .soft { out.bytes(Self.notDeleted) }
             case .old:
                 appendColumns(tuple, unchangedAsNull: false, to: &out)
-                out.repeated(Tuple.null, target.columns.count - kept.count)
+                out.repeated(oldRowAddedValue, target.columns.count - kept.count)
             case .softDeleted:
                 out.repeated(Tuple.unchanged, kept.count)
                 appendMetadata(rules.metadata, .delete, lsn, transaction, to: &out)
