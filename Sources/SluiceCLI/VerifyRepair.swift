@@ -23,7 +23,7 @@ struct VerifyRepair {
             let sinkPlan = plan.sinks.first(where: { $0.sink.name == result.sink })
             // An aggregate table is rebuilt by backfilling its source table whole (which replaces its contribution).
             if let aggregate = sinkPlan?.aggregates.first(where: { $0.definition.table == result.table }) {
-                whole[aggregate.source.name, default: []].insert(aggregate.definition.from.description)
+                whole[aggregate.source.name, default: []].insert(aggregate.table.description)
                 continue
             }
             guard let sourceName = sinkPlan?.tables.first(where: { $0.table == result.table })?.source.name else { continue }

@@ -26,8 +26,10 @@ struct AggregateView {
         return nil
     }
 
-    /// Nil (with the reason) when a measure reads a column whose sums the source would round differently.
-    init(_ definition: AggregateDefinition, from source: TableShape) throws(VerifyUsageError) {
+    /// Throws (with the reason) when a measure reads a column whose sums the source would round differently.
+    /// `source` is the source table's shape as the sink receives it, `relation` its name in SQL, `filters`
+    /// the predicates (publication's, sink's) its rows pass before the aggregate's own `where`.
+    init(_ definition: AggregateDefinition, from source: TableShape, relation: String, filters: [String] = []) throws(VerifyUsageError) {
         self.definition = definition
         func column(_ name: String) throws(VerifyUsageError) -> TableShape.Column {
             guard let column = source.columns.first(where: { $0.name == name }) else {
@@ -76,10 +78,10 @@ struct AggregateView {
             }
         }
         let every = definition.window.every, size = definition.window.size
-        let filter = definition.predicate.map { " AND (" + $0.text + ")" } ?? ""
+        let filter = (filters + (definition.predicate.map { [$0.text] } ?? [])).map { " AND (" + $0 + ")" }.joined()
         sourceRelation = """
             (SELECT \(select.joined(separator: ", "))
-             FROM (SELECT *, extract(epoch FROM \(time)) * 1000000 AS _sluice_time FROM \(definition.from.sql)
+             FROM (SELECT *, extract(epoch FROM \(time)) * 1000000 AS _sluice_time FROM \(relation)
                    WHERE \(time) IS NOT NULL\(filter)) r,
                   LATERAL generate_series(floor((r._sluice_time - \(size)) / \(every))::bigint + 1, floor(r._sluice_time / \(every))::bigint) k
              GROUP BY \(groups.joined(separator: ", "))) _sluice_aggregate

@@ -123,11 +123,24 @@ public final class Verification {
         let definition = aggregate.definition
         var result = TableVerification(sink: sink, table: definition.table, targetTable: definition.table.description, columns: [], keyColumns: [])
         do {
-            guard let from = try TableShape.read(definition.from, on: source) else {
-                throw VerifyFailure("table \(definition.from) no longer exists at source \(aggregate.source.name)")
+            guard let whole = try TableShape.read(aggregate.table, on: source) else {
+                throw VerifyFailure("table \(aggregate.table) no longer exists at source \(aggregate.source.name)")
             }
+            // The aggregate sees the rows as published and as the sink's where passes them.
+            let published = try TableShape.publication(aggregate.reader.verifyPublication, table: aggregate.table, on: source)
+            let excluded = aggregate.transforms.columns[aggregate.table]?.exclude ?? []
+            let from = whole.restricted(to: (published.columns ?? whole.columns.map(\.name)).filter { !excluded.contains($0) })
+            let filter = [published.filter, aggregate.transforms.predicates[aggregate.table]?.text].compactMap { $0 }
+            let masked = Set(aggregate.transforms.columns[aggregate.table]?.mask.map(\.column) ?? [])
+            var read = definition.groupBy + definition.measures.compactMap(\.measure.column) + (definition.predicate?.columnNames ?? [])
+            if case let .column(time) = definition.window.time { read.append(time) }
             let view: AggregateView
-            do { view = try AggregateView(definition, from: from) } catch {
+            do throws(VerifyUsageError) {
+                if let column = read.first(where: masked.contains) {
+                    throw VerifyUsageError(description: "it reads \(column), which the sink masks: not compared")
+                }
+                view = try AggregateView(definition, from: from, relation: aggregate.table.sql, filters: filter)
+            } catch {
                 result.skipped = "aggregate table of \(definition.from): " + error.description
                 return result
             }

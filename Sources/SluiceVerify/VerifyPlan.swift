@@ -30,6 +30,10 @@ public struct VerifyPlan {
         public var source: ConnectorConfig
         public var reader: any VerifiableSource
         public var definition: AggregateDefinition
+        /// The source table of `definition.from` (which names it as the sink receives it, after `rename`).
+        public var table: TableName
+        /// The sink's transforms: its `where` and masks shape what the aggregate sees.
+        public var transforms: SinkTransforms
     }
 
     public var sinks: [SinkPlan]
@@ -89,13 +93,19 @@ public struct VerifyPlan {
                 }
             }
             // Aggregate tables: against the GROUP BY at the source that captures their table, or listed as not compared.
-            for aggregate in (try? AggregateDefinition.parseAll(section.config)) ?? [] where wanted.isEmpty || wanted.contains(aggregate.from) {
-                let topic = section.topics.first { sourcesTables[$0]?.contains(aggregate.from) == true }
-                if let reason = AggregateView.unsupported(aggregate, target: target) {
+            for aggregate in (try? AggregateDefinition.parseAll(section.config)) ?? [] {
+                let transforms = section.transforms
+                let captured = section.topics.lazy.compactMap { topic in
+                    sourcesTables[topic]?.first { transforms.includes($0) && transforms.target(of: $0) == aggregate.from }.map { (topic, $0) }
+                }.first
+                let table = captured?.1 ?? aggregate.from
+                guard wanted.isEmpty || wanted.contains(table) || wanted.contains(aggregate.from) else { continue }
+                if let reason = AggregateView.unsupported(aggregate, target: target) ?? SinkView.unsupported(transforms, table) {
                     plan.skipped.append((table: aggregate.table, reason: "aggregate table of \(aggregate.from): " + reason))
-                } else if let topic, let sourceConfig = sources.first(where: { $0.name == topic }),
+                } else if let (topic, table) = captured, let sourceConfig = sources.first(where: { $0.name == topic }),
                           let reader = try registry.sources[sourceConfig.type]!.init(config: sourceConfig) as? any VerifiableSource {
-                    plan.aggregates.append(AggregateTable(source: sourceConfig, reader: reader, definition: aggregate))
+                    plan.aggregates.append(AggregateTable(source: sourceConfig, reader: reader, definition: aggregate, table: table,
+                                                          transforms: transforms))
                 } else {
                     plan.skipped.append((table: aggregate.table, reason: "aggregate table of \(aggregate.from): no source of this sink captures it"))
                 }

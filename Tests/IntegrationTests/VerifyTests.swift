@@ -205,7 +205,7 @@ final class VerifyTests: SinkTestCase {
 
     /// Sinks that transform: verify compares what they should hold — renamed, filtered by the sink's
     /// where, excluded columns left out, masks applied to the source's values — and says which sink's
-    /// tables it cannot compare (history).
+    /// tables it cannot compare (history). An aggregate's GROUP BY follows the sink's rename and where.
     func testVerifyComparesWhatTheSinksTransformsMakeOfTheSource() throws {
         try source.query("""
             CREATE TABLE people (id int PRIMARY KEY, name text, email text, ssn text, age int);
@@ -217,21 +217,21 @@ final class VerifyTests: SinkTestCase {
             FROM generate_series(1, 120) i;
             """)
         let transforms = [
-            "    where: {public.people: \"age >= 30\"}",
             "    columns: {public.people: {exclude: [ssn], mask: {email: hash, name: redact}}}",
             "    mask_key: verify-key",
             "    metadata: [lsn, op]",
         ]
         try writeSourceConfig(tables: ["public.people", "public.visits"], sourceExtra: ["heartbeat_interval: 500ms"], sinks: [
             "  - name: replica", "    type: postgres", "    url: \(target.url)", "    topics: [app]",
-            "    aggregates:", "      - table: public.visits_per_age", "        from: public.visits", "        group_by: [age]",
+            "    where: {public.people: \"age >= 30\", public.visits: \"amount > 10\"}", "    rename: {public.visits: stats.visits}",
+            "    aggregates:", "      - table: public.visits_per_age", "        from: stats.visits", "        group_by: [age]",
             "        window: {tumbling: 1h, time: commit_time}", "        measures: {people: \"count(*)\"}",
-            "      - table: public.visits_hourly", "        from: public.visits", "        group_by: [age]", "        where: \"age > 0\"",
+            "      - table: public.visits_hourly", "        from: stats.visits", "        group_by: [age]", "        where: \"age > 0\"",
             "        window: {hopping: 2h, every: 1h, time: at}",
             "        measures: {visits: \"count(*)\", total: \"sum(amount)\", mean: \"avg(amount)\", top: \"max(amount)\"}",
         ] + transforms + [
             "  - name: local", "    type: sqlite", "    path: \(sqlitePath)", "    topics: [app]",
-            "    rename: {public.people: crm.people}",
+            "    rename: {public.people: crm.people}", "    where: {public.people: \"age >= 30\"}",
         ] + transforms + [
             "  - name: changelog", "    type: sqlite", "    path: \(directory!)/changelog.db", "    topics: [app]", "    mode: history",
         ])
@@ -248,9 +248,10 @@ final class VerifyTests: SinkTestCase {
             XCTAssertEqual(table?["rows"] as? Int, passing, "the rows the sink's where passes: \(equal.out)")
             XCTAssertEqual(table?["transforms"] as? [String], sink == "local" ? ["rename", "columns", "where"] : ["columns", "where"], equal.out)
         }
+        XCTAssertEqual(report.tables["replica public.visits"]?["equal"] as? Bool, true, equal.out)
         XCTAssertEqual(report.tables["local public.people"]?["target_table"] as? String, "crm_people", equal.out)
         XCTAssertTrue((report.tables["changelog public.people"]?["skipped"] as? String ?? "").contains("history"), equal.out)
-        XCTAssertTrue((report.tables["replica public.visits_per_age"]?["skipped"] as? String ?? "").contains("aggregate table of public.visits"),
+        XCTAssertTrue((report.tables["replica public.visits_per_age"]?["skipped"] as? String ?? "").contains("aggregate table of stats.visits"),
                       "aggregate tables are listed as not compared: \(equal.out)")
         // An aggregate over a time column equals the GROUP BY at the source (hopping windows, sum, avg, max).
         let hourly = report.tables["replica public.visits_hourly"]
