@@ -14,6 +14,14 @@ protocol StatusJSONExtras {
 public enum StatusJSON {
     public static func render(_ report: StatusReport) -> String { render(report, extras: nil) }
 
+    /// A source detail that is a JSON boolean or number (a count of bytes or seconds, a rate), unquoted,
+    /// so `jq '.wal_limit_in_seconds < 86400'` compares numbers; nil for a string.
+    static func detailLiteral(key: String, value: String) -> String? {
+        if value == "true" || value == "false" { return value }
+        let numeric = ["_bytes", "_seconds", "_per_second"].contains(where: key.hasSuffix)
+        return numeric && Int64(value) != nil ? value : nil
+    }
+
     static func render(_ report: StatusReport, extras: (any StatusJSONExtras)?) -> String {
         func string(_ value: String?) -> String { value.map { jsonString(Secrets.redact($0)) } ?? "null" }
         func number<T: BinaryInteger>(_ value: T?) -> String { value.map { "\($0)" } ?? "null" }
@@ -25,7 +33,7 @@ public enum StatusJSON {
                           "\"state\":\(string(source.state))", "\"error\":\(string(source.error ?? source.status.error))",
                           "\"since\":\(date(source.since))"]
             for (key, value) in source.status.details {
-                fields.append("\(jsonString(key)):" + (value == "true" || value == "false" ? value : string(value)))
+                fields.append("\(jsonString(key)):" + (detailLiteral(key: key, value: value) ?? string(value)))
             }
             fields.append("\"retained_wal_bytes\":\(number(source.status.retainedBytes))")
             fields.append("\"retained_wal_warning_bytes\":\(number(source.status.retainedWarningBytes))")

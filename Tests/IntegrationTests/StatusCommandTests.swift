@@ -170,8 +170,8 @@ final class StatusCommandTests: SinkTestCase {
         }
         let app = try XCTUnwrap(status.source("app"), status.text)
         XCTAssertEqual(app["wal_limit"] as? String, "max_slot_wal_keep_size", status.text)
-        XCTAssertGreaterThan(Double(app["wal_growth_bytes_per_second"] as? String ?? "") ?? 0, 0, status.text)
-        XCTAssertLessThan(Double(app["wal_limit_in_seconds"] as? String ?? "") ?? .infinity, 86_400, status.text)
+        XCTAssertGreaterThan(app["wal_growth_bytes_per_second"] as? Double ?? 0, 0, "a JSON number: \(status.text)")
+        XCTAssertLessThan(app["wal_limit_in_seconds"] as? Double ?? .infinity, 86_400, "a JSON number: \(status.text)")
         XCTAssertTrue((app["warning"] as? String ?? "").contains("max_slot_wal_keep_size in"), status.text)
         let human = try sluice(["status", "--config", configPath])
         XCTAssertTrue(human.out.contains("/s, max_slot_wal_keep_size in"), human.describe)

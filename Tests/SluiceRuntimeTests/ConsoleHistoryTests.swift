@@ -84,6 +84,14 @@ final class ConsoleHistoryTests: XCTestCase {
         XCTAssertFalse(ConsoleAccess.tokenMatches("", ""), "an empty token never matches")
     }
 
+    func testSourceDetailsThatCountAreJSONNumbers() {
+        XCTAssertEqual(StatusJSON.detailLiteral(key: "wal_limit_in_seconds", value: "3600"), "3600")
+        XCTAssertEqual(StatusJSON.detailLiteral(key: "wal_growth_bytes_per_second", value: "-12"), "-12")
+        XCTAssertEqual(StatusJSON.detailLiteral(key: "slot_active", value: "true"), "true")
+        XCTAssertNil(StatusJSON.detailLiteral(key: "slot", value: "123"), "a name stays a string")
+        XCTAssertNil(StatusJSON.detailLiteral(key: "wal_limit", value: "the disk"))
+    }
+
     func testBackfillETAFollowsTheAverageRate() {
         var progress = BackfillProgress(id: "b1", tables: ["public.a"], startedAt: Date(timeIntervalSince1970: 1000))
         progress.tables[0].totalRows = 1000
