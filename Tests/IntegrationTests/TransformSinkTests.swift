@@ -52,6 +52,7 @@ final class TransformSinkTests: SinkTestCase {
         try target.query("CREATE DATABASE tags")
         try source.query("""
             CREATE TABLE customers (id int PRIMARY KEY, email text, ssn text, phone text, amount numeric(10,2));
+            ALTER TABLE customers REPLICA IDENTITY FULL;  -- every column flagged identity: excluding ssn stays allowed
             CREATE TABLE orders (id int PRIMARY KEY, status text NOT NULL, amount numeric(12,2), note text);
             CREATE TABLE audit_log (id int PRIMARY KEY, what text);
             CREATE TABLE events (id int PRIMARY KEY, kind text);

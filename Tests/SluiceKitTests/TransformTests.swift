@@ -115,6 +115,26 @@ final class TransformTests: XCTestCase {
         XCTAssertThrowsError(try TableTransform(source: keyless, transforms: try transforms([("deletes", s("soft"))])))
     }
 
+    /// REPLICA IDENTITY FULL flags every column as identity; with a primary key only the key identifies rows.
+    func testExcludingUnderReplicaIdentityFullKeepsOnlyTheKey() throws {
+        let full = RelationSchema(id: 2, schema: "public", table: "customers", replicaIdentity: .full, columns: [
+            column("id", key: true), column("email", oid: 25, type: "text", identity: true), column("ssn", oid: 25, type: "text", identity: true),
+        ])
+        let plan = try TableTransform(source: full, transforms: try transforms([("columns", map([("customers", map([("exclude", list(["ssn"]))]))]))]))
+        XCTAssertEqual(plan.target.columns.map(\.name), ["id", "email"])
+        XCTAssertThrowsError(try TableTransform(source: full, transforms: try transforms([("columns", map([("customers", map([("exclude", list(["id"]))]))]))])))
+        let keyless = RelationSchema(id: 3, schema: "public", table: "customers", replicaIdentity: .full, columns: [
+            column("a", identity: true), column("b", identity: true),
+        ])
+        XCTAssertThrowsError(try TableTransform(source: keyless, transforms: try transforms([("columns", map([("customers", map([("exclude", list(["b"]))]))]))])),
+                             "a keyless row is matched on every column")
+        let byIndex = RelationSchema(id: 4, schema: "public", table: "customers", replicaIdentity: .index, columns: [
+            column("id", key: true), column("code", identity: true), column("note", oid: 25, type: "text"),
+        ])
+        XCTAssertThrowsError(try TableTransform(source: byIndex, transforms: try transforms([("columns", map([("customers", map([("exclude", list(["code"]))]))]))])),
+                             "the old key of REPLICA IDENTITY USING INDEX names code")
+    }
+
     func testRenameExcludeMaskAndMetadata() throws {
         let rules = try transforms([
             ("rename", map([("public.customers", s("crm.people"))])), ("mask_key", s("Jefe")),

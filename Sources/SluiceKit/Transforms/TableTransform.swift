@@ -45,10 +45,13 @@ public final class TableTransform: Sendable {
         for name in columnRules.exclude + columnRules.mask.map(\.column) where !names.contains(name) {
             throw fail(key, "unknown column \(name) in \(table) (columns: \(names.joined(separator: ", ")))")
         }
-        let identity = Set(source.identityColumns.filter { _ in source.replicaIdentity != .full || !source.primaryKey.isEmpty })
+        // Under REPLICA IDENTITY FULL every column is flagged as identity, but a full old row is matched by
+        // the primary key: only it must stay. Otherwise the old key's columns, or every column of a keyless table.
+        let identity = source.replicaIdentity == .full && !source.primaryKey.isEmpty ? Set(source.primaryKey)
+            : Set(source.identityColumns + source.columns.indices.filter { source.columns[$0].isReplicaIdentity })
         for name in columnRules.exclude {
             let index = names.firstIndex(of: name)!
-            if identity.contains(index) || source.columns[index].isReplicaIdentity {
+            if identity.contains(index) {
                 throw fail("\(key).exclude", "\(name) identifies rows of \(table) (its key): updates and deletes could not find them; mask it with hash instead")
             }
         }
