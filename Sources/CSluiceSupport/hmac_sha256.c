@@ -54,3 +54,14 @@ void sluice_hmac_sha256(const uint32_t inner[8], const uint32_t outer[8], const 
     SHA256_Update(&context, block, SHA256_DIGEST_LENGTH);
     SHA256_Final(out, &context);
 }
+
+void sluice_hmac_sha256_hex(const uint32_t inner[8], const uint32_t outer[8], const void *message, size_t length,
+                            uint8_t out[64]) {
+    static const char digits[] = "0123456789abcdef";
+    uint8_t mac[32];
+    sluice_hmac_sha256(inner, outer, message, length, mac);
+    for (int i = 0; i < 32; i++) {
+        out[2 * i] = (uint8_t)digits[mac[i] >> 4];
+        out[2 * i + 1] = (uint8_t)digits[mac[i] & 15];
+    }
+}

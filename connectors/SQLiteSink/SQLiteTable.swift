@@ -14,6 +14,9 @@ final class SQLiteTable {
     private let quotedColumns: [String]
     private let primaryKey: [Int]
     private var statements: [String: SQLiteStatement] = [:]
+    /// Text values are bound from here with `SQLITE_STATIC` (one copy, no allocation of SQLite's
+    /// per value); every statement runs, and so lets go of it, before the next change resets it.
+    private let arena = SQLiteBindArena()
 
     /// `T` for `public.T`, `schema_T` otherwise.
     static func targetName(_ schema: RelationSchema) -> String {
@@ -83,6 +86,7 @@ final class SQLiteTable {
     }
 
     func apply(_ change: Change) throws {
+        arena.reset()
         switch RowAction(change) {
         case let .upsert(new), let .insert(new):
             let statement = try cached(primaryKey.isEmpty ? "insert" : "upsert") { upsertSQL() }
@@ -194,7 +198,7 @@ final class SQLiteTable {
             case .numeric, .json, .text:
                 break
             }
-            bytes.withUnsafeBytes { statement.bind(position, text: $0) }
+            bytes.withUnsafeBytes { statement.bind(position, text: $0, in: arena) }
         }
     }
 }

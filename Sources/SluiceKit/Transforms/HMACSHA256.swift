@@ -37,13 +37,11 @@ public struct HMACSHA256: Sendable {
     /// Writes the MAC of `message` in lowercase hexadecimal (64 bytes) at `out`: the mask's hot path,
     /// without allocating.
     public func writeHex(of message: UnsafeRawBufferPointer, to out: UnsafeMutableRawPointer) {
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { digest in
-            mac(UnsafeMutableRawPointer(digest.baseAddress!), of: message)
-            let digits: StaticString = "0123456789abcdef"
-            for index in 0..<32 {
-                let byte = digest[index]
-                out.storeBytes(of: digits.utf8Start[Int(byte >> 4)], toByteOffset: 2 * index, as: UInt8.self)
-                out.storeBytes(of: digits.utf8Start[Int(byte & 15)], toByteOffset: 2 * index + 1, as: UInt8.self)
+        withUnsafeBytes(of: inner) { inner in
+            withUnsafeBytes(of: outer) { outer in
+                sluice_hmac_sha256_hex(inner.baseAddress!.assumingMemoryBound(to: UInt32.self),
+                                       outer.baseAddress!.assumingMemoryBound(to: UInt32.self),
+                                       message.baseAddress, message.count, out.assumingMemoryBound(to: UInt8.self))
             }
         }
     }
