@@ -2,30 +2,44 @@ import Foundation
 import SluiceWire
 
 extension Bench {
-    /// The SQLite apply stage through five transforms (include glob, rename, where, hash mask,
-    /// metadata), against the plain SQLite apply stage of the same topic, the same rows. The load
-    /// on the shared machine moved single runs by ±30%, so each side runs twice, in the order plain,
-    /// transformed, transformed, plain, and each side's figure is the mean of its two runs.
-    func applyStageTransformed() throws {
+    /// The apply stage through five transforms (include glob, rename, where, hash mask, metadata),
+    /// against the plain apply stage of the same topic, the same rows, into SQLite or PostgreSQL. The
+    /// load on the shared machine moved single runs by ±30%, so each side runs twice, in the order
+    /// plain, transformed, transformed, plain, and each side's figure is the mean of its two runs.
+    func applyStageTransformed(postgres: Bool = false) throws {
         guard let url = captured else { throw BenchError("needs the capture case") }
         let transforms = Self.transformKeys + "\n    metadata: [lsn, op]"
         var runs: [Bool: [(Double, Child.Usage)]] = [:]
         for (index, transformed) in [false, true, true, false].enumerated() {
-            let name = "stage_transforms_\(index)"
-            let path = scratch + "/\(name).db"
-            let done = {
-                guard FileManager.default.fileExists(atPath: path), let db = try? SQLiteDatabase(path: path, readOnly: true) else { return false }
-                return (try? db.query("SELECT count(*) FROM done").first?.first ?? nil) == "1"
-            }
-            let sink = sqliteSink(path) + (transformed ? transforms : "")
-            let config = try config(name, source: url, slot: "sluice", sinks: [sink], dataDirectory: scratch + "/capture-data")
-            runs[transformed, default: []].append(try runSluice(config, until: done))
-            let table = transformed ? "analytics_bench" : "bench"
-            let db = try SQLiteDatabase(path: path, readOnly: true)
-            let rows = Int(try db.query("SELECT count(*) FROM \(table)").first?.first.flatMap { $0 } ?? "0") ?? 0
-            guard rows == events else { throw BenchError("\(table) of \(name) has \(rows) rows, not \(events)") }
+            let name = "stage_transforms_\(postgres ? "pg_" : "")\(index)"
+            let target = try transformTarget(name, postgres: postgres)
+            let config = try config(name, source: url, slot: "sluice", sinks: [target.sink + (transformed ? transforms : "")],
+                                    dataDirectory: scratch + "/capture-data")
+            runs[transformed, default: []].append(try runSluice(config, until: { try target.count("done") == 1 }))
+            let rows = try target.count(transformed ? (postgres ? "analytics.bench" : "analytics_bench") : "bench")
+            guard rows == events else { throw BenchError("the target of \(name) has \(rows) rows, not \(events)") }
         }
-        results.append(Self.pair("apply stage, 5 transforms: topic → SQLite", events: events, runs[true]!, against: runs[false]!))
+        results.append(Self.pair("apply stage, 5 transforms: topic → \(postgres ? "PostgreSQL" : "SQLite")", events: events,
+                                 runs[true]!, against: runs[false]!))
+    }
+
+    /// An empty target for one run: its sink section and a row count of one of its tables (0 while absent).
+    private func transformTarget(_ name: String, postgres: Bool) throws -> (sink: String, count: (String) throws -> Int) {
+        if postgres {
+            let targetURL = try Workload.database(name, on: target, publication: false)
+            let db = try PGConnection(url: targetURL)
+            try db.execute("DROP TABLE done; DROP TABLE bench; DROP PROCEDURE load")
+            return (postgresSink(targetURL), { table in
+                guard (try db.execute("SELECT to_regclass('\(table)') IS NOT NULL").string(0, 0)) == "t" else { return 0 }
+                return Int(try db.execute("SELECT count(*) FROM \(table)").string(0, 0) ?? "0") ?? 0
+            })
+        }
+        let path = scratch + "/\(name).db"
+        return (sqliteSink(path), { table in
+            guard FileManager.default.fileExists(atPath: path), let db = try? SQLiteDatabase(path: path, readOnly: true),
+                  let count = try? db.query("SELECT count(*) FROM \(table)").first?.first ?? nil else { return 0 }
+            return Int(count) ?? 0
+        })
     }
 
     /// Include glob, rename, where, hash mask: four of the five (metadata is left to each case).

@@ -43,6 +43,7 @@ step("catch-up-costs") { try bench.catchUpCosts() }
 step("stage-pg") { try bench.applyStage(postgres: true) }
 step("stage-sqlite") { try bench.applyStage(postgres: false) }
 step("stage-transforms") { try bench.applyStageTransformed() }
+step("stage-transforms-pg") { try bench.applyStageTransformed(postgres: true) }
 step("stage-transforms-mixed") { try bench.applyStageTransformedMixed() }
 step("stage-aggregates") { try bench.applyStageAggregates() }
 step("apply-pg") { try bench.applyPostgres() }
