@@ -88,6 +88,28 @@ final class DamagedTopicTests: SinkTestCase {
         XCTAssertLessThan(try XCTUnwrap(postgresTargetLSN()), t, "sink replica is still below T after the second refusal")
     }
 
+    /// A topic deleted after the slot confirmed what it held is not an interrupted initial snapshot:
+    /// the source refuses (the slot stays, with its position) instead of dropping the slot and
+    /// sending every sink a second snapshot.
+    func testADeletedTopicIsNotTakenForAnInterruptedSnapshot() throws {
+        try source.query("CREATE TABLE accounts (id int PRIMARY KEY, balance int); INSERT INTO accounts VALUES (1, 10)")
+        try writeSourceConfig(tables: ["public.accounts"], sinks: ["  - {name: local, type: sqlite, path: \(sqlitePath)}"])
+        let daemon = try startDaemon()
+        try waitForSlotActive()
+        let t = try commitMarked("INSERT INTO accounts VALUES (2, 20)")
+        try eventually(timeout: 60, "the slot to confirm the insert" + logTail) { try slotConfirmedLSN() >= t }
+        XCTAssertEqual(daemon.terminate(), 0, logTail)
+        let confirmed = try slotConfirmedLSN()
+        try FileManager.default.removeItem(atPath: topicDirectory)
+
+        let result = try sluice(["run", "--config", configPath], timeout: 60)
+        XCTAssertNotEqual(result.status, 0, result.describe)
+        XCTAssertTrue(result.err.contains("topic 'app' is empty: the transactions it held were lost"), result.describe)
+        XCTAssertTrue(result.err.contains("pg_drop_replication_slot('sluice_app')"), "says how to re-snapshot: \(result.describe)")
+        XCTAssertFalse(result.err.contains("dropped the slot"), result.describe)
+        XCTAssertEqual(try slotConfirmedLSN(), confirmed, "the slot is kept where it was")
+    }
+
     /// A damaged backfill request (here: cut short) is not taken for no request: the rows it asks for
     /// would never be copied. The source stops, naming the file and what to do, and leaves the file.
     func testADamagedBackfillRequestStopsCaptureNamingTheFile() throws {

@@ -103,6 +103,16 @@ extension PostgresSource {
                                scope: [TableName], writer: TransactionWriter, context: SourceContext) throws -> UInt64 {
         if let existing = try wrap({ try slotStatus(sql) }) {
             if existing.active { throw ConnectorError.transient("replication slot '\(slot)' is in use by another process") }
+            if state.slotCreated, let created = state.slotConsistentPoint, let confirmed = existing.confirmedFlush, confirmed > created {
+                throw ConnectorError.fatal("""
+                    source '\(name)': replication slot '\(slot)' has confirmed LSN \(formatLSN(confirmed)), past its creation at \
+                    \(formatLSN(created)), but topic '\(context.name)' is empty: the transactions it held were lost (its \
+                    stream deleted, or its directory \(topicDirectory(context)) removed), and the slot cannot send them again. \
+                    Sluice will not start from scratch silently. To re-snapshot: stop sluice, drop the slot \
+                    (SELECT pg_drop_replication_slot('\(slot)');), delete \(context.stateDirectory), empty the target tables and \
+                    their sluice_offsets rows, then run again.
+                    """)
+            }
             if !initialSnapshot {
                 guard existing.plugin == "pgoutput" else {
                     throw ConnectorError.fatal("source '\(name)': slot '\(slot)' uses plugin \(existing.plugin), not pgoutput")
@@ -122,6 +132,7 @@ extension PostgresSource {
         }
         let created = try wrap { try replication.createSlot(slot, exportSnapshot: initialSnapshot) }
         state.slotCreated = true
+        state.slotConsistentPoint = created.consistentPoint
         try state.save(to: context.stateDirectory)
         context.logger.info("created replication slot", metadata: ["slot": "\(slot)",
                                                                    "consistent_point": "\(formatLSN(created.consistentPoint))"])
