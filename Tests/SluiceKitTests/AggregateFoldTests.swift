@@ -158,6 +158,28 @@ final class AggregateFoldTests: XCTestCase {
         XCTAssertEqual(fold.takeDeltas().map(\.group), [["us"]])
     }
 
+    func testFoldingAfterTakingDeltasStartsAfresh() throws {
+        var fold = AggregateFold(try BoundAggregate(try definition(), schema: orders))
+        try fold.apply(try insert(row(1, "eu", "1.00")), commitTime: 0)
+        try fold.apply(try insert(row(2, "us", "2.00")), commitTime: 0)
+        let first = fold.takeDeltas()
+        try fold.apply(try insert(row(3, "us", "4.00")), commitTime: 0)
+        try fold.apply(try insert(row(4, "eu", "8.00")), commitTime: 0)
+        try fold.apply(try insert(row(5, "us", "16.00")), commitTime: 0)
+        let second = fold.takeDeltas()
+        XCTAssertEqual(first.map(\.group), [["eu"], ["us"]])
+        XCTAssertEqual(first.map { $0.measures[2].exactSum.description }, ["1.00", "2.00"], "the first batch keeps its measures")
+        XCTAssertEqual(second.map(\.group), [["us"], ["eu"]], "the same windows and groups again, in the new batch's order")
+        XCTAssertEqual(second.map(\.rows), [2, 1])
+        XCTAssertEqual(second.map { $0.measures[2].exactSum.description }, ["20.00", "8.00"])
+    }
+
+    func testGroupValuesComeBackFromTheKey() {
+        for group: [String?] in [[], [nil], [""], ["eu"], ["a,b", nil, "1:2", "ünï", ""], [nil, nil], ["n", "10:"]] {
+            XCTAssertEqual(AggregateFold.groupValues(AggregateFold.groupKey(group)), group)
+        }
+    }
+
     func testExtremesCompareAsTheirColumn() {
         XCTAssertEqual(ExtremeValue.pick(["9.5", "10.25", "-3"], largest: true, valueClass: .exact), "10.25", "numbers, not text order")
         XCTAssertEqual(ExtremeValue.pick(["9.5", "10.25", "-3"], largest: false, valueClass: .exact), "-3")

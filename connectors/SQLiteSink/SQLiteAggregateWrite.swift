@@ -221,8 +221,9 @@ extension SQLiteAggregates {
         bind(start)
         bind(end)
         bind(delta.groupKey)
+        let group = aggregate.groupColumns.isEmpty ? [] : delta.group  // read from the key once
         for (position, index) in aggregate.groupColumns.enumerated() {
-            let value = delta.group[position]
+            let value = group[position]
             if aggregate.schema.columns[index].typeClass == .boolean, let value {
                 bind(value == "t" ? 1 : 0)
             } else {

@@ -16,12 +16,14 @@ public struct AggregateFold: Sendable {
     /// `takeDeltas` hands it over without a copy.
     private var deltas: [AggregateDelta] = []
     private var index: [Key: Int] = [:]
+    /// The measures of `deltas`.
+    private var store = MeasureStore()
     /// The previous row's windows (first and last start), group key and their deltas' positions:
     /// consecutive rows of a time-ordered stream often share them, and then skip the lookups.
     private var recent: (first: Int64, last: Int64, group: String)?
     private var recentPositions: [Int] = []
     /// The current row's measured values: one buffer reused for every row.
-    private var values = MeasureValues()
+    private var values: MeasureValues
 
     struct Key: Hashable {
         let windowStart: Int64
@@ -31,10 +33,14 @@ public struct AggregateFold: Sendable {
     public init(_ aggregate: BoundAggregate, watermark: Int64? = nil) {
         self.aggregate = aggregate
         self.watermark = watermark
+        values = MeasureValues(aggregate.measures)
     }
 
     /// Uses a new schema of the source table; pending deltas keep their meaning (same measures).
-    public mutating func rebind(_ aggregate: BoundAggregate) { self.aggregate = aggregate }
+    public mutating func rebind(_ aggregate: BoundAggregate) {
+        self.aggregate = aggregate
+        values = MeasureValues(aggregate.measures)
+    }
 
     public var isEmpty: Bool { deltas.isEmpty }
     /// Windows and groups pending.
@@ -60,8 +66,7 @@ public struct AggregateFold: Sendable {
             late += add(try oldRow(change, rows), sign: -1, time: oldTime)
         case .update:
             let old = try oldRow(change, rows)
-            guard var row = rows.new else { return [] }
-            for index in row.indices where row[index].isUnchanged && index < old.count { row[index] = old[index] }
+            guard let row = rows.new else { return [] }
             late += add(old, sign: -1, time: oldTime)
             late += add(row, sign: 1, time: commitTime)
         case .truncate:
@@ -70,7 +75,7 @@ public struct AggregateFold: Sendable {
         return late
     }
 
-    private func oldRow(_ change: Change, _ rows: ChangeRows) throws(AggregateBindError) -> [Value] {
+    private func oldRow(_ change: Change, _ rows: ChangeRows) throws(AggregateBindError) -> Tuple {
         guard change.oldKind == .full, let old = rows.old else {
             throw AggregateBindError(key: aggregate.definition.key, message: """
                 a \(change.operation.name) of \(change.relation.qualifiedName) came without its old row, which the aggregate needs \
@@ -83,6 +88,7 @@ public struct AggregateFold: Sendable {
     /// Drops what is pending: a TRUNCATE of the source empties the aggregate anyway.
     public mutating func truncate() {
         deltas.removeAll()
+        store = MeasureStore()
         index.removeAll()
         recent = nil
     }
@@ -91,6 +97,7 @@ public struct AggregateFold: Sendable {
     public mutating func takeDeltas() -> [AggregateDelta] {
         var taken: [AggregateDelta] = []
         swap(&taken, &deltas)
+        store = MeasureStore(capacity: store.measures.count)  // the taken deltas keep theirs
         index.removeAll(keepingCapacity: true)  // the next batch is likely as large: no regrowing
         recent = nil
         deltas.reserveCapacity(taken.count)
@@ -104,10 +111,14 @@ public struct AggregateFold: Sendable {
         return watermark - retain
     }
 
-    private mutating func add(_ row: [Value], sign: Int64, time commitTime: Int64?) -> [Int64] {
-        // Per row: fields of `aggregate` are read in place (a copy of it would retain all its parts),
-        // the group's key is built once, and the group values only for a window and group new to the batch.
+    private mutating func add(_ row: Tuple, sign: Int64, time commitTime: Int64?) -> [Int64] {
         if let predicate = aggregate.predicate, predicate.evaluate(row) != .true { return [] }
+        return row.withRawColumns { columns in add(columns, sign: sign, time: commitTime) }
+    }
+
+    private mutating func add(_ row: UnsafeBufferPointer<Tuple.RawValue>, sign: Int64, time commitTime: Int64?) -> [Int64] {
+        // Per row: the columns are read from the tuple's bytes, fields of `aggregate` in place (a copy
+        // of it would retain all its parts), and the group's key is built once.
         let time: Int64
         if let column = aggregate.timeColumn {
             guard column < row.count, case let .text(bytes) = row[column], let micros = EventTime.micros(bytes) else { return [] }
@@ -120,11 +131,11 @@ public struct AggregateFold: Sendable {
         if sign > 0, aggregate.definition.retain != nil { watermark = max(watermark ?? time, time) }
         let groupKey = Self.groupKey(row, aggregate.groupColumns)
         // The row's measured values are read once, then added to each of its windows.
-        values.read(row, aggregate.measures)
+        values.read(row)
         let cutoff = retentionCutoff
         let first = window.firstStart(containing: time), last = AggregateWindow.floor(time, window.every)
         if let recent, recent.first == first, recent.last == last, recent.group == groupKey, cutoff.map({ first + window.size > $0 }) ?? true {
-            for position in recentPositions { deltas[position].add(values, sign: sign, measures: aggregate.measures) }
+            for position in recentPositions { deltas[position].add(values, sign: sign) }
             return []
         }
         recent = nil
@@ -145,11 +156,10 @@ public struct AggregateFold: Sendable {
             } else {
                 position = deltas.count
                 index[key] = position
-                let group = aggregate.groupColumns.map { index -> String? in index < row.count ? row[index].string : nil }
-                deltas.append(AggregateDelta(windowStart: start, windowEnd: start + window.size, group: group,
-                                             groupKey: groupKey, measureCount: aggregate.measures.count))
+                deltas.append(AggregateDelta(windowStart: start, windowEnd: start + window.size,
+                                             groupKey: groupKey, measures: store.make(aggregate.measures.count)))
             }
-            deltas[position].add(values, sign: sign, measures: aggregate.measures)
+            deltas[position].add(values, sign: sign)
             recentPositions.append(position)
         }
         if late.isEmpty { recent = (first, last, groupKey) }
@@ -157,7 +167,7 @@ public struct AggregateFold: Sendable {
     }
 
     /// ``groupKey(_:)`` of a row's group columns, built without the intermediate arrays.
-    static func groupKey(_ row: [Value], _ columns: [Int]) -> String {
+    static func groupKey(_ row: UnsafeBufferPointer<Tuple.RawValue>, _ columns: [Int]) -> String {
         var key = ""
         for (position, index) in columns.enumerated() {
             if position > 0 { key.append(",") }
@@ -177,238 +187,104 @@ public struct AggregateFold: Sendable {
     public static func groupKey(_ values: [String?]) -> String {
         values.map { value in value.map { "\($0.utf8.count):\($0)" } ?? "n" }.joined(separator: ",")
     }
+
+    /// The values a ``groupKey(_:)`` was made of.
+    public static func groupValues(_ key: String) -> [String?] {
+        var values: [String?] = []
+        var key = key
+        key.withUTF8 { bytes in
+            var position = 0
+            while position < bytes.count {
+                if bytes[position] == UInt8(ascii: "n") {
+                    values.append(nil)
+                    position += 1
+                } else {
+                    var length = 0
+                    while bytes[position] != UInt8(ascii: ":") {
+                        length = length * 10 + Int(bytes[position] - 48)
+                        position += 1
+                    }
+                    values.append(String(decoding: UnsafeBufferPointer(rebasing: bytes[(position + 1)..<(position + 1 + length)]), as: UTF8.self))
+                    position += 1 + length
+                }
+                position += 1  // the `,` between values
+            }
+        }
+        return values
+    }
 }
 
-/// A change's old and new rows as values, read from their tuples once per change.
+/// A change's old and new rows, read once per change for all the folds over its table: the new row
+/// with its unchanged (TOASTed, not sent) columns taken from the old one, as an update's retraction
+/// and addition need the same values.
 public struct ChangeRows: Sendable {
-    public let old: [Value]?
-    public let new: [Value]?
+    public let old: Tuple?
+    public let new: Tuple?
 
     public init(_ change: Change) {
-        old = change.old?.values
-        new = change.new?.values
-    }
-}
-
-/// What a batch does to one window and group of an aggregate.
-public struct AggregateDelta: Sendable, Equatable {
-    public let windowStart: Int64
-    public let windowEnd: Int64
-    /// The group values' text forms (nil for NULL), in `group_by` order.
-    public let group: [String?]
-    public let groupKey: String
-    /// Rows added minus rows retracted: `count(*)` and whether the window remains.
-    public var rows: Int64 = 0
-    public var measures: [MeasureDelta]
-
-    init(windowStart: Int64, windowEnd: Int64, group: [String?], groupKey: String, measureCount: Int) {
-        self.windowStart = windowStart
-        self.windowEnd = windowEnd
-        self.group = group
-        self.groupKey = groupKey
-        measures = Array(repeating: MeasureDelta(), count: measureCount)
+        old = change.old
+        new = change.new.map { Self.filled($0, from: change.old) }
     }
 
-    public var isEmpty: Bool { rows == 0 && measures.allSatisfy(\.isEmpty) }
-
-    mutating func add(_ row: MeasureValues, sign: Int64, measures bound: [BoundAggregate.BoundMeasure]) {
-        rows += sign
-        for index in bound.indices {
-            switch row.cells[index] {
-            case .null: continue  // NULL is skipped
-            case .present: break
-            case let .scaled(value, scale): measures[index].addScaled(sign > 0 ? value : -value, scale: scale)
-            case let .exact(value):
-                if let value { measures[index].overflowSum = measures[index].overflowSum + (sign > 0 ? value : -value) }
-            case let .float(value): measures[index].floatSum += value * Double(sign)
-            case let .text(text): measures[index].addValue(text, sign)
-            }
-            measures[index].count += sign
+    /// `new` with each unchanged column replaced by the old row's value (itself when none is unchanged).
+    static func filled(_ new: Tuple, from old: Tuple?) -> Tuple {
+        guard let old else { return new }
+        var unchanged = false
+        new.forEachRaw { _, value in if case .unchanged = value { unchanged = true } }
+        guard unchanged else { return new }
+        let oldValues = old.values
+        var body = RecordBody()
+        body.u16(UInt16(new.count))
+        func put(_ kind: UInt8, _ bytes: ArraySlice<UInt8>) {
+            body.u8(kind)
+            body.u32(UInt32(bytes.count))
+            bytes.withUnsafeBytes { body.raw($0) }
         }
+        for (index, value) in new.enumerated() {
+            switch value.isUnchanged && index < oldValues.count ? oldValues[index] : value {
+            case .null: body.u8(Tuple.null)
+            case .unchanged: body.u8(Tuple.unchanged)
+            case let .text(bytes): put(Tuple.text, bytes)
+            case let .binary(bytes): put(Tuple.binary, bytes)
+            }
+        }
+        return Tuple(bytes: body.bytes)
     }
 }
 
-/// One row's measured values, read from its cells once: per measure NULL, or the number (sum,
-/// avg) or text (min, max) it needs.
-struct MeasureValues {
-    enum Cell {
-        /// `value × 10^-scale`: a decimal of at most 18 digits, added without ``ExactDecimal``.
-        case scaled(Int64, Int)
-        case null, present, exact(ExactDecimal?), float(Double), text(String)
-    }
-
-    var cells: [Cell] = []
-
-    /// Reads another row into the same buffer (no allocation once it has the measures' capacity).
-    mutating func read(_ row: [Value], _ bound: [BoundAggregate.BoundMeasure]) {
-        cells.removeAll(keepingCapacity: true)
-        for measure in bound { cells.append(Self.cell(row, measure)) }
-    }
-
-    private static func cell(_ row: [Value], _ measure: BoundAggregate.BoundMeasure) -> Cell {
-        guard let column = measure.column else { return .present }
-        guard column < row.count, case let .text(bytes) = row[column] else { return .null }
-        switch measure.function {
-        case .countRows, .count: return .present
-        case .sum, .avg:
-            if measure.valueClass == .float { return .float(Double(String(decoding: bytes, as: UTF8.self)) ?? 0) }
-            if let (value, scale) = Self.scaled(bytes) { return .scaled(value, scale) }
-            return .exact(ExactDecimal(text: bytes))
-        case .min, .max: return .text(String(decoding: bytes, as: UTF8.self))
+extension Tuple {
+    /// Every column's raw bytes in one stack buffer, valid only inside `body`: a row read without
+    /// materializing its values.
+    func withRawColumns<R>(_ body: (UnsafeBufferPointer<RawValue>) throws -> R) rethrows -> R {
+        try storage.withUnsafeBytes { raw in
+            try withUnsafeTemporaryAllocation(of: RawValue.self, capacity: Swift.max(count, 1)) { columns in
+                var position = range.lowerBound + 2
+                for column in 0..<count {
+                    let kind = raw[position]
+                    position += 1
+                    switch kind {
+                    case Tuple.null: columns.initializeElement(at: column, to: .null)
+                    case Tuple.unchanged: columns.initializeElement(at: column, to: .unchanged)
+                    default:
+                        let length = Int(UInt32(bigEndian: raw.loadUnaligned(fromByteOffset: position, as: UInt32.self)))
+                        let value = UnsafeRawBufferPointer(rebasing: raw[(position + 4)..<(position + 4 + length)])
+                        position += 4 + length
+                        columns.initializeElement(at: column, to: kind == Tuple.text ? .text(value) : .binary(value))
+                    }
+                }
+                return try body(UnsafeBufferPointer(rebasing: columns[0..<count]))
+            }
         }
     }
 }
 
-extension MeasureValues {
-    /// `-12.50` as (-1250, 2); nil for more than 18 digits, exponents, NaN and infinities.
-    static func scaled(_ bytes: ArraySlice<UInt8>) -> (Int64, Int)? {
-        var value: Int64 = 0
-        var digits = 0, scale = 0
-        var seenPoint = false, negative = false
-        for (offset, byte) in bytes.enumerated() {
-            if byte >= 48, byte <= 57 {
-                value = value * 10 + Int64(byte - 48)
-                digits += 1
-                if seenPoint { scale += 1 }
-            } else if byte == UInt8(ascii: "."), !seenPoint {
-                seenPoint = true
-            } else if offset == 0, byte == UInt8(ascii: "-") || byte == UInt8(ascii: "+") {
-                negative = byte == UInt8(ascii: "-")
-            } else {
-                return nil
-            }
-            if digits > 18 { return nil }
+extension Tuple.RawValue {
+    /// The text form (text or binary), as ``Value/string``.
+    var string: String? {
+        switch self {
+        case let .text(bytes), let .binary(bytes): return String(decoding: bytes, as: UTF8.self)
+        case .null, .unchanged: return nil
         }
-        guard digits > 0 else { return nil }
-        return (negative ? -value : value, scale)
-    }
-}
-
-/// One measure's part of an ``AggregateDelta``.
-public struct MeasureDelta: Sendable, Equatable {
-    /// Non-NULL values added minus retracted (rows, for `count(*)`).
-    public var count: Int64 = 0
-    /// The change of the sum, for integer and numeric columns: `scaled × 10^-scale` while it fits
-    /// 18 digits, plus `overflowSum` (values that did not).
-    var scaled: Int64 = 0
-    var scale = 0
-    var overflowSum = MeasureDelta.zero
-    static let zero = ExactDecimal(0)
-    /// The change of the sum, for integer and numeric columns, exact.
-    public var exactSum: ExactDecimal {
-        let small = ExactDecimal(kind: .finite, negative: scaled < 0, digits: String(scaled.magnitude).utf8.map { $0 - 48 }, scale: scale)
-        return overflowSum.isZero ? small : overflowSum + small
-    }
-
-    /// The text of `exactSum` (PostgreSQL's form, keeping the scale), without building it when it fits.
-    public var exactSumText: String {
-        guard overflowSum.isZero else { return exactSum.description }
-        var digits = String(scaled.magnitude)
-        if scale > 0 {
-            if digits.utf8.count <= scale { digits = String(repeating: "0", count: scale - digits.utf8.count + 1) + digits }
-            digits.insert(".", at: digits.index(digits.endIndex, offsetBy: -scale))
-        }
-        return scaled < 0 ? "-" + digits : digits
-    }
-
-    /// The change of the sum as `value × 10^-scale` while it fits 18 digits.
-    public var smallSum: (value: Int64, scale: Int)? { overflowSum.isZero ? (scaled, scale) : nil }
-
-    /// The text of `exactSum` written into a stack buffer for `body` (no String); nil when the sum
-    /// went beyond 18 digits (then ``exactSumText``).
-    public func withExactSumText<T>(_ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T? {
-        guard overflowSum.isZero, scale <= 18 else { return nil }
-        return try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 48) { buffer in
-            // Digits from the right: the fraction, the point, the integer part (at least "0"), the sign.
-            var position = 48, magnitude = scaled.magnitude
-            func put(_ byte: UInt8) { position -= 1; buffer[position] = byte }
-            if scale > 0 {
-                for _ in 0..<scale { put(UInt8(48 + magnitude % 10)); magnitude /= 10 }
-                put(UInt8(ascii: "."))
-            }
-            repeat { put(UInt8(48 + magnitude % 10)); magnitude /= 10 } while magnitude > 0
-            if scaled < 0 { put(UInt8(ascii: "-")) }
-            return try body(UnsafeRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(buffer)[position...]))
-        }
-    }
-
-    mutating func addScaled(_ value: Int64, scale valueScale: Int) {
-        var (sum, sumScale, added) = (scaled, scale, value)
-        var fits = true
-        while sumScale < valueScale, fits {
-            let (next, overflow) = sum.multipliedReportingOverflow(by: 10)
-            (sum, sumScale, fits) = (next, sumScale + 1, !overflow)
-        }
-        var addedScale = valueScale
-        while addedScale < sumScale, fits {
-            let (next, overflow) = added.multipliedReportingOverflow(by: 10)
-            (added, addedScale, fits) = (next, addedScale + 1, !overflow)
-        }
-        if fits {
-            let (total, overflow) = sum.addingReportingOverflow(added)
-            if !overflow, total.magnitude < 1_000_000_000_000_000_000 {
-                (scaled, scale) = (total, sumScale)
-                return
-            }
-        }
-        // Too wide for 18 digits: carried exactly from here on.
-        let wide = ExactDecimal(kind: .finite, negative: value < 0, digits: String(value.magnitude).utf8.map { $0 - 48 }, scale: valueScale)
-        overflowSum = overflowSum + wide
-    }
-    /// The change of the sum, for float columns (not exact under retraction: floats round).
-    public var floatSum = 0.0
-    /// For min and max: the first value seen and its count, inline (a fine-grained window and group
-    /// often holds one value); further distinct values in `moreValues`.
-    var firstValue: String?
-    var firstCount: Int64 = 0
-    var moreValues: [String: Int64]?
-
-    /// For min and max: each value's text with how many rows holding it were added minus retracted.
-    public var values: [String: Int64] {
-        var all = moreValues ?? [:]
-        if let firstValue { all[firstValue] = firstCount }
-        return all
-    }
-
-    mutating func addValue(_ text: String, _ sign: Int64) {
-        guard let first = firstValue else { (firstValue, firstCount) = (text, sign); return }
-        if first == text { firstCount += sign; return }
-        if moreValues == nil { moreValues = [text: sign] } else { moreValues![text, default: 0] += sign }
-    }
-
-    /// Whether any value's count changed (min and max).
-    public var hasValues: Bool { firstValue != nil }
-    /// Each value with its count (zero counts included), without building a dictionary.
-    public func forEachValue(_ body: (String, Int64) throws -> Void) rethrows {
-        guard let firstValue else { return }
-        try body(firstValue, firstCount)
-        if let moreValues { for (value, count) in moreValues { try body(value, count) } }
-    }
-    /// How many values gained rows.
-    public var addedValueCount: Int {
-        (firstCount > 0 ? 1 : 0) + (moreValues?.values.reduce(0) { $0 + ($1 > 0 ? 1 : 0) } ?? 0)
-    }
-    /// Whether some value lost rows.
-    public var retractsValue: Bool { firstCount < 0 || (moreValues?.values.contains { $0 < 0 } ?? false) }
-    /// The extreme of the values that gained rows (nil if none did).
-    public func addedExtreme(largest: Bool, valueClass: BoundAggregate.ValueClass) -> String? {
-        var best = firstCount > 0 ? firstValue : nil
-        for (value, count) in moreValues ?? [:] where count > 0 {
-            guard let current = best else { best = value; continue }
-            let order = ExtremeValue.compare(value, current, valueClass)
-            if largest ? order > 0 : order < 0 { best = value }
-        }
-        return best
-    }
-
-    /// Whether no value's count changed (none listed, or all back to zero).
-    public var valuesUnchanged: Bool { firstCount == 0 && (moreValues?.values.allSatisfy { $0 == 0 } ?? true) }
-
-    public var isEmpty: Bool { count == 0 && scaled == 0 && overflowSum.isZero && floatSum == 0 && valuesUnchanged }
-
-    public static func == (a: MeasureDelta, b: MeasureDelta) -> Bool {
-        a.count == b.count && a.scaled == b.scaled && a.scale == b.scale && a.overflowSum == b.overflowSum
-            && a.floatSum == b.floatSum && a.values == b.values
     }
 }
 

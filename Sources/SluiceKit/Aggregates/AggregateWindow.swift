@@ -54,6 +54,11 @@ public enum EventTime {
         bytes.withUnsafeBufferPointer { micros(in: $0) }  // read in place: no copy per row
     }
 
+    /// The same over a tuple's bytes.
+    static func micros(_ bytes: UnsafeRawBufferPointer) -> Int64? {
+        micros(in: UnsafeBufferPointer(start: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), count: bytes.count))
+    }
+
     private static func micros(in text: UnsafeBufferPointer<UInt8>) -> Int64? {
         if let micros = canonicalMicros(text) { return micros }
         var index = 0
