@@ -451,3 +451,27 @@ extension ConfigLoaderTests {
         XCTAssertNoThrow(try ConnectorRegistry.builtin.sinks["sqlite"]!.init(config: config.sinks[1].config))
     }
 }
+
+extension ConfigLoaderTests {
+    /// An aggregate's table the sink also writes (the table it mirrors `from` or another captured table
+    /// into, its own sluice_offsets) is refused before anything starts: both would write it.
+    func testAggregateTablesTheSinkAlsoWrites() throws {
+        func aggregate(_ table: String) -> String {
+            "aggregates: [{table: \(table), from: public.orders, window: {tumbling: 1m, time: created_at}, measures: {n: \"count(*)\"}}]"
+        }
+        for (table, owner) in [("public.orders", "the table the sink mirrors public.orders into"), ("sluice_offsets", "the sink's own table")] {
+            let config = try load(try write("aggregate-owned", Self.source + "\nsinks:\n  - {name: l, type: sqlite, path: l.db, \(aggregate(table))}\n"))
+            XCTAssertThrowsError(try ConnectorRegistry.builtin.sinks["sqlite"]!.init(config: config.sinks[0].config)) { error in
+                XCTAssertEqual((error as? ConfigError)?.key, "sinks[0] (l).aggregates[0].table", "\(error)")
+                XCTAssertTrue((error as? ConfigError)?.message.contains(owner) ?? false, "\(error)")
+            }
+        }
+        let listed = Self.source + "\n    tables: [public.orders, public.totals]\nsinks:\n  - {name: l, type: sqlite, path: l.db, \(aggregate("public.totals"))}\n"
+        XCTAssertThrowsError(try load(try write("aggregate-mirrored", listed))) { error in
+            XCTAssertEqual((error as? ConfigError)?.key, "sinks[0] (l).aggregates[0].table", "\(error)")
+            XCTAssertTrue((error as? ConfigError)?.message.contains("the table the sink mirrors public.totals into") ?? false, "\(error)")
+        }
+        let renamed = listed.replacingOccurrences(of: "l.db, ", with: "l.db, rename: {public.totals: archive.totals}, ")
+        XCTAssertNoThrow(try load(try write("aggregate-renamed", renamed)))
+    }
+}

@@ -17,6 +17,13 @@ extension AggregateDefinition {
             if definitions.contains(where: { $0.table == definition.table }) {
                 throw config.error("aggregates[\(index)].table", "'\(definition.table)' is the table of an earlier aggregate", line: item.line)
             }
+            // The sink mirrors `from` into that very table, and keeps its positions in the other two.
+            if let owner = definition.table == definition.from ? "the table the sink mirrors \(definition.from) into"
+                : ["sluice_offsets", "sluice_aggregates"].contains(definition.table.table) && definition.table.schema == "public"
+                ? "the sink's own table" : nil {
+                throw config.error("aggregates[\(index)].table", "'\(definition.table)' is \(owner); name the aggregate's table otherwise",
+                                   line: item.line)
+            }
             definitions.append(definition)
         }
         return definitions

@@ -138,7 +138,7 @@ enum ConfigLoader {
             // Transform keys first: they are read even when the topics are wrong, so no key is reported unknown.
             let transforms = try problems.collect { try SinkTransforms(config: sink) }
             if var section = try problems.collect({ try sinkTopics(sink, topics: topics, shared: shared) }), let transforms,
-               try problems.collect({ try TransformTables.check(transforms, topics: section.topics, sources: sources) }) != nil {
+               try problems.collect({ try TransformTables.check(transforms, sink: sink, topics: section.topics, sources: sources) }) != nil {
                 section.transforms = transforms
                 sinks.append(section)
             }

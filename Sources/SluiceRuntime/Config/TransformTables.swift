@@ -5,13 +5,21 @@ import SluiceKit
 /// before any database is touched. Sources without a list (`all`, or the publication's tables) are
 /// checked when their tables' schemas arrive instead.
 enum TransformTables {
-    static func check(_ transforms: SinkTransforms, topics: [String], sources: [ConnectorConfig]) throws {
+    static func check(_ transforms: SinkTransforms, sink: ConnectorConfig, topics: [String], sources: [ConnectorConfig]) throws {
         let named = transforms.namedTables
-        guard !named.isEmpty else { return }
         var captured = Set<TableName>()
         for topic in topics {
             guard let source = sources.first(where: { $0.name == topic }), let tables = listedTables(source) else { return }
             captured.formUnion(tables)
+        }
+        // An aggregate's table that the sink also mirrors a captured table into would be written by both.
+        for (index, aggregate) in ((try? AggregateDefinition.parseAll(sink)) ?? []).enumerated() {
+            if let mirrored = captured.sorted().first(where: { transforms.includes($0) && transforms.target(of: $0) == aggregate.table }) {
+                throw sink.error("aggregates[\(index)].table", """
+                    '\(aggregate.table)' is the table the sink mirrors \(mirrored) into; name the aggregate's table otherwise \
+                    (or leave \(mirrored) out with tables:, or rename: it)
+                    """)
+            }
         }
         for (key, table) in named where !captured.contains(table) {
             throw transforms.error(key, """
