@@ -53,6 +53,8 @@ final class JetStreamTopic: Topic, @unchecked Sendable {
                         return try body(jetStream)
                     } catch let error as NATSError where error.kind == .timeout
                                 && DispatchTime.now().uptimeNanoseconds < deadline {
+                        // A direct get from a stream that does not exist goes unanswered: not worth waiting for.
+                        if case .some(.none) = try? jetStream.streamInfo(stream) { throw error }
                         throw RetryQuery()
                     }
                 }

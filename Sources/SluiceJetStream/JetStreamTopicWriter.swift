@@ -199,6 +199,12 @@ final class JetStreamTopicWriter: TopicWriter, @unchecked Sendable {
         }
     }
 
+    func checkHealth() throws {
+        state.lock()
+        defer { state.unlock() }
+        if let failure { throw failure }
+    }
+
     func abortTransaction() throws {
         state.lock()
         defer { state.unlock() }
@@ -379,7 +385,9 @@ final class JetStreamTopicWriter: TopicWriter, @unchecked Sendable {
             let since = failingSince ?? Date()
             failingSince = since
             if failure == nil && Date().timeIntervalSince(since) >= Self.reportOutageAfter {
-                failure = .transient("JetStream publish to \(jetStreamTopic.stream): \(error)")
+                // No responders: nothing stores the subject; the stream is created only at start.
+                let hint = error.kind == .noResponders ? " (no stream stores it: was stream \(jetStreamTopic.stream) deleted?)" : ""
+                failure = .transient("JetStream publish to \(jetStreamTopic.stream): \(error)\(hint)")
                 state.broadcast()
             }
             if stopping && failure != nil { return false }

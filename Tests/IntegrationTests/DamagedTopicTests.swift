@@ -106,6 +106,7 @@ final class DamagedTopicTests: SinkTestCase {
         XCTAssertNotEqual(result.status, 0, result.describe)
         XCTAssertTrue(result.err.contains("topic 'app' is empty: the transactions it held were lost"), result.describe)
         XCTAssertTrue(result.err.contains("pg_drop_replication_slot('sluice_app')"), "says how to re-snapshot: \(result.describe)")
+        XCTAssertTrue(result.err.contains("after replication slot 'sluice_app' confirmed them up to LSN"), result.describe)
         XCTAssertFalse(result.err.contains("dropped the slot"), result.describe)
         XCTAssertEqual(try slotConfirmedLSN(), confirmed, "the slot is kept where it was")
     }

@@ -306,6 +306,8 @@ public final class PostgresSource: BackfillSource, VerifiableSource, OldRowSourc
             state.tracksConfirms = true
             try state.save(to: context.stateDirectory)
         }
+        // Not running while the topic cannot make commits durable (a broker still refusing them).
+        try writer.writer.checkHealth()
         context.report(.running)
         let stream = try StreamLoop(source: self, replication: replication, catalog: RelationCatalog(connection: sql),
                                 sql: sql, writer: writer, context: context,

@@ -103,11 +103,13 @@ extension PostgresSource {
                                scope: [TableName], writer: TransactionWriter, context: SourceContext) throws -> UInt64 {
         if let existing = try wrap({ try slotStatus(sql) }) {
             if existing.active { throw ConnectorError.transient("replication slot '\(slot)' is in use by another process") }
-            if state.slotCreated, let created = state.slotConsistentPoint, let confirmed = existing.confirmedFlush, confirmed > created {
+            let confirmedPast = state.slotConsistentPoint.map { created in (existing.confirmedFlush ?? 0) > created } ?? false
+            if state.slotCreated, state.initialSnapshotDurable == true || confirmedPast {
+                let when = confirmedPast ? "replication slot '\(slot)' confirmed them up to LSN \(formatLSN(existing.confirmedFlush ?? 0))"
+                    : "its initial snapshot was durable"
                 throw ConnectorError.fatal("""
-                    source '\(name)': replication slot '\(slot)' has confirmed LSN \(formatLSN(confirmed)), past its creation at \
-                    \(formatLSN(created)), but topic '\(context.name)' is empty: the transactions it held were lost (its \
-                    stream deleted, or its directory \(topicDirectory(context)) removed), and the slot cannot send them again. \
+                    source '\(name)': topic '\(context.name)' is empty: the transactions it held were lost (its stream \
+                    deleted, or its directory \(topicDirectory(context)) removed) after \(when), and the slot cannot send them again. \
                     Sluice will not start from scratch silently. To re-snapshot: stop sluice, drop the slot \
                     (SELECT pg_drop_replication_slot('\(slot)');), delete \(context.stateDirectory), empty the target tables and \
                     their sluice_offsets rows, then run again.
@@ -132,13 +134,15 @@ extension PostgresSource {
         }
         let created = try wrap { try replication.createSlot(slot, exportSnapshot: initialSnapshot) }
         state.slotCreated = true
-        state.slotConsistentPoint = created.consistentPoint
+        (state.slotConsistentPoint, state.initialSnapshotDurable) = (created.consistentPoint, nil)
         try state.save(to: context.stateDirectory)
         context.logger.info("created replication slot", metadata: ["slot": "\(slot)",
                                                                    "consistent_point": "\(formatLSN(created.consistentPoint))"])
         if initialSnapshot, let snapshotName = created.snapshotName {
             try InitialSnapshot(source: self, sql: sql, writer: writer, context: context)
                 .copy(tables: scope, snapshotName: snapshotName, consistentPoint: created.consistentPoint)
+            state.initialSnapshotDurable = true
+            try state.save(to: context.stateDirectory)
         }
         return created.consistentPoint
     }

@@ -7,9 +7,11 @@ struct SourceState: Codable, Equatable {
     var systemID: String?
     /// Sluice created the slot, so it may drop and recreate it to restart an interrupted snapshot.
     var slotCreated: Bool = false
-    /// The consistent point of the slot Sluice created: a slot confirmed past it has seen the initial
-    /// snapshot durable in the topic, so an empty topic then was lost, not interrupted.
+    /// The consistent point of the slot Sluice created, and whether its initial snapshot became durable
+    /// in the topic: once either the snapshot was durable or the slot confirmed past that point, an
+    /// empty topic was lost (deleted), not interrupted.
     var slotConsistentPoint: UInt64? = nil
+    var initialSnapshotDurable: Bool? = nil
     /// Sluice created the publication, so it may add configured tables to it.
     var publicationCreated: Bool = false
     /// Set by a Sluice that records ``confirmedBeyond`` before confirming past the topic: only then

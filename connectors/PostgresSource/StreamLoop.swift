@@ -274,6 +274,7 @@ final class StreamLoop {
     private func sendStatusIfDue(idle: Bool = false, force: Bool = false) throws {
         let durable = writer.writer.topic.durableCommit
         let allDurable = durable?.offset == writer.lastCommit?.offset
+        if !allDurable { try writer.writer.checkHealth() }
         let position = durable.map { (offset: $0.offset, endLSN: $0.commit.endLSN.rawValue) }
         var decision = progress.confirm(now: DispatchTime.now().uptimeNanoseconds, durable: position,
                                         allDurable: allDurable, idle: idle, force: force)

@@ -92,10 +92,14 @@ public protocol TopicWriter: AnyObject {
     /// Records that transactions after the last commit marker were lost (nil: no longer, the
     /// files were restored), so readers and `status` say so instead of reporting caught up.
     func recordDamage(_ reason: String?) throws
+    /// Throws what keeps appended commits from becoming durable, for a writer that makes them durable
+    /// in the background (a broker's acknowledgements): an idle source learns of it without appending.
+    func checkHealth() throws
 }
 
 extension TopicWriter {
     public func makeRoom() throws {}
+    public func checkHealth() throws {}
 }
 
 /// The topic's storage ran out of space (ENOSPC, a quota). Nothing durable is lost: the runtime
