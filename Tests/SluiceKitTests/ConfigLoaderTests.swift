@@ -474,4 +474,17 @@ extension ConfigLoaderTests {
         let renamed = listed.replacingOccurrences(of: "l.db, ", with: "l.db, rename: {public.totals: archive.totals}, ")
         XCTAssertNoThrow(try load(try write("aggregate-renamed", renamed)))
     }
+
+    /// SQLite's column names ignore case: two measures "n" and "N" are refused at an SQLite sink, not at PostgreSQL.
+    func testAggregateColumnsDifferingOnlyInCaseAtSQLite() throws {
+        let aggregate = "aggregates: [{table: public.agg, from: public.orders, window: {tumbling: 1m, time: created_at}, "
+            + "measures: {n: \"count(*)\", \"N\": \"sum(amount)\"}}]"
+        let config = try load(try write("aggregate-case", Self.source + "\nsinks:\n  - {name: l, type: sqlite, path: l.db, \(aggregate)}\n"
+                                         + "  - {name: r, type: postgres, url: 'postgresql://h/d', \(aggregate)}\n"))
+        XCTAssertThrowsError(try ConnectorRegistry.builtin.sinks["sqlite"]!.init(config: config.sinks[0].config)) { error in
+            XCTAssertEqual((error as? ConfigError)?.key, "sinks[0] (l).aggregates[0]", "\(error)")
+            XCTAssertTrue((error as? ConfigError)?.message.contains("columns n and N, one column in SQLite") ?? false, "\(error)")
+        }
+        XCTAssertNoThrow(try ConnectorRegistry.builtin.sinks["postgres"]!.init(config: config.sinks[1].config))
+    }
 }

@@ -38,6 +38,18 @@ public final class SQLiteSink: VerifiableSink {
         name = config.name
         path = config.resolvePath(try config.string("path"))
         aggregateDefinitions = try AggregateDefinition.parseAll(config)
+        for definition in aggregateDefinitions {
+            // SQLite's column names ignore case: "n" and "N" would be one column of the aggregate table.
+            var seen: [String: String] = [:]
+            for name in ["window_start", "window_end"] + definition.groupBy + definition.measures.map(\.name) {
+                if let earlier = seen.updateValue(name, forKey: name.lowercased()) {
+                    throw ConfigError(file: config.file, key: definition.key, message: """
+                        \(definition.table) would have columns \(earlier) and \(name), one column in SQLite (its names ignore \
+                        case): rename the measure
+                        """)
+                }
+            }
+        }
         try config.rejectUnknownKeys()
     }
 
