@@ -99,7 +99,8 @@ final class AggregateFoldTests: XCTestCase {
         for amounts in [["-0.05", "0.010"], ["0"], ["0.00"], ["7"], ["-12.5", "2"], ["999999999999999999"], ["0.000000000000000001"],
                         ["-999999999999999999", "-0.5"], ["1.25", "-1.25", "3"], ["999999999999999999", "1"]] {
             let delta = try fold(amounts.enumerated().map { try insert(row($0.offset, "eu", $0.element)) }, try definition())[0].measures[2]
-            let text = delta.withExactSumText { String(decoding: $0, as: UTF8.self) }
+            var text: String?
+            XCTAssertEqual(delta.withExactSumText { text = String(decoding: $0, as: UTF8.self) }, delta.smallSum != nil)
             if delta.smallSum == nil {
                 XCTAssertNil(text, "\(amounts): beyond 18 digits it is the ExactDecimal's text")
             } else {

@@ -249,7 +249,7 @@ extension SQLiteAggregates {
                        }
                        statement.bind(parameter + 1, int64: count)
                        statement.bind(parameter + 2, text: text, in: bindArena)
-                   }) != nil {
+                   }) {
                     parameter += 3
                     continue
                 }

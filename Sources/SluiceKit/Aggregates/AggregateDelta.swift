@@ -178,10 +178,11 @@ public struct MeasureDelta: Sendable, Equatable {
     /// The change of the sum as `value × 10^-scale` while it fits 18 digits.
     public var smallSum: (value: Int64, scale: Int)? { overflowSum.isZero ? (scaled, scale) : nil }
 
-    /// The text of `exactSum` written into a stack buffer for `body` (no String); nil when the sum
-    /// went beyond 18 digits (then ``exactSumText``).
-    public func withExactSumText<T>(_ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T? {
-        guard overflowSum.isZero, scale <= 18 else { return nil }
+    /// The text of `exactSum` written into a stack buffer for `body` (no String); false, without
+    /// calling it, when the sum went beyond 18 digits (then ``exactSumText``). Not generic: called per
+    /// aggregate row from the sinks, a generic one instantiated its type metadata each time.
+    public func withExactSumText(_ body: (UnsafeRawBufferPointer) throws -> Void) rethrows -> Bool {
+        guard overflowSum.isZero, scale <= 18 else { return false }
         return try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 48) { buffer in
             // Digits from the right: the fraction, the point, the integer part (at least "0"), the sign.
             var position = 48, magnitude = scaled.magnitude
@@ -192,7 +193,8 @@ public struct MeasureDelta: Sendable, Equatable {
             }
             repeat { put(UInt8(48 + magnitude % 10)); magnitude /= 10 } while magnitude > 0
             if scaled < 0 { put(UInt8(ascii: "-")) }
-            return try body(UnsafeRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(buffer)[position...]))
+            try body(UnsafeRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(buffer)[position...]))
+            return true
         }
     }
 
