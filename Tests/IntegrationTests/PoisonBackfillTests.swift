@@ -64,4 +64,25 @@ final class PoisonBackfillTests: SinkTestCase {
         XCTAssertTrue(cancelled.out.contains("dropped the pending backfill request"), cancelled.describe)
         XCTAssertFalse(FileManager.default.fileExists(atPath: state + "/backfill-request.json"))
     }
+
+    /// `--cancel` of a running backfill stops it at the daemon, logged as the user's request (notice),
+    /// not as an error a log shipper would alert on.
+    func testCancellingARunningBackfillIsNotAnError() throws {
+        try source.query("CREATE TABLE orders (id int PRIMARY KEY, v text); INSERT INTO orders SELECT i, 'o' FROM generate_series(1, 40) i")
+        try writeSourceConfig(tables: ["public.orders"], sourceExtra: ["backfill_chunk_size: 10"],
+                              topExtra: ["logging: {format: json}"], sinks: ["  - {name: local, type: sqlite, path: \(sqlitePath)}"])
+        // Each chunk waits a second after its low watermark: the backfill is still running when cancelled.
+        _ = try startDaemon(environment: ["SLUICE_FAILPOINTS": "backfill.after_low_watermark:sleep(1000)"])
+        try waitForSlotActive()
+        let state = dataDirectory + "/sources/app"
+        try #"{"id":"cancel-1","tables":["public.orders"],"requestedAt":"2026-12-01T00:00:00Z"}"#
+            .write(toFile: state + "/backfill-request.json", atomically: true, encoding: .utf8)
+        try eventually(timeout: 30, "the backfill to start" + logTail) { logTail.contains("backfill copying table") }
+        let cancelled = try sluice(["backfill", "--config", configPath, "--cancel"])
+        XCTAssertEqual(cancelled.status, 0, cancelled.describe)
+        try eventually(timeout: 30, "the daemon to stop the backfill" + logTail) { logTail.contains("backfill stopped; streaming goes on") }
+        let line = logTail.split(separator: "\n").first { $0.contains("backfill stopped; streaming goes on") } ?? ""
+        XCTAssertTrue(line.contains("\"level\":\"notice\""), String(line))
+        XCTAssertTrue(line.contains("cancelled by sluice backfill --cancel"), String(line))
+    }
 }

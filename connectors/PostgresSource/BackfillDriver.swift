@@ -75,7 +75,7 @@ final class BackfillDriver {
         if FileManager.default.fileExists(atPath: directory + "/" + BackfillRequest.cancelFileName) {
             BackfillFiles.remove(directory: directory, name: BackfillRequest.cancelFileName)
             BackfillFiles.remove(directory: directory, name: BackfillRequest.fileName)
-            if progress.map({ !$0.isFinished }) ?? false { stop("cancelled by sluice backfill --cancel") }
+            if progress.map({ !$0.isFinished }) ?? false { stop("cancelled by sluice backfill --cancel", asked: true) }
         }
         let now = DispatchTime.now()
         if now.uptimeNanoseconds - lastRequestCheck.uptimeNanoseconds > 500_000_000 {
@@ -178,7 +178,7 @@ final class BackfillDriver {
 
     /// Ends the backfill without copying the rest; streaming goes on. Recorded at once (the
     /// chunks written so far stay valid: each was consistent with the stream).
-    private func stop(_ reason: String) {
+    private func stop(_ reason: String, asked: Bool = false) {
         guard var current = progress else { return }
         chunk = nil
         wholeCopy?.close()
@@ -188,7 +188,9 @@ final class BackfillDriver {
         progress = current
         unsaved.removeAll()
         try? BackfillFiles.write(current, directory: directory, name: BackfillProgress.fileName)
-        context.logger.error("backfill stopped; streaming goes on", metadata: ["id": "\(current.id)", "reason": "\(reason)"])
+        // A cancel the user asked for is not an error (log shippers alert on those).
+        context.logger.log(level: asked ? .notice : .error, "backfill stopped; streaming goes on",
+                           metadata: ["id": "\(current.id)", "reason": "\(reason)"])
     }
 
     /// A logical decoding message from the stream: opens or closes a chunk's window.
