@@ -80,7 +80,7 @@ public final class JetStreamStore: TopicStore, @unchecked Sendable {
                         findings.append(CheckFinding(.ok, subject, "stream \(stream) exists (replicas \(info.config.replicas)\(leader), \(info.state.messages) messages)"))
                     }
                 } else {
-                    findings.append(CheckFinding(.ok, subject, "stream \(stream) will be created with replicas \(settings.replicas)"))
+                    findings.append(CheckFinding(.ok, subject, "stream \(stream) does not exist yet (the source of topic \(topic) creates it, replicas \(settings.replicas))"))
                 }
             } catch let error where error.kind == .noResponders || error.kind == .timeout {
                 return findings + [CheckFinding(.error, subject, "JetStream does not answer on \(servers) (\(error))",

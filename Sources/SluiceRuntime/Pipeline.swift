@@ -49,7 +49,18 @@ public final class Pipeline: @unchecked Sendable {
     public func check() -> [CheckFinding] {
         ListenProbe.finding(config.metrics, dataDirectory: config.dataDirectory) + store.check(topics: config.topics)
             + sources.flatMap { $0.source.check(logger: logger) } + sinks.flatMap { $0.sink.check(logger: logger) }
-            + aggregatedTableFindings() + transformFindings()
+            + aggregatedTableFindings() + transformFindings() + foreignTopicFindings()
+    }
+
+    /// A topic a sink reads that no source here writes must exist already, as `run` requires.
+    private func foreignTopicFindings() -> [CheckFinding] {
+        let written = Set(sources.map(\.name))
+        return config.topics.filter { !written.contains($0) }.compactMap { topic in
+            // A failed lookup is the store's own finding.
+            guard let exists = try? store.exists(topic), !exists else { return nil }
+            return CheckFinding(.error, "topics", "topic \(topic) does not exist in \(store.location): no source in \(config.file) writes it",
+                                fix: "start the process that runs source \(topic) first (it creates the stream), or correct the sink's topics:")
+        }
     }
 
     /// Each sink's transforms bound to the current schemas of the tables its sources capture.

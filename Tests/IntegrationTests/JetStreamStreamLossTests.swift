@@ -61,5 +61,12 @@ final class JetStreamStreamLossTests: SinkTestCase {
         XCTAssertTrue(result.err.contains("topic 'app' is empty: the transactions it held were lost"), result.describe)
         XCTAssertTrue(result.err.contains("after its initial snapshot was durable"), result.describe)
         XCTAssertEqual(try source.scalar("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'sluice_app'"), "1")
+
+        // A sink reading a topic no source of the file writes, whose stream does not exist: check says so, as run does.
+        try writeSourceConfig(tables: ["public.accounts"], topExtra: ["topics: {backend: jetstream, servers: [\(node.url)], replicas: 1}"],
+                              sinks: ["  - {name: local, type: sqlite, path: \(sqlitePath), topics: [ghost]}"])
+        let check = try sluice(["check", "--config", configPath])
+        XCTAssertEqual(check.status, 2, check.describe)
+        XCTAssertTrue(check.out.contains("topic ghost does not exist in JetStream"), check.describe)
     }
 }
