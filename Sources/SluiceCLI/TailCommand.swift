@@ -45,10 +45,15 @@ struct Tail: ParsableCommand {
         guard config.topics.contains(topic) else {
             throw UsageError(message: "\(options.config): there is no topic '\(topic)'; topics are named after sources: \(config.topics.joined(separator: ", "))")
         }
-        let logTopic = try TopicStores.make(config, logger: Logger(label: "sluice")).topic(topic)
+        let store = try TopicStores.make(config, logger: Logger(label: "sluice"))
+        let logTopic = store.topic(topic)
         if !follow && logTopic.durableCommit == nil {
             // Nothing readable: an empty topic, or one whose only segment is damaged.
             if let damage = logTopic.damage { throw RuntimeFailure(message: "topic \(topic): \(damage)") }
+            // Not silent when there is no topic at all (a stream never created, a wrong stream_prefix).
+            if (try? store.exists(topic)) == false {
+                Output.standardError("topic \(topic) does not exist in \(store.location) yet: nothing has written it\n")
+            }
             return
         }
         if follow { Signals.onStop { Foundation.exit(0) } }

@@ -68,5 +68,8 @@ final class JetStreamStreamLossTests: SinkTestCase {
         let check = try sluice(["check", "--config", configPath])
         XCTAssertEqual(check.status, 2, check.describe)
         XCTAssertTrue(check.out.contains("topic ghost does not exist in JetStream"), check.describe)
+        let tail = try sluice(["tail", "ghost", "--config", configPath])
+        XCTAssertEqual(tail.status, 0, tail.describe)
+        XCTAssertTrue(tail.err.contains("topic ghost does not exist in JetStream"), "not an empty output without a word: \(tail.describe)")
     }
 }
