@@ -59,7 +59,7 @@ public final class SQLiteSink: VerifiableSink {
             let directory = (path as NSString).deletingLastPathComponent
             if !directory.isEmpty { try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
             let database = try SQLiteDatabase(path: path)
-            try database.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
+            try database.execute("PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
             try database.execute("""
                 CREATE TABLE IF NOT EXISTS sluice_offsets (
                     sink TEXT NOT NULL, topic TEXT NOT NULL, "offset" INTEGER NOT NULL, lsn TEXT NOT NULL,
