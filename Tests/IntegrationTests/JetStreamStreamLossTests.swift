@@ -11,16 +11,14 @@ final class JetStreamStreamLossTests: SinkTestCase {
     var nats: NATSNode?
 
     override func setUpWithError() throws {
-        guard natsServerBinary != nil else {
-            throw XCTSkip("nats-server is not installed; scripts/setup.sh installs it (Debian package nats-server)")
-        }
+        try skipUnlessNATSServerIsInstalled()
         try super.setUpWithError()
     }
 
     override func tearDown() {
-        for daemon in daemons where daemon.isRunning { daemon.kill() }
-        nats?.kill()
+        // The daemons first (DaemonTestCase), so none reconnects to a server about to go.
         super.tearDown()
+        nats?.kill()
     }
 
     func testADeletedStreamIsReportedAndNotTakenForAFreshStart() throws {

@@ -23,9 +23,7 @@ final class JetStreamTests: SinkTestCase {
     var extraLogs: [String] = []
 
     override func setUpWithError() throws {
-        guard natsServerBinary != nil else {
-            throw XCTSkip("nats-server is not installed; scripts/setup.sh installs it (Debian package nats-server)")
-        }
+        try skipUnlessNATSServerIsInstalled()
         try super.setUpWithError()
     }
 

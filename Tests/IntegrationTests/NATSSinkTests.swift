@@ -15,9 +15,7 @@ final class NATSSinkTests: PluginSinkTestCase {
     var nats: NATSNode!
 
     override func setUpWithError() throws {
-        guard natsServerBinary != nil else {
-            throw XCTSkip("nats-server is not installed; scripts/setup.sh installs it (Debian package nats-server)")
-        }
+        try skipUnlessNATSServerIsInstalled()
         try super.setUpWithError()
         nats = try NATSNode(name: "sink", directory: directory)
         try nats.start()

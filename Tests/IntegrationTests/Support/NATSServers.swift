@@ -14,6 +14,13 @@ let natsServerBinary: String? = {
     return candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
 }()
 
+/// Skips the calling test where nats-server is not installed.
+func skipUnlessNATSServerIsInstalled() throws {
+    guard natsServerBinary != nil else {
+        throw XCTSkip("nats-server is not installed; scripts/setup.sh installs it (Debian package nats-server)")
+    }
+}
+
 /// One nats-server with JetStream on 127.0.0.1: a client port, a monitoring port (`-m`, for `/jsz`),
 /// a store directory kept across `kill()` and `start()`, and for a cluster member its route ports.
 final class NATSNode {
