@@ -9,7 +9,8 @@ struct Tail: ParsableCommand {
         abstract: "Print a topic's records, transaction markers included.",
         discussion: """
             Prints the last transactions (see --last) up to the current end and exits, like tail(1); \
-            --from-beginning prints every retained record. --follow keeps printing new transactions \
+            --from-beginning prints every retained record, or with -n N the first N transactions \
+            (like head(1); not with --follow). --follow keeps printing new transactions \
             until interrupted (like kcat). Only committed transactions are shown, and always whole: \
             the initial snapshot and each backfill chunk are one transaction each, so -n 1 right \
             after a snapshot prints all of its rows (pipe through head to see fewer).
@@ -23,8 +24,11 @@ struct Tail: ParsableCommand {
     @Flag(help: "Start at the first retained record.")
     var fromBeginning = false
 
-    @Option(name: [.customShort("n"), .long], help: "Without --from-beginning, start this many transactions (not records) before the end.")
-    var last: Int = 10
+    // Read as text, so `-n -3` reaches validate() (not "missing value") and the error names the fix.
+    @Option(name: [.customShort("n"), .long], parsing: .unconditional,
+            help: ArgumentHelp("Print this many transactions (not records): the last ones (default 10), or the first ones with --from-beginning.",
+                               valueName: "count"))
+    var last: String?
 
     @Flag(name: [.short, .long], help: "Keep printing new records as they are committed.")
     var follow = false
@@ -35,8 +39,16 @@ struct Tail: ParsableCommand {
     @Flag(help: "Also print the schema records that precede each table's first change in a transaction.")
     var schema = false
 
+    /// The number of transactions `-n` asks for; nil when not given.
+    var count: Int? { last.flatMap { Int($0) } }
+
     func validate() throws {
-        guard last >= 0 else { throw ValidationError("--last must be zero or more") }
+        if let last, (Int(last) ?? -1) < 0 {
+            throw ValidationError("-n/--last '\(last)' is not a count of transactions: give zero or more, e.g. -n 3 for the last three")
+        }
+        if last != nil && fromBeginning && follow {
+            throw ValidationError("-n/--last with --from-beginning prints the first transactions and exits, so it cannot --follow: drop -n, or --from-beginning")
+        }
     }
 
     func run() throws {
@@ -61,18 +73,21 @@ struct Tail: ParsableCommand {
         var start = logTopic.firstOffset
         if !fromBeginning, let end = logTopic.durableCommit?.offset {
             do {
-                start = try TransactionStarts.lastBegin(topic: logTopic, count: last, end: end)
+                start = try TransactionStarts.lastBegin(topic: logTopic, count: count ?? 10, end: end)
             } catch {
                 throw RuntimeFailure(message: "topic \(topic): \(error)")
             }
         }
         var printer = RecordPrinter(json: json, schema: schema)
         let reader = try logTopic.makeReader(from: start)
+        // --from-beginning -n N: the first N transactions, like head(1).
+        var commitsLeft = fromBeginning ? count : nil
         while true {
             if let end = logTopic.durableCommit?.offset {
                 do {
-                    while let record = try reader.next(limit: end + 1) {
+                    while commitsLeft != 0, let record = try reader.next(limit: end + 1) {
                         try printer.print(record)
+                        if record.kind == RecordKind.commit.rawValue, let left = commitsLeft { commitsLeft = left - 1 }
                     }
                 } catch {
                     // What was read before a damaged record is printed, then the damage is named.
