@@ -8,6 +8,13 @@ final class ExecSourceTests: DaemonTestCase {
     override var fixtureName: String { "execsource" }
     override var startsSourceCluster: Bool { false }
 
+    var nats: NATSNode?
+
+    override func tearDown() {
+        super.tearDown()  // the daemons first, so none reconnects to a server about to go
+        nats?.kill()
+    }
+
     var inputPath: String { directory + "/incoming.jsonl" }
     var sqlitePath: String { directory + "/replica.db" }
 
@@ -194,5 +201,41 @@ final class ExecSourceTests: DaemonTestCase {
         XCTAssertTrue(status.out.contains("GARBAGE-LINE-5521"), "status names the line: \(status.out)")
         XCTAssertTrue(daemon.isRunning, "a misbehaving plugin is retried, not fatal" + logTail)
         XCTAssertEqual(daemon.terminate(), 0, logTail)
+    }
+
+    /// The topic's nats-server stopped under an idle exec source: the source says so without appending,
+    /// stays `retrying` through its restarts (a plugin's `ready` is not a recovery while the broker
+    /// refuses the commits), and recovers once the commits it held are stored.
+    func testAJetStreamOutageIsNotReportedAsRecoveredUntilCommitsAreStored() throws {
+        try skipUnlessNATSServerIsInstalled()
+        let node = try NATSNode(name: "n1", directory: directory)
+        nats = node
+        try node.start()
+        let port = try freePort()
+        var config = try String(contentsOfFile: configPath, encoding: .utf8)
+        config = "metrics: {listen: \"127.0.0.1:\(port)\"}\ntopics: {backend: jetstream, servers: [\(node.url)], replicas: 1}\n" + config
+        try config.write(toFile: configPath, atomically: true, encoding: .utf8)
+        try appendLines(1...5)
+        let daemon = try startDaemon()
+        try eventually(timeout: 60, "the first lines to reach SQLite" + logTail) { targetRows().count == 5 }
+
+        node.kill()
+        try appendLines(6...10)
+        try eventually(timeout: 30, "the source to report the outage while idle" + logTail) {
+            try sluiceStatus(configPath).source("feed")?["state"] as? String == "retrying"
+        }
+        try eventually(timeout: 60, "the source to retry three times" + logTail) {
+            let metrics = opsParseMetrics(try opsHTTPGet(port: port, path: "/metrics").body)
+            return opsMetric(metrics, "sluice_source_retries_total", ["source": "feed"]) ?? 0 >= 3
+        }
+        XCTAssertFalse(daemon.log.contains("source feed recovered"), "not running while no commit can be stored" + logTail)
+        XCTAssertEqual(try sluiceStatus(configPath).source("feed")?["state"] as? String, "retrying")
+
+        try node.start()
+        try eventually(timeout: 60, "the lines written during the outage to reach SQLite" + logTail) { targetRows().count == 10 }
+        try eventually(timeout: 30, "the source to recover" + logTail) { daemon.log.contains("source feed recovered") }
+        XCTAssertEqual(daemon.terminate(), 0, logTail)
+        XCTAssertNil(rowsDifference(expected: (1...10).map { "'\($0)' | 'row \($0) é' | '{a,\"b \($0)\"}'" }.sorted(),
+                                    actual: targetRows()), "every line once" + logTail)
     }
 }

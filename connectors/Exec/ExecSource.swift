@@ -88,6 +88,7 @@ struct ExecSourceSession {
                 if !ready && DispatchTime.now().uptimeNanoseconds > deadline {
                     throw ProtocolError(message: "no `ready` from the plugin within \(startTimeoutMillis / 1000) s")
                 }
+                try checkDurability()
                 try ackIfDue(force: true)
                 continue
             }
@@ -100,6 +101,8 @@ struct ExecSourceSession {
                         throw ConnectorError.fatal("source \(name): the plugin speaks exec protocol \(message["protocol"]?.text ?? "?"), Sluice speaks 1")
                     }
                     ready = true
+                    // Not running while the topic cannot make commits durable (a broker still refusing them).
+                    try writer.writer.checkHealth()
                     context.report(.running)
                     continue
                 case "log", "error": break
@@ -113,6 +116,12 @@ struct ExecSourceSession {
         if writer.isOpen { try writer.abort() }
         try writer.writer.flush()
         try ackIfDue(force: true)
+    }
+
+    /// An idle source learns of a topic that cannot make its commits durable (a broker down) without
+    /// appending, as the PostgreSQL source does.
+    private func checkDurability() throws {
+        if writer.writer.topic.durableCommit?.offset != writer.lastCommit?.offset { try writer.writer.checkHealth() }
     }
 
     /// Tells the plugin which position is durable in the topic, so it can let go of what precedes it.
