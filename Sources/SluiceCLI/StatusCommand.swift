@@ -47,7 +47,7 @@ enum StatusTable {
         out += "\n" + table(["TOPIC", "FIRST", "END", "EVENTS", "SIZE", "LAST COMMIT", "NOTE"], report.topics.map { topic in
             [topic.name, "\(topic.firstOffset)", topic.endOffset.map { "\($0)" } ?? "-", "\(topic.events)",
              bytes(topic.sizeBytes), topic.lastCommitTime.map(formatMicros) ?? "-",
-             topic.damage.map { "DAMAGED: \($0)" } ?? ""]
+             topic.damage.map { "DAMAGED: \($0)" } ?? topic.note ?? ""]
         })
         if !report.sinks.isEmpty {
             out += "\n" + table(["SINK", "STATE", "TOPIC", "COMMITTED", "LAG EVENTS", "LAG SECONDS", "LAST ERROR"],

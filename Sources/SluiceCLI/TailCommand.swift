@@ -63,7 +63,14 @@ struct Tail: ParsableCommand {
             // Nothing readable: an empty topic, or one whose only segment is damaged.
             if let damage = logTopic.damage { throw RuntimeFailure(message: "topic \(topic): \(damage)") }
             // Not silent when there is no topic at all (a stream never created, a wrong stream_prefix).
-            if (try? store.exists(topic)) == false {
+            let exists: Bool
+            do {
+                exists = try store.exists(topic)
+            } catch {
+                // Unreachable servers are a failure to read, not an empty topic.
+                throw RuntimeFailure(message: "topic \(topic): cannot read \(store.location): \(error)")
+            }
+            if !exists {
                 Output.standardError("topic \(topic) does not exist in \(store.location) yet: nothing has written it\n")
             }
             return

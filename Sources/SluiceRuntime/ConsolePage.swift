@@ -122,7 +122,7 @@ function render(d) {
   for (const t of d.topics) {
     out += `<tr data-topic="${esc(t.name)}"><td><b>${esc(t.name)}</b></td><td class="num">${num(t.first_offset)}</td><td class="num">${num(t.end_offset)}</td>`
       + `<td class="num">${num(t.events)}</td><td class="num">${bytes(t.size_bytes)}</td><td class="num">${rate(t.events_per_second)}</td>`
-      + `<td>${esc(t.last_commit_time ?? "–")}</td><td class="reason">${t.damage ? "DAMAGED: " + esc(t.damage) : ""}</td></tr>`;
+      + `<td>${esc(t.last_commit_time ?? "–")}</td><td class="reason">${t.damage ? "DAMAGED: " + esc(t.damage) : esc(t.note ?? "")}</td></tr>`;
   }
   out += `</table><h2>Sinks</h2><div class="sinks">`;
   for (const k of d.sinks) {

@@ -47,7 +47,8 @@ public enum StatusJSON {
                           "\"end_offset\":\(number(topic.endOffset))", "\"events\":\(topic.events)",
                           "\"size_bytes\":\(topic.sizeBytes)", "\"last_commit_lsn\":\(string(topic.lastCommitLSN?.description))",
                           "\"last_commit_time\":\(string(topic.lastCommitTime.map(formatMicros)))",
-                          "\"damage\":\(string(topic.damage))"]
+                          "\"damage\":\(string(topic.damage))",
+                          "\"exists\":\(topic.exists.map { $0 ? "true" : "false" } ?? "null")", "\"note\":\(string(topic.note))"]
             fields += extras?.topic(topic.name) ?? []
             return "{" + fields.joined(separator: ",") + "}"
         }

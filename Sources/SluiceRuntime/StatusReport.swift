@@ -27,6 +27,10 @@ public struct StatusReport {
         public var lastCommitLSN: LSN?
         /// Why the topic is known to have lost committed transactions, if it has.
         public var damage: String?
+        /// Whether its storage exists (a JetStream stream, the embedded log's files); nil when unknown.
+        public var exists: Bool?
+        /// What a missing topic means: not a damage (a deployment that never ran has none).
+        public var note: String?
     }
 
     public struct SinkTopic {
@@ -85,6 +89,15 @@ public struct StatusReport {
                      damage: topic.damage)
     }
 
+    static func missingNote(_ name: String, store: any TopicStore, writtenHere: Bool) -> String {
+        let what = TopicStores.storageName(name, store: store)
+        guard writtenHere else {
+            return "\(what) does not exist: the deployment whose source writes topic \(name) has not started yet, or it was deleted"
+        }
+        return "\(what) does not exist: not created yet (source \(name) creates it when it first runs), "
+            + "or deleted (see source \(name)'s state and the daemon's log)"
+    }
+
     /// Caught up with a topic that lost transactions is not caught up: the sink shows failed.
     static func damageProblem(_ topics: [String], _ open: [String: any SluiceKit.Topic]) -> String? {
         guard let damaged = topics.first(where: { open[$0]?.damage != nil }), let damage = open[damaged]?.damage else { return nil }
@@ -124,7 +137,22 @@ public struct StatusReport {
         for name in config.topics {
             let topic = store.topic(name)
             topics[name] = topic
-            report.topics.append(topicEntry(name, topic))
+            var entry = topicEntry(name, topic)
+            // An empty topic may have no storage at all; otherwise status would show nothing about it.
+            if entry.endOffset == nil && entry.damage == nil {
+                do {
+                    entry.exists = try store.exists(name)
+                    if entry.exists == false {
+                        entry.note = missingNote(name, store: store, writtenHere: config.sources.contains { $0.name == name })
+                    }
+                } catch {
+                    // Unreachable servers: not an empty topic.
+                    entry.note = "cannot read \(TopicStores.storageName(name, store: store)): \(error)"
+                }
+            } else {
+                entry.exists = true
+            }
+            report.topics.append(entry)
         }
         let now = nowMicros()
         for section in config.sinks {

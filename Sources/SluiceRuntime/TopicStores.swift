@@ -14,4 +14,10 @@ public enum TopicStores {
             return JetStreamStore(settings: settings, retention: config.retention, logger: logger)
         }
     }
+
+    /// What holds topic `name`, for messages: "stream SLUICE_app in JetStream at …", "topic app in the embedded log in …".
+    public static func storageName(_ name: String, store: any TopicStore) -> String {
+        if let jetStream = store as? JetStreamStore { return "stream \(jetStream.streamName(name)) in \(store.location)" }
+        return "topic \(name) in the \(store.location)"
+    }
 }

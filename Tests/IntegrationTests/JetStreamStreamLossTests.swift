@@ -31,6 +31,8 @@ final class JetStreamStreamLossTests: SinkTestCase {
             "metrics: {listen: \"127.0.0.1:\(port)\"}",
             "topics: {backend: jetstream, servers: [\(node.url)], replicas: 1}",
         ], sinks: ["  - {name: local, type: sqlite, path: \(sqlitePath)}"])
+        // Before the first run the stream does not exist yet: a note, not a damage.
+        try assertMissingStreamNote(topic: "app", saying: "not created yet (source app creates it when it first runs)")
         let daemon = try startDaemon()
         try waitForSlotActive()
         try eventually(timeout: 60, "the snapshot to reach the SQLite target" + logTail) { (try? sqliteCount("public.accounts")) == 1 }
@@ -50,6 +52,7 @@ final class JetStreamStreamLossTests: SinkTestCase {
             return opsMetric(metrics, "sluice_source_retries_total", ["source": "app"]) ?? 0 >= 3
         }
         XCTAssertFalse(logTail.contains("source app recovered"), "a source whose commits cannot become durable is not running" + logTail)
+        try assertMissingStreamNote(topic: "app", saying: "or deleted (see source app's state")
         XCTAssertEqual(try sluiceStatus(configPath).source("app")?["state"] as? String, "retrying")
         XCTAssertEqual(daemon.terminate(), 0, logTail)
 
@@ -69,5 +72,31 @@ final class JetStreamStreamLossTests: SinkTestCase {
         let tail = try sluice(["tail", "ghost", "--config", configPath])
         XCTAssertEqual(tail.status, 0, tail.describe)
         XCTAssertTrue(tail.err.contains("topic ghost does not exist in JetStream"), "not an empty output without a word: \(tail.describe)")
+        try assertMissingStreamNote(topic: "ghost", saying: "the deployment whose source writes topic ghost has not started yet")
+
+        // No server answers: neither tail nor status takes that for an empty or missing topic.
+        let closed = try freePort()
+        try writeSourceConfig(tables: ["public.accounts"], topExtra: ["topics: {backend: jetstream, servers: [nats://127.0.0.1:\(closed)], replicas: 1}"],
+                              sinks: [])
+        let unreachable = try sluice(["tail", "app", "--config", configPath])
+        XCTAssertEqual(unreachable.status, 1, unreachable.describe)
+        XCTAssertTrue(unreachable.err.contains("topic app: cannot read JetStream at nats://127.0.0.1:\(closed)"), unreachable.describe)
+        let topic = try XCTUnwrap(try sluiceStatus(configPath).topic("app"))
+        XCTAssertTrue(topic["exists"] is NSNull, "unknown, not missing: \(topic)")
+        XCTAssertTrue((topic["note"] as? String ?? "").contains("cannot read stream SLUICE_app in JetStream at"), "\(topic)")
+    }
+
+    /// `status` (table and JSON) says the topic's stream does not exist, and what that means, without calling it damaged.
+    func assertMissingStreamNote(topic: String, saying meaning: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let json = try XCTUnwrap(try sluiceStatus(configPath).topic(topic), "topic \(topic) in status --json", file: file, line: line)
+        XCTAssertEqual(json["exists"] as? Bool, false, "\(json)", file: file, line: line)
+        let note = json["note"] as? String ?? ""
+        XCTAssertTrue(note.contains("stream SLUICE_\(topic) in JetStream at") && note.contains("does not exist"), note, file: file, line: line)
+        XCTAssertTrue(note.contains(meaning), note, file: file, line: line)
+        XCTAssertTrue(json["damage"] is NSNull, "a missing stream is not a damage: \(json)", file: file, line: line)
+        let table = try sluice(["status", "--config", configPath])
+        XCTAssertEqual(table.status, 0, table.describe, file: file, line: line)
+        XCTAssertTrue(table.out.contains(note), "the note is in the table too: \(table.out)", file: file, line: line)
+        XCTAssertFalse(table.out.contains("DAMAGED"), table.out, file: file, line: line)
     }
 }
