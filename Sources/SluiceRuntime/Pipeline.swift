@@ -115,6 +115,9 @@ public final class Pipeline: @unchecked Sendable {
                 logger.error("another sluice process\(holder.pid.map { " (pid \($0))" } ?? "") is running on data_dir \(config.dataDirectory)")
                 return 1
             }
+        } catch let unusable as DataDirectoryLock.Unusable {
+            logger.error("cannot use data_dir \(config.dataDirectory) (data_dir in \(config.file)): \(unusable); set data_dir to a directory this user can create and write")
+            return 2
         } catch {
             logger.error("cannot use data_dir \(config.dataDirectory): \(error)")
             return 1
