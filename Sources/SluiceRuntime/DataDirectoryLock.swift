@@ -44,24 +44,13 @@ public final class DataDirectoryLock {
         public var description: String { "\(path) \(reason)" }
     }
 
-    /// The system's words for why `path` cannot be created ("Permission denied"), found by creating it
-    /// one level at a time: Foundation's error does not carry the errno.
-    static func reason(creating path: String, _ error: Error) -> String {
-        var prefix = path.hasPrefix("/") ? "" : "."
-        for part in path.split(separator: "/") {
-            prefix += "/" + part
-            if mkdir(prefix, 0o700) != 0 && errno != EEXIST { return String(cString: strerror(errno)) }
-        }
-        return (error as NSError).localizedDescription
-    }
-
     private static func acquireOnce(dataDirectory: String) throws -> Result<DataDirectoryLock, HeldBy> {
         // The topics hold the source's rows: for the owner only, as PostgreSQL keeps its data directory.
         do {
             try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true,
                                                     attributes: [.posixPermissions: 0o700])
         } catch {
-            throw Unusable(path: dataDirectory, reason: "cannot be created (\(Self.reason(creating: dataDirectory, error)))")
+            throw Unusable(path: dataDirectory, reason: "cannot be created (\(SystemReason.of(error)))")
         }
         let path = DataDirectory(dataDirectory).lockFile
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)

@@ -22,4 +22,18 @@ final class DataDirectoryTests: DaemonTestCase {
         XCTAssertTrue(result.err.contains("set data_dir to a directory this user can create and write"), result.describe)
         XCTAssertFalse(result.err.contains("NSCocoaErrorDomain"), result.describe)
     }
+
+    func testAFileSinkDirectoryThatCannotBeCreatedIsNamedWithTheSystemsReason() throws {
+        try """
+            data_dir: \(dataDirectory)
+            sources:
+              - {name: items, type: exec, command: [/bin/true]}
+            sinks:
+              - {name: files, type: file, path: /proc/sluice-test-file-sink, topics: [items]}
+            """.write(toFile: configPath, atomically: true, encoding: .utf8)
+        let result = try sluice(["run", "--config", configPath], timeout: 30)
+        XCTAssertEqual(result.status, 2, result.describe)
+        XCTAssertTrue(result.err.contains("sink files: cannot use /proc/sluice-test-file-sink: No such file or directory"), result.describe)
+        XCTAssertFalse(result.err.contains("NSCocoaErrorDomain"), result.describe)
+    }
 }

@@ -45,7 +45,7 @@ public final class FileSink: Sink {
         } catch let error as ConnectorError {
             throw error
         } catch {
-            throw ConnectorError.misconfigured("sink \(name): cannot use \(directory): \(error)")
+            throw ConnectorError.misconfigured("sink \(name): cannot use \(directory): \(SystemReason.of(error))")
         }
     }
 
