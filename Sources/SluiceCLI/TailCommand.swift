@@ -76,6 +76,10 @@ struct Tail: ParsableCommand {
             return
         }
         if follow { Signals.onStop { Foundation.exit(0) } }
+        if follow && logTopic.durableCommit == nil && (try? store.exists(topic)) == false {
+            // Not a silent wait: the topic appears when its source first runs.
+            Output.standardError("topic \(topic) does not exist in \(store.location) yet: waiting for its first transaction\n")
+        }
 
         var start = logTopic.firstOffset
         if !fromBeginning, let end = logTopic.durableCommit?.offset {

@@ -65,4 +65,20 @@ final class TailCountTests: DaemonTestCase {
         XCTAssertEqual(both.status, 2, both.describe)
         XCTAssertTrue(both.err.contains("--from-beginning") && both.err.contains("--follow") && both.err.contains("-n"), both.describe)
     }
+
+    func testFollowingATopicThatDoesNotExistYetSaysSo() throws {
+        try """
+            data_dir: \(dataDirectory)
+            sources:
+              - {name: items, type: exec, command: [/bin/true]}
+            """.write(toFile: configPath, atomically: true, encoding: .utf8)
+        let follower = try SluiceProcess(program: sluiceBinary, ["tail", "items", "--config", configPath, "--follow"],
+                                         logPath: directory + "/tail.out", errorPath: directory + "/tail.err")
+        defer { follower.kill() }
+        func errors() -> String { (try? String(contentsOfFile: directory + "/tail.err", encoding: .utf8)) ?? "" }
+        try eventually(timeout: 30, "tail --follow to say the topic does not exist yet: \(errors())") {
+            errors().contains("topic items does not exist in embedded log in \(dataDirectory)/topics yet: waiting for its first transaction")
+        }
+        XCTAssertTrue(follower.isRunning, "it keeps waiting: \(errors())")
+    }
 }
