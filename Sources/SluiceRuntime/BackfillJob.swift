@@ -36,7 +36,12 @@ public final class BackfillJob: @unchecked Sendable {
     public init(config: SluiceConfig, registry: ConnectorRegistry, source: ConnectorConfig, tables requested: [String],
                 logger: Logger, checkTables: Bool = true, keys: [String: [[String]]]? = nil) throws {
         guard let backfillable = try registry.sources[source.type]!.init(config: source) as? any BackfillSource else {
-            throw ConnectorError.misconfigured("source \(source.name) (type \(source.type)) cannot backfill")
+            let able = config.sources.filter { registry.sources[$0.type] is any BackfillSource.Type }.map(\.name)
+            throw ConnectorError.misconfigured("""
+                source \(source.name) (type \(source.type)) cannot backfill: its connector cannot copy a table's current rows \
+                (a plugin sends them itself, as changes). \(able.isEmpty ? "No source in \(config.file) can"
+                    : "Sources that can: \(able.joined(separator: ", ")) (--source \(able[0]))")
+                """)
         }
         let tables = checkTables ? try backfillable.backfillTables(requested) : requested
         guard !tables.isEmpty || !checkTables else {

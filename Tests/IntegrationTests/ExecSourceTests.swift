@@ -238,4 +238,12 @@ final class ExecSourceTests: DaemonTestCase {
         XCTAssertNil(rowsDifference(expected: (1...10).map { "'\($0)' | 'row \($0) é' | '{a,\"b \($0)\"}'" }.sorted(),
                                     actual: targetRows()), "every line once" + logTail)
     }
+
+    func testBackfillingAnExecSourceExits2SayingWhy() throws {
+        let result = try sluice(["backfill", "--config", configPath])
+        XCTAssertEqual(result.status, 2, result.describe)
+        XCTAssertTrue(result.err.contains("source feed (type exec) cannot backfill: its connector cannot copy a table's current rows"),
+                      result.describe)
+        XCTAssertTrue(result.err.contains("No source in \(configPath) can"), result.describe)
+    }
 }
