@@ -203,7 +203,7 @@ final class ApplyPipelineTests: LogTestCase {
         var most = 0
         for _ in 0..<2 {
             _ = queue.take()
-            most = max(most, queue.pending)
+            most = max(most, queue.pending + 1)
         }
         queue.cancel()
         queue.waitDone()
