@@ -47,14 +47,9 @@ final class SinkRunner: @unchecked Sendable {
         retries = Counter(label: "sluice_sink_retries_total", dimensions: [("sink", name)])
     }
 
-    /// Reads and transforms ahead of the sink's thread (see ``ApplyPipeline``).
-    private var pipeline: ApplyPipeline?
-
     func start() {
-        pipeline = ApplyPipeline(name: "sluice-prepare-\(name)")
         let thread = Thread { [self] in
             run()
-            pipeline?.stop()
             finished.signal()
         }
         thread.name = "sluice-sink-\(name)"
@@ -217,7 +212,7 @@ final class SinkRunner: @unchecked Sendable {
     private func applyBatch(topic: any Topic, reader: any TopicReader, limit: UInt64) throws {
         let started = DispatchTime.now()
         let batch = try BatchApplier(sink: sink, topic: topic, maxBatchEvents: maxBatchEvents)
-            .applyBatch(from: reader, limit: limit, pipeline: pipeline)
+            .applyBatch(from: reader, limit: limit)
         guard let last = batch.position else { return }
         batchTimer.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds))
         let applied = nowMicros()

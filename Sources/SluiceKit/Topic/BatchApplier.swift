@@ -52,13 +52,7 @@ public struct BatchApplier {
     /// Reads from `reader` up to `limit` (just after a commit marker) and applies one batch: `beginBatch`,
     /// whole transactions, `commitBatch` with the last position. With a `crash` point it stops there
     /// instead and abandons the batch as the runtime does after an error (`rollbackBatch`, `close`).
-    /// With a `pipeline` (and no crash point or naming, which stay on this thread) the records are
-    /// read and transformed on its prepare thread, ahead of the sink's calls on this one.
-    public func applyBatch(from reader: any TopicReader, limit: UInt64, crash: CrashPoint? = nil,
-                           pipeline: ApplyPipeline? = nil) throws -> AppliedBatch {
-        if let pipeline, crash == nil, naming == nil {
-            return try pipeline.applyBatch(self, from: reader, limit: limit)
-        }
+    public func applyBatch(from reader: any TopicReader, limit: UInt64, crash: CrashPoint? = nil) throws -> AppliedBatch {
         let name = topic.name
         try call("beginBatch") { try sink.beginBatch() }
         var relations: [UInt32: RelationSchema] = [:]

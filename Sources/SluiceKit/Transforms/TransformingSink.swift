@@ -55,33 +55,22 @@ public final class TransformingSink: Sink {
     public func beginBatch() throws { try inner.beginBatch() }
 
     public func beginTransaction(_ begin: BeginRecord, topic: String, offset: UInt64) throws {
-        began(begin)
+        state.pointee.transaction = TransactionInfo(xid: begin.xid, commitTime: begin.commitTime, withText: writesCommitTime)
         try inner.beginTransaction(begin, topic: topic, offset: offset)
     }
 
     public func prepare(_ relation: RelationSchema, topic: String) throws {
-        if let target = try targetSchema(relation, topic: topic) { try inner.prepare(target, topic: topic) }
+        if case let plan?? = plans[topic]?[relation.id], plan.source == relation {
+            return try inner.prepare(plan.target, topic: topic)
+        }
+        try plan(relation, topic)
     }
 
-    // The prepare side, split from the inner sink's calls so that an ``ApplyPipeline`` runs it on its
-    // own thread: only one thread at a time uses it (a batch's), never both.
-
-    /// Notes the transaction the next changes belong to.
-    public func began(_ begin: BeginRecord) {
-        state.pointee.transaction = TransactionInfo(xid: begin.xid, commitTime: begin.commitTime, withText: writesCommitTime)
-    }
-
-    /// The schema to prepare the inner sink with for `relation`, or nil for a table it does not take.
-    public func targetSchema(_ relation: RelationSchema, topic: String) throws -> RelationSchema? {
-        if case let plan?? = plans[topic]?[relation.id], plan.source == relation { return plan.target }
-        return try plan(relation, topic)
-    }
-
-    private func plan(_ relation: RelationSchema, _ topic: String) throws -> RelationSchema? {
+    private func plan(_ relation: RelationSchema, _ topic: String) throws {
         state.pointee.current = nil
         guard transforms.includes(name(relation)) else {
             plans[topic, default: [:]][relation.id] = .some(nil)
-            return nil
+            return
         }
         // A transform the table's schema makes impossible is a mistake in the file: the sink stops
         // (shown failed, the rest goes on) instead of retrying what cannot succeed.
@@ -97,17 +86,10 @@ public final class TransformingSink: Sink {
         }
         targets[target] = name(relation)
         plans[topic, default: [:]][relation.id] = plan
-        return plan.target
+        try inner.prepare(plan.target, topic: topic)
     }
 
     public func apply(_ change: Change) throws {
-        try transformed(change) { try inner.apply($0) }
-    }
-
-    /// Hands `emit` the changes the inner sink applies for `change` (none, one, or a primary-key
-    /// change's delete and insert). Their rows may sit in buffers reused for the next change: a
-    /// change kept beyond `emit` keeps its own copy (arrays are copied on write).
-    public func transformed(_ change: Change, _ emit: (Change) throws -> Void) throws {
         let plan: TableTransform?
         if let current = state.pointee.current, current.id == change.relation.id, current.topic == change.topic {
             plan = current.plan
@@ -137,12 +119,12 @@ public final class TransformingSink: Sink {
                     arrived.new = Tuple(values: TableTransform.filled(new.values, from: old.values))
                 }
                 for part in [gone, arrived] {
-                    if let out = try transformed(part, plan) { try emit(out) }
+                    if let out = try transformed(part, plan) { try inner.apply(out) }
                 }
                 return
             }
         }
-        if let out = try transformed(change, plan) { try emit(out) }
+        if let out = try transformed(change, plan) { try inner.apply(out) }
     }
 
     private func transformed(_ change: Change, _ plan: TableTransform) throws -> Change? {
