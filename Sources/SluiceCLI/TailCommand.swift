@@ -59,26 +59,25 @@ struct Tail: ParsableCommand {
         }
         let store = try TopicStores.make(config, logger: Logger(label: "sluice"))
         let logTopic = store.topic(topic)
-        if !follow && logTopic.durableCommit == nil {
+        if follow { Signals.onStop { Foundation.exit(0) } }
+        if logTopic.durableCommit == nil {
             // Nothing readable: an empty topic, or one whose only segment is damaged.
-            if let damage = logTopic.damage { throw RuntimeFailure(message: "topic \(topic): \(damage)") }
+            if !follow, let damage = logTopic.damage { throw RuntimeFailure(message: "topic \(topic): \(damage)") }
             // Not silent when there is no topic at all (a stream never created, a wrong stream_prefix).
-            let exists: Bool
+            let exists: Bool?
             do {
                 exists = try store.exists(topic)
             } catch {
-                // Unreachable servers are a failure to read, not an empty topic.
-                throw RuntimeFailure(message: "topic \(topic): cannot read \(store.location): \(error)")
+                // Unreachable servers are a failure to read, not an empty topic; --follow waits for them.
+                guard follow else { throw RuntimeFailure(message: "topic \(topic): cannot read \(store.location): \(error)") }
+                exists = nil
             }
-            if !exists {
-                Output.standardError("topic \(topic) does not exist in \(store.location) yet: nothing has written it\n")
+            if exists == false {
+                // With --follow, the topic appears when its source first runs.
+                let then = follow ? "waiting for its first transaction" : "nothing has written it"
+                Output.standardError("topic \(topic) does not exist in \(store.location) yet: \(then)\n")
             }
-            return
-        }
-        if follow { Signals.onStop { Foundation.exit(0) } }
-        if follow && logTopic.durableCommit == nil && (try? store.exists(topic)) == false {
-            // Not a silent wait: the topic appears when its source first runs.
-            Output.standardError("topic \(topic) does not exist in \(store.location) yet: waiting for its first transaction\n")
+            if !follow { return }
         }
 
         var start = logTopic.firstOffset
