@@ -60,19 +60,15 @@ struct Tail: ParsableCommand {
         let store = try TopicStores.make(config, logger: Logger(label: "sluice"))
         let logTopic = store.topic(topic)
         if follow { Signals.onStop { Foundation.exit(0) } }
+        // Unreachable servers are a failure to read, not an empty topic: tail exits 1 naming them, and
+        // --follow says so once and keeps trying.
+        var outage = StoreOutage(topic: topic, location: store.location, retries: follow)
         if logTopic.durableCommit == nil {
             // Nothing readable: an empty topic, or one whose only segment is damaged.
             if !follow, let damage = logTopic.damage { throw RuntimeFailure(message: "topic \(topic): \(damage)") }
             // Not silent when there is no topic at all (a stream never created, a wrong stream_prefix).
-            let exists: Bool?
-            do {
-                exists = try store.exists(topic)
-            } catch {
-                // Unreachable servers are a failure to read, not an empty topic; --follow waits for them.
-                guard follow else { throw RuntimeFailure(message: "topic \(topic): cannot read \(store.location): \(error)") }
-                exists = nil
-            }
-            if exists == false {
+            let exists = try outage.attempt { try store.exists(topic) }
+            if !exists {
                 // With --follow, the topic appears when its source first runs.
                 let then = follow ? "waiting for its first transaction" : "nothing has written it"
                 Output.standardError("topic \(topic) does not exist in \(store.location) yet: \(then)\n")
@@ -82,14 +78,10 @@ struct Tail: ParsableCommand {
 
         var start = logTopic.firstOffset
         if !fromBeginning, let end = logTopic.durableCommit?.offset {
-            do {
-                start = try TransactionStarts.lastBegin(topic: logTopic, count: count ?? 10, end: end)
-            } catch {
-                throw RuntimeFailure(message: "topic \(topic): \(error)")
-            }
+            start = try outage.attempt { try TransactionStarts.lastBegin(topic: logTopic, count: count ?? 10, end: end) }
         }
         var printer = RecordPrinter(json: json, schema: schema)
-        let reader = try logTopic.makeReader(from: start)
+        var reader = try outage.attempt { try logTopic.makeReader(from: start) }
         // --from-beginning -n N: the first N transactions, like head(1).
         var commitsLeft = fromBeginning ? count : nil
         while true {
@@ -99,6 +91,13 @@ struct Tail: ParsableCommand {
                         try printer.print(record)
                         if record.kind == RecordKind.commit.rawValue, let left = commitsLeft { commitsLeft = left - 1 }
                     }
+                } catch let error as ConnectorError where follow && error.isTransient {
+                    // The servers went away: a new reader resumes at the next record once they answer.
+                    printer.flush()
+                    outage.failed(error)
+                    let position = reader.position
+                    reader = try outage.attempt { try logTopic.makeReader(from: position) }
+                    continue
                 } catch {
                     // What was read before a damaged record is printed, then the damage is named.
                     printer.flush()
@@ -114,6 +113,53 @@ struct Tail: ParsableCommand {
             _ = logTopic.waitForCommit(after: reader.position == 0 ? nil : reader.position - 1, timeoutMillis: 1000)
         }
     }
+}
+
+/// A topic store that cannot be read (JetStream's servers unreachable). Without --follow the first
+/// failure ends tail (exit 1, naming the store); with it, tail says so once on stderr, tries again
+/// every second, and says when the store answers again.
+struct StoreOutage {
+    let topic: String
+    let location: String
+    let retries: Bool
+    private(set) var down = false
+
+    init(topic: String, location: String, retries: Bool) {
+        self.topic = topic
+        self.location = location
+        self.retries = retries
+    }
+
+    /// Runs `body` until it succeeds; an unreachable store is retried only with --follow.
+    mutating func attempt<T>(_ body: () throws -> T) throws -> T {
+        while true {
+            do {
+                let result = try body()
+                if down {
+                    down = false
+                    Output.standardError("topic \(topic): \(location) answers again\n")
+                }
+                return result
+            } catch let error as ConnectorError where error.isTransient {
+                guard retries else { throw RuntimeFailure(message: "topic \(topic): cannot read \(location): \(error)") }
+                failed(error)
+                Thread.sleep(forTimeInterval: 1)
+            } catch {
+                throw RuntimeFailure(message: "topic \(topic): \(error)")
+            }
+        }
+    }
+
+    /// Says once (until the store answers again) that it cannot be read and that tail keeps trying.
+    mutating func failed(_ error: ConnectorError) {
+        guard !down else { return }
+        down = true
+        Output.standardError("topic \(topic): cannot read \(location): \(error); tail --follow keeps trying and prints new transactions once it answers\n")
+    }
+}
+
+extension ConnectorError {
+    var isTransient: Bool { if case .transient = self { true } else { false } }
 }
 
 /// Finds where the last N transactions of a topic begin, reading only the newest segments' worth.
