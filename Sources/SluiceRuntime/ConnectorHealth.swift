@@ -58,7 +58,7 @@ public final class ConnectorHealth: @unchecked Sendable {
         switch state {
         case let .retrying(reason):
             logger.warning("\(kind) \(name) is retrying", metadata: ["reason": "\(reason)"])
-        case .running where previous.map({ if case .retrying = $0 { return true } else { return false } }) ?? false:
+        case .running where previous.map({ switch $0 { case .retrying, .failed: true; default: false } }) ?? false:
             logger.notice("\(kind) \(name) recovered")
         case .running, .starting:
             logger.debug("\(kind) \(name) is \(state)")

@@ -71,6 +71,8 @@ final class SinkRunner: @unchecked Sendable {
             do {
                 try runConnected(supervisor: &supervisor)
                 break
+            } catch let error as TopicUnreadable {
+                failure = .damaged(error.description)
             } catch let error as ConnectorError {
                 failure = Supervisor.Failure(error)
             } catch {
@@ -120,7 +122,7 @@ final class SinkRunner: @unchecked Sendable {
             let stored = positions[topic.name]
             try checkResumable(topic: topic, stored: stored)
             let start = stored.map { $0.offset + 1 } ?? 0
-            let reader = try topic.makeReader(from: start)
+            let reader = TopicUnreadable.Marking(try topic.makeReader(from: start))
             if reader.position > start {
                 throw ConnectorError.fatal("""
                     sink \(name) needs topic \(topic.name) from offset \(start), but retention already deleted \
@@ -158,7 +160,7 @@ final class SinkRunner: @unchecked Sendable {
                 idleSince = DispatchTime.now()
             } else {
                 if let (topic, damage) = readers.lazy.compactMap({ entry in entry.topic.damage.map { (entry.topic, $0) } }).first {
-                    throw ConnectorError.fatal("""
+                    throw TopicUnreadable(description: """
                         sink \(name) applied topic \(topic.name) up to its last commit marker and stops there: \(damage). \
                         It is not caught up: see the source's message for how to recover.
                         """)
@@ -184,7 +186,7 @@ final class SinkRunner: @unchecked Sendable {
         let damage = topic.damage.map { " (\($0))" } ?? ""
         if let found = topic.damage, end.map({ stored.offset > $0 }) ?? true {
             // Damage, not an empty or recreated topic: the fix starts with the damaged file, named here.
-            throw ConnectorError.fatal("""
+            throw TopicUnreadable(description: """
                 sink \(name) has applied topic \(topic.name) up to offset \(stored.offset) (LSN \(stored.lsn)), but the \
                 topic is damaged and \(end.map { "can be read only up to offset \($0)" } ?? "none of it can be read"): \(found). \
                 If the source is re-snapshotted instead of the topic restored, empty the target (and its sluice_offsets rows) too.
@@ -220,6 +222,32 @@ final class SinkRunner: @unchecked Sendable {
         progress.applied(topic: topic.name, position: last, totalEvents: batch.totalEvents, events: batch.events,
                          transactions: batch.transactions)
         if let durable = sink.durablePositions() { progress.durable(durable) }
+    }
+}
+
+/// A topic a sink cannot read on from its position: a damaged record, or transactions its source
+/// recorded as lost. Not the target's fault, and possibly repaired by the operator while the daemon
+/// runs, so the sink fails but reads again now and then (``Supervisor``) instead of for good.
+struct TopicUnreadable: Error, CustomStringConvertible {
+    let description: String
+
+    /// A reader whose failures, other than an outage of the topic's store, are the topic's.
+    final class Marking: TopicReader {
+        let reader: any TopicReader
+        var position: UInt64 { reader.position }
+
+        init(_ reader: any TopicReader) { self.reader = reader }
+
+        func next(limit: UInt64) throws -> RawRecord? {
+            do {
+                return try reader.next(limit: limit)
+            } catch let error as ConnectorError {
+                guard case let .fatal(reason) = error else { throw error }
+                throw TopicUnreadable(description: reason)
+            } catch {
+                throw TopicUnreadable(description: "\(error)")
+            }
+        }
     }
 }
 

@@ -13,6 +13,10 @@ import SluiceKit
 ///   tries again every `refusedRetryMillis`.
 /// - A fatal failure stops a source's whole process (exit 1: its topic cannot advance); a sink fails
 ///   alone, and the rest of the pipeline goes on.
+/// - A topic a sink cannot read on (a damaged segment, transactions its source recorded as lost) fails
+///   that sink too, but it reads again every `damagedRetryMillis` from the position stored in its target,
+///   as a restart would: once the operator repaired the topic (a segment restored from a copy, the
+///   stream restored) it goes on without a restart, and while the damage stays it stays failed.
 /// - While draining (the process is stopping), a sink that cannot reach its target gives up once
 ///   `drainMillis` have passed since the drain began, and never sleeps past that deadline.
 struct Supervisor {
@@ -24,10 +28,12 @@ struct Supervisor {
         case transient(String)
         case misconfigured(String)
         case fatal(String)
+        /// The topic cannot be read past a point (see ``TopicUnreadable``).
+        case damaged(String)
 
         var reason: String {
             switch self {
-            case let .transient(reason), let .misconfigured(reason), let .fatal(reason): return reason
+            case let .transient(reason), let .misconfigured(reason), let .fatal(reason), let .damaged(reason): return reason
             }
         }
 
@@ -56,6 +62,8 @@ struct Supervisor {
     private var everHealthy = false
     /// How often a sink whose target refuses it (after it once worked: a rotated password) tries again.
     var refusedRetryMillis = 30_000
+    /// How often a sink failed on a damaged topic reads it again (a repair is then picked up).
+    var damagedRetryMillis = 10_000
 
     init(role: Role, random: @escaping () -> Double = { Double.random(in: 0...1) }) {
         self.role = role
@@ -88,6 +96,11 @@ struct Supervisor {
             return .stop(report: .stopped, exitCode: 2)
         case let .fatal(reason):
             return role == .source ? .stop(report: .stopped, exitCode: 1) : .stop(report: .failed(reason), exitCode: nil)
+        case let .damaged(reason):
+            guard role == .sink else { return .stop(report: .stopped, exitCode: 1) }
+            // Stopping: a repair can wait for the next start.
+            if drainStarted != nil { return .stop(report: .failed(reason), exitCode: nil) }
+            return .retry(after: damagedRetryMillis, report: .failed(reason))
         case let .transient(reason):
             if let since = healthySince, now.timeIntervalSince(since) * 1000 >= Double(stableMillis) { backoff.reset() }
             var wait = backoff.next()

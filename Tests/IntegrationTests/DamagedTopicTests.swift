@@ -200,14 +200,14 @@ private func lsns(in text: String) -> [UInt64] {
 }
 
 /// The segment files of a topic directory, oldest first.
-private func damagedSegmentNames(_ directory: String) -> [String] {
+func damagedSegmentNames(_ directory: String) -> [String] {
     let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
     return names.filter { $0.count == 24 && $0.hasSuffix(".log") && $0.prefix(20).allSatisfy(\.isNumber) }.sorted()
 }
 
 /// The frames of a segment (docs/log-format.md: a 20-byte header, then frames of size u32 — the bytes
 /// after it — crc u32, version u8, kind u8, offset u64, body), up to the first that runs past the end.
-private func walkFrames(_ bytes: [UInt8]) -> [(start: Int, size: Int)] {
+func walkFrames(_ bytes: [UInt8]) -> [(start: Int, size: Int)] {
     var frames: [(start: Int, size: Int)] = []
     var position = 20
     while position + 4 <= bytes.count {
@@ -219,8 +219,8 @@ private func walkFrames(_ bytes: [UInt8]) -> [(start: Int, size: Int)] {
     return frames
 }
 
-private func readU32(_ bytes: [UInt8], _ at: Int) -> UInt64 { bytes[at..<at + 4].reduce(0) { $0 << 8 | UInt64($1) } }
-private func readU64(_ bytes: [UInt8], _ at: Int) -> UInt64 { bytes[at..<at + 8].reduce(0) { $0 << 8 | UInt64($1) } }
+func readU32(_ bytes: [UInt8], _ at: Int) -> UInt64 { bytes[at..<at + 4].reduce(0) { $0 << 8 | UInt64($1) } }
+func readU64(_ bytes: [UInt8], _ at: Int) -> UInt64 { bytes[at..<at + 8].reduce(0) { $0 << 8 | UInt64($1) } }
 
 /// `sluice tail` with no daemon running, on a topic whose newest segment is damaged in the middle (one
 /// byte of a committed record flipped): it prints what lies before the damage and then fails, naming

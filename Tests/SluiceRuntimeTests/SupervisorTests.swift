@@ -81,6 +81,19 @@ final class SupervisorTests: XCTestCase {
         XCTAssertEqual(sink.failed(.fatal("behind retention"), at: t0), .stop(report: .failed("behind retention"), exitCode: nil))
     }
 
+    func testADamagedTopicFailsASinkThatReadsAgainSlowlyButStopsASourcesProcess() {
+        var sink = machine(.sink)
+        for second in [0.0, 10, 20] {
+            XCTAssertEqual(sink.failed(.damaged("checksum mismatch"), at: at(second)),
+                           .retry(after: 10_000, report: .failed("checksum mismatch")), "no backoff ladder: the same pace")
+        }
+        sink.draining(at: at(30))
+        XCTAssertEqual(sink.failed(.damaged("checksum mismatch"), at: at(31)), .stop(report: .failed("checksum mismatch"), exitCode: nil),
+                       "a stop does not wait for a repair")
+        var source = machine(.source)
+        XCTAssertEqual(source.failed(.damaged("lost"), at: t0), .stop(report: .stopped, exitCode: 1))
+    }
+
     func testADrainingSinkGivesUpAtItsDeadlineAndNeverSleepsPastIt() {
         var supervisor = machine(.sink)
         supervisor.drainMillis = 10_000
