@@ -70,6 +70,8 @@ public struct VerifyPlan {
         var sourcesTables: [String: [TableName]] = [:]
         var plans: [SinkPlan] = []
         var matched = Set<TableName>()
+        // Whether any chosen sink reads a topic whose source verify can read: else nothing can be compared.
+        var comparable = false
         for (section, target) in chosen {
             var plan = SinkPlan(sink: section.config, target: target, tables: [], skipped: [])
             for topic in section.topics {
@@ -78,6 +80,7 @@ public struct VerifyPlan {
                     plan.skipped.append((table: nil, reason: "topic \(topic) has no PostgreSQL source in \(file) to compare with"))
                     continue
                 }
+                comparable = true
                 if sourcesTables[topic] == nil {
                     do { sourcesTables[topic] = try source.capturedTables() } catch {
                         throw VerifyFailure("cannot list the tables of source \(topic): \(error)")
@@ -111,6 +114,17 @@ public struct VerifyPlan {
                 }
             }
             plans.append(plan)
+        }
+        guard comparable else {
+            let topics = Set(chosen.flatMap { $0.0.topics }).sorted().map { topic in
+                sources.first { $0.name == topic }.map { "topic \(topic) is written by source \(topic) of type \($0.type)" }
+                    ?? "topic \(topic) has no source in this file"
+            }
+            throw VerifyUsageError(description: """
+                \(file): nothing to verify: \(topics.joined(separator: "; ")). verify compares each postgres or sqlite sink \
+                with the PostgreSQL source of its topics: add that source (type: postgres) to \(file), or, for a sink-only \
+                file of a split deployment, run verify with a file that holds both the source and the sink.
+                """)
         }
         if let unknown = wanted.first(where: { !matched.contains($0) }) {
             let captured = Set(sourcesTables.values.joined()).sorted().map(\.description).joined(separator: ", ")
