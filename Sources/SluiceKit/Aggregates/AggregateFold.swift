@@ -57,15 +57,22 @@ public struct AggregateFold: Sendable {
     @discardableResult
     public mutating func apply(_ change: Change, rows: ChangeRows, commitTime: Int64,
                                oldTime: Int64? = nil) throws(AggregateBindError) -> [Int64] {
+        try apply(change.operation, oldKind: change.oldKind, rows: rows, commitTime: commitTime, oldTime: oldTime)
+    }
+
+    /// The same from a change's operation, kind of old row and rows (the fold thread gets no more).
+    @discardableResult
+    mutating func apply(_ operation: ChangeOperation, oldKind: OldValuesKind, rows: ChangeRows, commitTime: Int64,
+                        oldTime: Int64? = nil) throws(AggregateBindError) -> [Int64] {
         var late: [Int64] = []
-        switch change.operation {
+        switch operation {
         case .insert, .read:
             guard let new = rows.new else { return [] }
             late += add(new, sign: 1, time: commitTime)
         case .delete:
-            late += add(try oldRow(change, rows), sign: -1, time: oldTime)
+            late += add(try oldRow(operation, oldKind, rows), sign: -1, time: oldTime)
         case .update:
-            let old = try oldRow(change, rows)
+            let old = try oldRow(operation, oldKind, rows)
             guard let row = rows.new else { return [] }
             late += add(old, sign: -1, time: oldTime)
             late += add(row, sign: 1, time: commitTime)
@@ -75,11 +82,12 @@ public struct AggregateFold: Sendable {
         return late
     }
 
-    private func oldRow(_ change: Change, _ rows: ChangeRows) throws(AggregateBindError) -> Tuple {
-        guard change.oldKind == .full, let old = rows.old else {
+    private func oldRow(_ operation: ChangeOperation, _ oldKind: OldValuesKind, _ rows: ChangeRows) throws(AggregateBindError) -> Tuple {
+        guard oldKind == .full, let old = rows.old else {
+            let relation = aggregate.schema
             throw AggregateBindError(key: aggregate.definition.key, message: """
-                a \(change.operation.name) of \(change.relation.qualifiedName) came without its old row, which the aggregate needs \
-                to retract it: ALTER TABLE \(BoundAggregate.quoted(change.relation)) REPLICA IDENTITY FULL on the source
+                a \(operation.name) of \(relation.qualifiedName) came without its old row, which the aggregate needs \
+                to retract it: ALTER TABLE \(BoundAggregate.quoted(relation)) REPLICA IDENTITY FULL on the source
                 """)
         }
         return old
@@ -221,9 +229,11 @@ public struct ChangeRows: Sendable {
     public let old: Tuple?
     public let new: Tuple?
 
-    public init(_ change: Change) {
-        old = change.old
-        new = change.new.map { Self.filled($0, from: change.old) }
+    public init(_ change: Change) { self.init(old: change.old, new: change.new) }
+
+    init(old: Tuple?, new: Tuple?) {
+        self.old = old
+        self.new = new.map { Self.filled($0, from: old) }
     }
 
     /// `new` with each unchanged column replaced by the old row's value (itself when none is unchanged).

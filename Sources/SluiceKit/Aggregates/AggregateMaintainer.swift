@@ -24,12 +24,9 @@ public protocol AggregateStore: AnyObject {
 /// its source table's schema arrives, folds the batch's changes, and writes them at commit.
 public final class AggregateMaintainer {
     public let definitions: [AggregateDefinition]
-    /// Per definition (same index), once its source table's schema arrived: an array, so a change
-    /// reaches its folds without copying them.
-    private var folds: [AggregateFold?]
-    /// Per definition, the source relation (id and name) its fold is bound to and whether it is placed
-    /// by commit time: read per change without touching the fold.
-    private var sources: [(id: UInt32, schema: String, table: String, byCommitTime: Bool)?]
+    /// Per definition (same index), once its source table's schema arrived. Replaced only while no
+    /// change is being folded on the fold thread (after ``FoldThread/drain()``).
+    private var boxes: [FoldBox?]
     /// Row commit times set by this batch (nil: forgotten), written at flush: an insert then costs no
     /// statement of its own, and a bulk load of the mirrored rows is not interrupted.
     private var rowTimes: [Int: [String: Int64?]] = [:]
@@ -43,22 +40,30 @@ public final class AggregateMaintainer {
     /// When set, a fold holding this many windows and groups is written at once instead of at
     /// flush: deltas add up, so the result is the same, and a batch's memory stays bounded. Only for a
     /// store that may be written between changes (SQLite; the PostgreSQL sink may have a COPY open).
-    public var writeAhead: Int?
+    public var writeAhead: Int? {
+        didSet { thread?.stop(); thread = nil }
+    }
+    /// Event-time aggregates are folded on a thread of their own (``FoldThread``) unless this is off.
+    public var foldsOnOwnThread = true {
+        didSet { thread?.stop(); thread = nil }
+    }
+    private var thread: FoldThread?
 
     public init(definitions: [AggregateDefinition], sink: String, logger: Logger) {
         self.definitions = definitions
         self.sink = sink
         self.logger = logger
-        folds = Array(repeating: nil, count: definitions.count)
-        sources = Array(repeating: nil, count: definitions.count)
+        boxes = Array(repeating: nil, count: definitions.count)
     }
+
+    deinit { thread?.stop() }
 
     public var isEmpty: Bool { definitions.isEmpty }
 
     /// Forgets the unsaved batch and reloads the watermarks: called when the sink (re)opens.
     public func reset(store: AggregateStore) throws {
-        folds = Array(repeating: nil, count: definitions.count)
-        sources = Array(repeating: nil, count: definitions.count)
+        thread?.reset()
+        boxes = Array(repeating: nil, count: definitions.count)
         rowTimes.removeAll()
         watermarks = definitions.contains { $0.retain != nil } ? try store.watermarks() : [:]
     }
@@ -68,65 +73,108 @@ public final class AggregateMaintainer {
     /// Binds the aggregates over `relation` (creating their tables); throws
     /// ``ConnectorError/misconfigured(_:)`` naming the aggregate's key when one cannot be kept.
     public func prepare(_ relation: RelationSchema, store: AggregateStore) throws {
-        for (index, definition) in definitions.enumerated()
-        where definition.from.schema == relation.schema && definition.from.table == relation.table {
-            if let fold = folds[index], fold.aggregate.schema == relation { continue }
+        let stale = definitions.indices.filter { index in
+            definitions[index].from.schema == relation.schema && definitions[index].from.table == relation.table
+                && boxes[index]?.relation != relation
+        }
+        if stale.isEmpty { return }  // the same schema again: the fold thread goes on
+        try drain(store: store)
+        for index in stale {
+            let definition = definitions[index]
             let bound: BoundAggregate
             do { bound = try BoundAggregate(definition, schema: relation) } catch {
                 throw ConnectorError.misconfigured("sink \(sink): \(error)")
             }
-            if folds[index] != nil {
-                folds[index]!.rebind(bound)
+            if var fold = boxes[index]?.fold {
+                fold.rebind(bound)
+                boxes[index] = FoldBox(fold)
             } else {
                 try store.create(bound)
                 lateRows[index] = Counter(label: "sluice_sink_aggregate_late_rows_total",
                                           dimensions: [("sink", sink), ("aggregate", definition.table.description)])
                 lateRows[index]!.increment(by: 0)  // published from the first scrape, at 0
-                folds[index] = AggregateFold(bound, watermark: watermarks[definition.table.description])
+                boxes[index] = FoldBox(AggregateFold(bound, watermark: watermarks[definition.table.description]))
             }
-            sources[index] = (bound.schema.id, bound.schema.schema, bound.schema.table, bound.timeColumn == nil)
         }
     }
 
     /// Folds a change into the aggregates over its table. A TRUNCATE empties them at once.
     public func apply(_ change: Change, store: AggregateStore) throws {
+        if change.operation == .truncate {
+            guard boxes.contains(where: { $0?.folds(change) == true }) else { return }
+            try drain(store: store)
+        }
         var rows: ChangeRows?
-        for index in sources.indices where sources[index]?.id == change.relation.id
-            && sources[index]!.table == change.relation.table && sources[index]!.schema == change.relation.schema {
+        var threadMask: UInt64 = 0
+        for index in boxes.indices {
+            guard let box = boxes[index], box.folds(change) else { continue }
             if change.operation == .truncate {
-                folds[index]!.truncate()
+                box.fold.truncate()
                 rowTimes[index] = nil
-                try store.empty(folds[index]!.aggregate)
+                try store.empty(box.fold.aggregate)
+                continue
+            }
+            if !box.byCommitTime, foldsOnOwnThread, boxes.count <= FoldThread.maximumBoxes {
+                threadMask |= 1 << UInt64(index)
                 continue
             }
             let late: [Int64]
             if rows == nil { rows = ChangeRows(change) }
             do {
-                if sources[index]!.byCommitTime {
+                if box.byCommitTime {
                     late = try applyByCommitTime(change, rows!, index: index, store: store)
                 } else {
-                    late = try folds[index]!.apply(change, rows: rows!, commitTime: commitTime)
+                    late = try box.fold.apply(change, rows: rows!, commitTime: commitTime)
                 }
             } catch let error as AggregateBindError {
                 throw ConnectorError.misconfigured("sink \(sink): \(error)")
             }
-            if let writeAhead, folds[index]!.pendingCount >= writeAhead {
-                let deltas = folds[index]!.takeDeltas()
-                if !deltas.isEmpty { try store.write(deltas, of: folds[index]!.aggregate) }
+            if let writeAhead, box.fold.pendingCount >= writeAhead {
+                let deltas = box.fold.takeDeltas()
+                if !deltas.isEmpty { try store.write(deltas, of: box.fold.aggregate) }
             }
-            if !late.isEmpty { lateRows[index]?.increment(by: late.count) }
-            for start in late {
-                let note = "\(definitions[index].table) \(start)"
-                guard loggedLate.count < 10_000, loggedLate.insert(note).inserted else { continue }
-                logger.warning("aggregate \(definitions[index].table): a row for the window starting \(EventTime.text(start)) arrived after retain: dropped that window; not applied")
+            noteLate(late, index: index)
+        }
+        if threadMask != 0 {
+            if thread == nil { thread = FoldThread(writeAhead: writeAhead) }
+            let handed: FoldThread.Output?
+            do { handed = try thread!.fold(change, commitTime: commitTime, boxes: boxes, mask: threadMask) } catch {
+                throw ConnectorError.misconfigured("sink \(sink): \(error)")
             }
+            if let handed { try take(handed, store: store) }
+        }
+    }
+
+    /// Waits for the fold thread and writes what it handed back.
+    private func drain(store: AggregateStore) throws {
+        guard let thread else { return }
+        let handed: FoldThread.Output
+        do { handed = try thread.drain() } catch {
+            throw ConnectorError.misconfigured("sink \(sink): \(error)")
+        }
+        try take(handed, store: store)
+    }
+
+    private func take(_ handed: FoldThread.Output, store: AggregateStore) throws {
+        for (aggregate, deltas) in handed.deltas { try store.write(deltas, of: aggregate) }
+        for (index, starts) in handed.late { noteLate(starts, index: index) }
+    }
+
+    private func noteLate(_ late: [Int64], index: Int) {
+        if late.isEmpty { return }
+        lateRows[index]?.increment(by: late.count)
+        for start in late {
+            let note = "\(definitions[index].table) \(start)"
+            guard loggedLate.count < 10_000, loggedLate.insert(note).inserted else { continue }
+            logger.warning("aggregate \(definitions[index].table): a row for the window starting \(EventTime.text(start)) arrived after retain: dropped that window; not applied")
         }
     }
 
     /// Under `time: commit_time` a row's time is the commit time of the transaction that last wrote it,
     /// which the old row does not carry: the store keeps it per primary key.
     private func applyByCommitTime(_ change: Change, _ rows: ChangeRows, index: Int, store: AggregateStore) throws -> [Int64] {
-        let aggregate = folds[index]!.aggregate
+        let box = boxes[index]!
+        let aggregate = box.fold.aggregate
         let key = aggregate.schema.primaryKey
         func rowKey(_ tuple: Tuple?) -> String? {
             guard let values = tuple?.values else { return nil }
@@ -138,7 +186,7 @@ public final class AggregateMaintainer {
         if let oldKey {
             if let pending = rowTimes[index]?[oldKey] { oldTime = pending } else { oldTime = try store.rowTime(aggregate, key: oldKey) }
         }
-        let late = try folds[index]!.apply(change, rows: rows, commitTime: commitTime, oldTime: oldTime)
+        let late = try box.fold.apply(change, rows: rows, commitTime: commitTime, oldTime: oldTime)
         if let oldKey, oldKey != newKey { rowTimes[index, default: [:]][oldKey] = .some(nil) }
         if let newKey { rowTimes[index, default: [:]][newKey] = .some(commitTime) }
         return late
@@ -146,21 +194,20 @@ public final class AggregateMaintainer {
 
     /// Writes every aggregate's pending deltas (called before the sink stores its position).
     public func flush(store: AggregateStore) throws {
-        for index in folds.indices where folds[index] != nil {
-            let deltas = folds[index]!.takeDeltas()
-            let aggregate = folds[index]!.aggregate
+        try drain(store: store)
+        for index in boxes.indices {
+            guard let box = boxes[index] else { continue }
+            let deltas = box.fold.takeDeltas()
+            let aggregate = box.fold.aggregate
             for (key, time) in (rowTimes.removeValue(forKey: index) ?? [:]).sorted(by: { $0.key < $1.key }) {
                 try store.setRowTime(aggregate, key: key, time: time)
             }
             if !deltas.isEmpty { try store.write(deltas, of: aggregate) }
-            if aggregate.definition.retain != nil, let watermark = folds[index]!.watermark,
+            if aggregate.definition.retain != nil, let watermark = box.fold.watermark,
                watermarks[aggregate.definition.table.description] != watermark {
-                try store.retain(aggregate, cutoff: folds[index]!.retentionCutoff, watermark: watermark)
+                try store.retain(aggregate, cutoff: box.fold.retentionCutoff, watermark: watermark)
                 watermarks[aggregate.definition.table.description] = watermark
             }
         }
     }
-
-    /// Rows skipped as later than `retain:` since the sink opened.
-    public var droppedLate: Int { folds.reduce(0) { $0 + ($1?.droppedLate ?? 0) } }
 }
