@@ -1,4 +1,5 @@
 import Foundation
+import SluiceNATS
 import XCTest
 
 /// A sink lagging behind (its target down) while the daemon runs; then a byte of an older segment it
@@ -11,6 +12,12 @@ final class RepairedTopicTests: SinkTestCase {
     override var fixtureName: String { "repaired" }
 
     private var topicDirectory: String { dataDirectory + "/topics/app" }
+    var nats: NATSNode?
+
+    override func tearDown() {
+        super.tearDown()
+        nats?.kill()
+    }
 
     func testASinkFailedOnADamagedSegmentResumesOnceTheSegmentIsRestored() throws {
         try source.query("""
@@ -69,5 +76,56 @@ final class RepairedTopicTests: SinkTestCase {
         try assertTargetsEqualSource("public.accounts")
         XCTAssertTrue(logTail.contains("sink replica recovered"), "the recovery is logged" + logTail)
         XCTAssertEqual(daemon.terminate(), 0, logTail)
+    }
+
+    /// A split deployment on JetStream: the source's process (here stopped) recorded that its stream lost
+    /// transactions (the note on the stream's damage subject, as its source writes it); the sink in its
+    /// own process applies up to there and fails. Once the note is cleared (the source found the stream
+    /// restored), that sink process — not restarted — runs again and applies what follows.
+    func testASinkOnlyProcessResumesOnceItsStreamIsNoLongerMarkedDamaged() throws {
+        try skipUnlessNATSServerIsInstalled()
+        let node = try NATSNode(name: "n1", directory: directory)
+        nats = node
+        try node.start()
+        try source.query("CREATE TABLE accounts (id int PRIMARY KEY, note text); INSERT INTO accounts VALUES (1, 'one')")
+        let topics = "topics: {backend: jetstream, servers: [\(node.url)], replicas: 1}"
+        try writeSourceConfig(tables: ["public.accounts"], topExtra: [topics])
+        let sinkConfig = directory + "/sink.yml"
+        try """
+            data_dir: \(directory!)/data-sink
+            \(topics)
+            sinks:
+              - {name: local, type: sqlite, path: \(sqlitePath), topics: [app]}
+            """.write(toFile: sinkConfig, atomically: true, encoding: .utf8)
+        let capture = try startDaemon()
+        try waitForSlotActive()
+        let sinkLog = directory + "/sink.log"
+        let sinks = try SluiceProcess(["run", "--config", sinkConfig], logPath: sinkLog)
+        daemons.append(sinks)
+        func log() -> String { (try? String(contentsOfFile: sinkLog, encoding: .utf8)) ?? "" }
+        try eventually(timeout: 60, "the snapshot to reach the sink process:\n\(log())") { (try? sqliteCount("public.accounts")) == 1 }
+        XCTAssertEqual(capture.terminate(), 0, logTail)
+
+        var options = NATSOptions(servers: [node.url])
+        options.name = "repaired-test"
+        let jetStream = try NATSConnection(options: options).jetStream()
+        _ = try jetStream.publish("SLUICE.app.d", Array("transactions in LSN range 0/1–0/2 were lost (test)".utf8))
+        // The sink process itself fails (status would show a damaged topic's sinks failed anyway).
+        try eventually(timeout: 60, "the sink process to fail on the damaged stream:\n\(log())") {
+            log().split(separator: "\n").contains { $0.contains("sink local failed and stopped") && $0.contains("were lost (test)") }
+        }
+        XCTAssertEqual(try sluiceStatus(sinkConfig).state(sink: "local"), "failed")
+        XCTAssertTrue(sinks.isRunning, log())
+
+        // Repaired: the note is cleared, and the source's process starts again.
+        _ = try jetStream.publish("SLUICE.app.d", [])
+        _ = try startDaemon()
+        try waitForSlotActive()
+        try source.query("INSERT INTO accounts VALUES (2, 'two')")
+        try eventually(timeout: 60, "the same sink process to apply the next transaction:\n\(log())") {
+            (try? sqliteCount("public.accounts")) == 2 && (try? sluiceStatus(sinkConfig).state(sink: "local")) == "running"
+        }
+        XCTAssertTrue(log().contains("sink local recovered"), log())
+        XCTAssertEqual(sinks.terminate(), 0, log())
     }
 }
