@@ -110,7 +110,10 @@ struct Tail: ParsableCommand {
                 if let damage = logTopic.damage { Output.standardError("warning: topic \(topic): \(damage)\n") }
                 return
             }
-            _ = logTopic.waitForCommit(after: reader.position == 0 ? nil : reader.position - 1, timeoutMillis: 1000)
+            if !logTopic.waitForCommit(after: reader.position == 0 ? nil : reader.position - 1, timeoutMillis: 1000) {
+                // A quiet second: ask the store, so servers gone away are said, not taken for a quiet topic.
+                _ = try outage.attempt { try store.exists(topic) }
+            }
         }
     }
 }

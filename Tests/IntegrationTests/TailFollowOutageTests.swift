@@ -74,6 +74,19 @@ final class TailFollowOutageTests: DaemonTestCase {
         }
         XCTAssertTrue(follower.isRunning, read(errPath))
         XCTAssertEqual(read(errPath).components(separatedBy: unreachable).count - 1, 1, "still said once: \(read(errPath))")
+
+        // The server goes away while tail follows a quiet topic: said again (once), then that it answers.
+        node.kill()
+        try eventually(timeout: 30, "tail --follow to say the server went away: \(read(errPath))") {
+            read(errPath).components(separatedBy: unreachable).count - 1 == 2 || !follower.isRunning
+        }
+        XCTAssertTrue(follower.isRunning, read(errPath))
+        try node.start()
+        try eventually(timeout: 30, "tail --follow to say the server answers again: \(read(errPath))") {
+            read(errPath).components(separatedBy: "answers again").count - 1 == 2
+        }
+        XCTAssertEqual(read(errPath).components(separatedBy: unreachable).count - 1, 2, read(errPath))
+        XCTAssertTrue(follower.isRunning, read(errPath))
         XCTAssertEqual(daemon.terminate(), 0, logTail)
     }
 }
