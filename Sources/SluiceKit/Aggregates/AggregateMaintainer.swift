@@ -40,12 +40,14 @@ public final class AggregateMaintainer {
     /// When set, a fold holding this many windows and groups is written at once instead of at
     /// flush: deltas add up, so the result is the same, and a batch's memory stays bounded. Only for a
     /// store that may be written between changes (SQLite; the PostgreSQL sink may have a COPY open).
+    /// Set before the first change (the fold thread, once started, keeps the value it started with).
     public var writeAhead: Int? {
-        didSet { thread?.stop(); thread = nil }
+        didSet { precondition(thread == nil, "writeAhead is set before the first change") }
     }
     /// Event-time aggregates are folded on a thread of their own (``FoldThread``) unless this is off.
+    /// Set before the first change.
     public var foldsOnOwnThread = true {
-        didSet { thread?.stop(); thread = nil }
+        didSet { precondition(thread == nil, "foldsOnOwnThread is set before the first change") }
     }
     private var thread: FoldThread?
 

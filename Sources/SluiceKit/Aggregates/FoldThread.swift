@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// One aggregate's fold in a box of its own, so the fold thread can change the boxes of event-time
 /// aggregates while the sink's thread changes those placed by commit time (they read the store).
@@ -57,17 +58,28 @@ final class FoldThread: @unchecked Sendable {
 
     static let chunkSize = 256
     static let queuedChunks = 4
+    /// A queued tuple keeps the whole reader buffer it is a view of alive (the reader then copies on
+    /// its next fill): past this many bytes of such buffers a chunk is handed over early, and the
+    /// sink waits while the queued chunks hold more than `queuedChunks` times it. Rows of a megabyte
+    /// each then cost about 80 MB, not a buffer per queued change.
+    static let chunkBufferBytes = 16 << 20
 
     private let condition = NSCondition()
     // Guarded by `condition`:
-    private var queue: [(boxes: [FoldBox?], items: [Item])] = []
+    private var queue: [(boxes: [FoldBox?], items: [Item], bytes: Int)] = []
+    private var queuedBytes = 0
     private var busy = false
     private var output = Output()
     private var failure: AggregateBindError?
+    /// Set with `failure`, read without the lock per change: a fold error fails the batch at the next
+    /// change, before a later change's own (perhaps retryable) error could hide it.
+    private let failed = Atomic<Bool>(false)
     private var stopping = false
     private var started = false
     // The sink's thread only:
     private var current: [Item] = []
+    private var currentBytes = 0
+    private var lastBuffer: UnsafeRawPointer?
     private var currentBoxes: [FoldBox?] = []
     private let writeAhead: Int?
 
@@ -82,8 +94,19 @@ final class FoldThread: @unchecked Sendable {
         if current.isEmpty { currentBoxes = boxes }  // the boxes change only after a drain
         current.append(Item(operation: change.operation, oldKind: change.oldKind, old: change.old, new: change.new,
                             commitTime: commitTime, boxes: mask))
-        guard current.count >= Self.chunkSize else { return nil }
+        if let old = change.old { count(old.storage) }
+        if let new = change.new { count(new.storage) }
+        guard current.count >= Self.chunkSize || currentBytes >= Self.chunkBufferBytes || failed.load(ordering: .relaxed) else { return nil }
         return try push(waitForIdle: false)
+    }
+
+    /// Adds a tuple's buffer to the bytes the current chunk keeps alive (consecutive changes share one).
+    private func count(_ storage: [UInt8]) {
+        let base = storage.withUnsafeBytes { UnsafeRawPointer($0.baseAddress) }
+        if base != lastBuffer {
+            lastBuffer = base
+            currentBytes += storage.count
+        }
     }
 
     /// Waits until every queued change is folded; returns what the thread handed back. After it, and
@@ -95,6 +118,8 @@ final class FoldThread: @unchecked Sendable {
     /// Ends the thread once the queue is folded (the maintainer is going away).
     func stop() {
         condition.lock()
+        queue.removeAll()
+        queuedBytes = 0
         stopping = true
         condition.broadcast()
         condition.unlock()
@@ -110,10 +135,17 @@ final class FoldThread: @unchecked Sendable {
                 thread.name = "sluice-aggregate-fold"
                 thread.start()
             }
-            while queue.count >= Self.queuedChunks && failure == nil { condition.wait() }
-            if failure == nil { queue.append((currentBoxes, current)) }
+            while (queue.count >= Self.queuedChunks || queuedBytes >= Self.queuedChunks * Self.chunkBufferBytes) && failure == nil {
+                condition.wait()
+            }
+            if failure == nil {
+                queue.append((currentBoxes, current, currentBytes))
+                queuedBytes += currentBytes
+            }
             current = []
             current.reserveCapacity(Self.chunkSize)
+            currentBytes = 0
+            lastBuffer = nil
             condition.broadcast()
         }
         if waitForIdle {
@@ -128,12 +160,16 @@ final class FoldThread: @unchecked Sendable {
     /// Forgets a failure and anything queued or handed back (the sink reopens, its batch rolled back).
     func reset() {
         condition.lock()
-        while busy { condition.wait() }
         queue.removeAll()
+        queuedBytes = 0
+        while busy { condition.wait() }
         output = Output()
         failure = nil
+        failed.store(false, ordering: .relaxed)
         condition.unlock()
         current.removeAll(keepingCapacity: true)
+        currentBytes = 0
+        lastBuffer = nil
     }
 
     private func run() {
@@ -142,6 +178,7 @@ final class FoldThread: @unchecked Sendable {
             while queue.isEmpty && !stopping { condition.wait() }
             if queue.isEmpty { break }
             let chunk = queue.removeFirst()
+            queuedBytes -= chunk.bytes
             busy = true
             condition.broadcast()
             condition.unlock()
@@ -152,7 +189,9 @@ final class FoldThread: @unchecked Sendable {
             busy = false
             if let failed {
                 failure = failed
+                self.failed.store(true, ordering: .relaxed)
                 queue.removeAll()
+                queuedBytes = 0
             }
             output.deltas += handed.deltas
             output.late += handed.late
@@ -161,7 +200,7 @@ final class FoldThread: @unchecked Sendable {
         condition.unlock()
     }
 
-    private func fold(_ chunk: (boxes: [FoldBox?], items: [Item]), into handed: inout Output) throws(AggregateBindError) {
+    private func fold(_ chunk: (boxes: [FoldBox?], items: [Item], bytes: Int), into handed: inout Output) throws(AggregateBindError) {
         for item in chunk.items {
             let rows = ChangeRows(old: item.old, new: item.new)
             var mask = item.boxes
