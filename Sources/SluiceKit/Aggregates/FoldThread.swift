@@ -7,23 +7,17 @@ final class FoldBox: @unchecked Sendable {
     var fold: AggregateFold
     /// The source table's schema the fold is bound to: read without touching the fold.
     let relation: RelationSchema
-    let id: UInt32
-    let schema: String
-    let table: String
     /// `time: commit_time`: folded on the sink's thread, which can read the row times from the store.
     let byCommitTime: Bool
 
     init(_ fold: AggregateFold) {
         self.fold = fold
         relation = fold.aggregate.schema
-        id = fold.aggregate.schema.id
-        schema = fold.aggregate.schema.schema
-        table = fold.aggregate.schema.table
         byCommitTime = fold.aggregate.timeColumn == nil
     }
 
     func folds(_ change: Change) -> Bool {
-        id == change.relation.id && table == change.relation.table && schema == change.relation.schema
+        relation.id == change.relation.id && relation.table == change.relation.table && relation.schema == change.relation.schema
     }
 }
 
