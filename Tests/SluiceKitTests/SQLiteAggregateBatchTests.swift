@@ -142,8 +142,17 @@ final class SQLiteAggregateBatchTests: XCTestCase {
              try delete(row(6, "eu", "70.00", "00:50")), try update(row(3, "us", "5.00", "01:10"), row(3, "eu", "5.00", "00:05")),
              try delete(row(2, "eu", "50.00", "00:40")), try insert(row(9, "us", "9.00", "01:20")), try update(row(1, "eu", "10.00", "00:30"), row(1, "eu", nil, "00:30"))],
         ]
-        func run(writeAhead: Int?, ownThread: Bool = false) throws -> [String] {
-            let database = try SQLiteDatabase(path: directory + "/ahead-\(writeAhead ?? 0)-\(ownThread).db")
+        func run(writeAhead: Int?, ownThread: Bool = false, legacy: Bool = false) throws -> [String] {
+            let database = try SQLiteDatabase(path: directory + "/ahead-\(writeAhead ?? 0)-\(ownThread)-\(legacy).db")
+            if legacy {
+                // The layout of tables made before the state columns were narrowed: every one of them.
+                try database.execute("""
+                    CREATE TABLE per_minute (window_start TEXT NOT NULL, window_end TEXT NOT NULL, region TEXT, n INTEGER NOT NULL,
+                        total TEXT, top TEXT, _sluice_group TEXT NOT NULL, _sluice_rows INTEGER NOT NULL,
+                        _sluice_total_n INTEGER NOT NULL, _sluice_total_s TEXT, _sluice_top_n INTEGER NOT NULL, _sluice_top_s TEXT,
+                        PRIMARY KEY (window_start, _sluice_group)) WITHOUT ROWID
+                    """)
+            }
             let store = SQLiteAggregates(database: database, sink: "s")
             let maintainer = AggregateMaintainer(definitions: [definition], sink: "s", logger: Logger(label: "test"))
             maintainer.writeAhead = writeAhead
@@ -156,16 +165,45 @@ final class SQLiteAggregateBatchTests: XCTestCase {
                 try maintainer.flush(store: store)
                 try database.execute("COMMIT")
             }
-            return try database.query("SELECT window_start, region, n, total, top, _sluice_rows, _sluice_total_n, _sluice_top_n FROM per_minute ORDER BY 1, 2")
+            let columns = try database.query("SELECT name FROM pragma_table_info('per_minute')").compactMap { $0[0] }
+            if legacy {
+                XCTAssertEqual(try database.query("""
+                    SELECT count(*) FROM per_minute WHERE _sluice_rows <> n OR _sluice_total_s IS NOT total OR _sluice_top_s IS NOT top
+                        OR _sluice_top_n <> _sluice_total_n
+                    """).first?.first, "0", "an old table's state columns are kept up to date")
+            } else {
+                XCTAssertEqual(columns.filter { $0.hasPrefix("_sluice") }, ["_sluice_group", "_sluice_total_n"],
+                               "a new table keeps only the state no visible column holds")
+            }
+            return try database.query("SELECT window_start, region, n, total, top, _sluice_total_n FROM per_minute ORDER BY 1, 2")
                 .map { $0.map { $0 ?? "NULL" }.joined(separator: " | ") }
         }
         let whole = try run(writeAhead: nil)
-        XCTAssertEqual(whole.first, "2026-12-01 10:00:00+00 | eu | 2 | 5.00 | 5.00 | 2 | 1 | 1", "a NULL amount and the moved row")
+        XCTAssertEqual(whole.first, "2026-12-01 10:00:00+00 | eu | 2 | 5.00 | 5.00 | 1", "a NULL amount and the moved row")
         XCTAssertEqual(try run(writeAhead: 1), whole)
         XCTAssertEqual(try run(writeAhead: 2), whole)
         XCTAssertEqual(try run(writeAhead: nil, ownThread: true), whole)
         XCTAssertEqual(try run(writeAhead: 1, ownThread: true), whole)
         XCTAssertEqual(try run(writeAhead: 2, ownThread: true), whole)
+        XCTAssertEqual(try run(writeAhead: nil, legacy: true), whole)
+        XCTAssertEqual(try run(writeAhead: 2, ownThread: true, legacy: true), whole)
+
+        // A table of that name holding neither the count nor a measure that holds it is refused by name.
+        let foreign = try SQLiteDatabase(path: directory + "/foreign.db")
+        try foreign.execute("""
+            CREATE TABLE per_minute (window_start TEXT NOT NULL, window_end TEXT NOT NULL, region TEXT, n INTEGER NOT NULL,
+                total TEXT, top TEXT, _sluice_group TEXT NOT NULL, PRIMARY KEY (window_start, _sluice_group)) WITHOUT ROWID
+            """)
+        let store = SQLiteAggregates(database: foreign, sink: "s")
+        let maintainer = AggregateMaintainer(definitions: [definition], sink: "s", logger: Logger(label: "test"))
+        maintainer.foldsOnOwnThread = false
+        try maintainer.reset(store: store)
+        try maintainer.prepare(orders, store: store)
+        try foreign.execute("BEGIN IMMEDIATE")
+        try maintainer.apply(try insert(row(1, "eu", "10.00", "00:30")), store: store)
+        XCTAssertThrowsError(try maintainer.flush(store: store)) { error in
+            XCTAssertTrue("\(error)".contains("has no column _sluice_total_n"), "\(error)")
+        }
     }
 
     /// Folding on the fold thread (chunks handed over, deltas written back as folds fill) leaves the

@@ -37,6 +37,10 @@ extension SQLiteAggregates {
         /// How each group column and each measure's visible value is stored (decided once, not per bind).
         let groupStorage: [Storage]
         let measureStorage: [Storage]
+        /// Which state columns the table has (``SQLiteAggregates/stateColumns(_:)``): `_sluice_rows`,
+        /// and per measure its `_n` and `_s`.
+        let writesRows: Bool
+        let writesCount, writesText: [Bool]
     }
 
     enum Storage {
@@ -52,17 +56,49 @@ extension SQLiteAggregates {
 
     private func statements(_ aggregate: BoundAggregate) throws -> Statements {
         let table = quote(name(aggregate))
-        var stateColumns = ["_sluice_rows"]
+        let present: Set<String>
+        if let known = layouts[name(aggregate)] { present = known } else {
+            present = Set(try database.query("SELECT name FROM pragma_table_info(?)", [name(aggregate)]).compactMap { $0[0] })
+            layouts[name(aggregate)] = present
+        }
+        // The state is read from the state columns the table has (a table made before they were
+        // narrowed has them all), else from the visible column that holds the same value.
+        func missing(_ column: String) -> ConnectorError {
+            .misconfigured("sink \(sink): the aggregate table \(name(aggregate)) has no column \(column) and no measure that holds its value: it was not made by Sluice for this aggregate; drop it (it is rebuilt from the topic) or rename the aggregate's table")
+        }
+        let measures = aggregate.measures
+        let writesRows = present.contains("_sluice_rows")
+        guard let rowsColumn = writesRows ? "_sluice_rows" : measures.first(where: { $0.function == .countRows }).map({ quote($0.name) }) else {
+            throw missing("_sluice_rows")
+        }
+        var stateColumns = [rowsColumn]
         var columns = ["window_start", "window_end", "_sluice_group"] + aggregate.groupColumns.map { quote(aggregate.schema.columns[$0].name) }
-        columns.append("_sluice_rows")
-        for measure in aggregate.measures {
+        if writesRows { columns.append("_sluice_rows") }
+        var writesCount: [Bool] = [], writesText: [Bool] = []
+        for (index, measure) in measures.enumerated() {
             columns.append(quote(measure.name))
-            if measure.column == nil || measure.function == .count {
+            let count = "_sluice_\(measure.name)_n", text = "_sluice_\(measure.name)_s"
+            writesCount.append(measure.function != .count && measure.column != nil && present.contains(count))
+            writesText.append(measure.function != .count && measure.column != nil && present.contains(text))
+            if writesCount[index] { columns.append(quote(count)) }
+            if writesText[index] { columns.append(quote(text)) }
+            guard let column = measure.column, measure.function != .count else {
                 stateColumns += [quote(measure.name), "NULL"]
-            } else {
-                stateColumns += [quote("_sluice_\(measure.name)_n"), quote("_sluice_\(measure.name)_s")]
-                columns += [quote("_sluice_\(measure.name)_n"), quote("_sluice_\(measure.name)_s")]
+                continue
             }
+            // The column's non-NULL count: its own, a count(column), or another measure's of the column.
+            let sameColumn = measures.indices.filter { measures[$0].column == column }
+            let countColumn = writesCount[index] ? quote(count)
+                : sameColumn.lazy.compactMap { other -> String? in
+                    if measures[other].function == .count { return self.quote(measures[other].name) }
+                    return measures[other].function != .countRows && present.contains("_sluice_\(measures[other].name)_n")
+                        ? self.quote("_sluice_\(measures[other].name)_n") : nil
+                }.first
+            guard let countColumn else { throw missing(count) }
+            let textColumn = writesText[index] ? quote(text)
+                : (measure.function != .avg && Self.measureStorage(aggregate, index) == .text ? quote(measure.name) : nil)
+            guard let textColumn else { throw missing(text) }
+            stateColumns += [countColumn, textColumn]
         }
         func rows(_ count: Int) -> String {
             (0..<count).map { row in
@@ -91,11 +127,8 @@ extension SQLiteAggregates {
             stored: try statement("SELECT 1 FROM \(table) WHERE window_start = ?1 LIMIT 1"),
             fresh: try statement(into + rows(1)), freshChunk: try statement(into + rows(Self.insertChunk)), width: columns.count,
             values: values, groupStorage: aggregate.groupColumns.map { Self.storage(storageClass(aggregate.schema.columns[$0])) },
-            measureStorage: aggregate.measures.map { measure in
-                guard let column = measure.column else { return .integer }
-                return measure.valueClass == .float ? .real
-                    : (measure.function != .avg && aggregate.schema.columns[column].typeClass == .integer ? .integer : .text)
-            })
+            measureStorage: measures.indices.map { Self.measureStorage(aggregate, $0) },
+            writesRows: writesRows, writesCount: writesCount, writesText: writesText)
     }
 
     func write(_ deltas: [AggregateDelta], of aggregate: BoundAggregate) throws {
@@ -230,8 +263,9 @@ extension SQLiteAggregates {
                 bindTyped(statement, &parameter, value, layout.groupStorage[position])
             }
         }
-        bind(row.rows + delta.rows)
+        if layout.writesRows { bind(row.rows + delta.rows) }
         for (index, measure) in aggregate.measures.enumerated() {
+            let writesCount = layout.writesCount[index], writesText = layout.writesText[index]
             let change = delta.measures[index]
             let count = row.counts[index] + change.count
             switch measure.function {
@@ -247,10 +281,10 @@ extension SQLiteAggregates {
                        } else {
                            statement.bind(parameter, text: text, in: bindArena)
                        }
-                       statement.bind(parameter + 1, int64: count)
-                       statement.bind(parameter + 2, text: text, in: bindArena)
+                       if writesCount { statement.bind(parameter + 1, int64: count) }
+                       if writesText { statement.bind(parameter + (writesCount ? 2 : 1), text: text, in: bindArena) }
                    }) {
-                    parameter += 3
+                    parameter += 1 + (writesCount ? 1 : 0) + (writesText ? 1 : 0)
                     continue
                 }
                 let sum = Self.add(row.texts[index], change, float: measure.valueClass == .float)
@@ -265,13 +299,13 @@ extension SQLiteAggregates {
                     visible = ExactDecimal(sum).flatMap { $0 / ExactDecimal(count) }?.description
                 }
                 bindTyped(statement, &parameter, visible, layout.measureStorage[index])
-                bind(count)
-                bind(count <= 0 ? nil : sum)
+                if writesCount { bind(count) }
+                if writesText { bind(count <= 0 ? nil : sum) }
             case .min, .max:
                 let extreme = count <= 0 ? nil : extremes[index]
                 bindTyped(statement, &parameter, extreme, layout.measureStorage[index])
-                bind(count)
-                bind(extreme)
+                if writesCount { bind(count) }
+                if writesText { bind(extreme) }
             }
         }
     }

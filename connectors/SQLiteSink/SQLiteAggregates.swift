@@ -6,18 +6,22 @@ import SluiceWire
 /// extremes are stored as text; integers as INTEGER, floats as REAL.
 ///
 /// Each window and group touched by a batch is written once (``write(_:of:)``). Beside the visible
-/// columns the table keeps `_sluice_group` (the group's key: NULL values are one group),
-/// `_sluice_rows`, and per measure `_sluice_<m>_n` (non-NULL values) and `_sluice_<m>_s` (the exact
-/// sum as text, or for min/max the current extreme as text). min and max keep, per window, group and
+/// columns the table keeps `_sluice_group` (the group's key: NULL values are one group) and only the
+/// state no visible column already holds (``stateColumns(_:)``): `_sluice_rows` without a `count(*)`,
+/// per column measured `_sluice_<m>_n` (non-NULL values) without a `count(column)`, and
+/// `_sluice_<m>_s` (the exact sum as text) where the visible value is not that text (integer, float
+/// and avg columns). min and max keep, per window, group and
 /// value, how many rows hold the value in `_sluice_<table>_<measure>` once the window and group has
 /// held two distinct values (before, its one value is the extreme); when a batch retracts the extreme
 /// it is recomputed from that table (reading that window and group's distinct values).
 final class SQLiteAggregates: AggregateStore {
     let database: SQLiteDatabase
-    private let sink: String
+    let sink: String
     private var statements: [String: SQLiteStatement] = [:]
     /// The text values of the aggregate rows being written (``SQLiteBindArena``).
     let bindArena = SQLiteBindArena()
+    /// Per aggregate table, the columns it has (read once): which state columns are written.
+    var layouts: [String: Set<String>] = [:]
 
     init(database: SQLiteDatabase, sink: String) {
         self.database = database
@@ -62,19 +66,22 @@ final class SQLiteAggregates: AggregateStore {
         for index in aggregate.groupColumns {
             columns.append("\(quote(aggregate.schema.columns[index].name)) \(storageClass(aggregate.schema.columns[index]))")
         }
-        for measure in aggregate.measures {
+        for (index, measure) in aggregate.measures.enumerated() {
             switch measure.function {
             case .countRows, .count: columns.append("\(quote(measure.name)) INTEGER NOT NULL")
             case .sum, .min, .max, .avg:
-                let type = measure.valueClass == .float ? "REAL" : (measure.function != .avg && measure.valueClass == .exact
-                    && aggregate.schema.columns[measure.column!].typeClass == .integer ? "INTEGER" : "TEXT")
+                let type = ["INTEGER", "REAL", "TEXT"][[Storage.integer, .real, .text].firstIndex(of: Self.measureStorage(aggregate, index))!]
                 columns.append("\(quote(measure.name)) \(type)")
             }
         }
-        columns += ["_sluice_group TEXT NOT NULL", "_sluice_rows INTEGER NOT NULL"]
-        for measure in aggregate.measures where measure.column != nil && measure.function != .count {
-            columns += ["\(quote("_sluice_\(measure.name)_n")) INTEGER NOT NULL", "\(quote("_sluice_\(measure.name)_s")) TEXT"]
+        columns.append("_sluice_group TEXT NOT NULL")
+        let state = Self.stateColumns(aggregate)
+        if state.rows { columns.append("_sluice_rows INTEGER NOT NULL") }
+        for (index, measure) in aggregate.measures.enumerated() {
+            if state.counts.contains(index) { columns.append("\(quote("_sluice_\(measure.name)_n")) INTEGER NOT NULL") }
+            if state.texts.contains(index) { columns.append("\(quote("_sluice_\(measure.name)_s")) TEXT") }
         }
+        layouts[name(aggregate)] = nil
         try database.execute("CREATE TABLE IF NOT EXISTS \(quote(name(aggregate))) (\(columns.joined(separator: ", ")), PRIMARY KEY (window_start, _sluice_group)) WITHOUT ROWID")
         if aggregate.timeColumn == nil {
             try database.execute("CREATE TABLE IF NOT EXISTS \(rowsTable(aggregate)) (key TEXT PRIMARY KEY, commit_time INTEGER NOT NULL) WITHOUT ROWID")
@@ -142,5 +149,31 @@ final class SQLiteAggregates: AggregateStore {
         remember.bind(1, text: key)
         remember.bind(2, int64: time)
         try remember.run()
+    }
+}
+
+extension SQLiteAggregates {
+    /// How a measure's visible value is stored (the column's type, and how it is bound).
+    static func measureStorage(_ aggregate: BoundAggregate, _ index: Int) -> Storage {
+        let measure = aggregate.measures[index]
+        guard let column = measure.column, measure.function != .count else { return .integer }
+        if measure.valueClass == .float { return .real }
+        return measure.function != .avg && measure.valueClass == .exact && aggregate.schema.columns[column].typeClass == .integer ? .integer : .text
+    }
+
+    /// The state columns a new aggregate table gets: each value a visible column does not already hold
+    /// exactly. A narrower row is less to write per window and group.
+    static func stateColumns(_ aggregate: BoundAggregate) -> (rows: Bool, counts: Set<Int>, texts: Set<Int>) {
+        let measures = aggregate.measures
+        var counted: Set<Int> = []  // source columns whose non-NULL count some column holds
+        for measure in measures where measure.function == .count { counted.insert(measure.column!) }
+        var counts: Set<Int> = [], texts: Set<Int> = []
+        for (index, measure) in measures.enumerated() where measure.function != .count {
+            guard let column = measure.column else { continue }
+            if counted.insert(column).inserted { counts.insert(index) }
+            // A text sum or extreme is the stored state itself; integers can overflow, floats round.
+            if measure.function == .avg || measureStorage(aggregate, index) != .text { texts.insert(index) }
+        }
+        return (!measures.contains { $0.function == .countRows }, counts, texts)
     }
 }
