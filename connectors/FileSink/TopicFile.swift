@@ -65,11 +65,8 @@ final class TopicFile {
         }
         lseek(fd, off_t(keep), SEEK_SET)
         syncedSize = keep
-        position = found?.0 ?? (sequences.count > 1 ? nil : nil)
-        if position == nil, sequences.count > 1 {
-            position = try Self.lastCommitLine(path: directory + "/" + Self.name(topic, sequences[sequences.count - 2]),
-                                               topic: topic)?.0
-        }
+        // The loop above stops at the newest file with a commit line, or at the only file left.
+        position = found?.0
     }
 
     deinit { close(fd) }
