@@ -105,6 +105,9 @@ final class SecretLeakTests: DaemonTestCase {
         let check = try command("check", ["check", "--config", configPath])
         XCTAssertTrue(check.err.contains("is readable by every user") && check.err.contains("chmod 600"), check.describe)
         chmod(passwordFile, 0o600)
+        // An empty target file, as polling it with `sqlite3 local.db` before the sink opens leaves it.
+        let localTarget = directory + "/local.db"
+        XCTAssertTrue(FileManager.default.createFile(atPath: localTarget, contents: nil, attributes: [.posixPermissions: 0o644]))
         let daemon = try startDaemon(environment: environment)
         let replica = "postgresql://postgres@127.0.0.1:\(source.port)/replica"
         try eventually(timeout: 90, "the replica to hold the 50 rows" + logTail) {
@@ -124,6 +127,11 @@ final class SecretLeakTests: DaemonTestCase {
         XCTAssertEqual(daemon.terminate(), 0, logTail)
         outputs.append(("run (json, trace)", daemon.log))
         try assertOwnerOnly(dataDirectory)
+        for file in [localTarget, localTarget + "-wal", localTarget + "-shm"] where FileManager.default.fileExists(atPath: file) {
+            var info = stat()
+            XCTAssertEqual(stat(file, &info), 0)
+            XCTAssertEqual(info.st_mode & 0o777, 0o600, "\(file): the SQLite target Sluice made is the owner's only")
+        }
 
         // The same configuration with human log lines, then each failure path.
         let human = try writeConfig(sourceURL: url(), sinkURL: sinkURL, metricsPort: try freePort(),

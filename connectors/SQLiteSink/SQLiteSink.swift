@@ -58,6 +58,7 @@ public final class SQLiteSink: VerifiableSink {
         return try guarded {
             let directory = (path as NSString).deletingLastPathComponent
             if !directory.isEmpty { try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
+            Self.ownerOnlyIfNew(path)
             let database = try SQLiteDatabase(path: path)
             try database.execute("PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
             try database.execute("""
@@ -83,6 +84,20 @@ public final class SQLiteSink: VerifiableSink {
                 (aggregates, aggregateStore) = (maintainer, store)
             }
             return positions
+        }
+    }
+
+    /// A target file Sluice makes into a database is the owner's only, also when it exists empty
+    /// (as `sqlite3 FILE` leaves it when the file is polled before the sink opens it). SQLite gives
+    /// its -wal and -shm files the database file's mode.
+    static func ownerOnlyIfNew(_ path: String) {
+        var info = stat()
+        guard stat(path, &info) != 0 || info.st_size == 0 else { return }
+        for file in [path, path + "-wal", path + "-shm"] {
+            let fd = file == path ? Glibc.open(file, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600) : Glibc.open(file, O_WRONLY | O_CLOEXEC)
+            guard fd >= 0 else { continue }
+            fchmod(fd, 0o600)
+            Glibc.close(fd)
         }
     }
 
