@@ -120,7 +120,8 @@ final class Console: @unchecked Sendable, StatusJSONExtras {
         for name in config.topics {
             let topic = pipeline.store.topic(name)
             topics[name] = topic
-            report.topics.append(StatusReport.topicEntry(name, topic))
+            report.topics.append(StatusReport.topicEntry(name, topic, store: pipeline.store,
+                                                         writtenHere: config.sources.contains { $0.name == name }))
         }
         for (section, _) in pipeline.sinks {
             let name = section.config.name
@@ -134,7 +135,7 @@ final class Console: @unchecked Sendable, StatusJSONExtras {
             let positions = progress[name]?.allPositions ?? []
             let entries = section.topics.map { topicName -> StatusReport.SinkTopic in
                 let position = positions.first { $0.topic == topicName }
-                let lag = topics[topicName].flatMap { progress[name]?.lag(in: $0) }
+                let lag = topics[topicName].map { topic in progress[name]?.lag(in: topic) ?? SinkProgress.lag(in: topic) }
                 return .init(topic: topicName, committedOffset: position?.offset, lsn: position?.lsn,
                              lagEvents: lag?.events ?? 0, lagSeconds: lag?.seconds ?? 0)
             }

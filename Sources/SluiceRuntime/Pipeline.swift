@@ -348,7 +348,7 @@ struct LagGauges: @unchecked Sendable {
     func update() {
         for (sink, topics) in zip(progress, topics) {
             for topic in topics {
-                guard let lag = sink.lag(in: topic) else { continue }
+                let lag = sink.lag(in: topic)
                 let dimensions = [("sink", sink.sink), ("topic", topic.name)]
                 Gauge(label: "sluice_sink_lag_events", dimensions: dimensions).record(Double(lag.events))
                 Gauge(label: "sluice_sink_lag_seconds", dimensions: dimensions).record(lag.seconds)

@@ -331,18 +331,23 @@ public final class SinkProgress: @unchecked Sendable {
     }
 
     /// Events committed to `topic` but not applied yet, and how long the oldest of them has waited.
-    /// Nil until the sink has read its position.
-    public func lag(in topic: any Topic) -> (events: UInt64, seconds: Double)? {
+    /// Until the sink has read its position (its target unreachable since the start), every retained
+    /// event counts, as `sluice status` counts them when it cannot read the target's offsets.
+    public func lag(in topic: any Topic) -> (events: UInt64, seconds: Double) {
         lock.lock()
         let entry = entries[topic.name]
         lock.unlock()
-        guard let entry else { return nil }
-        guard let durable = topic.durableCommit, durable.commit.totalEvents > entry.totalEvents else { return (0, 0) }
-        let next = entry.position.map { $0.offset + 1 } ?? topic.firstOffset
+        return Self.lag(in: topic, applied: entry?.totalEvents ?? 0, position: entry?.position)
+    }
+
+    /// The lag of a sink that has applied `applied` events, up to `position` (nil: none yet).
+    public static func lag(in topic: any Topic, applied: UInt64 = 0, position: SinkPosition? = nil) -> (events: UInt64, seconds: Double) {
+        guard let durable = topic.durableCommit, durable.commit.totalEvents > applied else { return (0, 0) }
+        let next = position.map { $0.offset + 1 } ?? topic.firstOffset
         var seconds = 0.0
         if case let .begin(begin)? = try? topic.record(at: next) {
             seconds = max(0, Double(nowMicros() - begin.commitTime) / 1_000_000)
         }
-        return (durable.commit.totalEvents - entry.totalEvents, seconds)
+        return (durable.commit.totalEvents - applied, seconds)
     }
 }

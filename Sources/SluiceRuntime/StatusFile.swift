@@ -39,7 +39,14 @@ public struct StatusFile: Codable, Sendable {
     public static func read(dataDirectory: String) -> StatusFile? {
         guard let data = FileManager.default.contents(atPath: path(dataDirectory: dataDirectory)) else { return nil }
         let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
+        decoder.dateDecodingStrategy = .custom { decoder in
+            let text = try decoder.singleValueContainer().decode(String.self)
+            // Milliseconds, as the console shows them; files written before had whole seconds.
+            guard let date = StatusJSON.parseTimestamp(text) else {
+                throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not a date: \(text)"))
+            }
+            return date
+        }
         return try? decoder.decode(StatusFile.self, from: data)
     }
 
@@ -51,7 +58,10 @@ public struct StatusFile: Codable, Sendable {
         Self.writing.lock()
         defer { Self.writing.unlock() }
         let encoder = JSONEncoder()
-        encoder.dateEncodingStrategy = .iso8601
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(StatusJSON.timestamp(date))
+        }
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         guard let data = try? encoder.encode(self) else { return false }
         let path = Self.path(dataDirectory: dataDirectory)

@@ -97,9 +97,23 @@ public enum StatusJSON {
         return Double(progress.totalRows - progress.copiedRows) / (Double(progress.copiedRows) / elapsed)
     }
 
+    /// UTC to the millisecond, rounded, so a time read back from the status file prints the same.
     static func timestamp(_ date: Date) -> String {
+        let millis = Int64((date.timeIntervalSince1970 * 1000).rounded())
+        let (seconds, rest) = (millis.quotientAndRemainder(dividingBy: 1000))
+        let (whole, fraction) = rest < 0 ? (seconds - 1, rest + 1000) : (seconds, rest)
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        let text = formatter.string(from: Date(timeIntervalSince1970: TimeInterval(whole)))
+        return text.dropLast() + "." + String(1000 + fraction).dropFirst() + "Z"
+    }
+
+    /// What ``timestamp(_:)`` wrote, or a time in whole seconds.
+    static func parseTimestamp(_ text: String) -> Date? {
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.string(from: date)
+        if let date = formatter.date(from: text) { return date }
+        formatter.formatOptions = [.withInternetDateTime]
+        return formatter.date(from: text)
     }
 }

@@ -89,6 +89,24 @@ public struct StatusReport {
                      damage: topic.damage)
     }
 
+    /// The same, saying whether its storage exists: an empty topic may have none at all, and
+    /// status would otherwise show nothing about it.
+    static func topicEntry(_ name: String, _ topic: any SluiceKit.Topic, store: any TopicStore, writtenHere: Bool) -> Topic {
+        var entry = topicEntry(name, topic)
+        guard entry.endOffset == nil && entry.damage == nil else {
+            entry.exists = true
+            return entry
+        }
+        do {
+            entry.exists = try store.exists(name)
+            if entry.exists == false { entry.note = missingNote(name, store: store, writtenHere: writtenHere) }
+        } catch {
+            // Unreachable servers: not an empty topic.
+            entry.note = "cannot read \(TopicStores.storageName(name, store: store)): \(error)"
+        }
+        return entry
+    }
+
     static func missingNote(_ name: String, store: any TopicStore, writtenHere: Bool) -> String {
         let what = TopicStores.storageName(name, store: store)
         guard writtenHere else {
@@ -137,24 +155,8 @@ public struct StatusReport {
         for name in config.topics {
             let topic = store.topic(name)
             topics[name] = topic
-            var entry = topicEntry(name, topic)
-            // An empty topic may have no storage at all; otherwise status would show nothing about it.
-            if entry.endOffset == nil && entry.damage == nil {
-                do {
-                    entry.exists = try store.exists(name)
-                    if entry.exists == false {
-                        entry.note = missingNote(name, store: store, writtenHere: config.sources.contains { $0.name == name })
-                    }
-                } catch {
-                    // Unreachable servers: not an empty topic.
-                    entry.note = "cannot read \(TopicStores.storageName(name, store: store)): \(error)"
-                }
-            } else {
-                entry.exists = true
-            }
-            report.topics.append(entry)
+            report.topics.append(topicEntry(name, topic, store: store, writtenHere: config.sources.contains { $0.name == name }))
         }
-        let now = nowMicros()
         for section in config.sinks {
             let sink = try registry.sinks[section.config.type]!.init(config: section.config)
             var (current, liveError) = state("sink", section.config.name)
@@ -182,18 +184,10 @@ public struct StatusReport {
             for name in section.topics {
                 let topic = topics[name]!
                 let stored = positions[name]
-                let durable = topic.durableCommit
-                var entry = SinkTopic(topic: name, committedOffset: stored?.offset, lsn: stored?.lsn, lagEvents: 0, lagSeconds: 0)
-                if let durable, stored.map({ durable.offset > $0.offset }) ?? true {
-                    let applied = try stored.flatMap { try topic.commitMarker(at: $0.offset)?.totalEvents } ?? 0
-                    entry.lagEvents = durable.commit.totalEvents &- applied
-                    // The oldest transaction waiting is the one right after the applied commit marker.
-                    let next = stored.map { $0.offset + 1 } ?? topic.firstOffset
-                    if case let .begin(begin)? = try? topic.record(at: next) {
-                        entry.lagSeconds = max(0, Double(now - begin.commitTime) / 1_000_000)
-                    }
-                }
-                entries.append(entry)
+                let applied = try stored.flatMap { try topic.commitMarker(at: $0.offset)?.totalEvents } ?? 0
+                let lag = SinkProgress.lag(in: topic, applied: applied, position: stored)
+                entries.append(SinkTopic(topic: name, committedOffset: stored?.offset, lsn: stored?.lsn,
+                                         lagEvents: lag.events, lagSeconds: lag.seconds))
             }
             let connector = live?.connector("sink", section.config.name)
             report.sinks.append(Sink(name: section.config.name, type: section.config.type, state: current, error: problem,

@@ -190,6 +190,67 @@ final class ConsoleTests: SinkTestCase {
         let end = rest.dropFirst().range(of: "data-sink=")?.lowerBound ?? rest.range(of: "<h2")?.lowerBound ?? rest.endIndex
         return String(rest[..<end])
     }
+
+    /// A sink whose target has not answered since the start: `/api/status`, `status --json` and
+    /// /metrics all count every event of the topic as its lag (the console said 0), and the two
+    /// objects agree on the topic's storage and on the connectors' times (to the millisecond).
+    func testASinkWhoseTargetNeverAnsweredShowsItsLagEverywhere() throws {
+        try source.query("""
+            CREATE TABLE orders (id int PRIMARY KEY, qty int NOT NULL);
+            INSERT INTO orders SELECT i, i FROM generate_series(1, 120) i;
+            """)
+        let port = try freePort()
+        let nobody = try freePort()
+        try """
+            data_dir: \(dataDirectory)
+            metrics: {listen: "127.0.0.1:\(port)"}
+            sources:
+              - {name: app, type: postgres, url: "\(source.url)", tables: [public.orders]}
+            sinks:
+              - {name: local, type: sqlite, path: "\(sqlitePath)"}
+              - {name: down, type: postgres, url: "postgresql://postgres@127.0.0.1:\(nobody)/nothing"}
+            """.write(toFile: configPath, atomically: true, encoding: .utf8)
+        _ = try startDaemon()
+        func api() throws -> StatusView {
+            let response = try opsHTTPGet(port: port, path: "/api/status")
+            guard response.status == 200 else { throw TestFailure("/api/status answered \(response.status): \(response.body)") }
+            return StatusView(try XCTUnwrap(JSONSerialization.jsonObject(with: Data(response.body.utf8)) as? [String: Any]))
+        }
+        func command() throws -> StatusView {
+            let result = try sluice(["status", "--config", configPath, "--json"])
+            return StatusView(try XCTUnwrap(JSONSerialization.jsonObject(with: Data(result.out.utf8)) as? [String: Any], result.describe))
+        }
+        var live = StatusView([:])
+        var printed = StatusView([:])
+        // The snapshot is one transaction of 120 events: once the SQLite sink has it, the topic is still.
+        // The sinks as each view shows them, without the console's histories.
+        func sinks(_ view: StatusView) -> String {
+            view.sinks.map { $0.filter { $0.key != "history" }.map { "\($0.key)=\($0.value)" }.sorted().joined(separator: " ") }
+                .joined(separator: " | ")
+        }
+        try eventually(timeout: 90, "the SQLite sink caught up, the other retrying, in both views: \(sinks(live)) || \(sinks(printed))" + logTail) {
+            live = try api()
+            printed = try command()
+            return live.caughtUp("local", "app") && printed.caughtUp("local", "app") && live.events("app") == 120
+                && live.state(sink: "down") == "retrying" && printed.state(sink: "down") == "retrying"
+                && live.sink("down")?["since"] as? String == printed.sink("down")?["since"] as? String
+        }
+        for view in [live, printed] {
+            XCTAssertEqual(view.sink("down")?["lag_events"] as? Int, 120, view.text)
+            XCTAssertEqual(view.sinkTopic("down", "app")?["lag_events"] as? Int, 120, view.text)
+            XCTAssertGreaterThan(view.sink("down")?["lag_seconds"] as? Double ?? 0, 0, view.text)
+            XCTAssertEqual(view.topic("app")?["exists"] as? Bool, true, view.text)
+        }
+        let since = try XCTUnwrap(printed.sink("down")?["since"] as? String)
+        XCTAssertNotNil(since.range(of: #"\.\d{3}Z$"#, options: .regularExpression), since)
+        // The gauges are refreshed once a second.
+        var metrics = ""
+        try eventually(timeout: 30, "sluice_sink_lag_events of sink down at 120 in /metrics: \(metrics)") {
+            metrics = try opsHTTPGet(port: port, path: "/metrics").body
+            let gauge = metrics.split(separator: "\n").first { $0.hasPrefix("sluice_sink_lag_events{") && $0.contains("sink=\"down\"") }
+            return gauge.flatMap { $0.split(separator: " ").last }.flatMap { Double($0) } == 120
+        }
+    }
 }
 
 /// Loads `url` in headless Chromium (Debian's package; scripts/setup.sh installs it) with a few
