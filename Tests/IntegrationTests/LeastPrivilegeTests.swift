@@ -22,6 +22,42 @@ final class LeastPrivilegeTests: SinkTestCase {
         return path
     }
 
+    /// A schema the role may not use: `check` prints the GRANT USAGE (not PostgreSQL's "permission
+    /// denied for schema") and every other missing GRANT; it never says every privilege is there.
+    func testCheckPrintsTheMissingSchemaUsageBesideTheOtherGrants() throws {
+        try source.query("""
+            CREATE SCHEMA "My Schema";
+            CREATE TABLE "My Schema"."we""ird Tab" (id int PRIMARY KEY);
+            CREATE TABLE items (id int PRIMARY KEY);
+            CREATE PUBLICATION sluice_app FOR TABLE items, "My Schema"."we""ird Tab";
+            CREATE ROLE hidden LOGIN REPLICATION;
+            """)
+        let path = directory + "/hidden.yml"
+        try """
+            data_dir: \(dataDirectory)
+            sources:
+              - {name: app, type: postgres, url: "postgresql://hidden@127.0.0.1:\(source.port)/postgres",
+                 tables: [public.items, '"My Schema"."we""ird Tab"']}
+            sinks:
+              - {name: local, type: sqlite, path: \(sqlitePath)}
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        let hidden = try sluice(["check", "--config", path])
+        XCTAssertEqual(hidden.status, 2, hidden.describe)
+        XCTAssertTrue(hidden.out.contains("fix: GRANT USAGE ON SCHEMA \"My Schema\" TO \"hidden\";"), hidden.describe)
+        XCTAssertTrue(hidden.out.contains("fix: GRANT SELECT ON \"public\".\"items\" TO \"hidden\";"), hidden.describe)
+        XCTAssertFalse(hidden.all.contains("permission denied"), hidden.describe)
+        XCTAssertFalse(hidden.out.contains("every privilege"), hidden.describe)
+        let run = try sluice(["run", "--config", path], timeout: 60)
+        XCTAssertEqual(run.status, 2, run.describe)
+        XCTAssertTrue(run.all.contains("GRANT USAGE ON SCHEMA \"My Schema\""), run.describe)
+
+        try source.query("GRANT USAGE ON SCHEMA \"My Schema\" TO hidden")
+        let usable = try sluice(["check", "--config", path])
+        XCTAssertFalse(usable.out.contains("GRANT USAGE"), usable.describe)
+        XCTAssertTrue(usable.out.contains("fix: GRANT SELECT ON \"My Schema\".\"we\"\"ird Tab\" TO \"hidden\";"), usable.describe)
+        XCTAssertFalse(usable.out.contains("every privilege"), "SELECT is still missing: \(usable.describe)")
+    }
+
     func testReplicationAndSelectSuffice() throws {
         try source.query("""
             CREATE TABLE items (id int PRIMARY KEY, note text NOT NULL);

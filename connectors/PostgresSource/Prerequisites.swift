@@ -23,6 +23,7 @@ struct Prerequisites {
         }
         probe { [try walLevel()] }
         probe { [try replicationPrivilege()] }
+        probe { try schemaUsage() }
         probe { try publication() }
         probe { try privileges() }
         probe { try tables() }
@@ -135,7 +136,7 @@ struct Prerequisites {
         guard let tables = source.tables, !tables.isEmpty else { return nil }
         let viaRoot = try sql.execute("SELECT pubviaroot FROM pg_publication WHERE pubname = $1", [source.publication])
         guard viaRoot.rowCount == 1, viaRoot.string(0, 0) != "t" else { return nil }
-        for table in tables {
+        for table in tables where try schemaUsable(table) {
             let kind = try sql.execute("SELECT relkind FROM pg_class WHERE oid = to_regclass($1)", [table.sql])
             if kind.rowCount == 1, kind.string(0, 0) == "p" { return table }
         }
@@ -169,7 +170,8 @@ struct Prerequisites {
 
     /// Each table must exist and identify its rows: a primary key, or REPLICA IDENTITY FULL or USING INDEX.
     func tables() throws -> [CheckFinding] {
-        try tablesInScope().map { table in
+        // Tables in a schema the role may not use are reported by privileges().
+        try tablesInScope().filter { try schemaUsable($0) }.map { table in
             let result = try sql.execute("""
                 SELECT c.relreplident, EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
                 FROM pg_class c WHERE c.oid = to_regclass($1)
@@ -207,6 +209,7 @@ struct Prerequisites {
     /// The tables in scope that `wanted` selects and that exist without REPLICA IDENTITY FULL.
     func tablesWithoutFullIdentity(among wanted: (TableName) -> Bool) throws -> [TableName] {
         try tablesInScope().filter(wanted).filter { table in
+            guard try schemaUsable(table) else { return false }
             let result = try sql.execute("SELECT relreplident FROM pg_class WHERE oid = to_regclass($1)", [table.sql])
             return result.rowCount == 1 && result.string(0, 0) != "f"
         }

@@ -62,13 +62,56 @@ extension Prerequisites {
                 role \(role.name) may not call pg_logical_emit_message, which heartbeats and backfill watermarks use
                 """, fix: "GRANT EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text) TO \(role.quoted);"))
         }
-        if findings.isEmpty { findings.append(CheckFinding(.ok, subject, "role \(role.name) has every privilege run will use")) }
+        if findings.isEmpty, try tablesInScope().allSatisfy({ try mayRead($0) != false }) {
+            findings.append(CheckFinding(.ok, subject, "role \(role.name) has every privilege run will use"))
+        }
         return findings
+    }
+
+    /// Without USAGE on a schema PostgreSQL will not even look its tables up: each such schema with
+    /// its GRANT. The other probes leave those tables out (they would fail with "permission denied
+    /// for schema"), so this comes before them.
+    func schemaUsage() throws -> [CheckFinding] {
+        let role = try currentRole()
+        guard !role.superuser else { return [] }
+        let hidden = try schemasWithoutUsage()
+        return hidden.keys.sorted().map { schema in
+            let tables = hidden[schema]!.map(\.description).joined(separator: ", ")
+            return CheckFinding(.error, subject, "role \(role.name) may not use schema \(schema) (USAGE), so it cannot read \(tables)",
+                                fix: "GRANT USAGE ON SCHEMA \(PGConnection.quoteIdentifier(schema)) TO \(role.quoted);")
+        }
+    }
+
+    /// The configured tables' schemas the current role may not use, with their tables (none for a
+    /// superuser; a schema that does not exist is left to tables()).
+    func schemasWithoutUsage() throws -> [String: [TableName]] {
+        var hidden: [String: [TableName]] = [:]
+        for table in source.tables ?? [] {
+            let usage = try sql.execute("SELECT has_schema_privilege(oid, 'USAGE') FROM pg_namespace WHERE nspname = $1", [table.schema])
+            if usage.rowCount == 1, usage.string(0, 0) != "t" { hidden[table.schema, default: []].append(table) }
+        }
+        return hidden
+    }
+
+    /// Whether the current role may SELECT from `table` (nil: not found, or its schema is hidden).
+    func mayRead(_ table: TableName) throws -> Bool? {
+        guard try schemaUsable(table) else { return nil }
+        let read = try sql.execute("SELECT has_table_privilege(c.oid, 'SELECT') FROM pg_class c WHERE c.oid = to_regclass($1)", [table.sql])
+        return read.rowCount == 1 ? read.string(0, 0) == "t" : nil
+    }
+
+    /// Whether PostgreSQL lets the current role look up names in `table`'s schema (true when the
+    /// schema does not exist: the lookup then just finds nothing).
+    func schemaUsable(_ table: TableName) throws -> Bool {
+        let usage = try sql.execute("SELECT has_schema_privilege(oid, 'USAGE') FROM pg_namespace WHERE nspname = $1", [table.schema])
+        return usage.rowCount == 0 || usage.string(0, 0) == "t"
     }
 
     /// The tables of `tables` the current role does not own (nor is a member of the owner's role).
     func notOwned(_ tables: [TableName]) throws -> [TableName] {
         try tables.filter { table in
+            // A table in a schema the role may not use is reported by privileges().
+            guard try schemaUsable(table) else { return false }
             let owned = try sql.execute("SELECT pg_has_role(relowner, 'USAGE') FROM pg_class WHERE oid = to_regclass($1)", [table.sql])
             // A table that does not exist is reported by tables().
             return owned.rowCount == 1 && owned.string(0, 0) != "t"

@@ -35,10 +35,11 @@ extension PostgresSource {
         guard sql.serverVersion >= 150000 else { return .whole }
         let row = try sql.execute("""
             SELECT rowfilter, attnames IS NOT NULL AND cardinality(attnames) < (
-                     SELECT count(*) FROM pg_attribute a WHERE a.attrelid = to_regclass($2) AND a.attnum > 0
-                       AND NOT a.attisdropped AND a.attgenerated = '')
-            FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $3 AND tablename = $4
-            """, [publication, table.sql, table.schema, table.table])
+                     SELECT count(*) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+                       JOIN pg_namespace n ON n.oid = c.relnamespace
+                     WHERE n.nspname = $2 AND c.relname = $3 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '')
+            FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3
+            """, [publication, table.schema, table.table])
         guard row.rowCount == 1 else { return nil }
         var shape = PublicationShape(columns: nil, rowFilter: row.string(0, 0))
         if row.string(0, 1) == "t" {
