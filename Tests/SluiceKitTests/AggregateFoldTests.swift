@@ -94,6 +94,18 @@ final class AggregateFoldTests: XCTestCase {
         XCTAssertEqual(cancelled.map(\.group), [["us"]], "a sum back to zero with no rows left is no delta")
     }
 
+    /// Nineteen or more digits of nines (or Int64's minimum) overflowed the 18-digit reading and
+    /// stopped the process; they are carried exactly.
+    func testValuesOfNineteenDigitsAndMoreAreSummedExactly() throws {
+        let amounts = ["9999999999999999999", "99999999999999999999999999", "99999999999999999999.99", "-9223372036854775808", "1"]
+        let deltas = try fold(amounts.enumerated().map { try insert(row($0.offset, "eu", $0.element)) }, try definition())
+        XCTAssertEqual(deltas[0].measures[2].exactSumText, "100000100776627963145224190.99")
+        XCTAssertEqual(deltas[0].measures[1].count, 5)
+        let retracted = try fold([try insert(row(1, "eu", "9999999999999999999")), try insert(row(2, "eu", "1.5")),
+                                  try delete(row(1, "eu", "9999999999999999999"))], try definition())
+        XCTAssertEqual(retracted[0].measures[2].exactSumText, "1.5")
+    }
+
     /// The sum's text written without a String (what the SQLite sink binds) is ``exactSumText``.
     func testSumTextFromTheStackBufferIsTheExactSumText() throws {
         for amounts in [["-0.05", "0.010"], ["0"], ["0.00"], ["7"], ["-12.5", "2"], ["999999999999999999"], ["0.000000000000000001"],

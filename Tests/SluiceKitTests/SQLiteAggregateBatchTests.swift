@@ -19,6 +19,43 @@ final class SQLiteAggregateBatchTests: XCTestCase {
         cells(String(id), region, amount, "2026-12-01 10:\(time)+00")
     }
 
+    /// A bigint sum past 64 bits is kept exact (it became a REAL under INTEGER affinity), and is an
+    /// INTEGER again once it fits.
+    func testAnIntegerSumOutgrowingSixtyFourBitsStaysExact() throws {
+        let events = RelationSchema(id: 16_402, schema: "public", table: "events", replicaIdentity: .full, columns: [
+            column("id", key: true), column("v", oid: 20, type: "bigint"), column("created_at", oid: 1184, type: "timestamp with time zone"),
+        ])
+        let definition = AggregateDefinition(
+            table: TableName(schema: "public", table: "totals"), from: TableName(schema: "public", table: "events"),
+            predicate: nil, groupBy: [], window: AggregateWindow(size: 60_000_000, every: 60_000_000, time: .column("created_at")),
+            measures: [("s", AggregateDefinition.Measure("sum(v)")!)], retain: nil, key: "sinks[0] (s).aggregates[0]")
+        let aggregate = try BoundAggregate(definition, schema: events)
+        let directory = NSTemporaryDirectory() + "sqlite-aggregate-wide-\(getpid())"
+        try? FileManager.default.removeItem(atPath: directory)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let database = try SQLiteDatabase(path: directory + "/target.db")
+        let store = SQLiteAggregates(database: database, sink: "s")
+        try store.create(aggregate)
+        func commit(_ changes: [Change]) throws {
+            var fold = AggregateFold(aggregate)
+            for change in changes { try fold.apply(change, commitTime: 0) }
+            try database.execute("BEGIN IMMEDIATE")
+            try store.write(fold.takeDeltas(), of: aggregate)
+            try database.execute("COMMIT")
+        }
+        func sum() throws -> [String] {
+            try database.query("SELECT s, typeof(s) FROM totals").map { $0.map { $0 ?? "NULL" }.joined(separator: " ") }
+        }
+        let row = { (id: Int, v: String) in cells(String(id), v, "2026-12-01 10:00:30+00") }
+        try commit([try makeChange(.insert, events, new: row(1, "9000000000000000001"))])
+        XCTAssertEqual(try sum(), ["9000000000000000001 integer"])
+        try commit([try makeChange(.insert, events, new: row(2, "9000000000000000001"))])
+        XCTAssertEqual(try sum(), ["18000000000000000002 text"])
+        try commit([try makeChange(.insert, events, new: row(3, "-9223372036854775808"))])
+        XCTAssertEqual(try sum(), ["8776627963145224194 integer"])
+    }
+
     func testBatchWithInsertDeleteOfOneKeyAMoveAndTheMaximumRetracted() throws {
         let definition = AggregateDefinition(
             table: TableName(schema: "public", table: "per_minute"), from: TableName(schema: "public", table: "orders"),

@@ -70,7 +70,11 @@ final class SQLiteAggregates: AggregateStore {
             switch measure.function {
             case .countRows, .count: columns.append("\(quote(measure.name)) INTEGER NOT NULL")
             case .sum, .min, .max, .avg:
-                let type = ["INTEGER", "REAL", "TEXT"][[Storage.integer, .real, .text].firstIndex(of: Self.measureStorage(aggregate, index))!]
+                let storage = Self.measureStorage(aggregate, index)
+                // An integer sum can outgrow INTEGER, whose affinity would turn it into a REAL: the
+                // column has no declared type, so a sum is an INTEGER while it fits and exact text beyond.
+                let type = storage == .integer && measure.function == .sum
+                    ? "" : ["INTEGER", "REAL", "TEXT"][[Storage.integer, .real, .text].firstIndex(of: storage)!]
                 columns.append("\(quote(measure.name)) \(type)")
             }
         }

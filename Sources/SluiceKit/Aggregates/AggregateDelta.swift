@@ -100,6 +100,8 @@ extension MeasureValues {
         var seenPoint = false, negative = false
         for (offset, byte) in bytes.enumerated() {
             if byte >= 48, byte <= 57 {
+                // A 19th digit could overflow Int64: such values take the exact decimal path.
+                if digits == 18 { return nil }
                 value = value * 10 + Int64(byte - 48)
                 digits += 1
                 if seenPoint { scale += 1 }
@@ -110,7 +112,6 @@ extension MeasureValues {
             } else {
                 return nil
             }
-            if digits > 18 { return nil }
         }
         guard digits > 0 else { return nil }
         return (negative ? -value : value, scale)
