@@ -58,6 +58,7 @@ struct SinkView {
             switch masks[column.name] {
             case .redact?: return "NULL::text"
             case .hash?: return Self.hmacSQL(quoted, key: transforms.maskKey ?? [])
+            case let .keep(count)?: return "left(\(quoted)::text, \(count))"
             case nil: return quoted
             }
         }

@@ -18,7 +18,7 @@ final class TransformSinkTests: SinkTestCase {
             "    tables: [\"public.*\", \"!public.audit_*\", \"!public.tags\"]",
             "    rename: {public.orders: analytics.orders}",
             "    where: {public.orders: \"amount > 100 AND status <> 'draft'\"}",
-            "    columns: {public.customers: {exclude: [ssn], mask: {email: hash, phone: redact}}}",
+            "    columns: {public.customers: {exclude: [ssn], mask: {email: hash, phone: redact}}, public.orders: {mask: {note: keep 3}}}",
             "    mask_key: \(Self.maskKey)",
             "    deletes: \(deletes)",
         ] + (metadata ? ["    metadata: [op, xid]"] : [])
@@ -161,10 +161,10 @@ final class TransformSinkTests: SinkTestCase {
         XCTAssertEqual(try target.scalar("SELECT count(*) FROM public.customers WHERE _sluice_xid IS NULL OR (_sluice_deleted_at IS NOT NULL) <> _sluice_deleted"), "0")
         XCTAssertEqual(try sqlite(sqlitePath, "SELECT count(*) FROM customers WHERE _sluice_xid IS NULL OR (_sluice_deleted_at IS NOT NULL) <> _sluice_deleted"), ["'0'"])
 
-        // rename + where: rows moving out are (soft-)deleted, rows moving in are inserted.
+        // rename + where: rows moving out are (soft-)deleted, rows moving in are inserted; note keeps 3 characters.
         let orders = [
             rowLine(["1", "paid", "150.00", "big", "delete", "t"]),
-            rowLine(["2", "paid", "500.00", "draft big", "update", "f"]),
+            rowLine(["2", "paid", "500.00", "dra", "update", "f"]),  // note: keep 3 of "draft big"
             rowLine(["4", "paid", "1000.00", "x", "insert", "f"]),
         ]
         XCTAssertEqual(try target.query("""

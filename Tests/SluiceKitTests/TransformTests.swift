@@ -92,7 +92,7 @@ final class TransformTests: XCTestCase {
         assertConfigError([("columns", map([("customers", map([("mask", map([("email", s("hash"))]))]))]))],
                           "sinks[0] (t).mask_key: is required: columns.public.customers masks with hash")
         assertConfigError([("columns", map([("customers", map([("mask", map([("email", s("scramble"))]))]))]))],
-                          "columns.public.customers.mask.email: must be hash or redact")
+                          "columns.public.customers.mask.email: must be hash, redact or keep N")
         assertConfigError([("columns", map([("customers", map([("exclude", list(["email"])), ("mask", map([("email", s("redact"))]))]))]))],
                           "email is excluded; a column is either excluded or masked")
         assertConfigError([("rename", map([("a", s("x.t")), ("b", s("x.t"))]))], "renames onto x.t, as public.a does")
@@ -177,6 +177,28 @@ final class TransformTests: XCTestCase {
         let insert = try XCTUnwrap(try plan.transform(try makeChange(.insert, customers, new: cells("1", "a@x.org", "123", "9.50")), in: transaction))
         XCTAssertEqual(values(insert).new, ["1", HMACSHA256(key: Array("Jefe".utf8)).hex(Array("a@x.org".utf8)), "<null>", "insert",
                                             "16/B374D848", "777", "2025-12-01 12:00:00.000000+00", "f", "<null>"])
+    }
+
+    /// `keep N` keeps the first N characters (not bytes) of the text form; NULL stays NULL; the column
+    /// becomes text. A key column may only be hashed: redacted or cut, rows would share one key.
+    func testKeepMaskKeepsAPrefixOfCharactersAndKeysMayOnlyBeHashed() throws {
+        XCTAssertEqual(SinkTransforms.Mask("keep 4"), .keep(4))
+        XCTAssertEqual(SinkTransforms.Mask("keep(2)"), .keep(2))
+        for bad in ["keep", "keep 0", "keep -1", "keep x", "keep +3", "keeps 3"] { XCTAssertNil(SinkTransforms.Mask(bad), bad) }
+        assertConfigError([("columns", map([("customers", map([("mask", map([("email", s("keep 0"))]))]))]))], "keep N")
+        let rules = try transforms([("columns", map([("customers", map([("mask", map([("email", s("keep 3")), ("amount", s("keep 2"))]))]))]))])
+        let plan = try TableTransform(source: customers, transforms: rules)
+        XCTAssertEqual(plan.target.columns.map(\.typeName), ["integer", "text", "text", "text"])
+        for (email, kept) in [("ab", "ab"), ("abcdef", "abc"), ("ééé€x", "ééé"), ("日本語テキスト", "日本語"), ("", "")] {
+            let out = try plan.transform(try makeChange(.insert, customers, new: cells("1", email, "s", "123.45")), in: transaction)
+            XCTAssertEqual(values(out).new, ["1", kept, "s", "12"], email)
+        }
+        XCTAssertEqual(values(try plan.transform(try makeChange(.insert, customers, new: cells("1", nil, "s", nil)), in: transaction)).new,
+                       ["1", "<null>", "s", "<null>"])
+        for mask in ["redact", "keep 1"] {
+            assertMisconfigured(try transforms([("columns", map([("customers", map([("mask", map([("id", s(mask))]))]))]))]),
+                                "mask it with hash instead")
+        }
     }
 
     func testMaskedColumnsAddedWithADefaultGetTheMaskedDefault() throws {

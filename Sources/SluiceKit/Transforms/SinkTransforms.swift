@@ -6,7 +6,25 @@
 public struct SinkTransforms: Sendable {
     public enum Deletes: String, Sendable, CaseIterable { case apply, soft, ignore }
     public enum Mode: String, Sendable, CaseIterable { case mirror, history }
-    public enum Mask: String, Sendable, CaseIterable { case hash, redact }
+    /// `hash`, `redact`, or `keep N`: the first N characters of the value's text form.
+    public enum Mask: Sendable, Equatable {
+        case hash, redact
+        case keep(Int)
+
+        /// `hash`, `redact`, `keep 4` or `keep(4)`.
+        public init?(_ text: String) {
+            switch text {
+            case "hash": self = .hash
+            case "redact": self = .redact
+            default:
+                guard text.hasPrefix("keep") else { return nil }
+                var rest = Substring(text.dropFirst(4))
+                if rest.first == "(", rest.last == ")" { rest = rest.dropFirst().dropLast() } else if rest.first == " " { rest = rest.dropFirst() }
+                guard let count = Int(rest), count > 0, rest.first != "+" else { return nil }
+                self = .keep(count)
+            }
+        }
+    }
     public enum Metadata: String, Sendable, CaseIterable { case lsn, commit_time, op, xid }
 
     /// The `columns:` entry of one table.
@@ -146,7 +164,7 @@ public struct SinkTransforms: Sendable {
     }
 
     static func columnRules(_ value: ConfigValue, _ config: ConnectorConfig, _ key: String) throws -> ColumnRules {
-        guard case let .map(pairs, _) = value else { throw config.error(key, "expected {exclude: [...], mask: {column: hash|redact}}, found \(value.kindName)") }
+        guard case let .map(pairs, _) = value else { throw config.error(key, "expected {exclude: [...], mask: {column: hash|redact|keep N}}, found \(value.kindName)") }
         var rules = ColumnRules()
         for pair in pairs {
             switch pair.key {
@@ -166,11 +184,11 @@ public struct SinkTransforms: Sendable {
                 }
             case "mask":
                 guard case let .map(masks, _) = pair.value else {
-                    throw config.error("\(key).mask", "expected a mapping of column: hash|redact, found \(pair.value.kindName)")
+                    throw config.error("\(key).mask", "expected a mapping of column: hash|redact|keep N, found \(pair.value.kindName)")
                 }
                 for mask in masks {
-                    guard case let .scalar(text, _) = mask.value, let kind = Mask(rawValue: text) else {
-                        throw config.error("\(key).mask.\(mask.key)", "must be hash or redact")
+                    guard case let .scalar(text, _) = mask.value, let kind = Mask(text) else {
+                        throw config.error("\(key).mask.\(mask.key)", "must be hash, redact or keep N (its first N characters, N ≥ 1)")
                     }
                     guard !rules.exclude.contains(mask.key) else {
                         throw config.error("\(key).mask.\(mask.key)", "\(mask.key) is excluded; a column is either excluded or masked")

@@ -22,6 +22,8 @@ public final class TableTransform: Sendable {
     let passesTuples: Bool
     /// Per source column, what the target gets of it (``TableTransform/mirroredRow(_:_:lsn:_:)``).
     let columnPlans: [ColumnPlan]
+    /// Per source column, the characters a `keep N` mask keeps (0 for the others).
+    let keptCharacters: [Int]
     let hashedColumns: Int
     /// The most a target row can be longer than its source tuple, besides the commit time it holds
     /// (twice at most): a hash is 69 bytes, an added column's kind, length and text at most 22 (an LSN).
@@ -59,6 +61,12 @@ public final class TableTransform: Sendable {
         self.kept = kept
         var masks: [Int: SinkTransforms.Mask] = [:]
         for (name, mask) in columnRules.mask { masks[names.firstIndex(of: name)!] = mask }
+        for (index, mask) in masks where identity.contains(index) && mask != .hash {
+            throw fail("\(key).mask.\(names[index])", """
+                \(names[index]) identifies rows of \(table) (its key): masked with \(mask == .redact ? "redact" : "keep"), \
+                different rows would share one key at the target; mask it with hash instead
+                """)
+        }
         self.masks = masks
         columnPlans = source.columns.indices.map { index in
             if columnRules.exclude.contains(names[index]) { return .drop }
@@ -66,7 +74,12 @@ public final class TableTransform: Sendable {
             case nil: return .copy
             case .redact?: return .redact
             case .hash?: return .hash
+            case .keep?: return .keep
             }
+        }
+        keptCharacters = source.columns.indices.map { index in
+            if case let .keep(count)? = masks[index] { return count }
+            return 0
         }
         hashedColumns = masks.values.filter { $0 == .hash }.count
         let hmac = rules.maskKey.map(HMACSHA256.init(key:))
@@ -95,6 +108,10 @@ public final class TableTransform: Sendable {
                 column.existingRowsValue = column.existingRowsValue.map { hmac!.hex(Array($0.utf8)) }
                 column.isNotNull = false
             case .redact?: (column.existingRowsValue, column.isNotNull) = (nil, false)
+            case let .keep(count)?:
+                (column.typeOID, column.typeModifier, column.typeName) = (25, -1, "text")
+                column.enumType = nil
+                column.existingRowsValue = column.existingRowsValue.map { String(String.UnicodeScalarView($0.unicodeScalars.prefix(count))) }
             case nil: break
             }
             return column

@@ -1,6 +1,6 @@
 /// What the target gets of one source column, decided once per table schema.
 enum ColumnPlan: UInt8, Sendable {
-    case drop, copy, redact, hash
+    case drop, copy, redact, hash, keep
 }
 
 /// The buffers one sink's transforms write target rows into, reused from change to change so the
@@ -133,7 +133,22 @@ extension TableTransform {
                             out.length(64)
                             hmac!.writeHex(of: UnsafeRawBufferPointer(rebasing: raw[(start + 5)..<position]), to: out.base + out.offset)
                             out.offset += 64
-                        case (.hash, Tuple.unchanged) where !unchangedAsNull: out.byte(Tuple.unchanged)
+                        case (.keep, Tuple.text), (.keep, Tuple.binary):
+                            // The first N characters: UTF-8 bytes up to the N+1th lead byte.
+                            let value = UnsafeRawBufferPointer(rebasing: raw[(start + 5)..<position])
+                            var end = 0, characters = 0
+                            while end < value.count {
+                                if value[end] & 0xC0 != 0x80 {
+                                    if characters == keptCharacters[column] { break }
+                                    characters += 1
+                                }
+                                end += 1
+                            }
+                            out.byte(Tuple.text)
+                            out.length(end)
+                            out.bytes(UnsafeRawBufferPointer(rebasing: value[0..<end]))
+                        case (.hash, Tuple.unchanged) where !unchangedAsNull, (.keep, Tuple.unchanged) where !unchangedAsNull:
+                            out.byte(Tuple.unchanged)
                         default: out.byte(Tuple.null)  // redacted, NULL, or not sent in a history row
                         }
                     }
