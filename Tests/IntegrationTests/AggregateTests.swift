@@ -272,4 +272,34 @@ final class AggregateTests: AggregateTestCase {
         XCTAssertEqual(try target.scalar("SELECT biggest::text FROM public.orders_per_minute"), "100.00", logTail)
         XCTAssertEqual(daemon.terminate(), 0, "clean exit on SIGTERM" + logTail)
     }
+
+    /// Rows added and retracted in one batch leave a float sum's rounding residue (0.1 + 0.2 - 0.1 -
+    /// 0.2 is not 0): the window is empty all the same and must go, in both targets.
+    func testAWindowEmptiedWithinOneBatchGoesDespiteAFloatSumResidue() throws {
+        try source.query("""
+            CREATE TABLE readings (id int PRIMARY KEY, t timestamptz NOT NULL, f float8);
+            ALTER TABLE readings REPLICA IDENTITY FULL;
+            CREATE TABLE markers (id int PRIMARY KEY);
+            """)
+        let aggregate = [
+            "    aggregates:", "      - table: public.per_minute", "        from: public.readings",
+            "        window: {tumbling: 1m, time: t}", "        measures: {n: \"count(*)\", s: \"sum(f)\"}",
+        ]
+        try writeSourceConfig(tables: ["public.readings", "public.markers"], sinks: [
+            "  - name: replica", "    type: postgres", "    url: \(target.url)", "    topics: [app]",
+        ] + aggregate + ["  - name: local", "    type: sqlite", "    path: \(sqlitePath)", "    topics: [app]"] + aggregate)
+        let daemon = try startDaemon()
+        try waitForSlotActive()
+        try waitForTargets(lsn: try commitMarked("""
+            INSERT INTO readings VALUES (9, '2026-12-01 10:05:00+00', 1.5);
+            INSERT INTO readings VALUES (1, '2026-12-01 10:00:01+00', 0.1), (2, '2026-12-01 10:00:02+00', 0.2);
+            DELETE FROM readings WHERE id = 1;
+            DELETE FROM readings WHERE id = 2;
+            """))
+        let expected = [rowLine(["2026-12-01 10:05:00+00", "1", "1.5"])]
+        XCTAssertEqual(try target.query("SELECT window_start::text, n, s FROM public.per_minute ORDER BY 1").map(rowLine), expected, logTail)
+        XCTAssertEqual(try SQLiteDatabase(path: sqlitePath, readOnly: true).query("SELECT window_start, n, s FROM per_minute ORDER BY 1").map(rowLine),
+                       expected, logTail)
+        XCTAssertEqual(daemon.terminate(), 0, logTail)
+    }
 }

@@ -117,7 +117,7 @@ extension PostgresAggregates {
                 """)
         }
         if deltas.contains(where: { $0.rows < 0 }) {
-            try pipeline.send("DELETE FROM \(target) AS t USING \(stage) AS s WHERE \(match) AND s._sluice_rows < 0 AND t._sluice_rows <= 0")
+            try pipeline.send("DELETE FROM \(target) AS t USING \(stage) AS s WHERE \(match) AND s._sluice_rows <= 0 AND t._sluice_rows <= 0")
         }
         // Emptied for a second write in the same transaction (ON COMMIT empties them anyway).
         try pipeline.send("TRUNCATE \(([stage] + extremes.map { valueStage($0.element) }).joined(separator: ", "))")

@@ -146,7 +146,9 @@ final class PostgresAggregates: AggregateStore {
             for (measure, change) in zip(aggregate.measures, delta.measures) where change.hasValues {
                 try writeExtreme(measure, change, aggregate: aggregate, start: start, group: delta.groupKey)
             }
-            if delta.rows < 0 {
+            // Zero too: rows added and retracted in one batch can leave a float sum's rounding residue,
+            // which kept the delta (and an empty window) alive.
+            if delta.rows <= 0 {
                 parameters.removeAll()
                 parameters.append(start)
                 parameters.append(delta.groupKey)
