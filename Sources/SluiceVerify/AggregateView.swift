@@ -16,6 +16,10 @@ struct AggregateView {
     let shape: TableShape
     /// The source's `GROUP BY`, as a parenthesized subquery with those columns.
     let sourceRelation: String
+    /// What each column is compared as at the target: sums and averages without trailing zeros
+    /// (a sum kept through retractions has the widest scale it ever had, `GROUP BY` that of the rows
+    /// left: 6.0000 and 6.0 are the same sum).
+    let targetValues: [String]
 
     static func unsupported(_ definition: AggregateDefinition, target: VerifyTarget) -> String? {
         if case .sqlite = target { return "an aggregate table at an SQLite target is not compared (only at PostgreSQL targets)" }
@@ -53,6 +57,7 @@ struct AggregateView {
             select.append("r.\(quoted)")
             groups.append("r.\(quoted)")
         }
+        var trimmed: Set<String> = []
         for (name, measure) in definition.measures {
             let quotedName = PGConnection.quoteIdentifier(name)
             guard let measured = measure.column else {
@@ -71,7 +76,8 @@ struct AggregateView {
                     throw VerifyUsageError(description: "measure \(name) adds \(value.typeName) values (rounded in the order they arrive): not compared")
                 }
                 columns.append(TableShape.Column(name: name, typeOID: 1700, typeName: "numeric"))
-                select.append("\(measure == .sum(measured) ? "sum" : "avg")(\(argument)::numeric) AS \(quotedName)")
+                select.append("trim_scale(\(measure == .sum(measured) ? "sum" : "avg")(\(argument)::numeric)) AS \(quotedName)")
+                trimmed.insert(name)
             case .min, .max:
                 columns.append(TableShape.Column(name: name, typeOID: value.typeOID, typeName: value.typeName))
                 select.append("\(measure == .min(measured) ? "min" : "max")(\(argument)) AS \(quotedName)")
@@ -87,5 +93,9 @@ struct AggregateView {
              GROUP BY \(groups.joined(separator: ", "))) _sluice_aggregate
             """
         shape = TableShape(table: definition.table, columns: columns, key: [])
+        targetValues = columns.map { column in
+            let quoted = PGConnection.quoteIdentifier(column.name)
+            return trimmed.contains(column.name) ? "trim_scale(\(quoted))" : quoted
+        }
     }
 }

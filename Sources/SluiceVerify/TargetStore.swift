@@ -57,11 +57,13 @@ enum TargetStore {
     }
 
     /// The reader of one table, nil when the target does not have it.
-    func table(_ shape: TableShape) throws -> TargetTable? {
+    /// `values`: what each column is compared as at a PostgreSQL target (default: the column itself).
+    func table(_ shape: TableShape, values: [String]? = nil) throws -> TargetTable? {
         switch self {
         case let .postgres(connection):
             guard try connection.execute("SELECT to_regclass($1)", [shape.table.sql]).string(0, 0) != nil else { return nil }
-            return .postgres(PostgresTableReader(connection: connection, shape: shape, qualifiedName: shape.table.sql, textOrder: false))
+            return .postgres(PostgresTableReader(connection: connection, shape: shape, qualifiedName: shape.table.sql, textOrder: false,
+                                                 values: values))
         case let .sqlite(database):
             let reader = SQLiteTableReader(database: database, shape: shape)
             return reader.exists ? .sqlite(reader) : nil

@@ -146,7 +146,7 @@ public final class Verification {
             }
             result.columns = view.shape.columns.map(\.name)
             result.transforms = ["aggregate of \(definition.from)"]
-            guard let target = try store.table(view.shape) else {
+            guard let target = try store.table(view.shape, values: view.targetValues) else {
                 result.targetTableMissing = true
                 return result
             }
