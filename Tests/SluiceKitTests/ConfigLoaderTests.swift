@@ -475,6 +475,26 @@ extension ConfigLoaderTests {
         XCTAssertNoThrow(try load(try write("aggregate-renamed", renamed)))
     }
 
+    /// An aggregate reads what the sink receives: a `from:` that tables: leaves out, that is renamed,
+    /// or that no source captures never gets a change, so it is refused at load naming the fix.
+    func testAnAggregateFromATableTheSinkNeverReceivesIsRefused() throws {
+        func sink(_ extra: String, from: String = "public.orders") -> String {
+            Self.source + "\n    tables: [public.orders, public.totals]\nsinks:\n  - {name: l, type: sqlite, path: l.db, \(extra)"
+                + "aggregates: [{table: public.agg, from: \(from), window: {tumbling: 1m, time: created_at}, measures: {n: \"count(*)\"}}]}\n"
+        }
+        for (name, text, fragment) in [
+            ("excluded", sink("tables: [\"!public.orders\"], "), "tables: leaves public.orders out"),
+            ("renamed", sink("rename: {public.orders: sales.orders}, "), "write from: sales.orders"),
+            ("unknown", sink("", from: "public.nosuch"), "names public.nosuch, which this sink does not receive"),
+        ] {
+            XCTAssertThrowsError(try load(try write("aggregate-\(name)", text)), name) { error in
+                XCTAssertEqual((error as? ConfigError)?.key, "sinks[0] (l).aggregates[0].from", "\(name): \(error)")
+                XCTAssertTrue((error as? ConfigError)?.message.contains(fragment) ?? false, "\(name): \(error)")
+            }
+        }
+        XCTAssertNoThrow(try load(try write("aggregate-received", sink("rename: {public.orders: sales.orders}, ", from: "sales.orders"))))
+    }
+
     /// SQLite's column names ignore case: two measures "n" and "N" are refused at an SQLite sink, not at PostgreSQL.
     func testAggregateColumnsDifferingOnlyInCaseAtSQLite() throws {
         let aggregate = "aggregates: [{table: public.agg, from: public.orders, window: {tumbling: 1m, time: created_at}, "

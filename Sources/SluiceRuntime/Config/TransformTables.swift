@@ -12,6 +12,27 @@ enum TransformTables {
             guard let source = sources.first(where: { $0.name == topic }), let tables = listedTables(source) else { return }
             captured.formUnion(tables)
         }
+        // An aggregate reads the changes the sink receives, by the name it receives them under.
+        let received = captured.filter(transforms.includes)
+        for (index, aggregate) in ((try? AggregateDefinition.parseAll(sink)) ?? []).enumerated()
+        where !received.contains(where: { transforms.target(of: $0) == aggregate.from }) {
+            if received.contains(aggregate.from) {
+                throw sink.error("aggregates[\(index)].from", """
+                    the sink receives \(aggregate.from) as \(transforms.target(of: aggregate.from)) (rename:), and an aggregate reads \
+                    the changes the sink receives: write from: \(transforms.target(of: aggregate.from))
+                    """)
+            }
+            if let left = captured.sorted().first(where: { transforms.target(of: $0) == aggregate.from || $0 == aggregate.from }) {
+                throw sink.error("aggregates[\(index)].from", """
+                    \(aggregate.from) never reaches this sink: its tables: leaves \(left) out, and an aggregate reads the changes the sink \
+                    receives; include \(left) in tables: (the sink then also mirrors it)
+                    """)
+            }
+            throw sink.error("aggregates[\(index)].from", """
+                names \(aggregate.from), which this sink does not receive (it receives: \
+                \(received.map { transforms.target(of: $0).description }.sorted().joined(separator: ", ")))
+                """)
+        }
         // An aggregate's table that the sink also mirrors a captured table into would be written by both.
         for (index, aggregate) in ((try? AggregateDefinition.parseAll(sink)) ?? []).enumerated() {
             if let mirrored = captured.sorted().first(where: { transforms.includes($0) && transforms.target(of: $0) == aggregate.table }) {
