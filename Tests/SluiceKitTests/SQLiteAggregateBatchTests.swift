@@ -56,6 +56,32 @@ final class SQLiteAggregateBatchTests: XCTestCase {
         XCTAssertEqual(try sum(), ["8776627963145224194 integer"])
     }
 
+    /// A measure removed from the file leaves its NOT NULL state column: the sink says which columns
+    /// and how to rebuild the table, instead of failing each insert on the constraint.
+    func testAnAggregateTableWithColumnsOfRemovedMeasuresIsRefusedNamingThem() throws {
+        func bound(_ measures: [(String, String)]) throws -> BoundAggregate {
+            try BoundAggregate(AggregateDefinition(
+                table: TableName(schema: "public", table: "per_minute"), from: TableName(schema: "public", table: "orders"),
+                predicate: nil, groupBy: ["region"], window: AggregateWindow(size: 60_000_000, every: 60_000_000, time: .column("created_at")),
+                measures: measures.map { ($0.0, AggregateDefinition.Measure($0.1)!) }, retain: nil, key: "sinks[0] (s).aggregates[0]"),
+                schema: orders)
+        }
+        let directory = NSTemporaryDirectory() + "sqlite-aggregate-stale-\(getpid())"
+        try? FileManager.default.removeItem(atPath: directory)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let database = try SQLiteDatabase(path: directory + "/target.db")
+        try SQLiteAggregates(database: database, sink: "s").create(try bound([("n", "count(*)"), ("total", "sum(amount)")]))
+        let narrower = try bound([("n", "count(*)")])
+        let store = SQLiteAggregates(database: database, sink: "s")
+        var fold = AggregateFold(narrower)
+        try fold.apply(try makeChange(.insert, orders, new: row(1, "eu", "1.00", "00:30")), commitTime: 0)
+        XCTAssertThrowsError(try store.write(fold.takeDeltas(), of: narrower)) { error in
+            XCTAssertTrue("\(error)".contains("has columns _sluice_total_n that none of its measures writes"), "\(error)")
+            XCTAssertTrue("\(error)".contains("sluice backfill --table public.orders"), "\(error)")
+        }
+    }
+
     func testBatchWithInsertDeleteOfOneKeyAMoveAndTheMaximumRetracted() throws {
         let definition = AggregateDefinition(
             table: TableName(schema: "public", table: "per_minute"), from: TableName(schema: "public", table: "orders"),

@@ -100,6 +100,23 @@ extension SQLiteAggregates {
             guard let textColumn else { throw missing(text) }
             stateColumns += [countColumn, textColumn]
         }
+        // A NOT NULL column no measure writes (one of measures: since removed) would fail every insert.
+        let written = Set(["window_start", "window_end", "_sluice_group"] + aggregate.groupColumns.map { aggregate.schema.columns[$0].name }
+                          + (writesRows ? ["_sluice_rows"] : []) + measures.indices.flatMap { index in
+                              [measures[index].name] + (writesCount[index] ? ["_sluice_\(measures[index].name)_n"] : [])
+                                  + (writesText[index] ? ["_sluice_\(measures[index].name)_s"] : [])
+                          })
+        let stale = layoutChecked.contains(name(aggregate)) ? []
+            : try database.query("SELECT name FROM pragma_table_info(?) WHERE \"notnull\"", [name(aggregate)]).compactMap { $0[0] }
+                .filter { !written.contains($0) }
+        if stale.isEmpty { layoutChecked.insert(name(aggregate)) } else {
+            throw ConnectorError.misconfigured("""
+                sink \(sink): the aggregate table \(name(aggregate)) has columns \(stale.joined(separator: ", ")) that none of its measures \
+                writes (were measures: changed?): an aggregate's table is not migrated. Drop \(name(aggregate)) and its \
+                _sluice_\(name(aggregate))_* tables, restart, then sluice backfill --table \(aggregate.definition.from) rebuilds it; \
+                or restore the measures
+                """)
+        }
         func rows(_ count: Int) -> String {
             (0..<count).map { row in
                 "(" + (1...columns.count).map { "?\(row * columns.count + $0)" }.joined(separator: ", ") + ")"

@@ -22,6 +22,8 @@ final class SQLiteAggregates: AggregateStore {
     let bindArena = SQLiteBindArena()
     /// Per aggregate table, the columns it has (read once): which state columns are written.
     var layouts: [String: Set<String>] = [:]
+    /// Aggregate tables found to have no NOT NULL column their measures leave unwritten.
+    var layoutChecked: Set<String> = []
 
     init(database: SQLiteDatabase, sink: String) {
         self.database = database
@@ -86,6 +88,7 @@ final class SQLiteAggregates: AggregateStore {
             if state.texts.contains(index) { columns.append("\(quote("_sluice_\(measure.name)_s")) TEXT") }
         }
         layouts[name(aggregate)] = nil
+        layoutChecked.remove(name(aggregate))
         try database.execute("CREATE TABLE IF NOT EXISTS \(quote(name(aggregate))) (\(columns.joined(separator: ", ")), PRIMARY KEY (window_start, _sluice_group)) WITHOUT ROWID")
         if aggregate.timeColumn == nil {
             try database.execute("CREATE TABLE IF NOT EXISTS \(rowsTable(aggregate)) (key TEXT PRIMARY KEY, commit_time INTEGER NOT NULL) WITHOUT ROWID")
