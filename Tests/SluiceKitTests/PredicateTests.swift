@@ -131,6 +131,26 @@ final class PredicateTests: XCTestCase {
         try assertBindError("status IN (1, 2)", "IN cannot compare text with integer")
     }
 
+    /// Dates, times, timestamps and uuids compare as their text form: a literal that is not one of
+    /// them in PostgreSQL's spelling would never match, so it is refused when the predicate binds.
+    func testTemporalAndUUIDLiteralsMustBeValidValues() throws {
+        let events = [
+            column("id", oid: 23, type: "integer", key: true), column("at", oid: 1184, type: "timestamp with time zone"),
+            column("day", oid: 1082, type: "date"), column("ref", oid: 2950, type: "uuid"), column("clock", oid: 1083, type: "time without time zone"),
+        ]
+        for good in ["at > '2024-01-01'", "at >= '2024-01-01 10:00:00+00'", "at < '2024-01-01T10:00:00.5Z'", "at = 'infinity'",
+                     "day = '2024-02-29'", "day < '0044-03-15 BC'", "ref = '0b9c3c5e-5f1a-4c1e-9a57-3d2f1e6b7a10'", "clock > '10:30'",
+                     "'2024-01-01' < at", "at IS NULL"] {
+            XCTAssertNoThrow(try Predicate(good).bind(to: events, table: "public.events"), good)
+        }
+        for (bad, type) in [("at > 'not a time'", "timestamp with time zone"), ("at > '2024-13-45'", "timestamp with time zone"),
+                            ("day = 'yesterday'", "date"), ("ref > '8'", "uuid"), ("'noon' = clock", "time without time zone")] {
+            XCTAssertThrowsError(try Predicate(bad).bind(to: events, table: "public.events"), bad) { error in
+                XCTAssertTrue("\(error)".contains("is not a valid \(type) as PostgreSQL writes it"), "\(bad): \(error)")
+            }
+        }
+    }
+
     func testRowExpressionsComputeValues() throws {
         let bound = try RowExpression("amount * qty").bind(to: orders)
         XCTAssertEqual(bound.type, .numeric)

@@ -109,6 +109,8 @@ struct ExpressionBinder {
         throws(PredicateError) -> (BoundExpression.Node, BoundExpression.Node, SQLType) {
         var (a, typeA) = try bind(left)
         var (b, typeB) = try bind(right)
+        try checkLiteral(b, against: a, at: right.position)
+        try checkLiteral(a, against: b, at: left.position)
         var domain = try Self.common(typeA, typeB, for: word, at: at)
         if domain == .unknown { domain = .text }
         if domain != .null {
@@ -116,6 +118,35 @@ struct ExpressionBinder {
             (b, typeB) = try coerce(b, to: domain, at: right.position)
         }
         return (a, b, domain)
+    }
+
+    /// A quoted literal compared with a date, time, timestamp or uuid column (compared as text) must
+    /// be a value of that type in PostgreSQL's text form: another spelling would never match.
+    private func checkLiteral(_ node: BoundExpression.Node, against other: BoundExpression.Node, at: Int) throws(PredicateError) {
+        guard case let .constant(.text(bytes)) = node, case let .column(index, _) = other else { return }
+        let type = columns[index].typeName
+        let text = String(decoding: bytes, as: UTF8.self)
+        let form: String?
+        if type == "uuid" {
+            form = #"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"#
+        } else if type == "date" {
+            form = #"^\d{4,}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])( BC)?$|^-?infinity$"#
+        } else if type.hasPrefix("timestamp") {
+            form = #"^\d{4,}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])([ T]([01]\d|2[0-4]):[0-5]\d(:([0-5]\d|60)(\.\d{1,6})?)?(Z|[+-]\d{2}(:?\d{2})?)?)?( BC)?$|^-?infinity$"#
+        } else if type.hasPrefix("time") {
+            form = #"^([01]\d|2[0-4]):[0-5]\d(:([0-5]\d|60)(\.\d{1,6})?)?([+-]\d{2}(:?\d{2})?)?$"#
+        } else {
+            form = nil
+        }
+        guard let form, let pattern = try? Regex(form), text.firstMatch(of: pattern) == nil else { return }
+        throw PredicateError("'\(text)' is not a valid \(type) as PostgreSQL writes it (compared as text), e.g. \(Self.example(type))", at: at)
+    }
+
+    private static func example(_ type: String) -> String {
+        if type == "uuid" { return "'0b9c3c5e-5f1a-4c1e-9a57-3d2f1e6b7a10'" }
+        if type == "date" { return "'2026-12-01'" }
+        if type.hasPrefix("timestamp") { return type.contains("with time zone") ? "'2026-12-01 10:00:00+00'" : "'2026-12-01 10:00:00'" }
+        return "'10:00:00'"
     }
 
     /// The type both sides are compared in, or an error naming the two types.
