@@ -19,8 +19,8 @@ struct Verify: ParsableCommand {
 
     @OptionGroup var options: ConfigOption
 
-    @Option(help: "Only this sink (default: every postgres and sqlite sink).")
-    var sink: String?
+    @Option(help: "Only this sink; repeat it for several (default: every postgres and sqlite sink).")
+    var sink: [String] = []
 
     @Option(name: .customLong("table"), help: "Only this table, as schema.table (repeat for several; default: every captured table).")
     var tables: [String] = []
@@ -43,7 +43,7 @@ struct Verify: ParsableCommand {
         let plan: VerifyPlan
         do {
             plan = try VerifyPlan.make(file: config.file, sources: config.sources, sinks: config.sinks.map { ($0.config, $0.topics, $0.transforms) },
-                                       registry: SluiceMain.registry, sink: sink, tables: tables)
+                                       registry: SluiceMain.registry, sinks: sink, tables: tables)
         } catch let error as VerifyUsageError {
             throw UsageError(message: error.description)
         } catch let error as VerifyFailure {

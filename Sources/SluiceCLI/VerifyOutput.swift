@@ -23,7 +23,8 @@ final class VerifyOutput {
     func summary(_ results: [TableVerification], repaired: Int) {
         let compared = results.filter { $0.skipped == nil }
         let differing = compared.filter { !$0.isEqual }
-        let rows = differing.reduce(0) { $0 + $1.differenceCount }
+        // A table missing at the target misses every source row.
+        let rows = differing.reduce(0) { $0 + ($1.targetTableMissing ? Int($1.sourceRows) : $1.differenceCount) }
         if json {
             emit("{\"type\":\"summary\",\"tables\":\(compared.count),\"equal\":\(compared.count - differing.count),"
                  + "\"differing\":\(differing.count),\"skipped\":\(results.count - compared.count),\"differences\":\(rows),"
@@ -91,7 +92,8 @@ final class VerifyOutput {
     private func tableJSON(_ result: TableVerification) -> String {
         var fields = ["\"type\":\"table\"", "\"sink\":\(jsonString(result.sink))", "\"table\":\(jsonString(result.table.description))"]
         if let skipped = result.skipped {
-            fields += ["\"skipped\":\(jsonString(skipped))", "\"equal\":true"]
+            // Not compared: neither equal nor different.
+            fields += ["\"skipped\":\(jsonString(skipped))", "\"equal\":null"]
             return "{" + fields.joined(separator: ",") + "}"
         }
         fields += ["\"target_table\":\(jsonString(result.targetTable))", "\"keyed\":\(!result.keyColumns.isEmpty)",

@@ -44,6 +44,13 @@ public struct VerifyPlan {
     public static func make(file: String, sources: [ConnectorConfig],
                             sinks: [(config: ConnectorConfig, topics: [String], transforms: SinkTransforms)],
                             registry: ConnectorRegistry, sink requested: String?, tables requestedTables: [String]) throws -> VerifyPlan {
+        try make(file: file, sources: sources, sinks: sinks, registry: registry, sinks: requested.map { [$0] } ?? [], tables: requestedTables)
+    }
+
+    /// The same for several sinks (`--sink A --sink B`; none: every SQL sink).
+    public static func make(file: String, sources: [ConnectorConfig],
+                            sinks: [(config: ConnectorConfig, topics: [String], transforms: SinkTransforms)],
+                            registry: ConnectorRegistry, sinks requestedSinks: [String], tables requestedTables: [String]) throws -> VerifyPlan {
         let wanted = try requestedTables.map { entry -> TableName in
             do { return try TableName.parse(entry) } catch {
                 throw VerifyUsageError(description: "--table '\(entry)' \(error). Write schema.table, e.g. public.orders")
@@ -51,14 +58,14 @@ public struct VerifyPlan {
         }
         var notes: [String] = []
         var chosen: [((config: ConnectorConfig, topics: [String], transforms: SinkTransforms), VerifyTarget)] = []
-        if let requested, !sinks.contains(where: { $0.config.name == requested }) {
-            throw VerifyUsageError(description: "\(file): there is no sink '\(requested)'; sinks: \(sinks.map(\.config.name).joined(separator: ", "))")
+        if let unknown = requestedSinks.first(where: { requested in !sinks.contains { $0.config.name == requested } }) {
+            throw VerifyUsageError(description: "\(file): there is no sink '\(unknown)'; sinks: \(sinks.map(\.config.name).joined(separator: ", "))")
         }
-        for section in sinks where requested == nil || section.config.name == requested {
+        for section in sinks where requestedSinks.isEmpty || requestedSinks.contains(section.config.name) {
             let sink = try registry.sinks[section.config.type]!.init(config: section.config)
             guard let verifiable = sink as? any VerifiableSink else {
                 let reason = "sink \(section.config.name) (type \(section.config.type)) is not a SQL sink; verify compares postgres and sqlite sinks"
-                if requested != nil { throw VerifyUsageError(description: reason) }
+                if !requestedSinks.isEmpty { throw VerifyUsageError(description: reason) }
                 notes.append(reason)
                 continue
             }

@@ -255,6 +255,11 @@ final class VerifyTests: SinkTestCase {
         XCTAssertEqual(report.tables["replica public.visits"]?["equal"] as? Bool, true, equal.out)
         XCTAssertEqual(report.tables["local public.people"]?["target_table"] as? String, "crm_people", equal.out)
         XCTAssertTrue((report.tables["changelog public.people"]?["skipped"] as? String ?? "").contains("history"), equal.out)
+        XCTAssertTrue(report.tables["changelog public.people"]?["equal"] is NSNull, "not compared is not equal: \(equal.out)")
+        // --sink twice: both sinks, not the last one only.
+        let (two, twoReport) = try verify(["--sink", "replica", "--sink", "local"])
+        XCTAssertEqual(two.status, 0, two.describe)
+        XCTAssertEqual(Set(twoReport.tables.keys.map { String($0.split(separator: " ")[0]) }), ["replica", "local"], two.out)
         XCTAssertTrue((report.tables["replica public.visits_per_age"]?["skipped"] as? String ?? "").contains("aggregate table of stats.visits"),
                       "aggregate tables are listed as not compared: \(equal.out)")
         // An aggregate over a time column equals the GROUP BY at the source (hopping windows, sum, avg, max).
