@@ -12,6 +12,9 @@ import Foundation
 public enum Secrets {
     public static let mask = "***"
     public static let minimumLength = 4
+    /// Pieces of a secret split at URL delimiters are hidden from this length on (shorter ones, such
+    /// as a year, would garble unrelated text).
+    static let minimumPieceLength = 6
 
     /// RFC 3986's unreserved characters: what a URL carries as is.
     private static let unreserved = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-._~"))
@@ -28,6 +31,11 @@ public enum Secrets {
         if let decoded = value.removingPercentEncoding, decoded != value { forms.append(decoded) }
         let escaped = value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
         if escaped != value { forms.append(escaped) }  // as JSON output spells it
+        // As a message may show it: case-folded (an identifier PostgreSQL folded), or in pieces (a
+        // password with an unencoded '@' splits the URL, and libpq echoes the part after it).
+        forms += [value.lowercased(), value.uppercased()]
+        let pieces = value.split(whereSeparator: { "@:/?#&=;, ".contains($0) }).map(String.init)
+        if pieces.count > 1 { forms += pieces.filter { $0.count >= minimumPieceLength } }
         lock.lock()
         defer { lock.unlock() }
         for form in forms where form.count >= minimumLength && !values.contains(form) {

@@ -85,6 +85,18 @@ final class SecretsTests: XCTestCase {
         XCTAssertEqual(Secrets.redact("a literal-pw b env-token-value c plain-nats-pw d someone"), "a *** b *** c *** d someone")
     }
 
+    /// A password with an unencoded '@' splits its URL: libpq names the part after it as a host. A
+    /// name PostgreSQL folded to lower case shows the secret folded. Both are hidden.
+    func testPiecesAndCaseFoldedFormsOfASecretAreHidden() {
+        Secrets.register("Leak9Part@Second7Part")
+        XCTAssertEqual(Secrets.redact("could not translate host name \"Second7Part@127.0.0.1\" to address"),
+                       "could not translate host name \"***@127.0.0.1\" to address")
+        Secrets.register("Wr0ngPassw0rdXYZ")
+        XCTAssertEqual(Secrets.redact("publication p does not include public.wr0ngpassw0rdxyz"), "publication p does not include public.***")
+        Secrets.register("pw@2024")
+        XCTAssertEqual(Secrets.redact("at 2024-12-01"), "at 2024-12-01", "pieces shorter than 6 characters are not hidden")
+    }
+
     func testPatternsHideUnregisteredURLPasswords() {
         XCTAssertEqual(Secrets.redact("cannot connect to postgresql://u:pw@h:5/db?sslmode=require: refused"),
                        "cannot connect to postgresql://u:***@h:5/db?sslmode=require: refused")
