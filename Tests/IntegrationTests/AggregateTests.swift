@@ -302,4 +302,40 @@ final class AggregateTests: AggregateTestCase {
                        expected, logTail)
         XCTAssertEqual(daemon.terminate(), 0, logTail)
     }
+
+    /// A measure removed from the file: its NOT NULL state columns stay in the aggregate table, so the
+    /// sink stops naming them and the rebuild, in both targets (each insert failed on the constraint).
+    func testRemovingAMeasureStopsTheSinkNamingTheStaleColumns() throws {
+        try source.query("""
+            CREATE TABLE readings (id int PRIMARY KEY, t timestamptz NOT NULL, qty int);
+            ALTER TABLE readings REPLICA IDENTITY FULL;
+            CREATE TABLE markers (id int PRIMARY KEY);
+            """)
+        func configure(_ measures: String) throws {
+            let aggregate = ["    aggregates:", "      - table: public.per_minute", "        from: public.readings",
+                             "        window: {tumbling: 1m, time: t}", "        measures: {\(measures)}"]
+            try writeSourceConfig(tables: ["public.readings", "public.markers"], sinks: [
+                "  - name: replica", "    type: postgres", "    url: \(target.url)", "    topics: [app]",
+            ] + aggregate + ["  - name: local", "    type: sqlite", "    path: \(sqlitePath)", "    topics: [app]"] + aggregate)
+        }
+        try configure("n: \"count(*)\", total: \"sum(qty)\"")
+        let first = try startDaemon()
+        try waitForSlotActive()
+        try waitForTargets(lsn: try commitMarked("INSERT INTO readings VALUES (1, '2026-12-01 10:00:01+00', 3)"))
+        XCTAssertEqual(first.terminate(), 0, logTail)
+
+        try configure("n: \"count(*)\"")
+        let second = try startDaemon()
+        try source.query("INSERT INTO readings VALUES (2, '2026-12-01 10:00:02+00', 4)")
+        try eventually(timeout: 60, "both sinks to stop naming the stale columns" + logTail) {
+            let log = second.log
+            return log.components(separatedBy: "none of its measures writes").count > 2
+        }
+        let log = second.log
+        XCTAssertTrue(log.contains("per_minute has columns _sluice_total_n that none of its measures writes"), logTail)
+        XCTAssertTrue(log.contains("_sluice_total_sum, _sluice_total_n that none") || log.contains("_sluice_total_n, _sluice_total_sum that none"),
+                      logTail)
+        XCTAssertFalse(log.contains("violates not-null") || log.contains("NOT NULL constraint failed"), logTail)
+        second.kill()
+    }
 }

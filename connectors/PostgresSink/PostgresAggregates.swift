@@ -81,6 +81,7 @@ final class PostgresAggregates: AggregateStore {
         columns += state
         try pipeline.send("CREATE SCHEMA IF NOT EXISTS \(quote(aggregate.definition.table.schema))")
         try pipeline.send("CREATE TABLE IF NOT EXISTS \(table(aggregate)) (\(columns.joined(separator: ", ")), PRIMARY KEY (window_start, _sluice_group))")
+        try refuseStaleColumns(aggregate)
         if aggregate.timeColumn == nil {
             try pipeline.send("CREATE TABLE IF NOT EXISTS \(rowsTable(aggregate)) (key text PRIMARY KEY, commit_time bigint NOT NULL)")
         }
@@ -90,6 +91,30 @@ final class PostgresAggregates: AggregateStore {
                     value \(measureType(measure, aggregate)) NOT NULL, n bigint NOT NULL, PRIMARY KEY (window_start, _sluice_group, value))
                 """)
         }
+    }
+
+    /// A NOT NULL column no measure writes (one of measures: since removed from the file) would fail
+    /// every insert: the sink stops naming it and the rebuild instead.
+    private func refuseStaleColumns(_ aggregate: BoundAggregate) throws {
+        var written: Set<String> = ["window_start", "window_end", "_sluice_group", "_sluice_rows"]
+        for index in aggregate.groupColumns { written.insert(aggregate.schema.columns[index].name) }
+        for measure in aggregate.measures {
+            written.formUnion([measure.name, "_sluice_\(measure.name)_n", "_sluice_\(measure.name)_sum"])
+        }
+        var parameters = PGParameters()
+        parameters.append(table(aggregate))
+        let result = try pipeline.query("""
+            SELECT attname FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped
+              AND attnotnull AND NOT atthasdef AND attgenerated = '' ORDER BY attnum
+            """, parameters)
+        let stale = (0..<result.rowCount).compactMap { result.string($0, 0) }.filter { !written.contains($0) }
+        guard !stale.isEmpty else { return }
+        let name = aggregate.definition.table
+        throw ConnectorError.misconfigured("""
+            sink \(sink): the aggregate table \(name) has columns \(stale.joined(separator: ", ")) that none of its measures writes \
+            (were measures: changed?): an aggregate's table is not migrated. Drop \(name) and its _sluice_\(name.table)_* tables, \
+            restart, then sluice backfill --table \(aggregate.definition.from) rebuilds it; or restore the measures
+            """)
     }
 
     func write(_ deltas: [AggregateDelta], of aggregate: BoundAggregate) throws {
