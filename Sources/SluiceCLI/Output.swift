@@ -5,11 +5,39 @@ import SluiceKit
 /// messages on stderr. Only the records `tail` prints bypass it — they are the data as captured.
 enum Output {
     static func standardError(_ text: String) {
-        FileHandle.standardError.write(Data(Secrets.redact(text).utf8))
+        rawStandardError(Secrets.redact(text))
     }
 
     static func standardOutput(_ text: String) {
-        FileHandle.standardOutput.write(Data(Secrets.redact(text).utf8))
+        rawStandardOutput(Secrets.redact(text))
+    }
+
+    /// Writes to stdout as is. A reader that went away (`sluice tail … | head`) ends the command
+    /// quietly with exit 0, as head(1) means it; FileHandle's write would trap on EPIPE.
+    static func rawStandardOutput(_ text: String) {
+        if !write(STDOUT_FILENO, text) { exit(0) }
+    }
+
+    /// Writes to stderr as is; a closed stderr loses the message, it never stops the process.
+    static func rawStandardError(_ text: String) {
+        _ = write(STDERR_FILENO, text)
+    }
+
+    /// False when the descriptor's reader is gone (EPIPE) or it cannot be written.
+    private static func write(_ fd: Int32, _ text: String) -> Bool {
+        var text = text
+        return text.withUTF8 { bytes in
+            var done = 0
+            while done < bytes.count {
+                let count = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
+                if count < 0 {
+                    if errno == EINTR { continue }
+                    return false
+                }
+                done += count
+            }
+            return true
+        }
     }
 }
 

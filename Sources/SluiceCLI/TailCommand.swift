@@ -236,7 +236,7 @@ struct RecordPrinter {
 
     mutating func flush() {
         guard !buffer.isEmpty else { return }
-        FileHandle.standardOutput.write(Data(buffer.utf8))
+        Output.rawStandardOutput(buffer)
         buffer.removeAll(keepingCapacity: true)
     }
 }

@@ -126,12 +126,12 @@ final class VerifyProgress: VerifyObserver {
         guard terminal, Date().timeIntervalSince(last) > 0.1 else { return }
         last = Date()
         shown = true
-        FileHandle.standardError.write(Data("\rverify \(sink) \(table): \(chunks) chunks, \(rows) rows\u{1B}[K".utf8))
+        Output.rawStandardError("\rverify \(sink) \(table): \(chunks) chunks, \(rows) rows\u{1B}[K")
     }
 
     func clear() {
         guard shown else { return }
         shown = false
-        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+        Output.rawStandardError("\r\u{1B}[K")
     }
 }

@@ -120,6 +120,6 @@ final class VerifyOutput {
     }
 
     private func emit(_ line: String) {
-        FileHandle.standardOutput.write(Data((line + "\n").utf8))
+        Output.rawStandardOutput(line + "\n")
     }
 }

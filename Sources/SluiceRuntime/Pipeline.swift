@@ -49,7 +49,32 @@ public final class Pipeline: @unchecked Sendable {
     public func check() -> [CheckFinding] {
         ListenProbe.finding(config.metrics, dataDirectory: config.dataDirectory) + store.check(topics: config.topics)
             + sources.flatMap { $0.source.check(logger: logger) } + sinks.flatMap { $0.sink.check(logger: logger) }
-            + aggregatedTableFindings() + transformFindings() + foreignTopicFindings()
+            + aggregatedTableFindings() + transformFindings() + aggregateDefinitionFindings() + foreignTopicFindings()
+    }
+
+    /// Each sink's aggregates bound to the current schema of the table they read, as the sink receives
+    /// it (after its transforms): an unknown column or a measure its type cannot take is found before
+    /// anything starts, not at the table's first change.
+    private func aggregateDefinitionFindings() -> [CheckFinding] {
+        sources.flatMap { name, source -> [CheckFinding] in
+            guard let source = source as? any SchemaSource else { return [] }
+            return config.sinks.filter { $0.topics.contains(name) }.flatMap { section -> [CheckFinding] in
+                guard let definitions = try? AggregateDefinition.parseAll(section.config), !definitions.isEmpty,
+                      let schemas = try? source.currentSchemas(among: section.transforms.includes) else { return [] }
+                var findings: [CheckFinding] = []
+                for schema in schemas {
+                    let received = section.transforms.isEmpty ? schema : (try? TableTransform(source: schema, transforms: section.transforms))?.target
+                    guard let received else { continue }
+                    for definition in definitions where definition.from == TableName(schema: received.schema, table: received.table) {
+                        do { _ = try BoundAggregate(definition, schema: received) } catch {
+                            findings.append(CheckFinding(.error, "sink \(section.config.name)", "\(config.file): \(error)",
+                                                         fix: "correct the aggregate in \(config.file)"))
+                        }
+                    }
+                }
+                return findings
+            }
+        }
     }
 
     /// A topic a sink reads that no source here writes must exist already, as `run` requires.
@@ -168,7 +193,7 @@ public final class Pipeline: @unchecked Sendable {
         }
 
         // An aggregate over a table that sends only old keys would stop its sink at the first update.
-        if let problem = (aggregatedTableFindings() + transformFindings()).first(where: { $0.severity == .error }) {
+        if let problem = (aggregatedTableFindings() + transformFindings() + aggregateDefinitionFindings()).first(where: { $0.severity == .error }) {
             logger.error("\(problem.subject): \(problem.message)\(problem.fix.map { ". Fix: \($0)" } ?? "")")
             return 2
         }

@@ -338,4 +338,32 @@ final class AggregateTests: AggregateTestCase {
         XCTAssertFalse(log.contains("violates not-null") || log.contains("NOT NULL constraint failed"), logTail)
         second.kill()
     }
+
+    /// An aggregate the table's schema makes impossible (a sum of text, an unknown group column) is
+    /// found by check and refused by run (exit 2) before a slot, a publication or a table is made.
+    func testAnAggregateTheSchemaRefusesExitsTwoBeforeAnythingIsCreated() throws {
+        try source.query("""
+            CREATE TABLE readings (id int PRIMARY KEY, t timestamptz NOT NULL, note text);
+            ALTER TABLE readings REPLICA IDENTITY FULL;
+            CREATE TABLE markers (id int PRIMARY KEY);
+            """)
+        let aggregate = ["    aggregates:", "      - table: public.per_minute", "        from: public.readings", "        group_by: [zone]",
+                         "        window: {tumbling: 1m, time: t}", "        measures: {total: \"sum(note)\"}"]
+        try writeSourceConfig(tables: ["public.readings", "public.markers"], sinks: [
+            "  - name: replica", "    type: postgres", "    url: \(target.url)", "    topics: [app]",
+        ] + aggregate + ["  - name: local", "    type: sqlite", "    path: \(sqlitePath)", "    topics: [app]"] + aggregate)
+        let check = try sluice(["check", "--config", configPath])
+        XCTAssertEqual(check.status, 2, check.describe)
+        for sink in ["sinks[0] (replica)", "sinks[1] (local)"] {
+            XCTAssertTrue(check.out.contains("\(configPath): \(sink).aggregates[0]"), check.describe)
+        }
+        XCTAssertTrue(check.out.contains("zone"), check.describe)
+        let run = try sluice(["run", "--config", configPath], timeout: 60)
+        XCTAssertEqual(run.status, 2, run.describe)
+        XCTAssertTrue(run.all.contains("sinks[0] (replica).aggregates[0]"), run.describe)
+        XCTAssertEqual(try source.scalar("SELECT count(*) FROM pg_replication_slots"), "0", "no slot: \(run.describe)")
+        XCTAssertEqual(try source.scalar("SELECT count(*) FROM pg_publication"), "0", "no publication: \(run.describe)")
+        XCTAssertEqual(try target.scalar("SELECT to_regclass('public.readings')::text"), nil, "no target table: \(run.describe)")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: sqlitePath), run.describe)
+    }
 }

@@ -61,6 +61,17 @@ final class TailCountTests: DaemonTestCase {
             XCTAssertTrue(result.err.contains("e.g. -n 3"), "says what to write instead: \(result.describe)")
             XCTAssertTrue(result.out.isEmpty, result.describe)
         }
+        // A reader that is gone (`| head`): exit 0 quietly, not a trap on EPIPE (it was SIGILL, 132).
+        let gone = try execute([pluginPython, "-c", """
+            import os, subprocess, sys
+            r, w = os.pipe()
+            os.close(r)
+            p = subprocess.run(sys.argv[1:], stdout=w, stderr=subprocess.PIPE)
+            print(p.returncode)
+            sys.stdout.write(p.stderr.decode())
+            """, sluiceBinary, "tail", "items", "--config", configPath, "--from-beginning"], timeout: 60)
+        XCTAssertEqual(gone.out.split(separator: "\n").first, "0", gone.describe)
+        XCTAssertFalse(gone.out.contains("Fatal error") || gone.out.contains("crashed"), gone.describe)
         let both = try sluice(["tail", "items", "--config", configPath, "--from-beginning", "-n", "2", "--follow"], timeout: 20)
         XCTAssertEqual(both.status, 2, both.describe)
         XCTAssertTrue(both.err.contains("--from-beginning") && both.err.contains("--follow") && both.err.contains("-n"), both.describe)
