@@ -98,6 +98,8 @@ final class JetStreamTopic: Topic, @unchecked Sendable {
         return cached?.durable ?? nil
     }
 
+    func requireReadable() throws { _ = try info() }
+
     func info() throws -> StreamInfo? {
         try query("look up stream \(stream)") { try $0.streamInfo(stream) }
     }

@@ -210,6 +210,9 @@ public final class Pipeline: @unchecked Sendable {
                         """)
                     return 2
                 }
+            } catch ConnectorError.transient(let reason) {
+                // Servers down now (an outage, or started before them): its sinks retry until they answer.
+                logger.warning("cannot look up topic \(topic) in \(store.location) yet: \(reason); its sinks retry until it answers")
             } catch {
                 logger.error("cannot look up topic \(topic) in \(store.location): \(error)")
                 return 1

@@ -167,6 +167,8 @@ final class SinkRunner: @unchecked Sendable {
                 }
                 if drain.isStopped { return }
                 if !proven || DispatchTime.now().uptimeNanoseconds - idleSince.uptimeNanoseconds > 1_000_000_000 {
+                    // Idle because the topic cannot be read (its servers down) is retrying, not running.
+                    for (topic, _) in readers { try topic.requireReadable() }
                     try sink.probe()
                     if let durable = sink.durablePositions() { progress.durable(durable) }
                     healthy()
@@ -182,6 +184,8 @@ final class SinkRunner: @unchecked Sendable {
     /// means the topic lost transactions or was recreated: refuse to guess.
     private func checkResumable(topic: any Topic, stored: SinkPosition?) throws {
         guard let stored else { return }
+        // No end known may be servers that do not answer, not an empty topic: retry, do not judge.
+        if topic.durableCommit == nil { try topic.requireReadable() }
         let end = topic.durableCommit?.offset
         let damage = topic.damage.map { " (\($0))" } ?? ""
         if let found = topic.damage, end.map({ stored.offset > $0 }) ?? true {

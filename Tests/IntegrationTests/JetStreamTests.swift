@@ -331,6 +331,77 @@ final class JetStreamTests: SinkTestCase {
         XCTAssertEqual(daemon.terminate(), 0, "clean exit on SIGTERM" + logTail)
     }
 
+    /// The daemon started while its only nats-server is down, its sinks holding positions: they retry
+    /// (the topic's end is unknown, not empty; they failed with "the topic lost transactions") and
+    /// catch up once the server is back, without a restart.
+    func testSinksWithPositionsStartedDuringAnOutageRetryAndRecover() throws {
+        let nats = try startNATS()
+        try createSchema()
+        try writeConfig(tables: Self.tables, topExtra: topicsSection([nats.url], replicas: 1))
+        let first = try startDaemon()
+        try waitForSlotActive()
+        try waitForTargetsToCatchUp("before the outage")
+        XCTAssertEqual(first.terminate(), 0, logTail)
+
+        nats.kill()
+        let daemon = try startDaemon()
+        var status = StatusView([:])
+        try eventually(timeout: 60, "both sinks retrying while the server is down: \(status.text)" + logTail) {
+            let result = try sluice(["status", "--config", configPath, "--json"], timeout: 30)
+            status = StatusView((try? JSONSerialization.jsonObject(with: Data(result.out.utf8)) as? [String: Any]) ?? [:])
+            return status.state(sink: "replica") == "retrying" && status.state(sink: "local") == "retrying"
+        }
+        XCTAssertFalse(daemon.log.contains("lost transactions"), logTail)
+        try source.query("INSERT INTO journal (writer, payload) VALUES (-2, 'during the outage')")
+
+        try nats.start()
+        try waitForTargetsToCatchUp("after the outage", timeout: 150)
+        XCTAssertTrue(daemon.isRunning, logTail)
+        try assertEveryTableExact()
+        XCTAssertEqual(daemon.terminate(), 0, logTail)
+    }
+
+    /// A sink-only process (split deployment) started while the nats-server is down retries instead of
+    /// exiting 1, shows its sink retrying (not running with lag 0) through the outage, and catches up.
+    func testASinkOnlyProcessRetriesThroughAnOutage() throws {
+        let nats = try startNATS()
+        try createSchema()
+        let topics = topicsSection([nats.url], replicas: 1)
+        func write(_ name: String, _ lines: [String]) throws -> String {
+            let path = directory + "/\(name).yml"
+            try ((["data_dir: \(directory!)/data-\(name)"] + topics + lines).joined(separator: "\n") + "\n")
+                .write(toFile: path, atomically: true, encoding: .utf8)
+            return path
+        }
+        let sourceConfig = try write("source", ["sources:", "  - name: app", "    type: postgres", "    url: \(source.url)",
+                                                "    tables: [\(Self.tables.joined(separator: ", "))]"])
+        let sinkConfig = try write("sink", ["sinks:", "  - name: local", "    type: sqlite", "    path: \(sqlitePath)", "    topics: [app]"])
+        let sourceLog = directory + "/source.log", sinkLog = directory + "/sink.log"
+        extraLogs = [sourceLog, sinkLog]
+        let producer = try SluiceProcess(["run", "--config", sourceConfig], logPath: sourceLog)
+        daemons.append(producer)
+        try eventually(timeout: 60, "stream \(streamName) created" + logTail) { try nats.stream(streamName) != nil }
+
+        nats.kill()
+        let consumer = try SluiceProcess(["run", "--config", sinkConfig], logPath: sinkLog)
+        daemons.append(consumer)
+        var state: String?
+        try eventually(timeout: 60, "sink local retrying during the outage (state \(state ?? "none"))" + logTail) {
+            let result = try sluice(["status", "--config", sinkConfig, "--json"], timeout: 30)
+            state = StatusView((try? JSONSerialization.jsonObject(with: Data(result.out.utf8)) as? [String: Any]) ?? [:]).state(sink: "local")
+            return state == "retrying"
+        }
+        XCTAssertTrue(consumer.isRunning, "the sink-only process waits for the servers" + logTail)
+
+        try nats.start()
+        let lsn = try commitMarked("INSERT INTO journal (writer, payload) VALUES (-3, 'after the outage')")
+        try eventually(timeout: 150, "the SQLite target at the source's position" + logTail) { try (sqliteTargetLSN() ?? 0) >= lsn }
+        let columns = try sourceColumns("public.items")
+        XCTAssertEqual(try sqliteRows("public.items", columns: columns), try expectedSQLiteRows("public.items", columns: columns), logTail)
+        XCTAssertEqual(consumer.terminate(), 0, logTail)
+        XCTAssertEqual(producer.terminate(), 0, logTail)
+    }
+
     // MARK: 4. A three-node cluster
 
     /// `replicas: 3` on three routed servers: a follower SIGKILLed mid-stream and restarted (it

@@ -56,6 +56,13 @@ public protocol Topic: AnyObject, Sendable {
     /// (recorded by its source, which refuses to capture over the gap); nil when it is whole.
     /// A sink applies everything before the gap, then stops instead of reporting itself caught up.
     var damage: String? { get }
+    /// Throws (a transient error) when the topic's storage cannot be read now, servers unreachable:
+    /// an unknown end is then not an empty topic.
+    func requireReadable() throws
+}
+
+extension Topic {
+    public func requireReadable() throws {}
 }
 
 /// Reads a topic in order. Confined to one thread.
