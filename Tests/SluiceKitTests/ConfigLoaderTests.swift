@@ -495,6 +495,21 @@ extension ConfigLoaderTests {
         XCTAssertNoThrow(try load(try write("aggregate-received", sink("rename: {public.orders: sales.orders}, ", from: "sales.orders"))))
     }
 
+    /// A NATS port out of range is a bad URL (it was retried forever); a mistake in `topics:` names
+    /// the line of its own value, not the line of `backend:`.
+    func testJetStreamSettingsRefuseBadPortsAndNameTheirLine() throws {
+        let bad = try write("nats-port", "topics:\n  backend: jetstream\n  servers: [nats://127.0.0.1:99999]\n" + Self.source + "\n")
+        XCTAssertThrowsError(try load(bad)) { error in
+            XCTAssertEqual((error as? ConfigError)?.key, "topics.servers", "\(error)")
+            XCTAssertTrue("\(error)".contains("'nats://127.0.0.1:99999' is not a nats://host:port"), "\(error)")
+        }
+        let replicas = try write("nats-replicas", "topics:\n  backend: jetstream\n  servers: [nats://127.0.0.1:4222]\n\n  replicas: 0\n" + Self.source + "\n")
+        XCTAssertThrowsError(try load(replicas)) { error in
+            XCTAssertEqual((error as? ConfigError)?.key, "topics.replicas", "\(error)")
+            XCTAssertTrue("\(error)".contains("nats-replicas.yml:5:"), "the line of replicas: \(error)")
+        }
+    }
+
     /// SQLite's column names ignore case: two measures "n" and "N" are refused at an SQLite sink, not at PostgreSQL.
     func testAggregateColumnsDifferingOnlyInCaseAtSQLite() throws {
         let aggregate = "aggregates: [{table: public.agg, from: public.orders, window: {tumbling: 1m, time: created_at}, "

@@ -349,21 +349,24 @@ enum ConfigLoader {
             throw ConfigError(file: file, line: line, key: "topics.servers", message: "is required for backend: jetstream, e.g. [nats://127.0.0.1:4222]")
         }
         for server in servers {
-            guard let url = URLComponents(string: server), ["nats", "tls"].contains(url.scheme ?? ""), url.host?.isEmpty == false else {
+            guard let url = URLComponents(string: server), ["nats", "tls"].contains(url.scheme ?? ""), url.host?.isEmpty == false,
+                  url.port.map({ (1...65535).contains($0) }) ?? true else {
                 throw ConfigError(file: file, line: serversValue?.line, key: "topics.servers",
                                   message: "'\(server)' is not a nats://host:port (or tls://host:port) URL")
             }
         }
+        // The line of a key's value, for messages about it.
+        func lineOf(_ key: String) -> Int? { entries.first(where: { $0.key == key })?.value.line ?? line }
         var settings = JetStreamSettings(servers: servers)
         if let text = try scalar("replicas") {
             guard let replicas = Int(text), (1...5).contains(replicas) else {
-                throw ConfigError(file: file, line: line, key: "topics.replicas", message: "'\(text)' must be a number from 1 to 5")
+                throw ConfigError(file: file, line: lineOf("replicas"), key: "topics.replicas", message: "'\(text)' must be a number from 1 to 5")
             }
             settings.replicas = replicas
         }
         if let prefix = try scalar("stream_prefix") {
             guard prefix.count <= 32, prefix.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") }) else {
-                throw ConfigError(file: file, line: line, key: "topics.stream_prefix",
+                throw ConfigError(file: file, line: lineOf("stream_prefix"), key: "topics.stream_prefix",
                                   message: "'\(prefix)' may use only letters, digits, _ and - (at most 32)")
             }
             settings.streamPrefix = prefix
@@ -372,7 +375,7 @@ enum ConfigLoader {
             guard let text = try scalar(key) else { return nil }
             let full = text.hasPrefix("/") ? text : baseDirectory + "/" + text
             guard FileManager.default.fileExists(atPath: full) else {
-                throw ConfigError(file: file, line: line, key: "topics.\(key)", message: "'\(text)' does not exist")
+                throw ConfigError(file: file, line: lineOf(key), key: "topics.\(key)", message: "'\(text)' does not exist")
             }
             return full
         }
