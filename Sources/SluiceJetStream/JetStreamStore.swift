@@ -90,7 +90,10 @@ public final class JetStreamStore: TopicStore, @unchecked Sendable {
             }
         }
         if settings.replicas > 1 && nodes < settings.replicas {
-            findings.append(CheckFinding(.warning, subject, "replicas is \(settings.replicas), but only \(nodes) NATS server(s) are known",
+            // A stream still to be created cannot be placed: run would stop there (exit 2).
+            let creates = findings.contains { $0.message.contains("does not exist yet") }
+            findings.append(CheckFinding(creates ? .error : .warning, subject, "replicas is \(settings.replicas), but only \(nodes) NATS server(s) are known"
+                                         + (creates ? ": a stream with \(settings.replicas) replicas cannot be created" : ""),
                                          fix: "run a cluster of at least \(settings.replicas) JetStream nodes, or lower topics.replicas"))
         }
         return findings

@@ -94,7 +94,15 @@ final class JetStreamTopicWriter: TopicWriter, @unchecked Sendable {
                     """)
             }
         } else {
-            info = try store.wrap("create stream \(topic.stream) (replicas \(wanted.replicas))") { try jetStream.addStream(wanted) }
+            do {
+                info = try store.wrap("create stream \(topic.stream) (replicas \(wanted.replicas))") { try jetStream.addStream(wanted) }
+            } catch let error as ConnectorError where ["JetStream error 10005", "JetStream error 10074"].contains(where: "\(error)".contains) {
+                // No suitable peers, or not clustered: fewer JetStream servers than replicas asks for.
+                throw ConnectorError.misconfigured("""
+                    topics.replicas is \(wanted.replicas), but the NATS cluster cannot place \(wanted.replicas) replicas of stream \
+                    \(topic.stream) (\(error)): set topics.replicas to at most the number of JetStream servers in the cluster
+                    """)
+            }
             store.logger.info("created stream", metadata: ["stream": "\(topic.stream)", "replicas": "\(wanted.replicas)"])
         }
         // A replicated stream answers only once its group has a leader (just created, or failing over).

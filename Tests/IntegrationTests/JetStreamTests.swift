@@ -402,6 +402,22 @@ final class JetStreamTests: SinkTestCase {
         XCTAssertEqual(producer.terminate(), 0, logTail)
     }
 
+    /// More replicas than the servers can place: check says so (exit 2) and run stops naming
+    /// topics.replicas (exit 2, it was exit 1 with NATS's raw error), before a slot is made.
+    func testReplicasTheServersCannotPlaceAreRefusedNamingTheKey() throws {
+        let nats = try startNATS()
+        try createSchema()
+        try writeConfig(tables: Self.tables, topExtra: topicsSection([nats.url], replicas: 3))
+        let check = try sluice(["check", "--config", configPath], timeout: 60)
+        XCTAssertEqual(check.status, 2, check.describe)
+        XCTAssertTrue(check.out.contains("replicas is 3, but only 1 NATS server(s) are known"), check.describe)
+        let run = try sluice(["run", "--config", configPath], timeout: 60)
+        XCTAssertEqual(run.status, 2, run.describe)
+        XCTAssertTrue(run.all.contains("topics.replicas is 3") && run.all.contains("set topics.replicas to at most"), run.describe)
+        XCTAssertNil(try nats.stream(streamName), "no stream")
+        XCTAssertEqual(try source.scalar("SELECT count(*) FROM pg_replication_slots"), "0", "no slot: \(run.describe)")
+    }
+
     // MARK: 4. A three-node cluster
 
     /// `replicas: 3` on three routed servers: a follower SIGKILLed mid-stream and restarted (it
