@@ -13,9 +13,15 @@ enum Output {
     }
 
     /// Writes to stdout as is. A reader that went away (`sluice tail … | head`) ends the command
-    /// quietly with exit 0, as head(1) means it; FileHandle's write would trap on EPIPE.
+    /// quietly with exit 0, as head(1) means it; any other failure exits 1 saying why. FileHandle's
+    /// write would trap on either.
     static func rawStandardOutput(_ text: String) {
-        if !write(STDOUT_FILENO, text) { exit(0) }
+        guard !write(STDOUT_FILENO, text) else { return }
+        if errno == EPIPE { exit(0) }
+        // Anything else (a full disk under `> file`) is a failure, not the reader's choice.
+        let reason = String(cString: strerror(errno))
+        _ = write(STDERR_FILENO, "error: cannot write the output: \(reason)\n")
+        exit(1)
     }
 
     /// Writes to stderr as is; a closed stderr loses the message, it never stops the process.
@@ -23,7 +29,7 @@ enum Output {
         _ = write(STDERR_FILENO, text)
     }
 
-    /// False when the descriptor's reader is gone (EPIPE) or it cannot be written.
+    /// False when the descriptor cannot be written (errno says why: EPIPE when its reader is gone).
     private static func write(_ fd: Int32, _ text: String) -> Bool {
         var text = text
         return text.withUTF8 { bytes in

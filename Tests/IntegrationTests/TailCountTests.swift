@@ -72,6 +72,10 @@ final class TailCountTests: DaemonTestCase {
             """, sluiceBinary, "tail", "items", "--config", configPath, "--from-beginning"], timeout: 60)
         XCTAssertEqual(gone.out.split(separator: "\n").first, "0", gone.describe)
         XCTAssertFalse(gone.out.contains("Fatal error") || gone.out.contains("crashed"), gone.describe)
+        // Output that cannot be written for another reason (a full disk) is a failure, said as such.
+        let full = try execute(["/bin/sh", "-c", "'\(sluiceBinary)' tail items --config '\(configPath)' --from-beginning > /dev/full"], timeout: 60)
+        XCTAssertEqual(full.status, 1, full.describe)
+        XCTAssertTrue(full.err.contains("cannot write the output: No space left on device"), full.describe)
         let both = try sluice(["tail", "items", "--config", configPath, "--from-beginning", "-n", "2", "--follow"], timeout: 20)
         XCTAssertEqual(both.status, 2, both.describe)
         XCTAssertTrue(both.err.contains("--from-beginning") && both.err.contains("--follow") && both.err.contains("-n"), both.describe)
