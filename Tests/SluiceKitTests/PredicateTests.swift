@@ -137,10 +137,11 @@ final class PredicateTests: XCTestCase {
         let events = [
             column("id", oid: 23, type: "integer", key: true), column("at", oid: 1184, type: "timestamp with time zone"),
             column("day", oid: 1082, type: "date"), column("ref", oid: 2950, type: "uuid"), column("clock", oid: 1083, type: "time without time zone"),
+            column("stamps", oid: 1185, type: "timestamp with time zone[]"),
         ]
         for good in ["at > '2024-01-01'", "at >= '2024-01-01 10:00:00+00'", "at < '2024-01-01T10:00:00.5Z'", "at = 'infinity'",
                      "day = '2024-02-29'", "day < '0044-03-15 BC'", "ref = '0b9c3c5e-5f1a-4c1e-9a57-3d2f1e6b7a10'", "clock > '10:30'",
-                     "'2024-01-01' < at", "at IS NULL"] {
+                     "'2024-01-01' < at", "at IS NULL", "stamps = '{}'"] {
             XCTAssertNoThrow(try Predicate(good).bind(to: events, table: "public.events"), good)
         }
         for (bad, type) in [("at > 'not a time'", "timestamp with time zone"), ("at > '2024-13-45'", "timestamp with time zone"),
